@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# One-shot GPU check of fieldfit.cuda. Installs NOTHING and needs no network.
+#
+#   bash bench/gpu_check.sh            (from anywhere; uses $PYTHON or python)
+#
+# 1. Makes this checkout importable as `fieldfit` without installing: if `import fieldfit.cuda`
+#    does not already resolve to this checkout, it builds a throwaway symlink tree
+#    ($TMP/fieldfit/{cuda,fields,...} -> repo folders, per pyproject's package-dir) and puts it
+#    on PYTHONPATH. (A plain PYTHONPATH=repo does not work: the repo folders install as
+#    fieldfit.X. `pip install --no-deps --no-build-isolation -e .` would also work offline, but
+#    only where setuptools>=68 is already installed, and it changes the environment.)
+#    Every command runs from that temp dir, never from the repo root: there the repo's cuda/
+#    folder would shadow NVIDIA's `cuda` (cuda-python) package that `import torch` probes.
+# 2. Kernel tests on CUDA with the real compiler: TRITON_INTERPRET= pytest tests/test_kernels_*.py
+#    (the cpu-interpret cases skip when TRITON_INTERPRET is not 1).
+# 3. Kernel benchmark -> bench/results/kernels_<gpu>.json.
+# 4. Hooks: bench/sdf_gpu.py and bench/radiance_gpu.py, each run only if present.
+# 5. A short summary table. Exit status: non-zero if any test or step failed.
+# If $OUT is set (device runner), logs and JSON results are copied there.
+# KERNELS_BENCH_ARGS passes options to bench/kernels_bench.py (e.g. "--ops rbf,hash").
+# GPU_CHECK_FORCE_SHIM=1 builds the import shim even when fieldfit already resolves (to test it).
+set -uo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${PYTHON:-python}"
+WORK="$(mktemp -d)"
+LOGS="${OUT:-$WORK}"
+mkdir -p "$LOGS"
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK" || exit 2
+
+# --- 1. import path ------------------------------------------------------------------------------
+resolves_here() {
+    "$PY" - "$REPO" <<'EOF' 2>/dev/null
+import pathlib, sys
+import fieldfit.cuda
+sys.exit(0 if pathlib.Path(fieldfit.cuda.__file__).resolve().parent == (pathlib.Path(sys.argv[1]) / "cuda").resolve() else 1)
+EOF
+}
+if [ -z "${GPU_CHECK_FORCE_SHIM:-}" ] && resolves_here; then
+    echo "[gpu_check] fieldfit already resolves to $REPO"
+else
+    "$PY" - "$REPO" "$WORK/shim" <<'EOF' || { echo "[gpu_check] could not build the import shim"; exit 2; }
+import pathlib, re, sys
+repo, shim = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+text = (repo / "pyproject.toml").read_text()
+section = text.split("[tool.setuptools.package-dir]", 1)[1].split("\n[", 1)[0]
+mapping = dict(re.findall(r'"([\w.]+)"\s*=\s*"([^"]+)"', section))
+root = shim / "fieldfit"
+root.mkdir(parents=True)
+for entry in (repo / mapping.pop("fieldfit")).iterdir():
+    (root / entry.name).symlink_to(entry)
+for pkg, folder in mapping.items():
+    (root / pkg.split(".", 1)[1]).symlink_to(repo / folder)
+EOF
+    export PYTHONPATH="$WORK/shim${PYTHONPATH:+:$PYTHONPATH}"
+    resolves_here || { echo "[gpu_check] fieldfit still does not import from $REPO"; exit 2; }
+    echo "[gpu_check] using import shim $WORK/shim -> $REPO"
+fi
+"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('[gpu_check]', torch.__version__, torch.version.cuda, torch.cuda.get_device_name())" \
+    || { echo "[gpu_check] CUDA is not available"; exit 2; }
+
+# --- 2. kernel tests on CUDA -----------------------------------------------------------------------
+TRITON_INTERPRET= "$PY" -m pytest -q -p no:cacheprovider --durations=10 --rootdir "$REPO" \
+    "$REPO"/tests/test_kernels_*.py 2>&1 | tee "$LOGS/gpu_check_tests.log"
+TESTS_RC=${PIPESTATUS[0]}
+
+# --- 3. kernel benchmark ---------------------------------------------------------------------------
+# shellcheck disable=SC2086  # KERNELS_BENCH_ARGS (e.g. "--ops rbf,hash") is split on purpose
+TRITON_INTERPRET= "$PY" "$REPO/bench/kernels_bench.py" ${KERNELS_BENCH_ARGS:-} 2>&1 | tee "$LOGS/gpu_check_bench.log"
+BENCH_RC=${PIPESTATUS[0]}
+
+# --- 4. hooks for the other GPU benchmarks (added by their owners) -----------------------------------
+HOOKS_RC=0
+HOOK_LINES=""
+for hook in sdf_gpu.py radiance_gpu.py; do
+    if [ -f "$REPO/bench/$hook" ]; then
+        TRITON_INTERPRET= "$PY" "$REPO/bench/$hook" 2>&1 | tee "$LOGS/gpu_check_${hook%.py}.log"
+        rc=${PIPESTATUS[0]}
+        [ "$rc" -ne 0 ] && HOOKS_RC=$rc
+        HOOK_LINES+="bench/$hook: exit $rc"$'\n'
+    else
+        HOOK_LINES+="bench/$hook: not present, skipped"$'\n'
+    fi
+done
+
+[ -n "${OUT:-}" ] && cp "$REPO"/bench/results/*.json "$OUT"/ 2>/dev/null || true
+
+# --- 5. summary ------------------------------------------------------------------------------------
+echo
+echo "=================================== gpu_check summary ==================================="
+echo "kernel tests: $(tail -n 1 "$LOGS/gpu_check_tests.log")  (exit $TESTS_RC)"
+BENCH_JSON="$(sed -n 's/^# wrote //p' "$LOGS/gpu_check_bench.log" | tail -n 1)"
+"$PY" - "$BENCH_JSON" <<'EOF'
+import json, pathlib, sys
+path = pathlib.Path(sys.argv[1])
+if not sys.argv[1] or not path.is_file():
+    sys.exit("kernel benchmark: no JSON written (see gpu_check_bench.log)")
+data = json.loads(path.read_text())
+print(f"benchmark {path}: {data['machine'].get('device_name')}, torch {data['machine']['torch']}")
+print(f"{'op':<44} {'pass':<8} {'ref ms':>9} {'kernel ms':>10} {'speedup':>8} {'fwd err':>8}")
+for r in data["results"]:
+    print(f"{r['op']:<44} {r['pass_']:<8} {r['reference_ms']:9.3f} {r.get('kernel_ms', float('nan')):10.3f} "
+          f"{r.get('speedup', float('nan')):8.2f} {r.get('fwd_max_abs_err') or 0:8.1e}")
+EOF
+printf "%s" "$HOOK_LINES"
+echo "exit codes: tests $TESTS_RC, kernel bench $BENCH_RC, hooks $HOOKS_RC"
+[ "$TESTS_RC" -eq 0 ] && [ "$BENCH_RC" -eq 0 ] && [ "$HOOKS_RC" -eq 0 ]

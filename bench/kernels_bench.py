@@ -1,0 +1,232 @@
+"""Benchmark fieldfit.cuda: Triton kernel vs torch reference, forward and forward+backward.
+
+On CUDA every op is timed both ways with ``triton.testing.do_bench`` (median, with warmup) at
+2^18 points (2^20 samples for compositing, 2^18 rays for traversal), and the forward outputs of
+the two are compared (max |kernel - reference| is recorded: a benchmark of a wrong kernel is
+worthless). On CPU only the reference is timed (there is no compiled kernel; the interpreter is a
+test tool), at 2^14 points unless --full, and the JSON says so.
+
+Writes bench/results/kernels_<device>.json with the machine description. Run from anywhere:
+    python bench/kernels_bench.py [--full] [--ops rbf,dense,hash,composite,traverse] [--out PATH]
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from fieldfit import cuda as K
+from fieldfit.cuda import _torch_ref as R
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# --------------------------------------------------------------------------- cases
+# Each case: name, make(n, device) -> dict(inputs=[...], grad=[indices needing grad]),
+# kernel(*inputs), reference(*inputs); outputs are a tensor or a tuple of tensors.
+
+
+def _rbf_case(d, k):
+    def make(n, dev):
+        g = torch.Generator(device="cpu").manual_seed(0)
+        x = torch.randn(n, d, generator=g).to(dev)
+        c = torch.randn(k, d, generator=g).to(dev)
+        lp = (torch.randn(k, d, generator=g) * 0.3 - 1).to(dev)
+        return [x, c, lp], [0, 1, 2]
+
+    return dict(name=f"rbf_layer D={d} K={k}", make=make, kernel=K.rbf_layer, reference=R.rbf_layer_ref)
+
+
+def _dense_case(d, f, res, channels_last):
+    def make(n, dev):
+        x = torch.rand(n, d, device=dev) * 2 - 1
+        shape = (*([res] * d), f)
+        grid = (torch.randn(shape, device=dev) * 1e-2).movedim(-1, 0)  # [F, *R], channels-last memory
+        if not channels_last:
+            grid = grid.contiguous()
+        return [x, grid], [1]
+
+    layout = "channels-last" if channels_last else "channels-first"
+    return dict(name=f"dense_grid {d}D F={f} R={res} {layout}", make=make, kernel=K.dense_grid,
+                reference=R.dense_grid_ref)
+
+
+def _hash_case(levels, log2t, f):
+    res = [int(round(16 * (512 / 16) ** (i / (levels - 1)))) for i in range(levels)]
+
+    def make(n, dev):
+        x = torch.rand(n, 3, device=dev) * 2 - 1
+        table = (torch.rand(levels, 2**log2t, f, device=dev) * 2 - 1) * 1e-4
+        return [x, table], [1]
+
+    return dict(name=f"hash_grid L={levels} T=2^{log2t} F={f}", make=make,
+                kernel=lambda x, t: K.hash_grid(x, t, res), reference=lambda x, t: R.hash_grid_ref(x, t, res))
+
+
+def _composite_case():
+    def make(n_samples, dev):
+        n_rays = max(1, n_samples // 64)
+        counts = torch.randint(0, 129, (n_rays,), generator=torch.Generator().manual_seed(0))
+        ri = torch.repeat_interleave(torch.arange(n_rays), counts)[:n_samples].to(dev)
+        s = ri.numel()
+        ts = torch.rand(s, device=dev)
+        return [torch.rand(s, device=dev) * 5, ts, ts + 0.01, ri, n_rays], [0]
+
+    return dict(name="composite_packed 64 samples/ray", make=make, kernel=K.composite_packed,
+                reference=R.composite_packed_ref, samples=True)
+
+
+def _traverse_case(g, m):
+    def make(n, dev):
+        gen = torch.Generator().manual_seed(0)
+        o = (torch.randn(n, 3, generator=gen) * 0.1 + torch.tensor([-2.0, 0.0, 0.0])).to(dev)
+        d = torch.nn.functional.normalize(torch.randn(n, 3, generator=gen) * 0.3 + torch.tensor([1.0, 0, 0]), dim=-1)
+        binary = (torch.rand(g, g, g, generator=gen) < 0.3).to(dev)
+        aabb = torch.tensor([[-1.0] * 3, [1.0] * 3], device=dev)
+        tmin, tmax = torch.full((n,), 0.5, device=dev), torch.full((n,), 3.5, device=dev)
+        return [o, d.to(dev), tmin, tmax, binary, aabb, 3.0 / m, m, torch.rand(n, generator=gen).to(dev)], []
+
+    return dict(name=f"traverse_occupancy G={g} steps={m}", make=make, kernel=K.traverse_occupancy,
+                reference=R.traverse_occupancy_ref)
+
+
+CASES = {
+    "rbf": [_rbf_case(32, 64), _rbf_case(3, 64)],
+    "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True)],
+    "hash": [_hash_case(16, 19, 2)],
+    "composite": [_composite_case()],
+    "traverse": [_traverse_case(128, 256)],
+}
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _outputs(y):
+    return y if isinstance(y, tuple) else (y,)
+
+
+def _step(fn, inputs, grad_idx, backward):
+    """A closure running fn forward (and backward with fixed random cotangents)."""
+    if not backward:
+        def run():
+            with torch.no_grad():
+                fn(*inputs)
+        return run, []
+    leaves = list(inputs)
+    for i in grad_idx:
+        leaves[i] = inputs[i].detach().requires_grad_()
+    outs = _outputs(fn(*leaves))
+    cots = [torch.randn_like(o) for o in outs]
+
+    def run():
+        ys = _outputs(fn(*leaves))
+        torch.autograd.backward(ys, cots)
+    return run, [leaves[i] for i in grad_idx]
+
+
+def _time_cuda(run, grads):
+    import triton.testing  # noqa: PLC0415 - CUDA path only
+
+    return triton.testing.do_bench(run, warmup=25, rep=100, grad_to_none=grads or None, return_mode="median")
+
+
+def _time_cpu(run, grads, reps=3):
+    run()
+    times = []
+    for _ in range(reps):
+        for g in grads:
+            g.grad = None
+        t0 = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _max_err(fn, ref, inputs):
+    with torch.no_grad():
+        a, b = _outputs(fn(*inputs)), _outputs(ref(*inputs))
+    errs = []
+    for x, y in zip(a, b):
+        if x.shape != y.shape:
+            return float("inf")
+        errs.append((x.double() - y.double()).abs().max().item() if x.numel() else 0.0)
+    return max(errs)
+
+
+def run_case(case, n, dev, on_cuda):
+    inputs, grad_idx = case["make"](n, dev)
+    rows = []
+    err = _max_err(case["kernel"], case["reference"], inputs) if on_cuda else None
+    for backward in (False, True) if grad_idx else (False,):
+        row = dict(op=case["name"], pass_="fwd+bwd" if backward else "fwd", n=n)
+        timer = _time_cuda if on_cuda else _time_cpu
+        run, grads = _step(case["reference"], inputs, grad_idx, backward)
+        row["reference_ms"] = timer(run, grads)
+        if on_cuda:
+            run, grads = _step(case["kernel"], inputs, grad_idx, backward)
+            row["kernel_ms"] = timer(run, grads)
+            row["speedup"] = row["reference_ms"] / row["kernel_ms"]
+            row["fwd_max_abs_err"] = err
+        rows.append(row)
+    return rows
+
+
+def machine(dev):
+    info = dict(torch=torch.__version__, python=platform.python_version(), platform=platform.platform(),
+                device=str(dev), kernels_env=os.environ.get("FIELDFIT_KERNELS", ""))
+    if dev.type == "cuda":
+        import triton  # noqa: PLC0415
+
+        info.update(device_name=torch.cuda.get_device_name(dev), cuda=torch.version.cuda, triton=triton.__version__,
+                    capability=".".join(map(str, torch.cuda.get_device_capability(dev))))
+    else:
+        info.update(device_name=platform.processor() or platform.machine(), cpu_threads=torch.get_num_threads())
+    return info
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true", help="on CPU, use the CUDA sizes (slow)")
+    ap.add_argument("--ops", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES))
+    ap.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/kernels_<device>.json)")
+    args = ap.parse_args(argv)
+    on_cuda = torch.cuda.is_available()
+    dev = torch.device("cuda" if on_cuda else "cpu")
+    if os.environ.get("FIELDFIT_KERNELS", "").strip().lower() == "torch":
+        print("warning: FIELDFIT_KERNELS=torch makes the 'kernel' timings reference timings", file=sys.stderr)
+    big = on_cuda or args.full
+    note = ("kernel vs reference, triton.testing.do_bench median" if on_cuda else
+            "CPU: reference only (the Triton kernels need CUDA; the interpreter is for tests), median of 3")
+    print(f"# fieldfit.cuda kernels on {dev} -- {note}")
+    rows = []
+    for key in [k.strip() for k in args.ops.split(",") if k.strip()]:
+        for case in CASES[key]:
+            n = (2**20 if case.get("samples") else 2**18) if big else (2**16 if case.get("samples") else 2**14)
+            for row in run_case(case, n, dev, on_cuda):
+                rows.append(row)
+                print(_fmt(row), flush=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", (torch.cuda.get_device_name(dev) if on_cuda else "cpu").lower()).strip("-")
+    out = args.out or RESULTS / f"kernels_{slug}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(dict(machine=machine(dev), note=note, results=rows), indent=1))
+    print(f"# wrote {out}")
+    return 0
+
+
+def _fmt(row):
+    s = f"{row['op']:<44} {row['pass_']:<8} n={row['n']:<8} ref {row['reference_ms']:9.3f} ms"
+    if "kernel_ms" in row:
+        s += f"  kernel {row['kernel_ms']:8.3f} ms  x{row['speedup']:6.2f}  err {row['fwd_max_abs_err']:.1e}"
+    return s
+
+
+if __name__ == "__main__":
+    sys.exit(main())

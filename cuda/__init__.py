@@ -1,0 +1,31 @@
+"""fieldfit.cuda: GPU kernels (Triton) for the hot paths, each beside a pure-torch reference.
+
+Public ops: ``rbf_layer``, ``dense_grid``, ``hash_grid``, ``composite_packed``,
+``traverse_occupancy``. CUDA tensors run the Triton kernels, everything else the references in
+``_torch_ref``; ``FIELDFIT_KERNELS=torch|triton`` forces one (see ``_dispatch``). Importing this
+package imports no triton and compiles nothing; kernels are imported and compiled on first use.
+"""
+
+if __name__ != "fieldfit.cuda":
+    # With the repository root on sys.path (``python -c``/``-m`` run there) this folder shadows the
+    # top-level ``cuda`` package of NVIDIA's cuda-python, which torch probes with
+    # ``from cuda.bindings import ...`` inside ``import torch``. An ImportError keeps that probe
+    # harmless; going on would re-enter the half-imported torch and crash.
+    raise ImportError(f"{__file__} is the package fieldfit.cuda, not a top-level {__name__!r} package")
+
+from ._dispatch import backend_for
+from ._torch_ref import RBF_KERNELS
+from .composite import composite_packed
+from .grid import dense_grid, hash_grid
+from .rbf import rbf_layer
+from .traverse import traverse_occupancy
+
+__all__ = [
+    "RBF_KERNELS",
+    "backend_for",
+    "composite_packed",
+    "dense_grid",
+    "hash_grid",
+    "rbf_layer",
+    "traverse_occupancy",
+]

@@ -1,0 +1,219 @@
+"""Pure-torch references for every kernel in fieldfit.cuda.
+
+These are the CPU path and the test oracle of the GPU kernels. They take plain
+tensors and return plain tensors; autograd flows through them as written.
+
+Notation: N points, D feature dims, K RBF units, F features per level,
+L levels, S packed samples, R rays.
+"""
+
+import torch
+
+RBF_KERNELS = ("gaussian", "inverse_quadratic", "inverse_multiquadric", "multiquadric")
+
+# Primes of instant-ngp's spatial hash (the first is 1 so level 0 stays coherent).
+HASH_PRIMES = (1, 2654435761, 805459861)
+
+
+def rbf_distance_ref(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Tensor) -> torch.Tensor:
+    """Anisotropic squared distance r[n,k] = sum_d exp(b[k,d]) (x[n,d] - mu[k,d])^2.
+
+    Three matrix products instead of an N x K x D broadcast, clamped at 0 because
+    the expanded form can go negative by cancellation (METHODS.md 1.9.4).
+    x [N,D], centers [K,D], log_prec [K,D] -> r [N,K].
+    """
+    beta = log_prec.exp()
+    r = (x * x) @ beta.t() - 2.0 * x @ (beta * centers).t() + (beta * centers * centers).sum(-1)
+    return r.clamp_min(0.0)
+
+
+def rbf_activation_ref(r: torch.Tensor, kernel: str = "gaussian") -> torch.Tensor:
+    """phi(r) for a squared distance r >= 0."""
+    if kernel == "gaussian":
+        return torch.exp(-0.5 * r)
+    if kernel == "inverse_quadratic":
+        return 1.0 / (1.0 + r)
+    if kernel == "inverse_multiquadric":
+        return torch.rsqrt(1.0 + r)
+    if kernel == "multiquadric":
+        return torch.sqrt(1.0 + r)
+    raise ValueError(f"unknown RBF kernel {kernel!r}; choose one of {RBF_KERNELS}")
+
+
+def rbf_layer_ref(x, centers, log_prec, kernel: str = "gaussian"):
+    """One layer of K anisotropic RBF units: x [N,D] -> phi [N,K]."""
+    return rbf_activation_ref(rbf_distance_ref(x, centers, log_prec), kernel)
+
+
+def dense_grid_ref(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Bi/trilinear lookup of one dense level, grid_sample(align_corners=True, border).
+
+    x [N,d] in [-1,1] (x[:,0] runs along the last grid axis, as in grid_sample);
+    grid [F,H,W] (d=2) or [F,D,H,W] (d=3) -> [N,F].
+    """
+    d = x.shape[-1]
+    g = x.view(1, -1, *([1] * (d - 1)), d)
+    out = torch.nn.functional.grid_sample(
+        grid.unsqueeze(0), g.to(grid.dtype), mode="bilinear", padding_mode="border", align_corners=True
+    )
+    return out.reshape(grid.shape[0], -1).t()
+
+
+def hash_index_ref(corner: torch.Tensor, res: int, table_size: int) -> torch.Tensor:
+    """Table index of integer corners [N,d]: dense when res^d fits the table, else hashed."""
+    d = corner.shape[-1]
+    if res**d <= table_size:
+        idx = torch.zeros_like(corner[:, 0])
+        stride = 1
+        for i in range(d):
+            idx = idx + corner[:, i] * stride
+            stride *= res
+        return idx
+    idx = torch.zeros_like(corner[:, 0])
+    for i in range(d):
+        idx = idx ^ (corner[:, i] * HASH_PRIMES[i])
+    return idx % table_size
+
+
+def hash_grid_ref(x: torch.Tensor, table: torch.Tensor, resolutions) -> torch.Tensor:
+    """Multi-resolution hash encoding (instant-ngp), all levels.
+
+    x [N,d] in [-1,1]; table [L,T,F]; resolutions: L ints (grid vertices per axis).
+    Per level: pos = (x+1)/2 * (res-1); corners floor(pos)+{0,1} clamped to [0,res-1];
+    d-linear weights. Returns [N, L*F], level-major.
+    """
+    n, d = x.shape
+    levels, tsize, _ = table.shape
+    u = ((x + 1.0) * 0.5).clamp(0.0, 1.0)
+    outs = []
+    for lvl in range(levels):
+        res = int(resolutions[lvl])
+        pos = u * (res - 1)
+        base = pos.floor().clamp(max=res - 2).long() if res > 1 else pos.floor().long()
+        frac = pos - base.to(pos.dtype)
+        acc = 0.0
+        for c in range(2**d):
+            offs = torch.tensor([(c >> i) & 1 for i in range(d)], device=x.device)
+            corner = (base + offs).clamp(0, res - 1)
+            w = torch.ones_like(frac[:, 0])
+            for i in range(d):
+                w = w * (frac[:, i] if offs[i] else 1.0 - frac[:, i])
+            acc = acc + w.unsqueeze(-1) * table[lvl][hash_index_ref(corner, res, tsize)]
+        outs.append(acc)
+    return torch.cat(outs, dim=-1)
+
+
+# ---------------------------------------------------------------------------
+# Rendering: packed volume compositing and occupancy-grid traversal.
+# Packed layout (render/samples.py::RaySamples): S samples of R rays stored
+# ray after ray, ray_indices [S] int64 sorted non-decreasing, t_starts < t_ends.
+# ---------------------------------------------------------------------------
+
+# Optical depth sigma*delta of one sample is clamped here before the scan. The
+# error this makes is below exp(-COMPOSITE_MAX_OPTICAL_DEPTH) in every weight,
+# transmittance and gradient (all of them carry a factor exp(-tau) at tau > cap),
+# and it keeps the global float64 scan finite and exact for huge intervals
+# (ProNeRF's last delta of 1e10, sigma = inf).
+COMPOSITE_MAX_OPTICAL_DEPTH = 64.0
+
+
+def composite_packed_ref(
+    sigmas: torch.Tensor,
+    t_starts: torch.Tensor,
+    t_ends: torch.Tensor,
+    ray_indices: torch.Tensor,
+    n_rays: int,
+):
+    """Volume-rendering weights of packed samples.
+
+    tau_i = sigma_i (t_end_i - t_start_i) (clamped to COMPOSITE_MAX_OPTICAL_DEPTH),
+    alpha_i = 1 - exp(-tau_i), T_i = exp(-sum_{j<i, same ray} tau_j) (transmittance
+    BEFORE sample i, 1 at the first sample of a ray), w_i = T_i alpha_i.
+
+    The segmented exclusive scan is a global cumsum minus each ray's offset (the
+    exclusive cumsum at its first sample). In float32 that difference loses all
+    precision once the running total is large (10^6 rays x tau ~ 10 -> 10^7, ulp 1),
+    so the scan runs in float64 whatever the input dtype; results come back in the
+    dtype of ``sigmas``. A GPU kernel scans per ray and need not do this.
+
+    sigmas [S] >= 0, t_starts [S], t_ends [S], ray_indices [S] int64 sorted
+    non-decreasing, n_rays: int (rays without samples are allowed).
+    Returns (weights [S], transmittance [S]); differentiable in sigmas, t_starts, t_ends.
+    """
+    dtype = sigmas.dtype
+    tau = (sigmas * (t_ends - t_starts)).clamp(max=COMPOSITE_MAX_OPTICAL_DEPTH)
+    if tau.numel() == 0:
+        return tau.clone(), tau.clone()
+    tau64 = tau.double()
+    inclusive = torch.cumsum(tau64, dim=0)
+    exclusive = inclusive - tau64
+    counts = torch.bincount(ray_indices, minlength=n_rays)
+    first = torch.cumsum(counts, 0) - counts  # index of each ray's first sample
+    first = first.clamp(max=tau.numel() - 1)  # rays with no samples index nothing used
+    offset = exclusive[first][ray_indices]
+    transmittance = torch.exp(-(exclusive - offset)).to(dtype)
+    alphas = 1.0 - torch.exp(-tau)
+    weights = transmittance * alphas
+    return weights, transmittance
+
+
+def traverse_occupancy_ref(
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    t_min: torch.Tensor,
+    t_max: torch.Tensor,
+    binary: torch.Tensor,
+    aabb: torch.Tensor,
+    step_size: float,
+    max_samples_per_ray: int,
+    jitter=None,
+):
+    """March rays with a fixed step and keep the intervals whose midpoint is occupied.
+
+    Ray r takes intervals [t_k, t_k + step) with t_k = t_min[r] + (k + jitter[r]) * step,
+    k = 0 .. max_samples_per_ray - 1, while t_k < t_max[r]; the last interval is cut
+    at t_max[r]. An interval is kept when its midpoint o + t_mid d lies inside ``aabb``
+    (the boundary included, up to 1e-6 of its extent) and in a cell with binary True.
+    Cell (i, j, k) of binary [G,G,G] spans aabb[0] + (i, j, k) * (aabb[1] - aabb[0]) / G,
+    axis 0 along x. Rays are processed in chunks, so memory stays bounded.
+
+    origins [R,3], dirs [R,3] (any length; t is in units of |d|), t_min [R], t_max [R],
+    binary [G,G,G] bool (G may differ per axis), aabb [2,3], jitter [R] in [0,1) or None.
+    Returns (t_starts [S], t_ends [S], ray_indices [S] int64 sorted); no gradient.
+    """
+    device = origins.device
+    n_rays = origins.shape[0]
+    step = float(step_size)
+    m = int(max_samples_per_ray)
+    res = torch.tensor(binary.shape, device=device)
+    lo, hi = aabb[0].to(origins.dtype), aabb[1].to(origins.dtype)
+    extent = hi - lo
+    tol = 1e-6 * extent
+    flat = binary.reshape(-1)
+    strides = torch.tensor([binary.shape[1] * binary.shape[2], binary.shape[2], 1], device=device)
+    k = torch.arange(m, device=device, dtype=origins.dtype)
+    chunk = max(1, (1 << 21) // max(m, 1))
+    out_s, out_e, out_i = [], [], []
+    with torch.no_grad():
+        for r0 in range(0, n_rays, chunk):
+            o, d = origins[r0 : r0 + chunk], dirs[r0 : r0 + chunk]
+            tmin, tmax = t_min[r0 : r0 + chunk, None], t_max[r0 : r0 + chunk, None]
+            j = 0.0 if jitter is None else jitter[r0 : r0 + chunk, None].to(origins.dtype)
+            ts = tmin + (k + j) * step  # [r, m]
+            te = torch.minimum(ts + step, tmax)
+            valid = ts < tmax
+            mid = 0.5 * (ts + te)
+            x = o[:, None, :] + d[:, None, :] * mid[..., None]  # [r, m, 3]
+            inside = ((x >= lo - tol) & (x <= hi + tol)).all(-1)
+            cell = ((x - lo) / extent * res).floor().long()
+            cell = torch.minimum(cell.clamp_min(0), res - 1)
+            occupied = flat[(cell * strides).sum(-1)]
+            keep = valid & inside & occupied
+            rows, cols = keep.nonzero(as_tuple=True)
+            out_s.append(ts[rows, cols])
+            out_e.append(te[rows, cols])
+            out_i.append(rows + r0)
+    if not out_s:
+        empty = origins.new_zeros(0)
+        return empty, empty.clone(), torch.zeros(0, dtype=torch.long, device=device)
+    return torch.cat(out_s), torch.cat(out_e), torch.cat(out_i).long()

@@ -1,0 +1,18 @@
+"""User-facing errors: one line, naming the file and the fix; the CLI exits with code 2."""
+
+
+class InputError(Exception):
+    """Bad user input (missing file, malformed json, wrong image size, NaN vertices, ...).
+
+    The message must name the offending file (or argument) and say what to do.
+    The CLI prints it on one line, without a traceback, and exits with code 2.
+    """
+
+    def __init__(self, path, problem: str, fix: str = ""):
+        self.path = str(path)
+        self.problem = problem
+        self.fix = fix
+        msg = f"{self.path}: {problem}"
+        if fix:
+            msg += f" ({fix})"
+        super().__init__(msg)

@@ -1,0 +1,1 @@
+"""Methods: field + renderer + losses + schedule, one module each."""

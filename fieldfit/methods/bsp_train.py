@@ -1,0 +1,227 @@
+"""Fitting a BSPField to occupancy samples: sample pool, phase losses, schedule, pruning.
+
+Works in 2D and 3D. The phases follow METHODS.md 4.1, with the author's recommended 0 -> 3
+sequence: phase 0 (continuous union S, L_recon + L_W + L_T), then phase 3 (min-union S*,
+L*_recon + soft binarisation L_T' of T). Samples go from coarse (uniform, wide band around the
+surface) to fine (thin bands) as training progresses, like BSP-Net's 16^3 -> 32^3 -> 64^3.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fieldfit.fields.bsp import T_THRESHOLD, BSPField
+
+from .common import make_adam, set_lr
+
+
+@dataclass
+class Schedule:
+    batch: int = 8192  # points per step
+    phase0: float = 0.4  # fraction of the budget in the continuous phase; the rest is phase 3
+    band0: tuple = (0.1, 0.02)  # soft band width (unit lengths) at the start/end of phase 0
+    band3: tuple = (0.02, 0.002)  # ... and of phase 3
+    lr_planes: float = 3e-3
+    lr_t: float = 1e-3
+    lr_final: float = 0.1  # lr decays to this fraction at the end of each phase
+    w_w: float = 1e-3  # L_W weight (sum |W - 1|)
+    w_t: float = 1.0  # L_T weight (sum of T outside [0,1]), as the paper
+    w_bin: float = 1e-3  # L_T' weight (sum) at the end of phase 3 (ramped up from 0)
+    reseed_every: int = 50  # steps between dead-convex re-seeding (phase 0 only)
+
+
+class Pool:
+    """Labelled samples in levels (coarse to fine); a batch mixes levels by training progress."""
+
+    def __init__(self, levels: list, start: list, end: list, device="cpu"):
+        """levels: list of (points [M,D] float32, inside [M] bool); start/end: level weights."""
+        self.x = [torch.as_tensor(p, dtype=torch.float32, device=device) for p, _ in levels]
+        self.f = [torch.as_tensor(f, dtype=torch.float32, device=device) for _, f in levels]
+        self.start, self.end = np.asarray(start, float), np.asarray(end, float)
+
+    def weights(self, progress: float) -> np.ndarray:
+        w = (1 - progress) * self.start + progress * self.end
+        return w / w.sum()
+
+    def batch(self, n: int, progress: float, gen: torch.Generator | None = None):
+        """(points [n,D], occupancy [n] float 1 = inside)."""
+        counts = np.floor(self.weights(progress) * n).astype(int)
+        counts[0] += n - counts.sum()
+        xs, fs = [], []
+        for x, f, c in zip(self.x, self.f, counts):
+            if c:
+                i = torch.randint(0, len(x), (int(c),), device=x.device, generator=gen)
+                xs.append(x[i])
+                fs.append(f[i])
+        return torch.cat(xs), torch.cat(fs)
+
+    def all(self):
+        return torch.cat(self.x), torch.cat(self.f)
+
+
+def boundary_points(label_fn, dim: int, res: int, lo=-1.0, hi=1.0) -> np.ndarray:
+    """Centres [M,D] of grid cells whose corners disagree on ``label_fn`` (no mesh needed)."""
+    axes = [np.linspace(lo, hi, res)] * dim
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, dim)
+    occ = label_fn(grid).reshape((res,) * dim)
+    mixed = np.zeros((res - 1,) * dim, dtype=bool)
+    for corner in np.ndindex(*(2,) * dim):
+        sl = tuple(slice(c, res - 1 + c) for c in corner)
+        mixed |= occ[sl] != occ[(slice(0, res - 1),) * dim]
+    idx = np.argwhere(mixed)
+    return lo + (idx + 0.5) * (hi - lo) / (res - 1)
+
+
+def make_pool(label_fn, surface: np.ndarray, n: int, rng: np.random.Generator, dim: int = 3,
+              sigmas=(0.1, 0.03, 0.01), device="cpu") -> Pool:
+    """Uniform points in [-1,1]^D plus surface points jittered by each sigma, all labelled.
+
+    Level weights go from (uniform, widest band) at the start to mostly thin bands at the end.
+    """
+    n_level = n // (len(sigmas) + 1)
+    pts = [rng.uniform(-1, 1, (n_level, dim))]
+    for s in sigmas:
+        base = surface[rng.integers(0, len(surface), n_level)]
+        pts.append(np.clip(base + rng.normal(size=base.shape) * s, -1, 1))
+    labels = label_fn(np.concatenate(pts))
+    levels = [(p.astype(np.float32), labels[i * n_level:(i + 1) * n_level]) for i, p in enumerate(pts)]
+    start = [0.5, 0.5] + [0.0] * (len(sigmas) - 1)
+    end = [0.15, 0.15] + [0.7 / max(len(sigmas) - 1, 1)] * (len(sigmas) - 1)
+    return Pool(levels, start, end, device)
+
+
+# -- losses ---------------------------------------------------------------------------------------
+def loss_phase0(s: torch.Tensor, f: torch.Tensor, model: BSPField, sched: Schedule) -> torch.Tensor:
+    """L_recon + L_W + L_T: squared error of S, W pulled to 1, T kept in [0,1]."""
+    recon = ((s - f) ** 2).mean()
+    l_w = (model.W - 1).abs().sum()
+    l_t = (torch.relu(model.T - 1) + torch.relu(-model.T)).sum()
+    return recon + sched.w_w * l_w + sched.w_t * l_t
+
+
+def loss_phase3(s_star: torch.Tensor, f: torch.Tensor, model: BSPField, w_bin: float) -> torch.Tensor:
+    """L*_recon + w_bin L_T' (soft binarisation: T below the threshold to 0, above it to 1)."""
+    recon = ((1 - f) * (1 - s_star.clamp(max=1)) + f * s_star.clamp(min=0)).mean()
+    t = model.T
+    l_bin = torch.where(t < T_THRESHOLD, t.abs(), (t - 1).abs()).sum()
+    return recon + w_bin * l_bin
+
+
+def phase_of(progress: float, sched: Schedule) -> tuple[int, float]:
+    """(phase 0 or 3, progress within that phase in [0,1])."""
+    if progress < sched.phase0:
+        return 0, progress / sched.phase0
+    return 3, (progress - sched.phase0) / max(1 - sched.phase0, 1e-9)
+
+
+def band_at(sched: Schedule, phase: int, q: float) -> float:
+    a, b = sched.band0 if phase == 0 else sched.band3
+    return a * (b / a) ** q
+
+
+# -- training step ----------------------------------------------------------------------------
+class Fitter:
+    """One optimisation step at a time (for trainer.fit_loop), plus dead-convex re-seeding."""
+
+    def __init__(self, model: BSPField, pool: Pool, sched: Schedule, rng: np.random.Generator,
+                 gen: torch.Generator | None = None):
+        self.model, self.pool, self.sched, self.rng, self.gen = model, pool, sched, rng, gen
+        self.opt = make_adam([
+            {"params": [model.normals, model.offsets], "lr": sched.lr_planes},
+            {"params": [model.T, model.W], "lr": sched.lr_t},
+        ], betas=(0.9, 0.99), eps=1e-12)
+        x, f = pool.all()
+        self.inside_pts, self.outside_pts = x[f > 0.5], x[f < 0.5]
+        self.reseeded = 0
+        self.last_phase = 0
+
+    def step(self, i: int, progress: float) -> dict:
+        phase, q = phase_of(progress, self.sched)
+        if phase != self.last_phase:  # a new phase restarts the learning-rate decay
+            self.last_phase = phase
+        set_lr(self.opt, q, self.sched.lr_final)
+        x, f = self.pool.batch(self.sched.batch, progress, self.gen)
+        c = self.model.convex_values(x, 1.0 / band_at(self.sched, phase, q))
+        if phase == 0:
+            loss = loss_phase0(self.model.continuous_union(c), f, self.model, self.sched)
+        else:
+            loss = loss_phase3(self.model.min_union(c), f, self.model, self.sched.w_bin * q)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        with torch.no_grad():  # L_T's wall, exactly: one Adam step can take T below 0, and a
+            self.model.T.clamp_(0, 1)  # negative T_ij makes C < 0, S = 1 far away (collapse)
+        if phase == 0 and q < 0.8 and (i + 1) % self.sched.reseed_every == 0:
+            self.reseed_dead()
+        return {"loss": loss.detach(), "phase": phase}
+
+    @torch.no_grad()
+    def reseed_dead(self, probe: int = 20000) -> int:
+        """Re-seed convexes that cover no inside sample at a random missed inside sample."""
+        m = self.model
+        idx = torch.randint(0, len(self.inside_pts), (probe,), device=self.inside_pts.device, generator=self.gen)
+        pts = self.inside_pts[idx]
+        cover = m.hard_convex_inside(pts)
+        dead = torch.nonzero(cover.sum(0) == 0).flatten().tolist()
+        missed = pts[~cover.any(1)]
+        if not dead or len(missed) == 0:
+            return 0
+        from scipy.spatial import cKDTree
+
+        tree = cKDTree(self.outside_pts[:200000].cpu().numpy())
+        for j in dead:
+            centre = missed[int(self.rng.integers(len(missed)))].cpu().numpy()
+            radius = float(np.clip(0.5 * tree.query(centre)[0], 0.005, 0.1))
+            changed = m.seed_convex(j, centre, radius, self.rng)
+            self._reset_moments(changed, j)
+        self.reseeded += len(dead)
+        return len(dead)
+
+    def _reset_moments(self, planes: torch.Tensor, j: int) -> None:
+        """Zero Adam's moments of the re-seeded rows, so old momentum does not undo the seed."""
+        m = self.model
+        for p, rows in ((m.normals, planes), (m.offsets, planes), (m.T, planes)):
+            st = self.opt.state.get(p, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in st:
+                    st[key][rows] = 0
+        st = self.opt.state.get(m.T, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in st:
+                st[key][:, j] = 0
+
+
+@torch.no_grad()
+def prune(model: BSPField, inside_pts: torch.Tensor, min_points: int = 1) -> dict:
+    """Drop convexes that cover no inside sample, then those whose samples others all cover.
+
+    Returns a report {"convexes": used, "dead": ..., "redundant": ..., "planes": used planes}.
+    """
+    cover = model.hard_convex_inside(inside_pts)
+    dead = cover.sum(0) < min_points
+    model.alive &= ~dead
+    cover &= model.alive
+    redundant = 0
+    while True:  # greedily remove the convex with the fewest uniquely covered samples, if none
+        alive = torch.nonzero(model.alive).flatten()
+        if len(alive) <= 1:
+            break
+        count = cover.sum(1, keepdim=True)
+        unique = (cover & (count == 1)).sum(0)[alive]
+        j = int(unique.argmin())
+        if unique[j] >= min_points:
+            break
+        model.alive[alive[j]] = False
+        cover[:, alive[j]] = False
+        redundant += 1
+    used_planes = ((model.T > T_THRESHOLD) & model.alive).any(1).sum()
+    return {"convexes": int(model.alive.sum()), "dead": int(dead.sum()), "redundant": redundant,
+            "planes": int(used_planes)}
+
+
+@torch.no_grad()
+def hard_iou(model: BSPField, x: torch.Tensor, f: torch.Tensor) -> float:
+    """Occupancy IoU of the exact polytope union against labels f [N] (1 = inside)."""
+    pred, gt = model.hard_inside(x), f > 0.5
+    return float((pred & gt).sum() / (pred | gt).sum().clamp_min(1))

@@ -1,0 +1,108 @@
+"""A radiance field and its occupancy grid, wired to the shared renderer (render/).
+
+Marching (TensoRF / instant-ngp style): each ray is clipped to the box of the occupied
+cells (a tighter box than the scene's as soon as the grid has carved empty space), marched
+with a fixed step through the occupied cells only (``OccupancyGrid.sample``, jittered in
+training), then samples behind an opaque layer are dropped (early termination, from a
+gradient-free density pass). The field is then evaluated once on the survivors and the
+packed samples are composited (``render.composite``) on a background colour.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fieldfit.render import OccupancyGrid, RaySamples, composite, ray_aabb
+
+
+@dataclass
+class MarchConfig:
+    """How rays are marched. Lengths are in marching-space units (t along unit directions)."""
+
+    step: float  # marching step
+    near: float = 0.0
+    far: float = float("inf")
+    early_stop: float = 1e-4  # drop samples where the transmittance before them is below this
+    alpha_thre: float = 0.0  # drop samples whose alpha is below this (0: keep all)
+    chunk: int = 1 << 15  # rays per chunk when rendering images
+
+
+class RadianceModel(nn.Module):
+    """A radiance field plus its occupancy grid (buffers), saved and loaded together."""
+
+    def __init__(self, field: nn.Module, grid: OccupancyGrid):
+        super().__init__()
+        self.field = field
+        self.grid = grid
+        self._box = None
+
+    def refresh(self) -> None:
+        """Forget cached grid summaries (call after the grid changes or is loaded)."""
+        self._box = None
+
+    def occupied_box(self) -> torch.Tensor:
+        """[2,3] box of the occupied cells (the grid's box when none is occupied)."""
+        if self._box is None:
+            g = self.grid
+            occ = g.binary
+            axes = [occ.any(dim=tuple(a for a in range(3) if a != i)).nonzero().squeeze(-1) for i in range(3)]
+            if any(a.numel() == 0 for a in axes):
+                self._box = g.aabb.clone()
+            else:
+                lo = torch.stack([a.min() for a in axes]).to(g.aabb.dtype)
+                hi = torch.stack([a.max() for a in axes]).to(g.aabb.dtype) + 1
+                self._box = torch.stack([g.aabb[0] + lo * g.cell_size, g.aabb[0] + hi * g.cell_size])
+        return self._box
+
+    @torch.no_grad()
+    def update_grid(self, step: int, step_size: float, n_cells=None, threshold: float = 0.01,
+                    decay: float = 0.95) -> None:
+        """Refresh the occupancy grid: a cell is kept where one step's opacity sigma*step > threshold."""
+        self.grid.update(lambda x: self.field.density(x) * step_size, step, decay=decay, threshold=threshold,
+                         n_cells=n_cells)
+        self.refresh()
+
+    def march(self, origins: torch.Tensor, dirs: torch.Tensor, cfg: MarchConfig, stratified: bool) -> RaySamples:
+        """Packed samples of rays [R,3] (no gradient) through occupied cells, early-terminated."""
+        t0, t1, hit = ray_aabb(origins, dirs, self.occupied_box())
+        near = torch.clamp(t0, min=cfg.near)
+        far = torch.where(hit, torch.clamp(t1, max=cfg.far), near)
+        density = self.field.density if (cfg.early_stop > 0 or cfg.alpha_thre > 0) else None
+        return self.grid.sample(origins, dirs, near, far, cfg.step, density_fn=density,
+                                early_stop_eps=cfg.early_stop, alpha_thre=cfg.alpha_thre, stratified=stratified)
+
+    def render(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor, cfg: MarchConfig,
+               stratified: bool = False):
+        """Composite rays [R,3] on ``background`` [3] or [R,3].
+
+        Returns (RenderOutput with rgb [R,3], opacity [R], ...; RaySamples). Differentiable in
+        the field's parameters (the sample positions are not).
+        """
+        samples = self.march(origins, dirs, cfg, stratified)
+        ri = samples.ray_indices
+        x = origins[ri] + dirs[ri] * samples.t_mids[:, None]
+        out = self.field(x, dirs[ri])
+        return composite(out.density, out.rgb, samples, background=background), samples
+
+
+@torch.no_grad()
+def render_rays(model: RadianceModel, origins: torch.Tensor, dirs: torch.Tensor, background, cfg: MarchConfig,
+                device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Render many rays [R,3] (any device) in chunks on ``device``.
+
+    Returns (rgb [R,3] on the CPU, clamped to [0,1]; opacity [R] on the CPU; number of field samples).
+    """
+    bg = torch.as_tensor(background, dtype=torch.float32, device=device)
+    rgbs, opas, n = [], [], 0
+    for s in range(0, origins.shape[0], cfg.chunk):
+        o = origins[s:s + cfg.chunk].to(device)
+        d = dirs[s:s + cfg.chunk].to(device)
+        res, samples = model.render(o, d, bg, cfg)
+        rgbs.append(res.rgb.clamp(0, 1).cpu())
+        opas.append(res.opacity.cpu())
+        n += samples.n_samples
+    return torch.cat(rgbs), torch.cat(opas), n
+
+
+__all__ = ["MarchConfig", "RadianceModel", "render_rays"]

@@ -1,0 +1,112 @@
+"""rbf on an image: fit rgb(uv) to every pixel; write reconstruction.png at full resolution."""
+
+import time
+
+import numpy as np
+import torch
+
+from fieldfit.fields.gaussian_rbf import FieldConfig, ImageRBF
+from fieldfit.fields.components.encodings import GridConfig
+
+from ..runs import Run, atomic_write
+from ..trainer import Budget, fit_loop, plot_curve
+from .common import count_params, load_model, make_adam, model_state, psnr_from_mse, resume_state, seed_everything, set_lr
+
+DEFAULTS = {"batch": 65536, "lr": 1e-2, "lr_final": 0.02, "time_budget": 60.0}
+
+
+def default_config(h: int, w: int, extra: dict) -> FieldConfig:
+    """Dense multi-resolution 2D grid whose finest level has one vertex per pixel (W x H)."""
+    top = max(h, w)
+    grid = GridConfig(kind=extra.get("grid", "dense"), levels=extra.get("levels", 8), base_res=extra.get("base_res", 16),
+                      max_res=extra.get("max_res", top), features=extra.get("features", 2),
+                      table_log2=extra.get("table_log2", 19), init_scale=extra.get("init_scale", 1e-4),
+                      axis_scale=(w / top, h / top))
+    return FieldConfig(grid=grid, decoder=extra.get("decoder", "rbf"), units=extra.get("units", 64),
+                       kernel=extra.get("kernel", "gaussian"), hidden=extra.get("hidden", 64),
+                       layers=extra.get("layers", 2))
+
+
+def pixel_uv(h: int, w: int, device) -> torch.Tensor:
+    """uv [H*W,2] of pixel centres, row-major; u along width. The first and last pixel centres
+    map to -1 and 1, so a grid level of exactly W x H vertices has one vertex on each pixel."""
+    ys = torch.linspace(-1, 1, h, device=device)
+    xs = torch.linspace(-1, 1, w, device=device)
+    v, u = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([u, v], -1).reshape(-1, 2)
+
+
+@torch.no_grad()
+def render_image(model: ImageRBF, h: int, w: int, device, chunk: int = 2**18) -> torch.Tensor:
+    uv = pixel_uv(h, w, device)
+    out = torch.cat([model.rgb(uv[i:i + chunk]) for i in range(0, uv.shape[0], chunk)])
+    return out.reshape(h, w, -1)
+
+
+def fit(image: np.ndarray, name: str, opts, run: Run) -> dict:
+    t0 = time.perf_counter()
+    extra = {**DEFAULTS, **opts.extra}
+    device = torch.device(opts.device)
+    gen = seed_everything(opts.seed)
+    h, w, c = image.shape
+    target = torch.from_numpy(image).to(device).reshape(-1, c)
+    uv = pixel_uv(h, w, device)
+    cfg = default_config(h, w, extra)
+    model = ImageRBF(cfg, channels=c, device=device).to(device)
+    opt = make_adam([{"params": model.parameters(), "lr": extra["lr"]}])
+    run.write_config({"task": "image", "method": "rbf", "source": name, "height": h, "width": w,
+                      "channels": c, "field": cfg.to_dict(), "options": extra, "seed": opts.seed})
+    params = count_params(model)
+    run.log(f"image {name}: {w}x{h}x{c}, field {params:,} parameters ({model.param_groups()})")
+    start, elapsed, history = (resume_state(run, model, opt, device) if opts.resume else (0, 0.0, None))
+    batch = min(extra["batch"], h * w)
+    prepare_s = time.perf_counter() - t0
+
+    def step(i, progress):
+        set_lr(opt, progress, extra["lr_final"])
+        idx = torch.randint(0, h * w, (batch,), device=device, generator=gen if device.type == "cpu" else None)
+        loss = torch.nn.functional.mse_loss(model.rgb(uv[idx]), target[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": loss.detach()}
+
+    def evaluate():
+        pred = render_image(model, h, w, device).reshape(-1, c)
+        return psnr_from_mse(torch.mean((pred.clamp(0, 1) - target) ** 2).item())
+
+    budget = Budget(steps=opts.steps, time_budget=None if opts.steps else (opts.time_budget or extra["time_budget"]))
+    t1 = time.perf_counter()
+    history = fit_loop(step, budget, run, evaluate=evaluate, state=model_state(model, opt), metric_name="psnr",
+                       eval_every_s=max(5.0, (budget.time_budget or 60) / 12), start_step=start,
+                       start_elapsed=elapsed, history=history)
+    train_s = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    metrics = write_outputs(model, run, h, w, target.reshape(h, w, c), device)
+    plot_curve(run, history, "psnr")
+    metrics.update(task="image", params=params, grid_params=model.param_groups()["grid"],
+                   image_values=h * w * c, steps=history.steps[-1] if history.steps else start,
+                   prepare_seconds=prepare_s, train_seconds=train_s, export_seconds=time.perf_counter() - t2)
+    run.write_metrics(metrics)
+    return metrics
+
+
+def write_outputs(model, run: Run, h, w, target, device) -> dict:
+    import imageio.v3 as iio
+
+    from fieldfit.render.metrics import psnr, ssim
+
+    pred = render_image(model, h, w, device).clamp(0, 1)
+    out = (pred.cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+    if out.shape[-1] == 1:
+        out = out[..., 0]
+    atomic_write(run.path / "reconstruction.png", lambda tmp: iio.imwrite(tmp, out, extension=".png"))
+    tgt = target.float()
+    return {"psnr": psnr(pred, tgt), "ssim": ssim(pred, tgt)}
+
+
+def load(run: Run, device="cpu") -> tuple[ImageRBF, dict]:
+    cfg = run.config()
+    model = ImageRBF(FieldConfig.from_dict(cfg["field"]), channels=cfg["channels"], device=device).to(device)
+    load_model(run, model, device)
+    return model, cfg

@@ -1,0 +1,210 @@
+"""rbf on posed photos: an RBF radiance field (METHODS.md 1.3) trained by ray marching.
+
+Pipeline: scene -> training pixels on the host (radiance_data) -> each step draws random
+pixels, marches their rays through the occupancy grid (radiance_render), evaluates the field
+once per surviving sample and composites on a random background colour (so alpha scenes
+learn their alpha and real scenes become opaque). The number of rays per step adapts so
+that a step holds about ``target_samples`` field samples. The grid is refreshed every
+``grid_every`` steps on a random subset of cells, after one full pass at ``grid_start``.
+
+Outputs: renders/test_NNN.png (test split order, test-image size), metrics.json, mesh.ply
+(marching cubes on the density, closed at the box), curve.png, checkpoint.
+"""
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from fieldfit.fields.components.encodings import GridConfig
+from fieldfit.fields.gaussian_rbf import FieldConfig
+from fieldfit.fields.radiance_rbf import RadianceRBF
+from fieldfit.render import OccupancyGrid
+
+from ..runs import Run
+from ..trainer import Budget, fit_loop, plot_curve
+from .common import count_params, load_model, make_adam, model_state, psnr_from_mse, resume_state, seed_everything, set_lr
+from .radiance_data import PixelStore, load_radiance_scene, march_bounds
+from .radiance_eval import eval_rays_from, evaluate_views, export_density_mesh, render_video
+from .radiance_render import MarchConfig, RadianceModel
+
+DEFAULTS = {
+    "grid": "triplane", "levels": 4, "base_res": 16, "max_res": 128, "features": 4, "volume_max_res": 32,
+    "init_scale": 0.1, "units": 32, "kernel": "gaussian", "decoder": "rbf", "hidden": 64, "layers": 2,
+    "lr": 0.02, "lr_decoder": 0.02, "lr_final": 0.1, "batch": 8192, "target_samples": 1 << 14,
+    "grid_res": 128, "grid_full": (16, 48, 128, 256, 512), "grid_every": 16, "grid_cells": 1 / 16,
+    "grid_threshold": 0.01, "coarse_step": 4.0,
+    "steps_per_cell": 2.0, "early_stop": 1e-4, "alpha_thre": 0.0, "density_shift": -10.0,
+    "time_budget": 300.0, "eval_rays": 4096, "resolution": 256,
+}
+
+
+def field_config(extra: dict) -> FieldConfig:
+    grid = GridConfig(kind=extra["grid"], levels=extra["levels"], base_res=extra["base_res"],
+                      max_res=extra["max_res"], features=extra["features"], table_log2=extra.get("table_log2", 19),
+                      init_scale=extra["init_scale"], volume_max_res=extra["volume_max_res"])
+    return FieldConfig(grid=grid, decoder=extra["decoder"], units=extra["units"], kernel=extra["kernel"],
+                       hidden=extra["hidden"], layers=extra["layers"])
+
+
+def build_model(cfg: dict, device) -> tuple[RadianceModel, MarchConfig]:
+    """The model and marching settings described by a run config (or the one fit is writing)."""
+    field = RadianceRBF(FieldConfig.from_dict(cfg["field"]), cfg["aabb"], cfg["density_shift"],
+                        cfg["density_scale"], device=device)
+    grid = OccupancyGrid(cfg["aabb"], resolution=cfg["grid_res"], warmup_steps=0)
+    return RadianceModel(field, grid).to(device), MarchConfig(**cfg["march"])
+
+
+def run_config(scene, inp, extra: dict, seed: int) -> dict:
+    aabb = np.asarray(scene.aabb, np.float64)
+    near, far = march_bounds(scene)
+    cell = float((aabb[1] - aabb[0]).mean()) / extra["grid_res"]
+    march = {"step": cell / extra["steps_per_cell"], "near": near, "far": far, "early_stop": extra["early_stop"],
+             "alpha_thre": extra["alpha_thre"]}
+    field = RadianceRBF(field_config(extra), aabb, extra["density_shift"])
+    return {"task": "radiance", "method": "rbf", "source": inp.builtin or str(inp.path), "builtin": inp.builtin,
+            "scene": scene.name, "scene_kind": scene.kind, "ndc": bool(scene.ndc), "aabb": aabb.tolist(),
+            "field": field.cfg.to_dict(), "density_shift": field.density_shift, "density_scale": field.density_scale,
+            "grid_res": int(extra["grid_res"]), "march": march, "options": extra, "seed": seed}
+
+
+def _param_groups(model: RadianceModel, extra: dict) -> list[dict]:
+    return [{"params": list(model.field.encoding.parameters()), "lr": extra["lr"]},
+            {"params": list(model.field.decoder.parameters()), "lr": extra["lr_decoder"]}]
+
+
+class Stepper:
+    """One optimisation step per call, with the ray count adapted to the samples per ray."""
+
+    def __init__(self, model, opt, store: PixelStore, march: MarchConfig, extra: dict, device, seed: int):
+        self.model, self.opt, self.store, self.march, self.extra = model, opt, store, march, extra
+        self.device = torch.device(device)
+        self.rng = np.random.default_rng(seed)
+        self.spr = 64.0  # running mean of samples per ray
+        self.rays = self.samples = 0
+        g3 = model.grid.binary.numel()
+        self.n_cells = max(1, int(g3 * extra["grid_cells"]))
+
+    def _grid(self, i: int) -> MarchConfig:
+        """Refresh the grid when due; the marching settings of step i (coarser before the first refresh)."""
+        e = self.extra
+        full, first = i in e["grid_full"], min(e["grid_full"])
+        if full or (i > first and i % e["grid_every"] == 0):
+            self.model.update_grid(i, self.march.step, None if full else self.n_cells, e["grid_threshold"])
+        return self.march if i >= first else replace(self.march, step=self.march.step * e["coarse_step"])
+
+    def __call__(self, i: int, progress: float) -> dict:
+        e = self.extra
+        set_lr(self.opt, progress, e["lr_final"])
+        march = self._grid(i)
+        n = int(np.clip(e["target_samples"] / max(self.spr, 1.0), 256, e["batch"]))
+        batch = self.store.sample(n, self.rng).to(self.device)
+        bg = torch.rand(n, 3, device=self.device)
+        out, samples = self.model.render(batch.origins, batch.dirs, bg, march, stratified=True)
+        loss = torch.nn.functional.mse_loss(out.rgb, batch.target(bg))
+        self.spr = 0.9 * self.spr + 0.1 * samples.n_samples / n
+        self.rays += n
+        self.samples += samples.n_samples
+        if loss.requires_grad:
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+        return {"loss": loss.detach()}
+
+
+def fit(inp, opts, run: Run) -> dict:
+    t0 = time.perf_counter()
+    extra = {**DEFAULTS, **opts.extra}
+    device = torch.device(opts.device)
+    seed_everything(opts.seed)
+    scene = load_radiance_scene(inp, extra)
+    cfg = run_config(scene, inp, extra, opts.seed)
+    run.write_config(cfg)
+    model, march = build_model(cfg, device)
+    opt = make_adam(_param_groups(model, extra))
+    store = PixelStore(scene, scene.split("train"))
+    eval_batch = eval_rays_from(scene, extra["eval_rays"], opts.seed)
+    params = count_params(model)
+    run.log(f"scene {scene.name} ({scene.kind}{', NDC' if scene.ndc else ''}): {len(scene.split('train'))} train / "
+            f"{len(scene.split('test'))} test views of {scene.frames[0].width}x{scene.frames[0].height}, "
+            f"{store.count:,} training pixels; field {params:,} parameters {model.field.param_groups()}; "
+            f"march step {march.step:.4g}")
+    start, elapsed, history = resume_state(run, model, opt, device) if opts.resume else (0, 0.0, None)
+    model.refresh()
+    stepper = Stepper(model, opt, store, march, extra, device, opts.seed + start)
+    prepare_s = time.perf_counter() - t0
+
+    def evaluate():
+        bg = eval_batch.background.to(device)
+        rgb, _, _ = _render_batch(model, eval_batch, bg, march, device)
+        return psnr_from_mse(torch.mean((rgb - eval_batch.target(bg.cpu())) ** 2).item())
+
+    budget = Budget(steps=opts.steps, time_budget=None if opts.steps else (opts.time_budget or extra["time_budget"]))
+    t1 = time.perf_counter()
+    history = fit_loop(stepper, budget, run, evaluate=evaluate, state=model_state(model, opt), metric_name="psnr",
+                       eval_every_s=max(5.0, (budget.time_budget or 60) / 10), start_step=start,
+                       start_elapsed=elapsed, history=history)
+    train_s = time.perf_counter() - t1
+    metrics = evaluate_views(model, scene, march, run, device)
+    t2 = time.perf_counter()
+    metrics.update(export_density_mesh(model, scene, run.path / "mesh.ply", extra["resolution"], march.step, device))
+    export_s = time.perf_counter() - t2
+    plot_curve(run, history, "psnr")
+    metrics.update(task="radiance", params=params, grid_params=model.field.param_groups()["grid"],
+                   steps=history.steps[-1] if history.steps else start, prepare_seconds=prepare_s,
+                   train_seconds=train_s, export_seconds=export_s,
+                   rays_per_second=stepper.rays / max(train_s, 1e-9),
+                   train_samples_per_ray=stepper.samples / max(stepper.rays, 1),
+                   occupied_fraction=model.grid.occupied_fraction())
+    run.write_metrics(metrics)
+    return metrics
+
+
+@torch.no_grad()
+def _render_batch(model, batch, bg, march, device):
+    from .radiance_render import render_rays
+
+    return render_rays(model, batch.origins, batch.dirs, bg, march, device)
+
+
+def load(run: Run, device="cpu") -> tuple[RadianceModel, MarchConfig, dict]:
+    cfg = run.config()
+    model, march = build_model(cfg, device)
+    load_model(run, model, device)
+    model.refresh()
+    model.eval()
+    return model, march, cfg
+
+
+def _scene_of(cfg: dict):
+    from fieldfit.scenes.inputs import Input
+
+    inp = Input("radiance", None if cfg.get("builtin") else cfg["source"], cfg.get("scene", ""), cfg.get("builtin"))
+    return load_radiance_scene(inp, {**DEFAULTS, **cfg.get("options", {})})
+
+
+def evaluate(run: Run, opts: dict) -> dict:
+    """Re-render the test views from the checkpoint; metrics.json keeps its training entries."""
+    device = opts.get("device", "cpu")
+    model, march, cfg = load(run, device)
+    metrics = {**run.metrics(), **evaluate_views(model, _scene_of(cfg), march, run, device)}
+    run.write_metrics(metrics)
+    return metrics
+
+
+def render_path(run: Run, path: str, out, opts: dict):
+    """Render ``path`` (orbit | spiral | test) to a video file; returns the path written."""
+    device = opts.get("device", "cpu")
+    model, march, cfg = load(run, device)
+    written, note = render_video(model, _scene_of(cfg), march, path, out, int(opts.get("frames", 60)), device)
+    if note:
+        run.log(note)
+    return written
+
+
+def export_mesh(run: Run, out, opts: dict) -> dict:
+    device = opts.get("device", "cpu")
+    model, march, cfg = load(run, device)
+    res = opts.get("resolution") or cfg.get("options", {}).get("resolution", DEFAULTS["resolution"])
+    return export_density_mesh(model, _scene_of(cfg), out, int(res), march.step, device)

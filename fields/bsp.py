@@ -1,0 +1,177 @@
+"""BSP field of ONE shape: planes -> convexes (plane-to-convex matrix T) -> union (METHODS.md 4).
+
+Notation, for points x [N,D] (D = 3, or 2 for the toy tests):
+    h = x n^T + d           [N,P]  signed distance to each of P planes (unit normals), > 0 outside
+    D = relu(k h)           [N,P]  k = sharpness = 1 / width of the soft band (scheduled)
+    C = D T                 [N,K]  C_j = 0 exactly inside convex j (K convexes)
+    phase 0 (continuous):   S  = clamp(clamp(1 - C, 0, 1) W, 0, 1)   1 = inside
+    phase 3 (discrete):     S* = min_j C_j                           0 = inside
+A convex's explicit polytope is {x : h_i(x) <= 0 for every plane i with T_ij > T_THRESHOLD}.
+
+Parameterisation, and why (one shape, no encoder):
+- BSP-Net decodes P planes from a shape latent with an MLP so that one network serves 35k shapes.
+  For a single shape there is nothing to share, so the decoder would only re-parameterise the
+  P x 4 numbers it outputs; we optimise the planes (normals, offsets) and T directly, like the
+  paper's T (already a free weight). Each parameter then gets its own Adam step size, a step
+  costs two small matmuls, and pruning or re-seeding a convex edits rows, not a network.
+- Normals are normalised in the forward pass, so h is a true distance and the band width 1/k
+  is in unit-frame lengths. The paper's planes get sharp only by growing their coefficients;
+  here k follows a schedule (wide band for early gradients, narrow at the end: the min-union
+  loss shrinks convexes inward by about one band width, so the final band must be thin).
+- Convexes start inside the shape (farthest-point seeds, each owning its share of the planes
+  as a small polytope around its seed, T = 1 on its own planes and 0 elsewhere) instead of
+  N(0, 0.02) noise: minutes on a CPU instead of days on a GPU, and no all-empty collapse
+  (METHODS.md 4.6, #6 #9). Planes stay shared through T, which is free to pick up others.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+T_THRESHOLD = 0.01  # BSP-Net's threshold: plane i belongs to convex j when T_ij > 0.01
+
+
+@dataclass
+class BSPConfig:
+    dim: int = 3
+    planes: int = 512
+    convexes: int = 64
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BSPConfig":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def sphere_directions(n: int, dim: int) -> np.ndarray:
+    """n well-spread unit vectors [n,dim] (Fibonacci sphere in 3D, equal angles in 2D)."""
+    i = np.arange(n) + 0.5
+    if dim == 2:
+        a = 2 * math.pi * i / n
+        return np.stack([np.cos(a), np.sin(a)], 1)
+    z = 1 - 2 * i / n
+    r, phi = np.sqrt(np.maximum(1 - z * z, 0)), math.pi * (3 - math.sqrt(5)) * i
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], 1)
+
+
+def farthest_points(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices [k] of k farthest-point samples of x [N,D] (k <= N)."""
+    idx = [int(rng.integers(len(x)))]
+    dist = np.linalg.norm(x - x[idx[0]], axis=1)
+    for _ in range(1, k):
+        idx.append(int(dist.argmax()))
+        dist = np.minimum(dist, np.linalg.norm(x - x[idx[-1]], axis=1))
+    return np.asarray(idx)
+
+
+class BSPField(nn.Module):
+    """Planes (normals [P,D], offsets [P]), plane-to-convex matrix T [P,K] and union weights W [K]."""
+
+    def __init__(self, cfg: BSPConfig):
+        super().__init__()
+        self.cfg = cfg
+        p, k, d = cfg.planes, cfg.convexes, cfg.dim
+        self.normals = nn.Parameter(torch.randn(p, d))
+        self.offsets = nn.Parameter(torch.zeros(p))
+        self.T = nn.Parameter(torch.randn(p, k) * 0.02)  # BSP-Net's init; see seed_convexes
+        self.W = nn.Parameter(torch.ones(k))
+        self.register_buffer("alive", torch.ones(k, dtype=torch.bool))  # pruned convexes are False
+
+    def owner(self) -> torch.Tensor:
+        """[P] the convex that owns each plane at seeding (plane i -> convex i mod K)."""
+        return torch.arange(self.cfg.planes, device=self.T.device) % self.cfg.convexes
+
+    # -- forward ------------------------------------------------------------------------------
+    def plane_distances(self, x: torch.Tensor) -> torch.Tensor:
+        """h [N,P]: signed distances of x [N,D] to the planes, positive outside."""
+        n = self.normals / self.normals.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return x @ n.T + self.offsets
+
+    def convex_values(self, x: torch.Tensor, sharpness: float) -> torch.Tensor:
+        """C [N,K] = relu(k h) T; 0 inside a convex, >= 1 well outside it. Pruned convexes: +1e3."""
+        c = torch.relu(sharpness * self.plane_distances(x)) @ self.T
+        return torch.where(self.alive, c, torch.full_like(c, 1e3))
+
+    def continuous_union(self, c: torch.Tensor) -> torch.Tensor:
+        """S [N] in [0,1] (phase 0), 1 = inside."""
+        return (torch.clamp(1 - c, 0, 1) @ self.W).clamp(0, 1)
+
+    @staticmethod
+    def min_union(c: torch.Tensor) -> torch.Tensor:
+        """S* [N] (phases 1-4), 0 = inside."""
+        return c.min(dim=1).values
+
+    # -- the explicit (hard) shape ---------------------------------------------------------------
+    def membership(self) -> torch.Tensor:
+        """[P,K] float 0/1: plane i bounds convex j (T_ij > T_THRESHOLD)."""
+        return (self.T > T_THRESHOLD).float()
+
+    @torch.no_grad()
+    def hard_convex_inside(self, x: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+        """[N,K] bool: x inside the exact polytope of each live convex (what the mesh shows)."""
+        m = self.membership()
+        out = [(torch.relu(self.plane_distances(xs)) @ m) <= 0 for xs in x.split(chunk)]
+        return torch.cat(out) & self.alive & (m.sum(0) > 0)
+
+    @torch.no_grad()
+    def hard_inside(self, x: torch.Tensor) -> torch.Tensor:
+        """[N] bool: x inside the union of the exact polytopes."""
+        return self.hard_convex_inside(x).any(dim=1)
+
+    @torch.no_grad()
+    def convex_planes(self, j: int) -> np.ndarray:
+        """Planes [Pj, D+1] (n, d) of convex j, inside where n.x + d <= 0 (mesh/convex.py)."""
+        sel = self.T[:, j] > T_THRESHOLD
+        n = self.normals[sel] / self.normals[sel].norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return torch.cat([n, self.offsets[sel, None]], 1).double().cpu().numpy()
+
+    # -- seeding -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def seed_convex(self, j: int, centre, radius: float, rng: np.random.Generator) -> torch.Tensor:
+        """Make convex j a small polytope of radius ``radius`` around ``centre`` [D].
+
+        Uses the planes j owns that no other live convex uses. Returns the plane indices changed.
+        """
+        own = torch.nonzero(self.owner() == j).flatten()
+        others = torch.ones_like(self.alive)
+        others[j] = False
+        shared = ((self.T[own] > T_THRESHOLD) & others & self.alive).any(dim=1)
+        free = own[~shared]
+        dirs = sphere_directions(len(free), self.cfg.dim) @ random_rotation(self.cfg.dim, rng)
+        dirs = torch.as_tensor(dirs, dtype=self.normals.dtype, device=self.normals.device)
+        c = torch.as_tensor(np.asarray(centre), dtype=self.normals.dtype, device=self.normals.device)
+        self.normals[free] = dirs
+        self.offsets[free] = -(dirs @ c) - radius
+        self.T[:, j] = 0.0
+        self.T[free, j] = 1.0
+        self.T[free] = torch.where(torch.arange(self.cfg.convexes, device=self.T.device) == j, self.T[free], 0.0)
+        self.alive[j] = True
+        return free
+
+    @torch.no_grad()
+    def seed_all(self, inside_pts: np.ndarray, outside_pts: np.ndarray, rng: np.random.Generator) -> None:
+        """Seed every convex inside the shape: farthest-point centres among inside samples,
+        radius half the distance to the nearest outside sample (at most 0.25)."""
+        from scipy.spatial import cKDTree
+
+        sub = inside_pts[rng.permutation(len(inside_pts))[:20000]]
+        centres = sub[farthest_points(sub, min(self.cfg.convexes, len(sub)), rng)]
+        radii = np.clip(0.5 * cKDTree(outside_pts).query(centres)[0], 0.005, 0.25)
+        self.T.zero_()
+        for j in range(self.cfg.convexes):
+            k = j % len(centres)
+            self.seed_convex(j, centres[k], float(radii[k]), rng)
+
+
+def random_rotation(dim: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random rotation matrix [dim,dim]."""
+    q, r = np.linalg.qr(rng.normal(size=(dim, dim)))
+    q *= np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] *= -1
+    return q

@@ -1,0 +1,139 @@
+"""Multi-resolution feature grids: dense (2D/3D), tri-plane, hash; tinycudann when present.
+
+Every encoding maps x [N,d] in [-1,1]^d to features [N, out_dim]. The per-level lookups go
+through ``fieldfit.cuda`` (the seam where fused GPU kernels plug in).
+"""
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fieldfit import cuda as kernels
+
+log = logging.getLogger("fieldfit")
+
+
+@dataclass
+class GridConfig:
+    kind: str = "dense"  # dense | triplane | hash | tcnn
+    levels: int = 8
+    base_res: int = 16
+    max_res: int = 512
+    features: int = 2  # per level
+    table_log2: int = 19  # hash tables only
+    init_scale: float = 1e-4  # features start ~U(-s, s)
+    volume_max_res: int = 0  # triplane only: add dense 3D volumes for levels up to this resolution
+    axis_scale: tuple | None = None  # dense only: per-axis resolution factors (x, y[, z]), e.g. an image's aspect
+
+    def resolutions(self) -> list[int]:
+        if self.levels == 1:
+            return [self.max_res]
+        g = (self.max_res / self.base_res) ** (1.0 / (self.levels - 1))
+        return [int(round(self.base_res * g**i)) for i in range(self.levels)]
+
+
+def _param(shape, scale):
+    return nn.Parameter(torch.empty(shape).uniform_(-scale, scale))
+
+
+class DenseGrid(nn.Module):
+    """Dense multi-resolution grids; level l has shape [F, R_l, R_l(, R_l)]."""
+
+    def __init__(self, dim: int, cfg: GridConfig):
+        super().__init__()
+        self.dim, self.res = dim, cfg.resolutions()
+        scale = cfg.axis_scale or (1.0,) * dim
+        # grid_sample layout: [F, (D,) H, W] with x[:,0] along W, so axes are listed last-to-first.
+        shapes = [tuple(max(2, round(r * scale[a])) for a in reversed(range(dim))) for r in self.res]
+        self.grids = nn.ParameterList([_param((cfg.features, *shp), cfg.init_scale) for shp in shapes])
+        self.out_dim = cfg.features * len(self.res)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([kernels.dense_grid(x, g) for g in self.grids], dim=-1)
+
+
+class TriPlane(nn.Module):
+    """Three axis-aligned multi-resolution planes (xy, xz, yz), features concatenated,
+    plus optional coarse dense volumes (for the levels whose resolution <= volume_max_res)."""
+
+    PLANES = ((0, 1), (0, 2), (1, 2))
+
+    def __init__(self, cfg: GridConfig):
+        super().__init__()
+        self.res = cfg.resolutions()
+        self.planes = nn.ParameterList(
+            [_param((cfg.features, r, r), cfg.init_scale) for r in self.res for _ in self.PLANES]
+        )
+        vres = [r for r in self.res if r <= cfg.volume_max_res]
+        self.volumes = nn.ParameterList([_param((cfg.features, r, r, r), cfg.init_scale) for r in vres])
+        self.out_dim = cfg.features * (3 * len(self.res) + len(vres))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = []
+        for i, g in enumerate(self.planes):
+            a, b = self.PLANES[i % 3]
+            feats.append(kernels.dense_grid(x[:, [a, b]], g))
+        feats += [kernels.dense_grid(x, g) for g in self.volumes]
+        return torch.cat(feats, dim=-1)
+
+
+class HashGrid(nn.Module):
+    """instant-ngp multi-resolution hash encoding (plain torch / fused kernel on CUDA)."""
+
+    def __init__(self, dim: int, cfg: GridConfig):
+        super().__init__()
+        self.dim, self.res = dim, cfg.resolutions()
+        size = 2**cfg.table_log2
+        self.table = _param((len(self.res), size, cfg.features), cfg.init_scale)
+        self.out_dim = cfg.features * len(self.res)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return kernels.hash_grid(x, self.table, self.res)
+
+
+class TcnnHashGrid(nn.Module):
+    """tinycudann's HashGrid (CUDA only); same input/output contract as HashGrid."""
+
+    def __init__(self, dim: int, cfg: GridConfig):
+        super().__init__()
+        import tinycudann as tcnn  # noqa: PLC0415 - optional accelerator
+
+        growth = (cfg.max_res / cfg.base_res) ** (1.0 / max(cfg.levels - 1, 1))
+        self.enc = tcnn.Encoding(dim, {
+            "otype": "HashGrid", "n_levels": cfg.levels, "n_features_per_level": cfg.features,
+            "log2_hashmap_size": cfg.table_log2, "base_resolution": cfg.base_res,
+            "per_level_scale": growth,
+        })
+        self.out_dim = cfg.features * cfg.levels
+
+    def forward(self, x):
+        return self.enc(((x + 1) * 0.5).clamp(0, 1)).float()
+
+
+def make_encoding(dim: int, cfg: GridConfig, device="cpu") -> nn.Module:
+    """Build the encoding ``cfg.kind`` for ``dim``-D inputs (tcnn falls back to torch hash)."""
+    if cfg.kind == "dense":
+        return DenseGrid(dim, cfg)
+    if cfg.kind == "triplane":
+        if dim != 3:
+            raise ValueError("triplane needs 3-D inputs")
+        return TriPlane(cfg)
+    if cfg.kind == "hash":
+        return HashGrid(dim, cfg)
+    if cfg.kind == "tcnn":
+        if torch.device(device).type == "cuda":
+            try:
+                return TcnnHashGrid(dim, cfg)
+            except (ImportError, OSError, EnvironmentError) as e:
+                log.info("tinycudann unavailable (%s); using the torch hash grid", e)
+        return HashGrid(dim, cfg)
+    raise ValueError(f"unknown grid kind {cfg.kind!r} (dense, triplane, hash, tcnn)")
+
+
+def grid_params(enc: nn.Module) -> int:
+    return sum(p.numel() for p in enc.parameters())
+
+
+__all__ = ["GridConfig", "DenseGrid", "TriPlane", "HashGrid", "TcnnHashGrid", "make_encoding", "grid_params"]

@@ -1,0 +1,55 @@
+"""Baseline decoders: a small ReLU MLP on the same grid, and a SIREN coordinate network."""
+
+import math
+
+import torch
+from torch import nn
+
+
+class MLPDecoder(nn.Module):
+    """features [N,D] -> hidden ReLU layers -> [N,out]."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 64, layers: int = 2):
+        super().__init__()
+        dims = [in_dim] + [hidden] * layers
+        mods = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            mods += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+        mods.append(nn.Linear(dims[-1], out_dim))
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Siren(nn.Module):
+    """SIREN (Sitzmann et al. 2020): sine layers with omega_0 = 30 and their initialisation."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, layers: int = 3, omega0: float = 30.0):
+        super().__init__()
+        self.omega0 = omega0
+        dims = [in_dim] + [hidden] * layers
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.head = nn.Linear(hidden, out_dim)
+        with torch.no_grad():
+            for i, lin in enumerate(self.layers):
+                bound = 1.0 / lin.in_features if i == 0 else math.sqrt(6.0 / lin.in_features) / omega0
+                lin.weight.uniform_(-bound, bound)
+            bound = math.sqrt(6.0 / hidden) / omega0
+            self.head.weight.uniform_(-bound, bound)
+
+    def forward(self, x):
+        for lin in self.layers:
+            x = torch.sin(self.omega0 * lin(x))
+        return self.head(x)
+
+
+class Identity(nn.Module):
+    """Encoding stand-in for coordinate networks (SIREN sees raw coordinates)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.out_dim = dim
+
+    def forward(self, x):
+        return x

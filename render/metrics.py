@@ -1,0 +1,109 @@
+"""Image metrics: PSNR, SSIM (Gaussian window, as skimage), LPIPS when installed.
+
+Images are [H,W,C] (or [H,W]) tensors or arrays with values in [0, max_val]; the
+metrics return Python floats and are computed in float64 without gradient.
+"""
+
+import math
+
+import torch
+
+
+def _as64(x) -> torch.Tensor:
+    return torch.as_tensor(x).detach().to(torch.float64)
+
+
+def psnr(pred, target, max_val: float = 1.0) -> float:
+    """Peak signal-to-noise ratio 10 log10(max_val^2 / MSE) over all pixels and channels.
+
+    Identical images (MSE = 0) give ``float('inf')``; no cap is applied (average PSNR
+    over views with ``mean`` of per-view MSE, or drop infinities, as the caller needs).
+    """
+    p, t = _as64(pred), _as64(target)
+    if p.shape != t.shape:
+        raise ValueError(f"psnr: pred {tuple(p.shape)} and target {tuple(t.shape)} differ")
+    mse = float(((p - t) ** 2).mean())
+    return math.inf if mse == 0.0 else 10.0 * math.log10(max_val * max_val / mse)
+
+
+def _gaussian_window(sigma: float, truncate: float = 3.5) -> torch.Tensor:
+    # scipy.ndimage.gaussian_filter's kernel as skimage uses it: radius int(truncate*sigma+0.5)
+    radius = int(truncate * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    w = torch.exp(-0.5 * (x / sigma) ** 2)
+    return w / w.sum()
+
+
+def ssim(
+    pred,
+    target,
+    data_range: float = 1.0,
+    sigma: float = 1.5,
+    K1: float = 0.01,
+    K2: float = 0.03,
+) -> float:
+    """Mean structural similarity with a Gaussian window (11 x 11 for sigma 1.5).
+
+    Matches ``skimage.metrics.structural_similarity(pred, target, gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1)``: the local
+    statistics come from a separable Gaussian filter, the SSIM map is averaged over the
+    valid region (the border of radius 5 is excluded) and then over channels.
+
+    Args:
+        pred, target: [H,W,C] or [H,W], H and W at least 11 for sigma 1.5.
+    """
+    x, y = _as64(pred), _as64(target)
+    if x.shape != y.shape:
+        raise ValueError(f"ssim: pred {tuple(x.shape)} and target {tuple(y.shape)} differ")
+    if x.dim() == 2:
+        x, y = x[..., None], y[..., None]
+    w1 = _gaussian_window(sigma)
+    k = w1.numel()
+    if x.shape[0] < k or x.shape[1] < k:
+        raise ValueError(f"ssim: images must be at least {k}x{k}, got {tuple(x.shape[:2])}")
+    c = x.shape[-1]
+    wx = w1.view(1, 1, 1, k).expand(c, 1, 1, k)
+    wy = w1.view(1, 1, k, 1).expand(c, 1, k, 1)
+
+    def filt(img):  # [C,H,W] -> valid-region Gaussian mean [C,H-k+1,W-k+1]
+        out = torch.nn.functional.conv2d(img[None], wx, groups=c)
+        return torch.nn.functional.conv2d(out, wy, groups=c)[0]
+
+    x, y = x.permute(2, 0, 1), y.permute(2, 0, 1)
+    ux, uy = filt(x), filt(y)
+    vx = filt(x * x) - ux * ux
+    vy = filt(y * y) - uy * uy
+    vxy = filt(x * y) - ux * uy
+    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return float(s.mean(dim=(1, 2)).mean())
+
+
+_LPIPS_CACHE = {}
+
+
+def lpips_fn(net: str = "alex", device=None):
+    """LPIPS metric as a callable ``f(pred [H,W,3], target [H,W,3]) -> float`` (inputs in [0,1]).
+
+    Returns None when the optional ``lpips`` package is not installed (it is imported
+    lazily, here and never at import of fieldfit). The network is built once per
+    (net, device) and cached.
+    """
+    try:
+        import lpips  # noqa: PLC0415 (optional dependency, lazy on purpose)
+    except ImportError:
+        return None
+    key = (net, str(device))
+    if key not in _LPIPS_CACHE:
+        model = lpips.LPIPS(net=net, verbose=False).eval()
+        _LPIPS_CACHE[key] = model.to(device) if device is not None else model
+    model = _LPIPS_CACHE[key]
+
+    def fn(pred, target) -> float:
+        dev = next(model.parameters()).device
+        p = torch.as_tensor(pred, dtype=torch.float32, device=dev).permute(2, 0, 1)[None]
+        t = torch.as_tensor(target, dtype=torch.float32, device=dev).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            return float(model(p * 2 - 1, t * 2 - 1))
+
+    return fn

@@ -1,0 +1,225 @@
+"""Cameras to rays.
+
+Conventions:
+- Camera-to-world ``c2w`` [3,4] = [R | t] in the OpenGL convention (x right, y up,
+  the camera looks along -z), as Blender/NeRF-synthetic and nerfstudio store it.
+- Pinhole intrinsics fx, fy, cx, cy in pixels; pixel (row i, col j) has its centre
+  at x = j + 0.5, y = i + 0.5. Image rows go down, so a pixel (x, y) has the
+  normalised OpenCV coordinates u = (x - cx)/fx, v = (y - cy)/fy and the camera-space
+  direction (u, -v, -1).
+- Lens distortion ``dist`` = (k1, k2, k3, k4, p1, p2) (nerfstudio's layout) acts on
+  (u, v) in OpenCV's convention (y down):
+      r2 = u^2 + v^2,  radial = 1 + k1 r2 + k2 r2^2 + k3 r2^3 + k4 r2^4
+      u_d = u radial + 2 p1 u v + p2 (r2 + 2 u^2)
+      v_d = v radial + p1 (r2 + 2 v^2) + 2 p2 u v
+  For COLMAP/OpenCV's OPENCV model k3 = k4 = 0; FULL_OPENCV's k3 goes in k3. k4, when
+  nonzero, is a fourth radial term in r^8, exactly as nerfstudio's perspective cameras
+  use it. Fisheye (OPENCV_FISHEYE) coefficients follow a different model and must not
+  be passed here.
+- Directions are returned with unit length, so t along a ray is metric distance from
+  the camera centre (not z-depth: z = t * cos of the angle to the optical axis).
+"""
+
+import math
+
+import torch
+
+
+def _dist_coeffs(dist: torch.Tensor, like: torch.Tensor):
+    dist = torch.as_tensor(dist, dtype=like.dtype, device=like.device)
+    if dist.shape[-1] != 6:
+        raise ValueError(f"dist: expected [6] or [N,6] = (k1,k2,k3,k4,p1,p2), got {tuple(dist.shape)}")
+    return dist.unbind(-1)
+
+
+def distort(xy: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
+    """Apply radial-tangential distortion to normalised OpenCV coordinates.
+
+    Args:
+        xy: [N,2] undistorted normalised coordinates (u, v), y down.
+        dist: [6] or [N,6] (k1, k2, k3, k4, p1, p2), see the module docstring.
+
+    Returns:
+        [N,2] distorted coordinates; differentiable.
+
+    Examples:
+        >>> distort(torch.tensor([[0.5, 0.0]]), torch.tensor([0.1, 0, 0, 0, 0, 0])).tolist()
+        [[0.512499988079071, 0.0]]
+    """
+    k1, k2, k3, k4, p1, p2 = _dist_coeffs(dist, xy)
+    u, v = xy[..., 0], xy[..., 1]
+    r2 = u * u + v * v
+    radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * (k3 + r2 * k4)))
+    ud = u * radial + 2.0 * p1 * u * v + p2 * (r2 + 2.0 * u * u)
+    vd = v * radial + p1 * (r2 + 2.0 * v * v) + 2.0 * p2 * u * v
+    return torch.stack([ud, vd], dim=-1)
+
+
+def _distort_with_jacobian(u, v, k1, k2, k3, k4, p1, p2):
+    r2 = u * u + v * v
+    radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * (k3 + r2 * k4)))
+    dradial_dr2 = k1 + r2 * (2.0 * k2 + r2 * (3.0 * k3 + r2 * 4.0 * k4))
+    ud = u * radial + 2.0 * p1 * u * v + p2 * (r2 + 2.0 * u * u)
+    vd = v * radial + p1 * (r2 + 2.0 * v * v) + 2.0 * p2 * u * v
+    # d r2 / du = 2u, d r2 / dv = 2v
+    dud_du = radial + 2.0 * u * u * dradial_dr2 + 2.0 * p1 * v + 6.0 * p2 * u
+    dud_dv = 2.0 * u * v * dradial_dr2 + 2.0 * p1 * u + 2.0 * p2 * v
+    dvd_du = 2.0 * u * v * dradial_dr2 + 2.0 * p1 * u + 2.0 * p2 * v
+    dvd_dv = radial + 2.0 * v * v * dradial_dr2 + 6.0 * p1 * v + 2.0 * p2 * u
+    return ud, vd, dud_du, dud_dv, dvd_du, dvd_dv
+
+
+def undistort(xy_distorted: torch.Tensor, dist: torch.Tensor, iters: int = 10) -> torch.Tensor:
+    """Invert ``distort`` by Newton's method with the analytic 2x2 Jacobian.
+
+    Runs in float64 internally (the result is cast back to the input dtype) with a fixed
+    number of iterations (no host synchronisation). Starting from the distorted point,
+    10 iterations reach float64 round-off for the magnitudes of real lenses
+    (|k1| <~ 0.3 over the image); a near-singular Jacobian (far outside the image circle)
+    freezes that point instead of producing NaN.
+
+    Args:
+        xy_distorted: [N,2] distorted normalised coordinates, y down.
+        dist: [6] or [N,6] (k1, k2, k3, k4, p1, p2).
+        iters: Newton iterations.
+
+    Returns:
+        [N,2] undistorted normalised coordinates.
+    """
+    xd = xy_distorted.double()
+    k = _dist_coeffs(dist, xd)
+    ud_t, vd_t = xd[..., 0], xd[..., 1]
+    u, v = ud_t.clone(), vd_t.clone()
+    for _ in range(iters):
+        ud, vd, a, b, c, d = _distort_with_jacobian(u, v, *k)
+        fu, fv = ud - ud_t, vd - vd_t
+        det = a * d - b * c
+        ok = det.abs() > 1e-12
+        safe = torch.where(ok, det, torch.ones_like(det))
+        du = torch.where(ok, (d * fu - b * fv) / safe, torch.zeros_like(det))
+        dv = torch.where(ok, (a * fv - c * fu) / safe, torch.zeros_like(det))
+        u, v = u - du, v - dv
+    return torch.stack([u, v], dim=-1).to(xy_distorted.dtype)
+
+
+def _as_column(x, like: torch.Tensor) -> torch.Tensor:
+    x = torch.as_tensor(x, dtype=like.dtype, device=like.device)
+    return x if x.dim() == 0 else x.reshape(-1)
+
+
+def pixel_rays(xy, fx, fy, cx, cy, c2w, dist=None):
+    """World-space rays through pixel positions.
+
+    Args:
+        xy: [N,2] pixel coordinates (x = col + 0.5, y = row + 0.5 at pixel centres).
+        fx, fy, cx, cy: floats or [N] tensors (pixels).
+        c2w: [3,4] or [N,3,4] camera-to-world, OpenGL convention (looks along -z).
+        dist: None, [6] or [N,6] (k1, k2, k3, k4, p1, p2); the pixel positions are
+            taken as distorted (as photographed) and undistorted before unprojection.
+
+    Returns:
+        (origins [N,3], dirs [N,3]) with unit-length dirs, in the dtype of c2w.
+        Differentiable in c2w and the intrinsics (undistortion excepted).
+
+    Examples:
+        >>> o, d = pixel_rays(torch.tensor([[50.0, 40.0]]), 100.0, 100.0, 50.0, 40.0, torch.eye(3, 4))
+        >>> d.tolist()
+        [[0.0, 0.0, -1.0]]
+    """
+    c2w = torch.as_tensor(c2w)
+    if c2w.shape[-2:] != (3, 4) or c2w.dim() not in (2, 3):
+        raise ValueError(f"c2w: expected [3,4] or [N,3,4], got {tuple(c2w.shape)}")
+    xy = torch.as_tensor(xy, device=c2w.device).to(c2w.dtype)
+    if xy.dim() != 2 or xy.shape[-1] != 2:
+        raise ValueError(f"xy: expected [N,2] pixel coordinates, got {tuple(xy.shape)}")
+    u = (xy[:, 0] - _as_column(cx, xy)) / _as_column(fx, xy)
+    v = (xy[:, 1] - _as_column(cy, xy)) / _as_column(fy, xy)
+    if dist is not None:
+        uv = undistort(torch.stack([u, v], -1), dist)
+        u, v = uv[:, 0], uv[:, 1]
+    d_cam = torch.stack([u, -v, -torch.ones_like(u)], dim=-1)  # OpenGL: y up, looking along -z
+    rot, trans = c2w[..., :3], c2w[..., 3]
+    if c2w.dim() == 2:
+        dirs = d_cam @ rot.t()
+        origins = trans.expand(xy.shape[0], 3)
+    else:
+        dirs = torch.einsum("nij,nj->ni", rot, d_cam)
+        origins = trans
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    return origins.contiguous(), dirs
+
+
+def image_rays(H: int, W: int, fx, fy, cx, cy, c2w, dist=None):
+    """Rays through every pixel centre of an H x W image, row-major (index = row * W + col).
+
+    Args as ``pixel_rays``; c2w [3,4]. Returns (origins [H*W,3], dirs [H*W,3]), unit dirs.
+    """
+    c2w = torch.as_tensor(c2w)
+    dtype = c2w.dtype if c2w.is_floating_point() else torch.float32
+    ys = torch.arange(H, device=c2w.device, dtype=dtype) + 0.5
+    xs = torch.arange(W, device=c2w.device, dtype=dtype) + 0.5
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    xy = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=-1)
+    return pixel_rays(xy, fx, fy, cx, cy, c2w.to(dtype), dist)
+
+
+def ndc_rays(origins: torch.Tensor, dirs: torch.Tensor, H: int, W: int, focal: float, near: float = 1.0):
+    """NeRF's normalised device coordinates for forward-facing (LLFF) scenes.
+
+    The rays must be in the frame of the (average) camera, which looks along -z. Each
+    origin is first moved onto the plane z = -near (o <- o + t_n d, t_n = -(near + o_z)/d_z);
+    then, with a_x = 2 focal / W, a_y = 2 focal / H (the perspective projection of
+    NeRF's appendix C, mapping the frustum z in (-inf, -near] to the cube [-1,1]^3):
+
+        o'  = ( -a_x o_x / o_z,  -a_y o_y / o_z,  1 + 2 near / o_z )
+        d'  = ( -a_x (d_x/d_z - o_x/o_z),  -a_y (d_y/d_z - o_y/o_z),  -2 near / o_z )
+
+    so that o' + t' d', t' in [0, 1), covers the ray from the near plane to infinity:
+    d'_z = 2 for every ray, and the point at NDC t' has camera depth -z = near / (1 - t')
+    (ProNeRF's z = 1 / (1 - t) for near = 1).
+    d' is NOT unit length; compositing in NDC uses the NDC t' (ProNeRF scales delta by |d'|).
+
+    Args:
+        origins, dirs: [N,3]. H, W: image size in pixels. focal: pixels. near: plane distance.
+
+    Returns:
+        (o_ndc [N,3], d_ndc [N,3]); differentiable.
+    """
+    t = -(near + origins[..., 2]) / dirs[..., 2]
+    o = origins + t[..., None] * dirs
+    ox, oy, oz = o.unbind(-1)
+    dx, dy, dz = dirs.unbind(-1)
+    ax, ay = 2.0 * focal / W, 2.0 * focal / H
+    o_ndc = torch.stack([-ax * ox / oz, -ay * oy / oz, 1.0 + 2.0 * near / oz], dim=-1)
+    d_ndc = torch.stack([-ax * (dx / dz - ox / oz), -ay * (dy / dz - oy / oz), -2.0 * near / oz], dim=-1)
+    return o_ndc, d_ndc
+
+
+def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor):
+    """Slab intersection of rays with an axis-aligned box.
+
+    Args:
+        origins, dirs: [N,3] (dirs of any nonzero length; t in units of |d|).
+        aabb: [2,3] (min corner, max corner).
+
+    Returns:
+        (t_near [N], t_far [N], hit [N] bool). t_near = max(entry, 0) (a ray starting
+        inside the box enters at 0), t_far = exit; hit = t_far > t_near (a box behind
+        the origin or merely touched is a miss). On a miss t_near = t_far = 0.
+        Axis-parallel rays are handled (a zero component never produces NaN).
+    """
+    aabb = torch.as_tensor(aabb, dtype=origins.dtype, device=origins.device)
+    parallel = dirs == 0
+    safe = torch.where(parallel, torch.ones_like(dirs), dirs)
+    t0 = (aabb[0] - origins) / safe
+    t1 = (aabb[1] - origins) / safe
+    # a component of d equal to 0: the slab is all t if the origin is inside it (faces included), else empty
+    inside = (origins >= aabb[0]) & (origins <= aabb[1])
+    inf = torch.full_like(t0, math.inf)
+    lo = torch.where(parallel, torch.where(inside, -inf, inf), torch.minimum(t0, t1))
+    hi = torch.where(parallel, torch.where(inside, inf, -inf), torch.maximum(t0, t1))
+    t_near = lo.amax(-1).clamp_min(0.0)
+    t_far = hi.amin(-1)
+    hit = t_far > t_near
+    zero = torch.zeros_like(t_near)
+    return torch.where(hit, t_near, zero), torch.where(hit, t_far, zero), hit

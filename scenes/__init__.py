@@ -1,0 +1,23 @@
+"""fieldfit.scenes: capture-format loaders -> one ``Scene`` type; built-in procedural scenes.
+
+Knows nothing of fields or renderers. See ``base`` for the camera / image conventions.
+"""
+
+from .base import Frame, NDCParams, Scene
+from .blender import load_blender
+from .detect import bounds_from_frusta, load_scene
+from .llff import load_llff
+from .nerfstudio import load_nerfstudio
+from .procedural import make_builtin_radiance_scene
+
+__all__ = [
+    "Frame",
+    "NDCParams",
+    "Scene",
+    "bounds_from_frusta",
+    "load_blender",
+    "load_llff",
+    "load_nerfstudio",
+    "load_scene",
+    "make_builtin_radiance_scene",
+]

@@ -1,0 +1,72 @@
+"""Blender / NeRF-synthetic scenes: ``transforms_{train,val,test}.json`` + RGBA PNGs.
+
+Conventions (those of the NeRF-synthetic release):
+* focal = 0.5 * W / tan(camera_angle_x / 2), fy = fx, principal point at the image centre
+  (per-file ``fl_x``/``cx``/... are honoured when present);
+* images are composited on a white background; alpha is kept (``Scene.alpha``);
+* bounds: the objects lie within [-1.5, 1.5]^3 and the cameras sit ~4 units from the origin,
+  so ``aabb = [-1.5, 1.5]^3``, ``near = 2``, ``far = 6`` (NeRF's values);
+* frames are the concatenation train, val, test (in that order); ``splits`` index into it.
+  A missing ``transforms_test.json`` falls back to val as test (then to an empty test split).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fieldfit.errors import InputError
+
+from ._io import check_downscale, list_dir, load_json
+from ._transforms import frames_from_transforms
+from .base import Scene, scale_frames
+
+BLENDER_AABB = np.array([[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]])
+BLENDER_NEAR = 2.0
+BLENDER_FAR = 6.0
+BUILTIN_KEY = "fieldfit_builtin"  # written by scenes.procedural; marks kind='builtin'
+
+
+def load_blender(root, downscale: int = 1) -> Scene:
+    root = Path(root)
+    if root.is_file() and root.name.startswith("transforms_"):
+        root = root.parent
+    downscale = check_downscale(downscale, root)
+    train_json = root / "transforms_train.json"
+    if not train_json.is_file():
+        raise InputError(root, "no transforms_train.json (not a Blender scene folder); "
+                         f"folder contains: {list_dir(root)}",
+                         "point at the folder holding transforms_{train,val,test}.json")
+    frames = []
+    splits: dict[str, list[int]] = {}
+    alpha = False
+    builtin = False
+    sources = []
+    for split in ("train", "val", "test"):
+        js = root / f"transforms_{split}.json"
+        if not js.is_file():
+            continue
+        meta = load_json(js)
+        builtin = builtin or bool(meta.get(BUILTIN_KEY))
+        fr, a = frames_from_transforms(meta, js, root, index_offset=len(frames), same_size=True)
+        if not frames:
+            alpha = a
+        if frames and fr and (fr[0].width, fr[0].height) != (frames[0].width, frames[0].height):
+            raise InputError(js, f"images are {fr[0].width}x{fr[0].height} but the train images are "
+                             f"{frames[0].width}x{frames[0].height}", "use one image size for all splits")
+        splits[split] = list(range(len(frames), len(frames) + len(fr)))
+        frames.extend(fr)
+        sources.append(str(js))
+    if not splits["train"]:
+        raise InputError(train_json, "the 'frames' list is empty", "add frames to the training split")
+    if "test" not in splits:
+        splits["test"] = list(splits.get("val", []))
+    frame_sources = [s for s, idx in zip(sources, splits.values()) for _ in idx]
+    frames = scale_frames(frames, downscale, train_json)
+    return Scene(
+        name=root.resolve().name, root=root, kind="builtin" if builtin else "blender", frames=frames,
+        splits=splits, aabb=BLENDER_AABB.copy(), near=BLENDER_NEAR, far=BLENDER_FAR,
+        background=np.ones(3, np.float32), ndc=False, downscale=downscale, has_alpha=alpha,
+        metadata={"source": str(train_json), "frame_sources": frame_sources},
+    )

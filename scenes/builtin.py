@@ -1,0 +1,94 @@
+"""Built-in scenes made by fieldfit's own code (no download), each with an exact answer.
+
+- ``csg``: a machined part, box minus a through-hole and a spherical pocket, plus a torus
+  handle: the occupancy is known exactly, so IoU is measured against the truth (genus 2).
+- ``rings``: a 256x256 procedural image (colour rings and sharp edges) given by a formula.
+- ``blocks``: a small posed-image scene ray-traced by ``scenes.procedural`` (radiance task).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Builtin:
+    task: str
+    description: str
+
+
+BUILTIN = {
+    "csg": Builtin("sdf", "machined part: box - through-hole - pocket + torus handle (genus 2), exact occupancy"),
+    "rings": Builtin("image", "256x256 procedural colour rings with sharp edges, given by a formula"),
+    "blocks": Builtin("radiance", "24 ray-traced views of coloured spheres and a box (Blender format)"),
+}
+
+
+# ---- csg: analytic signed distance (negative inside) ---------------------------------------
+def _box(p, half):
+    q = np.abs(p) - half
+    return np.linalg.norm(np.maximum(q, 0), axis=-1) + np.minimum(q.max(-1), 0)
+
+
+def _sphere(p, c, r):
+    return np.linalg.norm(p - c, axis=-1) - r
+
+
+def _cyl_z(p, r):  # infinite cylinder along z
+    return np.linalg.norm(p[..., :2], axis=-1) - r
+
+
+def _torus_x(p, c, big, small):  # torus in the y-z plane around the x axis
+    q = p - c
+    d = np.linalg.norm(q[..., 1:], axis=-1) - big
+    return np.sqrt(d**2 + q[..., 0] ** 2) - small
+
+
+def csg_sdf(p: np.ndarray) -> np.ndarray:
+    """Signed distance bound of the csg part at points p [...,3] (exact zero set and sign)."""
+    body = _box(p, np.array([0.6, 0.45, 0.3]))
+    body = np.maximum(body, -_cyl_z(p - np.array([0.25, 0.0, 0.0]), 0.15))  # through-hole
+    body = np.maximum(body, -_sphere(p, np.array([-0.3, 0.0, 0.35]), 0.22))  # pocket on top
+    handle = _torus_x(p, np.array([-0.2, 0.0, -0.35]), 0.25, 0.07)
+    return np.minimum(body, handle)
+
+
+def csg_reference_mesh(resolution: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The part as a triangle mesh (marching cubes of the analytic field, for Chamfer)."""
+    from skimage.measure import marching_cubes
+
+    lin = np.linspace(-1, 1, resolution, dtype=np.float32)
+    grid = np.stack(np.meshgrid(lin, lin, lin, indexing="ij"), -1)
+    vol = csg_sdf(grid.reshape(-1, 3)).reshape((resolution,) * 3)
+    v, f, _, _ = marching_cubes(vol, 0.0, spacing=(lin[1] - lin[0],) * 3)
+    return (v - 1.0).astype(np.float64), f.astype(np.int64)
+
+
+# ---- rings: procedural image ------------------------------------------------------------
+def rings_image(size: int = 256) -> np.ndarray:
+    """float32 [size,size,3] in [0,1]: smooth colour rings, a sharp disc edge, a checker corner."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    u, v = (x + 0.5) / size * 2 - 1, (y + 0.5) / size * 2 - 1
+    r = np.sqrt(u**2 + v**2)
+    img = np.stack([0.5 + 0.5 * np.sin(12 * r), 0.5 + 0.5 * np.cos(7 * u + 3 * v), 0.5 + 0.4 * np.sin(9 * v)], -1)
+    disc = (u - 0.35) ** 2 + (v + 0.3) ** 2 < 0.2**2
+    img[disc] = [0.95, 0.85, 0.1]
+    checker = ((np.floor(x / 16) + np.floor(y / 16)) % 2).astype(np.float32)
+    corner = (u < -0.45) & (v < -0.45)
+    img[corner] = checker[corner][:, None] * np.array([1.0, 1.0, 1.0])
+    return img.astype(np.float32)
+
+
+def blocks_scene_dir(cache: Path | None = None) -> Path:
+    """Write (once) and return the folder of the built-in radiance scene."""
+    from .procedural import make_builtin_radiance_scene
+
+    root = Path(cache or Path.home() / ".cache" / "fieldfit") / "blocks"
+    if not (root / "transforms_train.json").is_file():
+        make_builtin_radiance_scene(root)
+    return root
+
+
+SDF_FUNCTIONS: dict[str, Callable] = {"csg": csg_sdf}

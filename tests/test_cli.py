@@ -1,0 +1,117 @@
+"""The command line end to end: bad inputs, tiny fits of each task, export, resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import data_path, run_cli
+
+
+def _one_line_error(res, *needles):
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    lines = [ln for ln in res.stderr.strip().splitlines() if ln.startswith("fieldfit: error:")]
+    assert len(lines) == 1, res.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_missing_file(tmp_path):
+    _one_line_error(run_cli(tmp_path / "nope.png"), "nope.png", "no such file")
+
+
+def test_unknown_extension(tmp_path):
+    p = tmp_path / "shape.xyz"
+    p.write_text("1 2 3\n")
+    _one_line_error(run_cli(p), "shape.xyz", "unknown file type")
+
+
+def test_empty_image(tmp_path):
+    p = tmp_path / "empty.png"
+    p.write_bytes(b"")
+    _one_line_error(run_cli(p), "empty.png", "empty")
+
+
+def test_unreadable_image(tmp_path):
+    p = tmp_path / "junk.png"
+    p.write_bytes(b"not a png at all" * 10)
+    _one_line_error(run_cli(p), "junk.png", "cannot decode")
+
+
+def test_empty_mesh(tmp_path):
+    p = tmp_path / "empty.obj"
+    p.write_text("# nothing\n")
+    _one_line_error(run_cli(p), "empty.obj")
+
+
+def test_nan_vertices(tmp_path):
+    p = tmp_path / "nan.obj"
+    p.write_text("v 0 0 0\nv 1 0 0\nv nan 1 0\nv 0 0 1\nf 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n")
+    _one_line_error(run_cli(p), "nan.obj", "NaN")
+
+
+def test_directory_with_nothing_usable(tmp_path):
+    (tmp_path / "notes.txt").write_text("hi")
+    _one_line_error(run_cli(tmp_path), str(tmp_path.name), "nothing fieldfit can use")
+
+
+def test_unknown_method(tmp_path):
+    _one_line_error(run_cli("csg", "--method", "nerf"), "--method nerf", "unknown method")
+
+
+def test_builtin_list():
+    res = run_cli("scenes")
+    assert res.returncode == 0 and "csg" in res.stdout and "rings" in res.stdout
+
+
+def test_image_fit_end_to_end(tmp_path):
+    import imageio.v3 as iio
+
+    img = (np.random.default_rng(0).random((24, 40, 3)) * 255).astype(np.uint8)
+    iio.imwrite(tmp_path / "noise.png", img)
+    out = tmp_path / "run"
+    res = run_cli(tmp_path / "noise.png", "--method", "rbf", "--steps", "300", "--out", out, "--batch", "960")
+    assert res.returncode == 0, res.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["task"] == "image" and m["params"] > 0 and m["train_seconds"] > 0
+    assert m["psnr"] > 25.0  # per-pixel grid memorises white noise well above the 11 dB of a constant
+    rec = iio.imread(out / "reconstruction.png")
+    assert rec.shape == img.shape
+    for name in ("config.json", "checkpoint.safetensors", "log", "curve.png"):
+        assert (out / name).is_file(), name
+    assert "results:" in res.stdout
+
+
+def test_sdf_fit_builtin_export_and_resume(tmp_path):
+    out = tmp_path / "csg"
+    res = run_cli("csg", "--steps", "150", "--out", out, "--samples", "200000", "--resolution", "96")
+    assert res.returncode == 0, res.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["task"] == "sdf" and m["watertight"] is True
+    assert m["iou"] > 0.6, m  # 150 steps: coarse, but clearly the part
+    for k in ("chamfer_l2", "normal_consistency", "params", "prepare_seconds", "export_seconds", "convention"):
+        assert k in m
+    exp = tmp_path / "again.obj"
+    res = run_cli("export", out, "--mesh", exp, "--resolution", "64")
+    assert res.returncode == 0, res.stderr
+    assert exp.is_file()
+    res = run_cli("--resume", out, "--steps", "200")
+    assert res.returncode == 0, res.stderr
+    assert "resumed from step 150" in (out / "log").read_text()
+    assert json.loads((out / "metrics.json").read_text())["steps"] >= 200
+
+
+def test_export_of_a_missing_run(tmp_path):
+    _one_line_error(run_cli("export", tmp_path, "--mesh", tmp_path / "x.ply"), "not a run folder")
+
+
+@pytest.mark.data
+def test_broken_shared_mesh_fits(tmp_path):
+    mesh = data_path("meshes", "bunny_zipper_res2.ply")
+    out = tmp_path / "bz"
+    res = run_cli(mesh, "--steps", "100", "--out", out, "--samples", "100000", "--resolution", "64")
+    assert res.returncode == 0, res.stderr
+    log = (out / "log").read_text()
+    assert "non-manifold" in log  # the log says what was wrong with the input
+    assert json.loads((out / "metrics.json").read_text())["watertight"] is True

@@ -1,0 +1,215 @@
+"""dense_grid and hash_grid: Triton kernels vs dense_grid_ref / hash_grid_ref.
+
+The reference runs in the SAME dtype as the kernel: the cell a point falls in (floor of a position
+computed in that dtype) must be the same one, and the kernels use the references' float ops for
+it, so corners agree exactly; the tolerances cover blending and summation order only.
+Tolerances (atol is relative to max|reference|):
+    features:           f32 rtol 1e-5, atol 1e-6   f64 rtol 1e-10, atol 1e-12
+    dgrid / dtable, dx: f32 rtol 1e-4, atol 1e-5   f64 rtol 1e-9, atol 1e-11
+"""
+
+import pytest
+import torch
+from _kernel_utils import DEVICES, DTYPES, assert_close, triton_kernels, vjp  # noqa: F401
+
+from fieldfit.cuda import dense_grid, hash_grid
+from fieldfit.cuda._torch_ref import dense_grid_ref, hash_grid_ref
+
+TOL = {
+    torch.float32: {"value": (1e-5, 1e-6), "grad": (1e-4, 1e-5)},
+    torch.float64: {"value": (1e-10, 1e-12), "grad": (1e-9, 1e-11)},
+}
+
+
+def _points(n, d, dtype, device, seed=0, reach=1.15):
+    g = torch.Generator().manual_seed(seed)
+    return ((torch.rand(n, d, generator=g, dtype=torch.float64) * 2 - 1) * reach).to(device, dtype)
+
+
+def _compare(fn, ref, inputs, dtype, names, seed=1):
+    out_ref = ref(*inputs)
+    cot = torch.randn(out_ref.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    (out,), grads = vjp(fn, inputs, [cot.to(inputs[0])])
+    (out_ref,), grads_ref = vjp(ref, inputs, [cot.to(inputs[0])])
+    assert out.dtype == dtype
+    assert_close(out, out_ref, rtol=TOL[dtype]["value"][0], atol_rel=TOL[dtype]["value"][1], name=names[0])
+    for name, g, gr in zip(names[1:], grads, grads_ref):
+        assert_close(g, gr, rtol=TOL[dtype]["grad"][0], atol_rel=TOL[dtype]["grad"][1], name=name)
+    return out, grads
+
+
+# --------------------------------------------------------------------------- dense_grid
+
+DENSE_CASES = [
+    pytest.param(2, (5, 9, 7), id="2d-F5"),
+    pytest.param(3, (3, 5, 6, 7), id="3d-F3"),
+    pytest.param(2, (40, 4, 3), id="2d-F40"),  # F > the 8-feature chunk: five chunks, the last partial
+    pytest.param(3, (1, 1, 2, 3), id="3d-depth1"),  # a size-1 axis (grid_sample maps it to index 0)
+]
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("d", "shape"), DENSE_CASES)
+def test_dense_matches_reference(device, dtype, d, shape):
+    # N=37 points, 15% of the range outside [-1,1] (border padding, zero x-grad there)
+    x = _points(37, d, dtype, device)
+    grid = torch.randn(shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64).to(device, dtype)
+    _compare(dense_grid, dense_grid_ref, [x, grid], dtype, ("features", "dx", "dgrid"))
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_dense_many_points_channels_last(device):
+    # N=1000 (8 point tiles) and a channels-last grid, read through its strides without a copy
+    x = _points(1000, 3, torch.float32, device)
+    base = torch.randn(6, 7, 5, 4, generator=torch.Generator().manual_seed(3)).to(device)  # [D,H,W,F]
+    grid = base.permute(3, 0, 1, 2)
+    assert not grid.is_contiguous()
+    _, (_, dgrid) = _compare(dense_grid, dense_grid_ref, [x, grid], torch.float32, ("features", "dx", "dgrid"))
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_dense_channels_last_grad_keeps_layout(device):
+    grid = torch.randn(5, 6, 4, device=device).permute(2, 0, 1).requires_grad_()  # [F=4, 5, 6]
+    dense_grid(_points(9, 2, torch.float32, device), grid).sum().backward()
+    assert grid.grad.stride() == grid.stride()
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_dense_vertices_and_border(device):
+    # points exactly on vertices, on the border (x = +-1) and far outside: values exact,
+    # x-grad zero on and beyond the border as in grid_sample
+    grid = torch.randn(2, 5, 9, dtype=torch.float64, device=device)
+    xs = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0], [0.25, 0.5], [-0.75, 1.0], [3.0, -7.0], [-1.0, 0.3]],
+                      dtype=torch.float64, device=device)
+    out, grads = _compare(dense_grid, dense_grid_ref, [xs, grid], torch.float64, ("features", "dx", "dgrid"))
+    assert torch.equal(out[1], grid[:, -1, -1])
+    assert torch.all(grads[0][[0, 1, 5], :] == 0)
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_dense_empty(device):
+    x = torch.zeros(0, 3, device=device)
+    grid = torch.randn(4, 3, 3, 3, device=device)
+    (out,), (dx, dgrid) = vjp(dense_grid, [x, grid], [torch.zeros(0, 4, device=device)])
+    assert out.shape == (0, 4) and dx.shape == (0, 3) and torch.all(dgrid == 0)
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_dense_gradcheck_kernel_f64(device):
+    x = _points(4, 2, torch.float64, device, reach=0.9).requires_grad_()
+    grid = torch.randn(2, 3, 4, dtype=torch.float64, device=device, requires_grad=True)
+    assert torch.autograd.gradcheck(dense_grid, [x, grid], fast_mode=True)
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_dense_double_backward(device):
+    x = _points(5, 3, torch.float64, device, reach=0.9).requires_grad_()
+    grid = torch.randn(2, 3, 4, 5, dtype=torch.float64, device=device, requires_grad=True)
+    out = []
+    for fn in (dense_grid, dense_grid_ref):
+        (gx,) = torch.autograd.grad(fn(x, grid).square().sum(), x, create_graph=True)
+        out.append(torch.autograd.grad(gx.square().sum(), grid))
+    assert_close(out[0][0], out[1][0], rtol=1e-9, atol_rel=1e-11, name="grad of grad")
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_dense_reference_gradcheck(d):
+    x = _points(4, d, torch.float64, "cpu", reach=0.9).requires_grad_()
+    grid = torch.randn(2, *([3] * d), dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(dense_grid_ref, [x, grid])
+
+
+def test_dense_errors_name_the_argument():
+    with pytest.raises(ValueError, match="'x'"):
+        dense_grid(torch.zeros(3, 4), torch.zeros(2, 3, 3))
+    with pytest.raises(ValueError, match="'grid'"):
+        dense_grid(torch.zeros(3, 3), torch.zeros(2, 3, 3))
+    with pytest.raises(TypeError, match="'grid'"):
+        dense_grid(torch.zeros(3, 2), torch.zeros(2, 3, 3, dtype=torch.float64))
+
+
+# --------------------------------------------------------------------------- hash_grid
+
+HASH_CASES = [
+    # d, resolutions (dense levels, hashed levels, res = 1), table rows T (power of two or not)
+    pytest.param(3, [1, 2, 4, 7, 16], 64, id="3d-T64"),
+    pytest.param(3, [3, 5, 11], 100, id="3d-T100"),
+    pytest.param(2, [2, 8, 9, 33], 64, id="2d-T64"),
+    pytest.param(1, [5, 70, 200], 67, id="1d-T67"),
+]
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("d", "res", "rows"), HASH_CASES)
+def test_hash_matches_reference(device, dtype, d, res, rows):
+    x = _points(37, d, dtype, device, reach=1.1)
+    table = torch.randn(len(res), rows, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    table = table.to(device, dtype)
+    _compare(lambda a, b: hash_grid(a, b, res), lambda a, b: hash_grid_ref(a, b, res), [x, table], dtype,
+             ("features", "dx", "dtable"))
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_hash_many_points_collisions(device):
+    # N=300 points into a 16-row table: many points share rows, so the atomic scatter must add up
+    res = [4, 16, 64]
+    x = _points(300, 2, torch.float32, device)
+    table = torch.randn(3, 16, 2, generator=torch.Generator().manual_seed(5)).to(device)
+    _compare(lambda a, b: hash_grid(a, b, res), lambda a, b: hash_grid_ref(a, b, res), [x, table],
+             torch.float32, ("features", "dx", "dtable"))
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_hash_empty_and_resolution_tensor(device):
+    table = torch.randn(2, 32, 2, device=device)
+    (out,), (dx, dtable) = vjp(lambda a, b: hash_grid(a, b, torch.tensor([4, 8])), [torch.zeros(0, 3, device=device),
+                                                                                    table], [torch.zeros(0, 4, device=device)])
+    assert out.shape == (0, 4) and dx.shape == (0, 3) and torch.all(dtable == 0)
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_hash_table_only_grad(device):
+    # the usual training case: x does not require grad, the table does
+    table = torch.randn(2, 64, 2, device=device, requires_grad=True)
+    x = _points(20, 3, torch.float32, device)
+    hash_grid(x, table, [3, 9]).sum().backward()
+    assert x.grad is None and table.grad is not None
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_hash_gradcheck_kernel_f64(device):
+    x = _points(3, 2, torch.float64, device, reach=0.9).requires_grad_()
+    table = torch.randn(2, 8, 2, dtype=torch.float64, device=device, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: hash_grid(a, b, [2, 5]), [x, table], fast_mode=True)
+
+
+def test_hash_reference_gradcheck():
+    x = _points(4, 3, torch.float64, "cpu", reach=0.9).requires_grad_()
+    table = torch.randn(2, 16, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: hash_grid_ref(a, b, [2, 5]), [x, table])
+
+
+def test_hash_errors_name_the_argument():
+    table = torch.zeros(2, 16, 2)
+    with pytest.raises(ValueError, match="'resolutions'"):
+        hash_grid(torch.zeros(3, 3), table, [4])
+    with pytest.raises(ValueError, match="'resolutions'"):
+        hash_grid(torch.zeros(3, 3), table, [4, 0])
+    with pytest.raises(ValueError, match="'x'"):
+        hash_grid(torch.zeros(3, 4), table, [4, 8])
+    with pytest.raises(ValueError, match="'table'"):
+        hash_grid(torch.zeros(3, 3), table[0], [4, 8])
