@@ -1,11 +1,13 @@
 """Triton kernels of ``dense_grid`` and ``hash_grid`` (imported lazily; importing this imports triton).
 
 Both gather the 2^d corners of the cell holding each point and blend them d-linearly. Points are
-tiled BN at a time with all features of a corner in one [BN, BF] gather; unused axes (d < 3) are
-carried as a constant 0 coordinate with weight 1 so one code path serves d = 1, 2, 3.
+tiled BN at a time, the features of a corner in one [BN, BF] gather (dense grids loop over chunks
+of 8 features); unused axes (d < 3) are carried as a constant 0 coordinate with weight 1 so one
+code path serves d = 1, 2, 3.
 
-Backward: the feature-grad scatters into the grid/table with ``tl.atomic_add`` (non-deterministic
-summation order on GPU); the position-grad is accumulated in registers per point (no atomics).
+Backward: the feature-grad scatters into the grid/table with relaxed ``tl.atomic_add``
+(non-deterministic summation order on GPU); the position-grad is accumulated in registers per
+point (no atomics).
 Dense grids are read through their strides, so a grid stored channels-last (a permuted view of a
 [*R, F] tensor) is used without a copy and its gradient comes back in the same layout.
 """
@@ -15,8 +17,10 @@ import triton
 import triton.language as tl
 
 from ._dispatch import device_guard
+from ._torch_ref import HASH_PRIMES
 
-HASH_PRIMES = (1, 2654435761, 805459861)
+# _hash_index spells the primes out as literals (Triton folds them as constants); keep them equal.
+assert HASH_PRIMES == (1, 2654435761, 805459861), "update _hash_index with the new primes"
 
 # Launch shapes. All 2^d corner gathers of a tile are in flight at once, so registers grow with
 # (points x features) per thread; these keep the kernels spill-free in fp32 and fp64 (checked by
@@ -122,7 +126,7 @@ def _dense_bwd_kernel(x_ptr, g_ptr, go_ptr, dg_ptr, dx_ptr, N, F, S0, S1, S2, st
             i0, i1, i2, w, dw0, dw1, dw2 = _corner(c, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2)
             off = (i0 * st0 + i1 * st1 + i2 * st2)[:, None] + rf[None, :] * stf
             if NEED_G:
-                tl.atomic_add(dg_ptr + off, w[:, None] * go, mask=m2)
+                tl.atomic_add(dg_ptr + off, w[:, None] * go, mask=m2, sem="relaxed")
             if NEED_X:
                 s = tl.sum(go * tl.load(g_ptr + off, mask=m2, other=0.0), axis=1)
                 gx0 += s * dw0
@@ -279,7 +283,7 @@ def _hash_bwd_kernel(x_ptr, t_ptr, res_ptr, hashed_ptr, go_ptr, dt_ptr, dx_ptr, 
             row = base + _hash_index(i0, i1, i2, res, T, hashed, POW2)
             ptr = row[:, None] * F + rf[None, :]
             if NEED_T:
-                tl.atomic_add(dt_ptr + ptr, w[:, None] * go, mask=m2)
+                tl.atomic_add(dt_ptr + ptr, w[:, None] * go, mask=m2, sem="relaxed")
             if NEED_X:
                 s = tl.sum(go * tl.load(t_ptr + ptr, mask=m2, other=0.0), axis=1)
                 l0 += s * dw0

@@ -66,8 +66,8 @@ def composite_packed(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch
 
     Examples:
         >>> w, t = composite_packed(torch.ones(3), torch.zeros(3), torch.ones(3), torch.tensor([0, 0, 1]), 2)
-        >>> t.tolist()[:2] == [1.0, torch.exp(torch.tensor(-1.0)).item()]
-        True
+        >>> [round(v, 4) for v in t.tolist()]
+        [1.0, 0.3679, 1.0]
     """
     _checks.tensor(_OP, "sigmas", sigmas, ("S",))
     s = sigmas.shape[0]

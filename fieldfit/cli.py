@@ -30,6 +30,8 @@ EXTRA_FLAGS = {
     "units": (int, "RBF units K"),
     "kernel": (str, "RBF kernel: gaussian | inverse_quadratic | inverse_multiquadric | multiquadric"),
     "decoder": (str, "decoder: rbf | mlp | siren"),
+    "hidden": (int, "mlp / siren width"),
+    "layers": (int, "mlp / siren hidden layers"),
     "batch": (int, "points / pixels / rays per step"),
     "lr": (float, "learning rate"),
     "samples": (int, "training samples (sdf)"),

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-T_THRESHOLD = 0.01  # BSP-Net's threshold: plane i belongs to convex j when T_ij > 0.01
+T_THRESHOLD = 0.5  # plane i bounds convex j when T_ij > 0.5 (paper: 0.01; see the docstring)
 
 
 @dataclass

@@ -23,11 +23,12 @@ class Schedule:
     band0: tuple = (0.1, 0.02)  # soft band width (unit lengths) at the start/end of phase 0
     band3: tuple = (0.02, 0.002)  # ... and of phase 3
     lr_planes: float = 3e-3
-    lr_t: float = 1e-3
+    lr_t: float = 1e-3  # phase 0: slow, so that weak, noisy gradients do not re-wire T
+    lr_t3: float = 1e-2  # phase 3: fast enough for L_T' to finish binarising T
     lr_final: float = 0.1  # lr decays to this fraction at the end of each phase
     w_w: float = 1e-3  # L_W weight (sum |W - 1|)
     w_t: float = 1.0  # L_T weight (sum of T outside [0,1]), as the paper
-    w_bin: float = 1e-3  # L_T' weight (sum) at the end of phase 3 (ramped up from 0)
+    w_bin: float = 1e-2  # L_T' weight (sum) at the end of phase 3 (ramped up from 0)
     reseed_every: int = 50  # steps between dead-convex re-seeding (phase 0 only)
 
 
@@ -138,8 +139,9 @@ class Fitter:
 
     def step(self, i: int, progress: float) -> dict:
         phase, q = phase_of(progress, self.sched)
-        if phase != self.last_phase:  # a new phase restarts the learning-rate decay
+        if phase != self.last_phase:  # phase 3 binarises T: it needs larger steps on T
             self.last_phase = phase
+            self.opt.param_groups[1]["base_lr"] = self.sched.lr_t3
         set_lr(self.opt, q, self.sched.lr_final)
         x, f = self.pool.batch(self.sched.batch, progress, self.gen)
         c = self.model.convex_values(x, 1.0 / band_at(self.sched, phase, q))

@@ -26,10 +26,10 @@ CONVENTION = ("unit frame: input bbox centre at 0, diagonal 1.9; chamfer_l2 = me
 
 
 def default_config(extra: dict) -> FieldConfig:
-    grid = GridConfig(kind=extra.get("grid", "triplane"), levels=extra.get("levels", 4),
-                      base_res=extra.get("base_res", 64), max_res=extra.get("max_res", 512),
-                      features=extra.get("features", 4), table_log2=extra.get("table_log2", 19),
-                      init_scale=extra.get("init_scale", 1e-4), volume_max_res=extra.get("volume_max_res", 64))
+    grid = GridConfig(kind=extra.get("grid", "triplane"), levels=extra.get("levels", 3),
+                      base_res=extra.get("base_res", 128), max_res=extra.get("max_res", 512),
+                      features=extra.get("features", 2), table_log2=extra.get("table_log2", 19),
+                      init_scale=extra.get("init_scale", 1e-4), volume_max_res=extra.get("volume_max_res", 0))
     return FieldConfig(grid=grid, decoder=extra.get("decoder", "rbf"), units=extra.get("units", 64),
                        kernel=extra.get("kernel", "gaussian"), hidden=extra.get("hidden", 64),
                        layers=extra.get("layers", 2))

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from ...cuda._torch_ref import composite_packed_ref, traverse_occupancy_ref
+from ...cuda import composite_packed, traverse_occupancy
 from ..rays import ray_aabb
 from ..samples import RaySamples
 
@@ -163,14 +163,14 @@ class OccupancyGrid(nn.Module):
         longest = float((t_max - t_min).max())
         max_samples = int(math.ceil(longest / step_size)) + 1
         jitter = torch.rand(n_rays, device=origins.device, dtype=origins.dtype) if stratified else None
-        t_s, t_e, ri = traverse_occupancy_ref(
+        t_s, t_e, ri = traverse_occupancy(
             origins, dirs, t_min, t_max, self.binary, self.aabb, step_size, max_samples, jitter
         )
         samples = RaySamples(t_s, t_e, ri, n_rays)
         if density_fn is None or samples.n_samples == 0 or (early_stop_eps <= 0 and alpha_thre <= 0):
             return samples
         sigmas = _eval_chunked(density_fn, samples.positions(origins, dirs), chunk).to(t_s.dtype)
-        _, trans = composite_packed_ref(sigmas, t_s, t_e, ri, n_rays)
+        _, trans = composite_packed(sigmas, t_s, t_e, ri, n_rays)
         keep = torch.ones_like(trans, dtype=torch.bool)
         if early_stop_eps > 0:
             keep &= trans >= early_stop_eps

@@ -1,0 +1,96 @@
+"""Compile every fieldfit.cuda Triton kernel for sm_90 without a GPU (run as a script).
+
+The interpreter runs kernels as Python and accepts code the real compiler rejects (e.g. a name
+re-bound inside a loop with another type), so CPU CI also lowers each kernel to a cubin with the
+ptxas bundled in the triton wheel. Prints one line per kernel; exit 1 if any failed, 3 if this
+triton cannot compile for CUDA here (no bundled ptxas).
+Must run WITHOUT TRITON_INTERPRET (kernels defined under it are interpreter objects).
+"""
+
+import os
+import sys
+
+assert os.environ.get("TRITON_INTERPRET", "") in ("", "0"), "unset TRITON_INTERPRET"
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+
+from fieldfit.cuda import _composite_triton as C  # noqa: E402
+from fieldfit.cuda import _grid_triton as G  # noqa: E402
+from fieldfit.cuda import _rbf_triton as R  # noqa: E402
+from fieldfit.cuda import _traverse_triton as T  # noqa: E402
+
+
+def _sig(fn, types, consts):
+    """Signature dict from the kernel's parameter names: pointers get `types`, ints i32."""
+    sig = {}
+    for name in fn.arg_names:
+        if name in consts:
+            sig[name] = "constexpr"
+        else:
+            sig[name] = types.get(name, types["*"] if name.endswith("_ptr") else "i32")
+    return sig
+
+
+def specs():
+    out = []
+    for dt in ("fp32", "fp64"):
+        p = {"*": "*" + dt}
+        kern = 3 if dt == "fp64" else 0
+        rbf = dict(D=7, KERNEL=kern)
+        out += [
+            (f"rbf fwd {dt}", R._rbf_fwd_kernel, p, dict(rbf, BN=R.BN_FWD, BK=R.BK_FWD), R.WARPS_FWD, True),
+            (f"rbf dx {dt}", R._rbf_bwd_dx_kernel, p, dict(rbf, BN=R.BN_BWD, BK=R.BK_BWD), R.WARPS_BWD, True),
+            (f"rbf params {dt}", R._rbf_bwd_param_kernel, p,
+             dict(rbf, NEED_C=True, NEED_LP=True, BN=R.BN_BWD, BK=R.BK_BWD), R.WARPS_BWD, True),
+        ]
+        for dim in (2, 3):
+            fwd = G._dense_launch(forward=True)
+            bwd = G._dense_launch(need_x=True)
+            out += [
+                (f"dense fwd {dim}d {dt}", G._dense_fwd_kernel, p, dict(DIM=dim, BN=fwd["BN"], BF=G.DENSE_BF),
+                 fwd["num_warps"], True),
+                (f"dense bwd {dim}d {dt}", G._dense_bwd_kernel, p,
+                 dict(NEED_G=True, NEED_X=True, DIM=dim, BN=bwd["BN"], BF=G.DENSE_BF), bwd["num_warps"], True),
+            ]
+        hp = dict(p, res_ptr="*i32", hashed_ptr="*i32")
+        for dim, pow2 in ((3, True), (3, False), (1, True)):
+            out += [
+                (f"hash fwd {dim}d pow2={pow2} {dt}", G._hash_fwd_kernel, hp,
+                 dict(DIM=dim, POW2=pow2, BN=G._hash_bn(2), BF=2), 4, True),
+                (f"hash bwd {dim}d pow2={pow2} {dt}", G._hash_bwd_kernel, hp,
+                 dict(NEED_T=True, NEED_X=True, DIM=dim, POW2=pow2, BN=G._hash_bn(2, True), BF=2), 4, True),
+            ]
+        cp = dict(p, offs_ptr="*i64")
+        out += [
+            (f"composite fwd {dt}", C._composite_fwd_kernel, cp, dict(MAX_TAU=64.0, BS=C.BS), 2, True),
+            (f"composite bwd {dt}", C._composite_bwd_kernel, cp,
+             dict(NEED_SIG=True, NEED_T=True, MAX_TAU=64.0, BS=C.BS), 2, True),
+        ]
+        tp = dict(p, bin_ptr="*u8", count_ptr="*i32", offs_ptr="*i64", ri_ptr="*i64")
+        for jit in (False, True):
+            out.append((f"traverse jitter={jit} {dt}", T._traverse_kernel, tp, dict(HAS_JITTER=jit, BS=T.BS), 2, False))
+    return out
+
+
+def main():
+    target = GPUTarget("cuda", 90, 32)
+    failed = 0
+    for name, fn, types, consts, warps, fusion in specs():
+        try:
+            src = ASTSource(fn, _sig(fn, types, consts), consts)
+            triton.compile(src, target=target, options=dict(num_warps=warps, enable_fp_fusion=fusion))
+            print(f"ok   {name}")
+        except Exception as exc:  # noqa: BLE001 - report every kernel, then fail
+            text = str(exc)
+            if "ptxas" in text and ("not found" in text or "No such file" in text):
+                print(f"cannot compile for CUDA here: {text[:300]}")
+                return 3
+            failed += 1
+            print(f"FAIL {name}: {type(exc).__name__}: {text[:2000]}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
