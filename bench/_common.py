@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = Path(os.environ.get("FIELDFIT_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "bench" / "results"
 
 

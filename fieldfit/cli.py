@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import InputError
+from .errors import FitError, InputError
 
 SUBCOMMANDS = ("export", "render", "eval", "view", "scenes")
 TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4")
@@ -36,6 +36,7 @@ EXTRA_FLAGS = {
     "lr": (float, "learning rate"),
     "samples": (int, "training samples (sdf)"),
     "resolution": (int, "marching-cubes resolution"),
+    "eval-every": (float, "seconds between progress evaluations"),
     "convexes": (int, "convexes (bsp)"),
     "samples-per-ray": (int, "samples per ray (pronerf)"),
     "downscale": (int, "downscale posed images by N (area average)"),
@@ -101,12 +102,16 @@ def cmd_fit(argv) -> int:
     run.header = {"input": scene, "method": method_name, "command": "fieldfit " + " ".join(argv)}
     opts = Options(time_budget=args.time_budget, steps=args.steps, device=resolve_device(args.device),
                    seed=args.seed, resume=bool(args.resume), extra=extra)
-    if args.view:
-        extra["view"] = True
+    if args.view:  # the viewer draws between training steps (fieldfit.viewer.live)
+        from fieldfit.viewer.live import LiveView
+
+        run.step_hook = LiveView(run, opts.device)
     run.log(f"fieldfit {method_name} on {scene} ({inp.task}) -> {run.path}")
     metrics = method.fit(inp, opts, run)
     print(_summary(metrics))
     print(f"results: {run.path.resolve()}")
+    if args.view:
+        run.step_hook.finish()
     return 0
 
 
@@ -217,7 +222,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\nfieldfit: interrupted; the last checkpoint is kept (continue with --resume RUN)", file=sys.stderr)
         return 130
-    except FloatingPointError as e:
+    except (FloatingPointError, FitError) as e:
         print(f"fieldfit: error: {e}", file=sys.stderr)
         return 1
 

@@ -16,3 +16,7 @@ class InputError(Exception):
         if fix:
             msg += f" ({fix})"
         super().__init__(msg)
+
+
+class FitError(Exception):
+    """A fit that cannot produce its result (diverged, empty surface); the CLI exits with 1."""

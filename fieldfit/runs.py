@@ -78,6 +78,7 @@ class Run:
         self.path = Path(path)
         self._t0 = time.time()
         self.header: dict = {}  # written first into config.json (input argument, command line)
+        self.step_hook = None  # fit_loop calls step_hook(step, state) after each step (the live viewer)
 
     @classmethod
     def create(cls, path: Path) -> "Run":

@@ -91,6 +91,11 @@ def fit_loop(step, budget: Budget, run: Run, *, evaluate=None, state=None, metri
         if not math.isfinite(loss):
             raise FloatingPointError(f"loss became {loss} at step {i}; the last good checkpoint is kept")
         i += 1
+        hook = getattr(run, "step_hook", None)
+        if hook is not None:  # e.g. the viewer drawing between steps; its time is not training time
+            t_hook = time.perf_counter()
+            hook(i, state)
+            t_start += time.perf_counter() - t_hook
         elapsed = time.perf_counter() - t_start
         if i % 10 == 0 or i < 10:
             history.steps.append(i)

@@ -93,9 +93,38 @@ class BSPField(nn.Module):
         return x @ n.T + self.offsets
 
     def convex_values(self, x: torch.Tensor, sharpness: float) -> torch.Tensor:
-        """C [N,K] = relu(k h) T; 0 inside a convex, >= 1 well outside it. Pruned convexes: +1e3."""
+        """C [N,K] = relu(k h) T (phase 0); 0 inside a convex, >= 1 well outside. Pruned: 1e3."""
         c = torch.relu(sharpness * self.plane_distances(x)) @ self.T
         return torch.where(self.alive, c, torch.full_like(c, 1e3))
+
+    def member_min_union(self, x: torch.Tensor, sharpness: float) -> torch.Tensor:
+        """S* [N] = min_j C_j (phase 3), C summing member planes only (T_ij > T_THRESHOLD).
+
+        The forward pass sees exactly the polytopes the mesh will have (a T_ij of 0.005 would
+        still cut at sharpness 500). Only each point's nearest convex carries a gradient, so C
+        is found without autograd and S* rebuilt for that convex alone: O(N P) backward instead
+        of O(N P K). Straight-through: non-member T_ij count as 0 in the value but get
+        d S*/d T_ij = D_i, so planes still join and leave convexes.
+        """
+        d = torch.relu(sharpness * self.plane_distances(x))  # [N,P]
+        member = self.T > T_THRESHOLD
+        t = torch.where(member, self.T, self.T - self.T.detach())  # value: T on members, else 0
+        usable = self.alive & member.any(0)  # a convex with no plane is empty, as in the mesh
+        with torch.no_grad():
+            c = torch.where(usable, d @ t, torch.full((1,), 1e3, device=d.device))
+            c_min, j = c.min(dim=1)
+        s = (d * t.T.contiguous()[j]).sum(1)
+        return torch.where(c_min >= 1e3, c_min, s)
+
+    def member_depths(self, x: torch.Tensor) -> torch.Tensor:
+        """e [N,K] = max over member planes of h: > 0 outside convex j, minus the depth inside."""
+        h = self.plane_distances(x)
+        member = self.T > T_THRESHOLD
+        pi, cj = member.nonzero(as_tuple=True)
+        e = h.new_full((len(x), self.cfg.convexes), 1e3)  # no plane: empty convex, far outside
+        if len(pi):
+            e = e.scatter_reduce(1, cj.expand(len(x), -1), h[:, pi], reduce="amax", include_self=False)
+        return torch.where(self.alive, e, torch.full_like(e, 1e3))
 
     def continuous_union(self, c: torch.Tensor) -> torch.Tensor:
         """S [N] in [0,1] (phase 0), 1 = inside."""

@@ -49,11 +49,11 @@ def triplane_features_cf(enc: TriPlane, x: torch.Tensor) -> torch.Tensor:
     for lvl in range(len(enc.planes) // 3):
         planes = torch.stack([enc.planes[3 * lvl + p] for p in range(3)])  # [3,F,R,R]
         o = F.grid_sample(planes, coords, mode="bilinear", padding_mode="border", align_corners=True)
-        out.append(o.reshape(-1, n))  # [3F,N]: plane-major, as TriPlane concatenates
+        out.append(o.reshape(3 * o.shape[1], n))  # [3F,N]: plane-major, as TriPlane concatenates
     pts = x.view(1, n, 1, 1, 3)
     for vol in enc.volumes:
         o = F.grid_sample(vol[None], pts, mode="bilinear", padding_mode="border", align_corners=True)
-        out.append(o.reshape(-1, n))
+        out.append(o.reshape(o.shape[1], n))
     return torch.cat(out, dim=0)
 
 

@@ -11,7 +11,9 @@ boolean (symbolic perturbation for touching faces) into ONE oriented 2-manifold.
 n-gons: the union comes back as triangles. ``merge_coplanar`` joins edge-adjacent triangles
 that lie in the same plane into one polygon when the region has a single simple boundary loop
 (every vertex of the loop kept, so neighbours share vertices and the polygon mesh stays
-watertight); regions with holes or pinched loops stay as triangles.
+watertight); regions with holes or pinched loops stay as triangles. Such n-gons can be
+non-convex and carry collinear vertices: importers that triangulate by fans (trimesh) then make
+zero-area triangles; take the .ply for triangles.
 """
 
 import os

@@ -22,14 +22,16 @@ class Schedule:
     phase0: float = 0.4  # fraction of the budget in the continuous phase; the rest is phase 3
     band0: tuple = (0.1, 0.02)  # soft band width (unit lengths) at the start/end of phase 0
     band3: tuple = (0.02, 0.002)  # ... and of phase 3
-    lr_planes: float = 3e-3
+    lr_planes: float = 1e-2
     lr_t: float = 1e-3  # phase 0: slow, so that weak, noisy gradients do not re-wire T
     lr_t3: float = 1e-2  # phase 3: fast enough for L_T' to finish binarising T
     lr_final: float = 0.1  # lr decays to this fraction at the end of each phase
     w_w: float = 1e-3  # L_W weight (sum |W - 1|)
     w_t: float = 1.0  # L_T weight (sum of T outside [0,1]), as the paper
     w_bin: float = 1e-2  # L_T' weight (sum) at the end of phase 3 (ramped up from 0)
-    reseed_every: int = 50  # steps between dead-convex re-seeding (phase 0 only)
+    w_depth: float = 1.0  # outside samples inside a convex pay k x depth (0: the paper's L*)
+    reseed_every: int = 50  # steps between re-seedings of useless convexes
+    reseed_until: tuple = (0.8, 0.7)  # ... up to this progress of phase 0 and of phase 3
 
 
 class Pool:
@@ -101,9 +103,13 @@ def loss_phase0(s: torch.Tensor, f: torch.Tensor, model: BSPField, sched: Schedu
     return recon + sched.w_w * l_w + sched.w_t * l_t
 
 
-def loss_phase3(s_star: torch.Tensor, f: torch.Tensor, model: BSPField, w_bin: float) -> torch.Tensor:
-    """L*_recon + w_bin L_T' (soft binarisation: T below the threshold to 0, above it to 1)."""
+def loss_phase3(s_star: torch.Tensor, f: torch.Tensor, model: BSPField, w_bin: float,
+                depth: torch.Tensor | None = None) -> torch.Tensor:
+    """L*_recon + w_bin L_T' (soft binarisation: T below the threshold to 0, above it to 1)
+    [+ mean (1 - F) sum_j relu(-depth_j), depth = k * member_depths: see Schedule.w_depth]."""
     recon = ((1 - f) * (1 - s_star.clamp(max=1)) + f * s_star.clamp(min=0)).mean()
+    if depth is not None:
+        recon = recon + ((1 - f)[:, None] * torch.relu(-depth)).sum(1).mean()
     t = model.T
     l_bin = torch.where(t < T_THRESHOLD, t.abs(), (t - 1).abs()).sum()
     return recon + w_bin * l_bin
@@ -135,50 +141,53 @@ class Fitter:
         x, f = pool.all()
         self.inside_pts, self.outside_pts = x[f > 0.5], x[f < 0.5]
         self.reseeded = 0
-        self.last_phase = 0
+        self.tree = None  # k-d tree of outside samples, built on the first re-seeding
 
     def step(self, i: int, progress: float) -> dict:
         phase, q = phase_of(progress, self.sched)
-        if phase != self.last_phase:  # phase 3 binarises T: it needs larger steps on T
-            self.last_phase = phase
-            self.opt.param_groups[1]["base_lr"] = self.sched.lr_t3
+        # phase 3 binarises T: it needs larger steps on T than phase 0
+        self.opt.param_groups[1]["base_lr"] = self.sched.lr_t if phase == 0 else self.sched.lr_t3
         set_lr(self.opt, q, self.sched.lr_final)
         x, f = self.pool.batch(self.sched.batch, progress, self.gen)
-        c = self.model.convex_values(x, 1.0 / band_at(self.sched, phase, q))
+        k = 1.0 / band_at(self.sched, phase, q)
         if phase == 0:
-            loss = loss_phase0(self.model.continuous_union(c), f, self.model, self.sched)
+            s = self.model.continuous_union(self.model.convex_values(x, k))
+            loss = loss_phase0(s, f, self.model, self.sched)
         else:
-            loss = loss_phase3(self.model.min_union(c), f, self.model, self.sched.w_bin * q)
+            depth = self.sched.w_depth * k * self.model.member_depths(x) if self.sched.w_depth else None
+            loss = loss_phase3(self.model.member_min_union(x, k), f, self.model, self.sched.w_bin * q, depth)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         with torch.no_grad():  # L_T's wall, exactly: one Adam step can take T below 0, and a
             self.model.T.clamp_(0, 1)  # negative T_ij makes C < 0, S = 1 far away (collapse)
-        if phase == 0 and q < 0.8 and (i + 1) % self.sched.reseed_every == 0:
+        if q < self.sched.reseed_until[phase > 0] and (i + 1) % self.sched.reseed_every == 0:
             self.reseed_dead()
         return {"loss": loss.detach(), "phase": phase}
 
     @torch.no_grad()
     def reseed_dead(self, probe: int = 20000) -> int:
-        """Re-seed convexes that cover no inside sample at a random missed inside sample."""
+        """Re-seed useless convexes (dead, or covered by others) at random missed inside samples."""
         m = self.model
         idx = torch.randint(0, len(self.inside_pts), (probe,), device=self.inside_pts.device, generator=self.gen)
         pts = self.inside_pts[idx]
         cover = m.hard_convex_inside(pts)
-        dead = torch.nonzero(cover.sum(0) == 0).flatten().tolist()
         missed = pts[~cover.any(1)]
-        if not dead or len(missed) == 0:
+        dead, redundant = useless(cover, m.alive.clone())
+        todo = torch.nonzero(dead).flatten().tolist() + redundant
+        if not todo or len(missed) == 0:
             return 0
-        from scipy.spatial import cKDTree
+        if self.tree is None:
+            from scipy.spatial import cKDTree
 
-        tree = cKDTree(self.outside_pts[:200000].cpu().numpy())
-        for j in dead:
+            self.tree = cKDTree(self.outside_pts[:200000].cpu().numpy())
+        for j in todo:
             centre = missed[int(self.rng.integers(len(missed)))].cpu().numpy()
-            radius = float(np.clip(0.5 * tree.query(centre)[0], 0.005, 0.1))
+            radius = float(np.clip(0.5 * self.tree.query(centre)[0], 0.005, 0.1))
             changed = m.seed_convex(j, centre, radius, self.rng)
             self._reset_moments(changed, j)
-        self.reseeded += len(dead)
-        return len(dead)
+        self.reseeded += len(todo)
+        return len(todo)
 
     def _reset_moments(self, planes: torch.Tensor, j: int) -> None:
         """Zero Adam's moments of the re-seeded rows, so old momentum does not undo the seed."""
@@ -194,31 +203,38 @@ class Fitter:
                 st[key][:, j] = 0
 
 
+def useless(cover: torch.Tensor, alive: torch.Tensor, min_points: int = 1) -> tuple:
+    """(dead [K] bool, redundant [list]) from cover [N,K] (sample n inside convex k).
+
+    Dead: covers fewer than ``min_points`` samples. Redundant: found greedily, the live convex
+    with the fewest samples that no other covers, while that number is below ``min_points``.
+    ``alive`` [K] is updated in place (dead and redundant ones set False).
+    """
+    dead = (cover & alive).sum(0) < min_points
+    alive &= ~dead
+    cover = cover & alive
+    redundant = []
+    while int(alive.sum()) > 1:
+        live = torch.nonzero(alive).flatten()
+        unique = (cover & (cover.sum(1, keepdim=True) == 1)).sum(0)[live]
+        j = int(unique.argmin())
+        if unique[j] >= min_points:
+            break
+        alive[live[j]] = False
+        cover[:, live[j]] = False
+        redundant.append(int(live[j]))
+    return dead, redundant
+
+
 @torch.no_grad()
 def prune(model: BSPField, inside_pts: torch.Tensor, min_points: int = 1) -> dict:
     """Drop convexes that cover no inside sample, then those whose samples others all cover.
 
     Returns a report {"convexes": used, "dead": ..., "redundant": ..., "planes": used planes}.
     """
-    cover = model.hard_convex_inside(inside_pts)
-    dead = cover.sum(0) < min_points
-    model.alive &= ~dead
-    cover &= model.alive
-    redundant = 0
-    while True:  # greedily remove the convex with the fewest uniquely covered samples, if none
-        alive = torch.nonzero(model.alive).flatten()
-        if len(alive) <= 1:
-            break
-        count = cover.sum(1, keepdim=True)
-        unique = (cover & (count == 1)).sum(0)[alive]
-        j = int(unique.argmin())
-        if unique[j] >= min_points:
-            break
-        model.alive[alive[j]] = False
-        cover[:, alive[j]] = False
-        redundant += 1
+    dead, redundant = useless(model.hard_convex_inside(inside_pts), model.alive, min_points)
     used_planes = ((model.T > T_THRESHOLD) & model.alive).any(1).sum()
-    return {"convexes": int(model.alive.sum()), "dead": int(dead.sum()), "redundant": redundant,
+    return {"convexes": int(model.alive.sum()), "dead": int(dead.sum()), "redundant": len(redundant),
             "planes": int(used_planes)}
 
 

@@ -33,9 +33,9 @@ DEFAULTS = {
     "grid": "triplane", "levels": 4, "base_res": 16, "max_res": 128, "features": 4, "volume_max_res": 32,
     "init_scale": 0.1, "units": 32, "kernel": "gaussian", "decoder": "rbf", "hidden": 64, "layers": 2,
     "lr": 0.02, "lr_decoder": 0.02, "lr_final": 0.1, "batch": 8192, "target_samples": 1 << 14,
-    "grid_res": 128, "grid_full": (16, 48, 128, 256, 512), "grid_every": 16, "grid_cells": 1 / 16,
-    "grid_threshold": 0.01, "coarse_step": 4.0,
-    "steps_per_cell": 2.0, "early_stop": 1e-4, "alpha_thre": 0.0, "density_shift": -10.0,
+    "grid_res": None, "grid_full": (16, 48, 128, 256, 512), "grid_every": 16, "grid_cells": 1 / 16,
+    "grid_threshold": 0.01, "grid_dilation": 0, "coarse_step": 4.0, "step": None,
+    "early_stop": 1e-3, "alpha_thre": 1e-3, "density_shift": -10.0,
     "time_budget": 300.0, "eval_rays": 4096, "resolution": 256,
 }
 
@@ -52,21 +52,45 @@ def build_model(cfg: dict, device) -> tuple[RadianceModel, MarchConfig]:
     """The model and marching settings described by a run config (or the one fit is writing)."""
     field = RadianceRBF(FieldConfig.from_dict(cfg["field"]), cfg["aabb"], cfg["density_shift"],
                         cfg["density_scale"], device=device)
-    grid = OccupancyGrid(cfg["aabb"], resolution=cfg["grid_res"], warmup_steps=0)
+    grid = OccupancyGrid(cfg["aabb"], resolution=cfg["grid_res"], warmup_steps=0, dilation=cfg.get("grid_dilation", 1))
     return RadianceModel(field, grid).to(device), MarchConfig(**cfg["march"])
+
+
+def pixel_footprint(scene) -> float:
+    """Median width of a pixel at the point the training cameras look at (world units)."""
+    from fieldfit.scenes.nerfstudio import look_at_centre
+
+    frames = [scene.frames[i] for i in scene.split("train")]
+    centre = look_at_centre(frames)
+    return float(np.median([np.linalg.norm(f.c2w[:, 3] - centre) / f.fx for f in frames]))
+
+
+def grid_and_step(scene, extra: dict) -> tuple[int, float]:
+    """Occupancy-grid resolution and marching step (see the module doc), unless set in ``extra``.
+
+    World scenes: cells about 0.8 pixel footprint (16..128 per axis, multiples of 16) and a step of
+    0.7 footprint, at least a quarter cell. NDC scenes: 128 cells and a step of one cell.
+    """
+    extent = float(np.mean(scene.aabb[1] - scene.aabb[0]))
+    if scene.ndc:
+        res = int(extra["grid_res"] or 128)
+        return res, float(extra["step"] or extent / res)
+    foot = pixel_footprint(scene)
+    res = int(extra["grid_res"] or np.clip(16 * np.ceil(1.25 * extent / foot / 16), 32, 128))
+    return res, float(extra["step"] or max(0.7 * foot, 0.25 * extent / res))
 
 
 def run_config(scene, inp, extra: dict, seed: int) -> dict:
     aabb = np.asarray(scene.aabb, np.float64)
     near, far = march_bounds(scene)
-    cell = float((aabb[1] - aabb[0]).mean()) / extra["grid_res"]
-    march = {"step": cell / extra["steps_per_cell"], "near": near, "far": far, "early_stop": extra["early_stop"],
+    grid_res, step = grid_and_step(scene, extra)
+    march = {"step": step, "near": near, "far": far, "early_stop": extra["early_stop"],
              "alpha_thre": extra["alpha_thre"]}
     field = RadianceRBF(field_config(extra), aabb, extra["density_shift"])
     return {"task": "radiance", "method": "rbf", "source": inp.builtin or str(inp.path), "builtin": inp.builtin,
             "scene": scene.name, "scene_kind": scene.kind, "ndc": bool(scene.ndc), "aabb": aabb.tolist(),
             "field": field.cfg.to_dict(), "density_shift": field.density_shift, "density_scale": field.density_scale,
-            "grid_res": int(extra["grid_res"]), "march": march, "options": extra, "seed": seed}
+            "grid_res": grid_res, "grid_dilation": int(extra["grid_dilation"]), "march": march, "options": extra, "seed": seed}
 
 
 def _param_groups(model: RadianceModel, extra: dict) -> list[dict]:
@@ -92,7 +116,9 @@ class Stepper:
         full, first = i in e["grid_full"], min(e["grid_full"])
         if full or (i > first and i % e["grid_every"] == 0):
             self.model.update_grid(i, self.march.step, None if full else self.n_cells, e["grid_threshold"])
-        return self.march if i >= first else replace(self.march, step=self.march.step * e["coarse_step"])
+        if i < first:
+            return replace(self.march, step=self.march.step * e["coarse_step"], alpha_thre=0.0)
+        return self.march if self.spr >= 1.0 else replace(self.march, alpha_thre=0.0)
 
     def __call__(self, i: int, progress: float) -> dict:
         e = self.extra

@@ -26,8 +26,8 @@ CONVENTION = ("unit frame: input bbox centre at 0, diagonal 1.9; chamfer_l2 = me
 
 
 def default_config(extra: dict) -> FieldConfig:
-    grid = GridConfig(kind=extra.get("grid", "triplane"), levels=extra.get("levels", 3),
-                      base_res=extra.get("base_res", 128), max_res=extra.get("max_res", 512),
+    grid = GridConfig(kind=extra.get("grid", "dense"), levels=extra.get("levels", 4),
+                      base_res=extra.get("base_res", 16), max_res=extra.get("max_res", 128),
                       features=extra.get("features", 2), table_log2=extra.get("table_log2", 19),
                       init_scale=extra.get("init_scale", 1e-4), volume_max_res=extra.get("volume_max_res", 0))
     return FieldConfig(grid=grid, decoder=extra.get("decoder", "rbf"), units=extra.get("units", 64),
@@ -81,7 +81,7 @@ def fit(shape: Shape, opts, run: Run) -> dict:
     budget = Budget(steps=opts.steps, time_budget=None if opts.steps else (opts.time_budget or extra["time_budget"]))
     t1 = time.perf_counter()
     history = fit_loop(step, budget, run, evaluate=evaluate, state=model_state(model, opt), metric_name="iou",
-                       eval_every_s=max(5.0, (budget.time_budget or 60) / 12), start_step=start,
+                       eval_every_s=extra.get("eval_every") or max(5.0, (budget.time_budget or 60) / 12), start_step=start,
                        start_elapsed=elapsed, history=history)
     train_s = time.perf_counter() - t1
     t2 = time.perf_counter()
@@ -100,8 +100,13 @@ def export(model, shape: Shape, run: Run, extra: dict, device, out) -> dict:
     from fieldfit.mesh.extract import extract_sdf_mesh, remove_fragments
     from fieldfit.mesh.metrics import chamfer_l2, component_count, euler_characteristic, is_watertight, normal_consistency
 
+    from ..errors import FitError
+
     model.eval()
-    mesh = extract_sdf_mesh(model.sdf, resolution=int(extra["resolution"]), device=device)
+    try:
+        mesh = extract_sdf_mesh(model.sdf, resolution=int(extra["resolution"]), device=device)
+    except ValueError as e:
+        raise FitError(f"{run.path}: no surface to export ({e}); train longer (--time-budget / --steps)") from None
     v, f, report = remove_fragments(np.asarray(mesh.vertices), np.asarray(mesh.faces), keep=None)
     run.log(f"mesh: {report['components_before']} components -> {report['components_after']} after removing "
             f"fragments (input has {shape.components})")

@@ -67,7 +67,7 @@ def sh_colour(coeffs: torch.Tensor, d: torch.Tensor, degree: int = 3) -> torch.T
         [N,C] in (0, 1).
     """
     n_b = sh_count(degree)
-    c = coeffs.reshape(coeffs.shape[0], -1, n_b)
+    c = coeffs.reshape(coeffs.shape[0], coeffs.shape[1] // n_b, n_b)
     return torch.sigmoid(torch.einsum("ncb,nb->nc", c, sh_bases(d, degree)))
 
 

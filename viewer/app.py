@@ -1,0 +1,177 @@
+"""``fieldfit view RUN``: the viewer window, or one picture of it with ``--screenshot``.
+
+    fieldfit view RUN [--screenshot out.png] [--camera test:3|train:0|front] [--size WxH]
+                      [--mode MODE] [--fps 30] [--scale S] [--overlay auto|on|off]
+
+The screenshot rule: ``--screenshot`` draws the window's picture with the camera at rest,
+i.e. at full resolution (or at ``--scale`` when pinned), through the same view and composer
+as the window, at ``--size`` (default: the ``--camera``'s image size, else the view's size).
+The overlay (fps, scale, mode) is ON in the window and OFF in screenshots unless
+``--overlay on|off`` says otherwise, so a screenshot of a scene camera compares with the
+run's renders. The window reloads the weights when the run's checkpoint changes (a fit
+that is still running). Testing aids: ``--frames N`` closes the window after N frames, ``--grab``
+saves what the window showed last (read back from OpenGL), ``--print-camera`` prints the
+final camera pose as JSON.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fieldfit.errors import InputError
+
+MIN_DEFAULT_SIDE = 512  # default windows of tiny scenes are enlarged by an integer factor
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fieldfit view", description="Look at a run in a window (or --screenshot).")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--screenshot", metavar="PNG", help="write the window's picture to PNG without opening a window")
+    p.add_argument("--camera", help="start at a scene camera: test:K, train:K (radiance) or front/top/... (shapes)")
+    p.add_argument("--size", help="window / screenshot size WxH")
+    p.add_argument("--mode", default="", help="render mode (default: the view's first)")
+    p.add_argument("--fps", type=float, default=30.0, help="target frame rate while moving")
+    p.add_argument("--scale", type=float, help="pin the render scale (1.0: always full resolution)")
+    p.add_argument("--overlay", choices=("auto", "on", "off"), default="auto",
+                   help="status text: auto = on in the window, off in screenshots")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--frames", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--grab", help=argparse.SUPPRESS)
+    p.add_argument("--print-camera", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+        if w > 0 and h > 0:
+            return w, h
+    except ValueError:
+        pass
+    raise InputError(f"--size {text}", "expected WIDTHxHEIGHT", "e.g. --size 800x600")
+
+
+def default_size(view) -> tuple[int, int]:
+    w, h = getattr(view, "default_size", (800, 600))
+    k = max(1, -(-MIN_DEFAULT_SIDE // max(w, h)))
+    return w * k, h * k
+
+
+def make_session(view, args, screenshot: bool):
+    """(Session, (width, height)) from the command line: camera, size, mode, overlay."""
+    from .session import Session
+
+    if args.mode and args.mode not in view.modes:
+        raise InputError(f"--mode {args.mode}", "not a mode of this run's view", f"choose one of {', '.join(view.modes)}")
+    overlay = {"on": True, "off": False}.get(args.overlay, not screenshot)
+    size = parse_size(args.size) if args.size else None
+    preset = None
+    if args.camera:
+        presets = {p.name: p for p in view.presets()}
+        if args.camera not in presets:
+            names = ", ".join(_ranges(list(presets))) or "none (this run has no scene cameras)"
+            raise InputError(f"--camera {args.camera}", "no such camera", f"cameras: {names}")
+        preset = presets[args.camera]
+        size = size or preset.size
+    size = size or default_size(view)
+    session = Session(view, args.mode, args.fps, args.scale, overlay, aspect=size[0] / size[1])
+    if preset is not None:
+        session.controls.snap_named(preset.name)
+    return session, size
+
+
+def _ranges(names: list[str]) -> list[str]:
+    """["test:0", "test:1", "test:2", "front"] -> ["test:0..2", "front"]."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        head, _, k = n.partition(":")
+        groups.setdefault(head if k.isdigit() else n, []).append(k)
+    return [f"{h}:{ks[0]}..{ks[-1]}" if ks[0].isdigit() else h for h, ks in groups.items()]
+
+
+def write_png(path, img: np.ndarray) -> Path:
+    import imageio.v3 as iio
+
+    from fieldfit.runs import atomic_write
+
+    return atomic_write(Path(path), lambda tmp: iio.imwrite(tmp, img, extension=".png"))
+
+
+class Follow:
+    """Viewing a fit that is still running: reload the weights when its checkpoint changes."""
+
+    def __init__(self, run, every_s: float = 2.0):
+        self.run, self.every_s, self.checked, self.mtime = run, every_s, time.perf_counter(), self._mtime()
+
+    def _mtime(self):
+        p = self.run.path / "checkpoint.safetensors"
+        return p.stat().st_mtime if p.is_file() else None
+
+    def __call__(self, session) -> None:
+        if time.perf_counter() - self.checked < self.every_s:
+            return
+        self.checked = time.perf_counter()
+        mtime = self._mtime()
+        if mtime is not None and mtime != self.mtime:
+            self.mtime = mtime
+            session.view.sync(self.run.load_checkpoint("cpu")[0])
+            session.dirty = True
+
+
+def run_window(session, window, max_frames: int | None = None, follow=None) -> np.ndarray | None:
+    """The window loop: input, fly, draw when the picture is out of date. Returns the last picture."""
+    last, drawn, shown = time.perf_counter(), 0, None
+    while not window.closed():
+        window.poll(0.0 if session.needs_frame() else 0.05)
+        now = time.perf_counter()
+        session.advance(now - last)
+        last = now
+        if follow is not None:
+            follow(session)
+        if session.needs_frame() or (max_frames and drawn < max_frames):
+            shown = session.frame(*window.size)
+            window.show(shown)
+            drawn += 1
+        if max_frames and drawn >= max_frames:
+            break
+    return shown
+
+
+def main(argv) -> int:
+    args = parser().parse_args(argv)
+    from fieldfit.cli import resolve_device
+    from fieldfit.runs import Run
+
+    from .registry import open_view
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if not args.screenshot:
+        from .window import check_display
+
+        check_display()  # before loading anything: fail fast, with the --screenshot hint
+    run = Run.open(args.run)
+    view = open_view(run, resolve_device(args.device))
+    session, (w, h) = make_session(view, args, screenshot=bool(args.screenshot))
+    if args.screenshot:
+        print(f"wrote {write_png(args.screenshot, session.frame(w, h))}")
+    else:
+        from .window import Window
+
+        window = Window(session, w, h, title=f"fieldfit view {run.path.name}")
+        window.capture = bool(args.grab)
+        try:
+            run_window(session, window, args.frames, follow=Follow(run))
+            if args.grab and window.captured is not None:
+                write_png(args.grab, window.captured)
+        finally:
+            window.close()
+    if args.print_camera:
+        print(json.dumps({"c2w": session.camera.c2w.tolist(), "distance": session.camera.distance}))
+    return 0

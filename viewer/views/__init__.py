@@ -1,0 +1,1 @@
+"""Views: how each kind of run is drawn. Found through fieldfit.viewer.registry, never imported eagerly."""

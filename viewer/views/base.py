@@ -1,0 +1,82 @@
+"""The contract every view answers, and small helpers shared by the views.
+
+A view draws one run: ``render(camera, width, height, mode) -> np.uint8 [H,W,3]``; ``modes``
+lists its modes (the first is the default); ``home(aspect)`` is the reset camera for a window
+of that aspect; ``presets()`` are the scene's cameras for [ and ] and ``--camera``;
+``planar`` says that the mouse pans instead of orbiting (2D views). Live views (training while
+viewing) also answer ``sync(tensors)``: take the weights of the model being trained.
+"""
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ..camera import Camera, Preset
+
+BACKGROUND = np.array([0.16, 0.16, 0.18], np.float32)  # outside the image / where rays hit nothing
+
+
+class View(Protocol):
+    modes: tuple[str, ...]
+    planar: bool
+
+    def render(self, camera: Camera, width: int, height: int, mode: str) -> np.ndarray: ...
+
+    def home(self, aspect: float) -> Camera: ...
+
+    def presets(self) -> list[Preset]: ...
+
+    def sync(self, tensors: dict) -> None: ...
+
+
+def camera_rays(camera: Camera, width: int, height: int, dtype=torch.float32):
+    """(origins [H*W,3], dirs [H*W,3]) of every pixel, row-major; computed in float64 like scenes' rays."""
+    from fieldfit.render import image_rays
+
+    fx, fy, cx, cy = camera.intrinsics(width, height)
+    o, d = image_rays(height, width, fx, fy, cx, cy, torch.as_tensor(camera.c2w, dtype=torch.float64))
+    return o.to(dtype).contiguous(), d.to(dtype).contiguous()
+
+
+def to_uint8(rgb) -> np.ndarray:
+    """float [H,W,3] in [0,1] (numpy or torch) -> uint8 [H,W,3], rounded like the run's PNGs."""
+    if torch.is_tensor(rgb):
+        rgb = rgb.detach().float().cpu().numpy()
+    return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+_LUT = None
+
+
+def colormap(values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Scalar image [H,W] -> float [H,W,3] through the turbo colour map, scaled to the valid range."""
+    global _LUT
+    if _LUT is None:
+        import matplotlib
+
+        _LUT = matplotlib.colormaps["turbo"](np.linspace(0, 1, 256))[:, :3].astype(np.float32)
+    v = np.asarray(values, np.float32)
+    valid = np.isfinite(v) if valid is None else (valid & np.isfinite(v))
+    out = np.broadcast_to(BACKGROUND, v.shape + (3,)).copy()
+    if valid.any():
+        lo, hi = float(v[valid].min()), float(v[valid].max())
+        t = (v[valid] - lo) / max(hi - lo, 1e-12)
+        out[valid] = _LUT[np.clip((t * 255).astype(np.int64), 0, 255)]
+    return out
+
+
+def normals_rgb(normals: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Unit normals [H,W,3] -> colours n/2 + 1/2, background where not valid."""
+    out = np.broadcast_to(BACKGROUND, normals.shape).copy()
+    out[valid] = normals[valid] * 0.5 + 0.5
+    return out
+
+
+def check_mode(view, mode: str) -> str:
+    from fieldfit.errors import InputError
+
+    mode = mode or view.modes[0]
+    if mode not in view.modes:
+        raise InputError(f"--mode {mode}", "not a mode of this view", f"choose one of {', '.join(view.modes)}")
+    return mode

@@ -1,0 +1,133 @@
+"""Radiance runs (rbf/radiance): the radiance method's own marcher, from any camera.
+
+What this view needs from fieldfit.methods.rbf_radiance (the contract; nothing else is used):
+  load(run, device) -> (RadianceModel, MarchConfig, config)     trained model, eval mode
+  build_model(config, device) -> (RadianceModel, MarchConfig)   untrained (training while viewing)
+  _scene_of(config) -> Scene                                    cameras, background, NDC mapping
+  RadianceModel.render(origins, dirs, background, march) -> (RenderOutput, RaySamples)
+  RadianceModel.field.density(x) -> [N]                         for the normals mode
+Rays are made as the method makes them for its test renders (float64 pixel rays, mapped to
+the marching space, then float32), so a scene camera renders exactly renders/test_NNN.png.
+"""
+
+import numpy as np
+import torch
+
+from ..camera import Camera, Lens, Preset, look_at
+from ..registry import register
+from .base import check_mode, colormap, normals_rgb, to_uint8
+
+
+def scene_presets(scene) -> list[Preset]:
+    """The scene's cameras as presets named "train:K" / "test:K" (K-th camera of the split)."""
+    out = []
+    for split in ("train", "test"):
+        for k, i in enumerate(scene.splits.get(split, [])):
+            f = scene.frames[i]
+            out.append(Preset(f"{split}:{k}", np.asarray(f.c2w, np.float64),
+                              Lens.of_frame(f.fx, f.fy, f.cx, f.cy, f.width, f.height), (f.width, f.height)))
+    return out
+
+
+@register("rbf/radiance")
+class RadianceView:
+    modes = ("colour", "depth", "normals", "opacity")
+    planar = False
+
+    def __init__(self, model, march, scene, device="cpu"):
+        self.model, self.march, self.scene, self.device = model, march, scene, torch.device(device)
+        from fieldfit.methods.radiance_data import eval_background
+
+        self.background = torch.as_tensor(eval_background(scene), device=self.device)
+        first = scene.frames[(scene.splits.get("train") or [0])[0]]
+        self.default_size = (first.width, first.height)
+
+    @classmethod
+    def open(cls, run, device="cpu", live: bool = False):
+        from fieldfit.methods import rbf_radiance
+
+        if live:
+            cfg = run.config()
+            model, march = rbf_radiance.build_model(cfg, device)
+            model.eval()
+        else:
+            model, march, cfg = rbf_radiance.load(run, device)
+        return cls(model, march, rbf_radiance._scene_of(cfg), device)
+
+    def sync(self, tensors: dict) -> None:
+        sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(sd)
+        self.model.refresh()
+
+    def presets(self) -> list[Preset]:
+        return scene_presets(self.scene)
+
+    def home(self, aspect: float) -> Camera:
+        """The first training camera, orbiting the point the cameras look at."""
+        from fieldfit.methods.radiance_paths import _mean_up
+        from fieldfit.scenes.nerfstudio import look_at_centre
+
+        f = self.scene.frames[(self.scene.splits.get("train") or [0])[0]]
+        up = _mean_up(self.scene)
+        lens = Lens.of_frame(f.fx, f.fy, f.cx, f.cy, f.width, f.height)
+        eye = np.asarray(f.c2w[:, 3], np.float64)
+        centre = None if self.scene.ndc else look_at_centre(self.scene.frames)
+        if centre is None or not np.all(np.isfinite(centre)) or np.linalg.norm(centre - eye) < 1e-6:
+            bounds = self.scene.metadata.get("bounds")
+            dist = float(np.median(bounds)) if bounds is not None else 1.0
+            return Camera(np.asarray(f.c2w, np.float64), dist, up, lens)
+        return Camera(look_at(eye, centre, up), float(np.linalg.norm(centre - eye)), up, lens)
+
+    def rays(self, camera: Camera, width: int, height: int):
+        """(origins, dirs) [H*W,3] float32 in the marching space."""
+        from fieldfit.methods.radiance_data import to_march_space
+        from fieldfit.render import image_rays
+
+        fx, fy, cx, cy = camera.intrinsics(width, height)
+        o, d = image_rays(height, width, fx, fy, cx, cy, torch.as_tensor(camera.c2w, dtype=torch.float64))
+        o, d = to_march_space(self.scene, o, d)
+        return o.float().contiguous(), d.float().contiguous()
+
+    @torch.no_grad()
+    def composite(self, origins, dirs):
+        """(rgb [R,3] clamped, opacity [R], expected t [R]) on the CPU, in chunks."""
+        rgb, opa, depth = [], [], []
+        for s in range(0, origins.shape[0], self.march.chunk):
+            o, d = origins[s:s + self.march.chunk].to(self.device), dirs[s:s + self.march.chunk].to(self.device)
+            out, _ = self.model.render(o, d, self.background, self.march)
+            rgb.append(out.rgb.clamp(0, 1).cpu())
+            opa.append(out.opacity.cpu())
+            depth.append(out.normalized_depth().cpu())
+        return torch.cat(rgb), torch.cat(opa), torch.cat(depth)
+
+    def normals(self, x: torch.Tensor, chunk: int = 1 << 15) -> torch.Tensor:
+        """Unit normals [N,3] = -grad(density) / |grad(density)| at points x [N,3] (marching space)."""
+        out = []
+        for s in range(0, x.shape[0], chunk):
+            p = x[s:s + chunk].to(self.device).requires_grad_(True)
+            with torch.enable_grad():
+                (g,) = torch.autograd.grad(self.model.field.density(p).sum(), p)
+            out.append(torch.nn.functional.normalize(-g, dim=-1).cpu())
+        return torch.cat(out) if out else torch.zeros(0, 3)
+
+    def render(self, camera: Camera, width: int, height: int, mode: str = "colour") -> np.ndarray:
+        mode = check_mode(self, mode)
+        o, d = self.rays(camera, width, height)
+        rgb, opacity, t = self.composite(o, d)
+        if mode == "colour":
+            img = rgb.reshape(height, width, 3).numpy()
+        elif mode == "opacity":
+            img = np.repeat(opacity.reshape(height, width, 1).numpy(), 3, axis=-1)
+        else:
+            solid = (opacity > 0.5).reshape(height, width)
+            if mode == "depth":
+                img = colormap(t.reshape(height, width).numpy(), solid.numpy())
+            else:
+                flat = solid.reshape(-1)
+                n = torch.zeros(height * width, 3)
+                n[flat] = self.normals(o[flat] + d[flat] * t[flat, None])
+                img = normals_rgb(n.reshape(height, width, 3).numpy(), solid.numpy())
+        return to_uint8(img)
+
+
+__all__ = ["RadianceView", "scene_presets"]
