@@ -22,7 +22,6 @@ KERNEL_IDS = {"gaussian": 0, "inverse_quadratic": 1, "inverse_multiquadric": 2, 
 # Tiles and warps keep ~8-16 tile elements per thread: no register spills in fp32 or fp64 at
 # D = 3..32 (checked by AOT-compiling for sm_90: 64-141 registers), which larger tiles hit.
 BN_FWD, BK_FWD, WARPS_FWD = 64, 64, 8
-BN_BWD, BK_BWD, WARPS_BWD = 64, 32, 8
 
 
 @triton.jit

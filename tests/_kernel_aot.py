@@ -41,9 +41,6 @@ def specs():
         rbf = dict(D=7, KERNEL=kern)
         out += [
             (f"rbf fwd {dt}", R._rbf_fwd_kernel, p, dict(rbf, BN=R.BN_FWD, BK=R.BK_FWD), R.WARPS_FWD, True),
-            (f"rbf dx {dt}", R._rbf_bwd_dx_kernel, p, dict(rbf, BN=R.BN_BWD, BK=R.BK_BWD), R.WARPS_BWD, True),
-            (f"rbf params {dt}", R._rbf_bwd_param_kernel, p,
-             dict(rbf, NEED_C=True, NEED_LP=True, BN=R.BN_BWD, BK=R.BK_BWD), R.WARPS_BWD, True),
         ]
         for dim in (2, 3):
             fwd = G._dense_launch(forward=True)
