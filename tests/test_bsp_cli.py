@@ -37,7 +37,7 @@ def open_l_mesh(tmp_path):
 
 def test_cli_fits_exports_and_reexports(open_l_mesh, tmp_path):
     run = tmp_path / "run"
-    assert main([str(open_l_mesh), "--method", "bsp", "--steps", "150", "--out", str(run), "--samples", "40000",
+    assert main([str(open_l_mesh), "--method", "bsp", "--steps", "300", "--out", str(run), "--samples", "40000",
                  "--convexes", "8", "--batch", "2048"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert KEYS <= set(metrics)

@@ -18,8 +18,8 @@ DEFAULTS = {"batch": 65536, "lr": 1e-2, "lr_final": 0.02, "time_budget": 60.0}
 def default_config(h: int, w: int, extra: dict) -> FieldConfig:
     """Dense multi-resolution 2D grid whose finest level has one vertex per pixel (W x H)."""
     top = max(h, w)
-    grid = GridConfig(kind=extra.get("grid", "dense"), levels=extra.get("levels", 8), base_res=extra.get("base_res", 16),
-                      max_res=extra.get("max_res", top), features=extra.get("features", 2),
+    grid = GridConfig(kind=extra.get("grid", "dense"), levels=extra.get("levels", 6), base_res=extra.get("base_res", 24),
+                      max_res=extra.get("max_res", top), features=extra.get("features", 4),
                       table_log2=extra.get("table_log2", 19), init_scale=extra.get("init_scale", 1e-4),
                       axis_scale=(w / top, h / top))
     return FieldConfig(grid=grid, decoder=extra.get("decoder", "rbf"), units=extra.get("units", 64),

@@ -1,0 +1,75 @@
+"""GPU: lego at full resolution (400x400): test PSNR after each budget, render fps at 400 and 800.
+
+    python bench/radiance_gpu.py [--budgets 60,180] [--device cuda]   -> bench/results/radiance_gpu.json
+Each budget is its own run (so each completes its schedule); fps is timed on the last run's
+model over 10 renders of a test camera, at 400x400 and upscaled intrinsics at 800x800.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from _common import DATA, write
+
+
+def fps(run: Path, device: str) -> dict:
+    import torch
+
+    from fieldfit.methods.radiance_eval import render_frame
+    from fieldfit.methods.rbf_radiance import _scene_of, load
+    from fieldfit.runs import Run
+
+    model, march, cfg = load(Run.open(run), device)
+    scene = _scene_of(cfg)
+    frame = scene.frames[scene.split("test")[0]]
+    out = {}
+    for size in (400, 800):
+        k = size / frame.width
+        f = replace(frame, width=size, height=size, fx=frame.fx * k, fy=frame.fy * k, cx=frame.cx * k, cy=frame.cy * k)
+        with torch.no_grad():
+            render_frame(model, scene, f, march, device)  # warm-up (compilation)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(10):
+                render_frame(model, scene, f, march, device)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+        out[f"fps_{size}"] = 10 / (time.perf_counter() - t0)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--budgets", default="60,180")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--extra", default="", help="extra fieldfit flags, space separated")
+    a = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for b in [float(x) for x in a.budgets.split(",")]:
+            run = Path(tmp) / f"lego-{int(b)}"
+            cmd = [sys.executable, "-m", "fieldfit", str(DATA / "lego_400"), "--device", a.device,
+                   "--time-budget", str(b), "--out", str(run), *a.extra.split()]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                print(res.stdout[-2000:], res.stderr[-3000:])
+                return 1
+            m = json.loads((run / "metrics.json").read_text())
+            rows.append({"budget_s": b, **{f"test_{k}": v for k, v in m["test"].items()},
+                         **{k: m.get(k) for k in ("train_seconds", "rays_per_second", "render_ms_per_frame",
+                                                  "samples_per_ray", "params")}})
+            print(rows[-1], flush=True)
+        rows[-1].update(fps(run, a.device))
+        print(rows[-1], flush=True)
+    write("radiance_gpu", {"scene": "lego_400 (full resolution)", "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
