@@ -85,7 +85,7 @@ def cmd_fit(argv) -> int:
         run = Run.open(args.resume)
         cfg = run.config()
         scene, method_name = args.scene or cfg.get("input"), cfg.get("method", args.method)
-        extra = {**{k: v for k, v in cfg.get("options", {}).items() if k in extra or True}, **extra}
+        extra = {**cfg.get("options", {}), **extra}  # the run's options, overridden by flags given now
     else:
         if not args.scene:
             _fit_parser().print_usage(sys.stderr)
@@ -206,10 +206,10 @@ def _maybe_tcmalloc(argv) -> None:
 
 
 def main(argv=None) -> int:
+    from_shell = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("-h", "--help") and argv[0] in ("export", "render", "eval", "view", "scenes") \
-            or (argv and argv[0] not in ("-h", "--help")):
-        _maybe_tcmalloc(argv) if argv is not None and sys.argv[1:] == argv else None
+    if from_shell and argv and argv[0] not in ("-h", "--help", "scenes"):
+        _maybe_tcmalloc(argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
             cmd = argv[0]

@@ -16,12 +16,17 @@ Parameterisation, and why (one shape, no encoder):
   costs two small matmuls, and pruning or re-seeding a convex edits rows, not a network.
 - Normals are normalised in the forward pass, so h is a true distance and the band width 1/k
   is in unit-frame lengths. The paper's planes get sharp only by growing their coefficients;
-  here k follows a schedule (wide band for early gradients, narrow at the end: the min-union
-  loss shrinks convexes inward by about one band width, so the final band must be thin).
+  here k follows a schedule (wide band for early gradients, thin at the end, where the fitted
+  surface must sit within about one band width of the true one).
 - Convexes start inside the shape (farthest-point seeds, each owning its share of the planes
   as a small polytope around its seed, T = 1 on its own planes and 0 elsewhere) instead of
   N(0, 0.02) noise: minutes on a CPU instead of days on a GPU, and no all-empty collapse
   (METHODS.md 4.6, #6 #9). Planes stay shared through T, which is free to pick up others.
+- T_THRESHOLD is 0.5, not the paper's 0.01: T starts binary here and Adam moves every entry by
+  about lr per step whatever its gradient's size, so after a few steps of weak, noisy gradient
+  thousands of entries sit just above 0.01; at 0.01 each would be a cut in the mesh (measured
+  on spot.obj: mesh IoU 0.05 against 0.87 at 0.5). The midpoint is where L_T' splits 0 from 1.
+  It is used for training (phase 3), pruning, extraction and evaluation alike.
 """
 
 import math
@@ -31,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-T_THRESHOLD = 0.5  # plane i bounds convex j when T_ij > 0.5 (paper: 0.01; see the docstring)
+T_THRESHOLD = 0.5  # plane i bounds convex j when T_ij > 0.5 (paper: 0.01; see above)
 
 
 @dataclass
@@ -78,7 +83,7 @@ class BSPField(nn.Module):
         p, k, d = cfg.planes, cfg.convexes, cfg.dim
         self.normals = nn.Parameter(torch.randn(p, d))
         self.offsets = nn.Parameter(torch.zeros(p))
-        self.T = nn.Parameter(torch.randn(p, k) * 0.02)  # BSP-Net's init; see seed_convexes
+        self.T = nn.Parameter(torch.randn(p, k) * 0.02)  # BSP-Net's init; seed_all replaces it
         self.W = nn.Parameter(torch.ones(k))
         self.register_buffer("alive", torch.ones(k, dtype=torch.bool))  # pruned convexes are False
 
@@ -117,7 +122,8 @@ class BSPField(nn.Module):
         return torch.where(c_min >= 1e3, c_min, s)
 
     def member_depths(self, x: torch.Tensor) -> torch.Tensor:
-        """e [N,K] = max over member planes of h: > 0 outside convex j, minus the depth inside."""
+        """e [N,K] = max of h over the member planes of each convex: the distance (a lower bound)
+        to convex j outside it, minus the depth of x inside it. Cost O(N nnz(T > T_THRESHOLD))."""
         h = self.plane_distances(x)
         member = self.T > T_THRESHOLD
         pi, cj = member.nonzero(as_tuple=True)
@@ -129,11 +135,6 @@ class BSPField(nn.Module):
     def continuous_union(self, c: torch.Tensor) -> torch.Tensor:
         """S [N] in [0,1] (phase 0), 1 = inside."""
         return (torch.clamp(1 - c, 0, 1) @ self.W).clamp(0, 1)
-
-    @staticmethod
-    def min_union(c: torch.Tensor) -> torch.Tensor:
-        """S* [N] (phases 1-4), 0 = inside."""
-        return c.min(dim=1).values
 
     # -- the explicit (hard) shape ---------------------------------------------------------------
     def membership(self) -> torch.Tensor:

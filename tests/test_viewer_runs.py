@@ -53,8 +53,8 @@ def sdf_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("viewer_sdf")
     trimesh.creation.icosphere(subdivisions=3).export(d / "ball.obj")
     assert run_cli(d / "ball.obj", "--steps", "50", "--out", d / "run", "--samples", "20000", "--resolution", "32",
-                   "--batch", "2048", "--lr", "0.03", "--max-res", "64", "--base-res", "32", "--levels", "2",
-                   "--units", "16") == 0
+                   "--grid", "triplane", "--batch", "2048", "--lr", "0.03", "--max-res", "64", "--base-res", "32",
+                   "--levels", "2", "--units", "16") == 0
     return d / "run"
 
 
@@ -79,6 +79,38 @@ def test_screenshot_of_an_sdf_run_modes_and_cameras(sdf_run, tmp_path):
         assert np.abs(centre - corner).sum() > 30, mode  # the ball is drawn over the background
     assert run_cli("view", sdf_run, "--screenshot", tmp_path / "top.png", "--camera", "top") == 0
     assert _png(tmp_path / "top.png").shape == (800, 800, 3)  # a camera's own size by default
+
+
+@pytest.fixture(scope="module")
+def radiance_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("viewer_radiance")
+    assert run_cli("blocks", "--steps", "3", "--resolution", "16", "--out", d / "run") == 0
+    return d / "run"
+
+
+def test_screenshot_of_a_test_camera_matches_the_methods_render(radiance_run, tmp_path):
+    """The issue's check, on CPU: a scene camera in the viewer is the radiance method's render of it."""
+    from fieldfit.methods.radiance_eval import render_frame
+    from fieldfit.runs import Run
+    from fieldfit.viewer.registry import open_view
+    from fieldfit.viewer.session import Session
+    from fieldfit.viewer.views.base import to_uint8
+
+    out = tmp_path / "t1.png"
+    assert run_cli("view", radiance_run, "--screenshot", out, "--camera", "test:1") == 0
+    assert _psnr(_png(out), _png(radiance_run / "renders" / "test_001.png")) >= 30.0
+    # 3 steps leave the field empty: give it density so the picture has content, then compare again
+    view = open_view(Run.open(radiance_run))
+    view.model.field.density_shift = 0.0
+    session = Session(view, overlay=False)
+    preset = session.controls.snap_named("test:1")
+    ours = session.frame(*preset.size)
+    frame = view.scene.frames[view.scene.split("test")[1]]
+    theirs = to_uint8(render_frame(view.model, view.scene, frame, view.march, "cpu")[0])
+    assert ours.std() > 5.0 and ours.shape == theirs.shape
+    assert _psnr(ours, theirs) >= 30.0
+    for mode in view.modes[1:]:
+        assert session.view.render(session.camera, 24, 24, mode).shape == (24, 24, 3)
 
 
 def test_clear_errors(sdf_run, tmp_path, monkeypatch, capsys):
@@ -137,6 +169,18 @@ def _xdotool(display, *args):
                           capture_output=True, text=True, timeout=60)
 
 
+def _find_window(display, name, proc, timeout=120.0) -> str:
+    """The X id of the window titled ``name``; fails early when the process died first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = _xdotool(display, "search", "--name", name).stdout.split()
+        if found:
+            return found[0]
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    raise AssertionError(f"no window {name!r} after {timeout:.0f} s")
+
+
 def test_keys_and_wheel_move_the_camera(display, sdf_run):
     if shutil.which("xdotool") is None:
         pytest.skip("xdotool is not installed (apt-get install xdotool): no way to send X events")
@@ -147,7 +191,7 @@ def test_keys_and_wheel_move_the_camera(display, sdf_run):
     front, home_distance = view.presets()[0], view.home(1.5).distance
     proc = _viewer(display, sdf_run, "--size", "96x64", "--print-camera")
     try:
-        wid = _xdotool(display, "search", "--sync", "--name", "fieldfit view").stdout.split()[0]
+        wid = _find_window(display, "fieldfit view", proc)
         _xdotool(display, "windowfocus", "--sync", wid)
         _xdotool(display, "key", "--delay", "50", "bracketright")  # ]: the first scene camera ("front")
         _xdotool(display, "keydown", "w")  # fly forward while held
@@ -184,11 +228,11 @@ def test_training_while_viewing_with_pause(display, tmp_path):
     y, x = np.mgrid[0:24, 0:32]
     iio.imwrite(tmp_path / "g.png", (np.stack([x / 31, y / 23, x * 0 + 0.5], -1) * 255).astype(np.uint8))
     env = dict(os.environ, DISPLAY=display, FIELDFIT_NO_TCMALLOC="1")
-    proc = subprocess.Popen([sys.executable, "-m", "fieldfit", str(tmp_path / "g.png"), "--time-budget", "3",
+    proc = subprocess.Popen([sys.executable, "-m", "fieldfit", str(tmp_path / "g.png"), "--time-budget", "1.5",
                              "--batch", "768", "--out", str(tmp_path / "run"), "--view"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wid = _xdotool(display, "search", "--sync", "--name", "training").stdout.split()[0]
+        wid = _find_window(display, "training", proc)
         _xdotool(display, "windowfocus", "--sync", wid)
         log = tmp_path / "run" / "log"
         _xdotool(display, "key", "p")

@@ -66,8 +66,11 @@ def make_session(view, args, screenshot: bool):
     from .session import Session
 
     if args.mode and args.mode not in view.modes:
-        raise InputError(f"--mode {args.mode}", "not a mode of this run's view", f"choose one of {', '.join(view.modes)}")
+        raise InputError(f"--mode {args.mode}", "not a mode of this run's view",
+                         f"choose one of {', '.join(view.modes)}")
     overlay = {"on": True, "off": False}.get(args.overlay, not screenshot)
+    if args.fps <= 0:
+        raise InputError(f"--fps {args.fps:g}", "must be > 0", "e.g. --fps 30")
     size = parse_size(args.size) if args.size else None
     preset = None
     if args.camera:
@@ -105,7 +108,8 @@ class Follow:
     """Viewing a fit that is still running: reload the weights when its checkpoint changes."""
 
     def __init__(self, run, every_s: float = 2.0):
-        self.run, self.every_s, self.checked, self.mtime = run, every_s, time.perf_counter(), self._mtime()
+        self.run, self.every_s, self.checked = run, every_s, time.perf_counter()
+        self.mtime = self._mtime()
 
     def _mtime(self):
         p = self.run.path / "checkpoint.safetensors"

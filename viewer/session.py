@@ -99,7 +99,8 @@ class Session:
         fps = f"{self.fps:5.1f}" if self.fps > 0 else "    -"
         line = f"{fps} fps | scale {scale:.2f}{pin} | mode {self.mode}"
         if self.live:
-            line += " | " + ("training PAUSED (P)" if self.paused else "training") + (f" {self.info}" if self.info else "")
+            state = "training PAUSED (P)" if self.paused else "training"
+            line += f" | {state} {self.info}".rstrip()
         return [line, "H: help"] if not self.help else [line]
 
     def frame(self, width: int, height: int) -> np.ndarray:

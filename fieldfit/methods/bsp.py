@@ -6,6 +6,7 @@ Run folder: config.json, checkpoint.safetensors, metrics.json, mesh.ply (triangl
 """
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from .common import load_model, model_state, resume_state, seed_everything
 
 TASKS = ("sdf",)
 DEFAULTS = {"convexes": 64, "batch": 4096, "samples": 400_000, "time_budget": 300.0,
-            "export_budget": 120.0, "iou_points": 1_000_000, "probe_points": 100_000}
+            "export_budget": 120.0, "iou_points": 1_000_000, "probe_points": 100_000, "threads": 1}
 BOX = (-1.0, 1.0)  # the unit frame's cube bounds every convex
 CONVENTION = ("unit frame: input bbox centre at 0, diagonal 1.9; chamfer_l2 = mean Euclidean NN distance over "
               "100k area-weighted surface samples, averaged both ways; normal_consistency = mean |n.n'| of NN pairs, "
@@ -61,8 +62,29 @@ def probe_set(label_fn, n: int, rng, device):
             torch.as_tensor(label_fn(x), dtype=torch.float32, device=device))
 
 
+@contextmanager
+def torch_threads(n):
+    """Run the block with n torch threads (None: unchanged), then restore the previous number.
+
+    A BSP step is a chain of small [N,P] kernels; on the shared 2-core machine (load ~6) one
+    thread made 1630 steps in 120 s where two made 540 (spot.obj), barrier waits dominating.
+    """
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train(model: BSPField, pool, probe, budget: Budget, run: Run, o: dict, rng, gen, resume: bool = False):
     """Seed (unless resuming) and fit ``model`` to ``pool``; prune. Returns (history, report)."""
+    with torch_threads(o.get("threads")):
+        return _train(model, pool, probe, budget, run, o, rng, gen, resume)
+
+
+def _train(model, pool, probe, budget, run, o, rng, gen, resume):
     fitter = bsp_train.Fitter(model, pool, schedule(o), rng, gen)
     start, elapsed, history = 0, 0.0, None
     if resume:
@@ -102,6 +124,9 @@ def fit_shape(shape, opts, run: Run) -> dict:
         run.log(f"input: {d}")
     surf, _ = surface_samples(shape.vertices, shape.faces, 200_000, rng)
     pool = bsp_train.make_pool(shape.inside, surf, int(o["samples"]), rng, device=device)
+    if not (pool.all()[1] > 0.5).any():
+        raise InputError(shape.name, "no sample falls inside the shape (it encloses no volume)",
+                         "pass a closed or nearly closed mesh")
     probe = probe_set(shape.inside, int(o["probe_points"]), rng, device)
     cfg = BSPConfig(dim=3, planes=int(o["planes"]), convexes=int(o["convexes"]))
     model = BSPField(cfg).to(device)
@@ -184,14 +209,20 @@ def load(run: Run, device="cpu") -> tuple[BSPField, dict]:
 
 
 def export_mesh(run: Run, out: Path, opts: dict) -> dict:
-    """Re-extract the mesh of a bsp run (its pruned convexes) to ``out``."""
-    from fieldfit.scenes.shapes import load_shape
+    """Re-extract the mesh of a bsp run (its pruned convexes) to ``out``, from the checkpoint alone.
+
+    The quality metrics stay those of metrics.json (the same convexes give the same mesh).
+    """
+    from fieldfit.mesh.convex import merge_coplanar
+    from fieldfit.mesh.metrics import is_watertight
 
     model, cfg = load(run, opts.get("device", "cpu"))
-    src = cfg["source"]
-    shape = load_shape(src) if Path(src).exists() else load_shape(builtin=src)
-    shape.center, shape.scale = np.asarray(cfg["center"]), float(cfg["scale"])
-    return export(model, shape, run, options(cfg.get("options", {})), out)
+    v, f, _, extract_s = extract(model)
+    v = np.asarray(v) / float(cfg["scale"]) + np.asarray(cfg["center"])
+    write_mesh(v, f, out)
+    return {"mesh": str(out), "faces": int(len(f)), "polygons": len(merge_coplanar(v, f)),
+            "watertight": bool(is_watertight(v, f)), "convexes": int(model.alive.sum()),
+            "extraction_seconds": extract_s}
 
 
 def export_from_run(run: Run, out: Path, opts: dict) -> dict:

@@ -30,12 +30,13 @@ class View(Protocol):
     def sync(self, tensors: dict) -> None: ...
 
 
-def camera_rays(camera: Camera, width: int, height: int, dtype=torch.float32):
-    """(origins [H*W,3], dirs [H*W,3]) of every pixel, row-major; computed in float64 like scenes' rays."""
+def camera_rays(camera: Camera, width: int, height: int, dtype=torch.float32, device="cpu"):
+    """(origins [H*W,3], dirs [H*W,3]) of every pixel, row-major, on ``device``; computed in float64."""
     from fieldfit.render import image_rays
 
     fx, fy, cx, cy = camera.intrinsics(width, height)
-    o, d = image_rays(height, width, fx, fy, cx, cy, torch.as_tensor(camera.c2w, dtype=torch.float64))
+    c2w = torch.as_tensor(camera.c2w, dtype=torch.float64, device=device)
+    o, d = image_rays(height, width, fx, fy, cx, cy, c2w)
     return o.to(dtype).contiguous(), d.to(dtype).contiguous()
 
 

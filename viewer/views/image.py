@@ -55,7 +55,7 @@ class ImageView:
 
     def plane_uv(self, camera: Camera, width: int, height: int):
         """(uv [H*W,2] of the field, inside [H*W] bool) where each pixel's ray meets the image plane."""
-        o, d = camera_rays(camera, width, height, torch.float64)
+        o, d = camera_rays(camera, width, height, torch.float64, self.device)
         t = -o[:, 2] / torch.where(d[:, 2].abs() > 1e-12, d[:, 2], torch.full_like(d[:, 2], 1e-12))
         p = o + t[:, None] * d
         x, row = p[:, 0], -p[:, 1]
@@ -68,12 +68,12 @@ class ImageView:
     def render(self, camera: Camera, width: int, height: int, mode: str = "colour") -> np.ndarray:
         check_mode(self, mode)
         uv, inside = self.plane_uv(camera, width, height)
-        out = torch.from_numpy(np.tile(BACKGROUND, (width * height, 1)))
+        out = torch.as_tensor(BACKGROUND, device=self.device).repeat(width * height, 1)
         idx = inside.nonzero().squeeze(-1)
         chunk = 1 << 18
         for s in range(0, idx.numel(), chunk):
             sel = idx[s:s + chunk]
-            rgb = self.model.rgb(uv[sel].to(self.device)).float().clamp(0, 1).cpu()
+            rgb = self.model.rgb(uv[sel]).float().clamp(0, 1)
             out[sel] = rgb if rgb.shape[-1] == 3 else rgb[:, :1].expand(-1, 3)
         return to_uint8(out.reshape(height, width, 3))
 

@@ -84,17 +84,18 @@ class RadianceView:
         from fieldfit.render import image_rays
 
         fx, fy, cx, cy = camera.intrinsics(width, height)
-        o, d = image_rays(height, width, fx, fy, cx, cy, torch.as_tensor(camera.c2w, dtype=torch.float64))
+        c2w = torch.as_tensor(camera.c2w, dtype=torch.float64, device=self.device)  # rays made on the device
+        o, d = image_rays(height, width, fx, fy, cx, cy, c2w)
         o, d = to_march_space(self.scene, o, d)
         return o.float().contiguous(), d.float().contiguous()
 
     @torch.no_grad()
     def composite(self, origins, dirs):
-        """(rgb [R,3] clamped, opacity [R], expected t [R]) on the CPU, in chunks."""
+        """(rgb [R,3] clamped, opacity [R], expected t [R]) on the CPU, for rays on the device, in chunks."""
         rgb, opa, depth = [], [], []
         for s in range(0, origins.shape[0], self.march.chunk):
-            o, d = origins[s:s + self.march.chunk].to(self.device), dirs[s:s + self.march.chunk].to(self.device)
-            out, _ = self.model.render(o, d, self.background, self.march)
+            out, _ = self.model.render(origins[s:s + self.march.chunk], dirs[s:s + self.march.chunk],
+                                       self.background, self.march)
             rgb.append(out.rgb.clamp(0, 1).cpu())
             opa.append(out.opacity.cpu())
             depth.append(out.normalized_depth().cpu())
@@ -125,7 +126,7 @@ class RadianceView:
             else:
                 flat = solid.reshape(-1)
                 n = torch.zeros(height * width, 3)
-                n[flat] = self.normals(o[flat] + d[flat] * t[flat, None])
+                n[flat] = self.normals(o.cpu()[flat] + d.cpu()[flat] * t[flat, None])
                 img = normals_rgb(n.reshape(height, width, 3).numpy(), solid.numpy())
         return to_uint8(img)
 
