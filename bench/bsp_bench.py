@@ -6,7 +6,7 @@ consistently oriented, edge-manifold surface. Then the extraction alone (64 conv
 + union), timed from the spot run's checkpoint. The load average is recorded with each row:
 the machine is shared, and timings are only comparable at similar load.
 
-    python bench/bsp_bench.py [--budget 60] [--only spot.obj]   -> bench/results/bsp.json
+    python bench/bsp_bench.py [--budget 60] [--only spot.obj]   -> bench/results/bsp_60s.json
 """
 
 import argparse
@@ -64,12 +64,25 @@ def run_one(mesh: Path, budget: float, out: Path) -> dict:
 
 
 def extraction_timing(run: Path, repeats: int = 3) -> dict:
+    """Polytopes + union: the trained (pruned) convexes of ``run``, then 64 freshly seeded ones."""
+    import numpy as np
+
+    from fieldfit.fields.bsp import BSPConfig, BSPField
     from fieldfit.methods.bsp import extract, load
     from fieldfit.runs import Run
+    from fieldfit.scenes.shapes import load_shape
 
     model, _ = load(Run.open(run))
-    times = [extract(model)[3] for _ in range(repeats)]
-    return {"convexes": int(model.alive.sum()), "seconds": min(times), "load_avg_1min": os.getloadavg()[0]}
+    trained = min(extract(model)[3] for _ in range(repeats))
+    shape = load_shape(DATA / "meshes" / "spot.obj")
+    rng = np.random.default_rng(0)
+    p = rng.uniform(-1, 1, (200_000, 3)).astype(np.float32)
+    inside = shape.inside(p)
+    seeded = BSPField(BSPConfig(planes=512, convexes=64))
+    seeded.seed_all(p[inside], p[~inside], rng)
+    fresh = min(extract(seeded)[3] for _ in range(repeats))
+    return {"trained_convexes": int(model.alive.sum()), "trained_seconds": trained,
+            "seeded_convexes": 64, "seeded_seconds": fresh, "load_avg_1min": os.getloadavg()[0]}
 
 
 def main() -> int:
@@ -86,7 +99,7 @@ def main() -> int:
                 timing = extraction_timing(Path(tmp) / name)
                 print("extraction:", timing, flush=True)
     ok = all(r.get("watertight") and all(r["files_closed"].values()) for r in rows)
-    write("bsp", {"budget_s": a.budget, "rows": rows, "extraction": timing, "all_closed": ok})
+    write(f"bsp_{a.budget:g}s", {"budget_s": a.budget, "rows": rows, "extraction": timing, "all_closed": ok})
     return 0 if ok else 1
 
 

@@ -19,26 +19,32 @@ SHAPE_DECODERS = {"rbf": [], "mlp": ["--decoder", "mlp"]}
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="one short budget per case (smoke test)")
+    ap.add_argument("--only", choices=("images", "shapes"), help="run one half")
     a = ap.parse_args()
     img_budgets, shape_budgets = ([5], [8]) if a.quick else ([10, 30, 60], [15, 30, 60])
     rows = []
-    for name in ("kodim05", "kodim08"):
+    for name in ("kodim05", "kodim08") if a.only != "shapes" else ():
         for dec, flags in IMAGE_DECODERS.items():
             for b in img_budgets:
                 m = fit(DATA / "images" / "kodak" / f"{name}.png", *flags, budget=b)
                 rows.append({"case": name, "decoder": dec, "budget_s": b, "psnr": m["psnr"], "ssim": m["ssim"],
                              "params": m["params"], "steps": m["steps"]})
                 print(rows[-1], flush=True)
-    for name in ("armadillo.obj", "featuretype.STL"):
+    for name in ("armadillo.obj", "featuretype.STL") if a.only != "images" else ():
         for dec, flags in SHAPE_DECODERS.items():
             for b in shape_budgets:
-                m = fit(DATA / "meshes" / name, *flags, budget=b)
+                try:
+                    m = fit(DATA / "meshes" / name, *flags, budget=b)
+                except RuntimeError as e:  # e.g. no surface yet after a very short budget
+                    rows.append({"case": name, "decoder": dec, "budget_s": b, "error": str(e).splitlines()[-1]})
+                    print(rows[-1], flush=True)
+                    continue
                 rows.append({"case": name, "decoder": dec, "budget_s": b, "iou": m["iou"], "chamfer_l2": m["chamfer_l2"],
                              "normal_consistency": m["normal_consistency"], "watertight": m["watertight"],
                              "euler": m["euler"], "input_euler": m["input_euler"], "params": m["params"],
                              "steps": m["steps"], "wall_seconds": m["wall_seconds"]})
                 print(rows[-1], flush=True)
-    write("foundation", {"rows": rows})
+    write("foundation" + (f"_{a.only}" if a.only else ""), {"rows": rows})
     return 0
 
 

@@ -29,7 +29,7 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=20.0)
     ap.add_argument("--batch", type=int, default=1 << 17)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--decoders", default="rbf,mlp")
+    ap.add_argument("--decoders", default="rbf")
     a = ap.parse_args()
     rows = []
     for dec in a.decoders.split(","):

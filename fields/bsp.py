@@ -18,7 +18,7 @@ Parameterisation, and why (one shape, no encoder):
   is in unit-frame lengths. The paper's planes get sharp only by growing their coefficients;
   here k follows a schedule (wide band for early gradients, thin at the end, where the fitted
   surface must sit within about one band width of the true one).
-- Convexes start inside the shape (farthest-point seeds, each owning its share of the planes
+- Convexes start inside the shape (k-means seeds, each owning its share of the planes
   as a small polytope around its seed, T = 1 on its own planes and 0 elsewhere) instead of
   N(0, 0.02) noise: minutes on a CPU instead of days on a GPU, and no all-empty collapse
   (METHODS.md 4.6, #6 #9). Planes stay shared through T, which is free to pick up others.
@@ -64,14 +64,16 @@ def sphere_directions(n: int, dim: int) -> np.ndarray:
     return np.stack([r * np.cos(phi), r * np.sin(phi), z], 1)
 
 
-def farthest_points(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices [k] of k farthest-point samples of x [N,D] (k <= N)."""
-    idx = [int(rng.integers(len(x)))]
-    dist = np.linalg.norm(x - x[idx[0]], axis=1)
-    for _ in range(1, k):
-        idx.append(int(dist.argmax()))
-        dist = np.minimum(dist, np.linalg.norm(x - x[idx[-1]], axis=1))
-    return np.asarray(idx)
+def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 10) -> np.ndarray:
+    """k centres [k,D] of x [N,D] (k <= N) by Lloyd's iterations from a random start."""
+    pts = torch.as_tensor(x, dtype=torch.float32)
+    c = pts[torch.as_tensor(rng.choice(len(x), k, replace=False))]
+    for _ in range(iters):
+        near = torch.cdist(pts, c).argmin(1)
+        total = torch.zeros_like(c).index_add_(0, near, pts)
+        count = torch.bincount(near, minlength=k).float()[:, None]
+        c = torch.where(count > 0, total / count.clamp_min(1), c)
+    return c.numpy().astype(np.float64)
 
 
 class BSPField(nn.Module):
@@ -102,7 +104,7 @@ class BSPField(nn.Module):
         c = torch.relu(sharpness * self.plane_distances(x)) @ self.T
         return torch.where(self.alive, c, torch.full_like(c, 1e3))
 
-    def member_min_union(self, x: torch.Tensor, sharpness: float) -> torch.Tensor:
+    def member_min_union(self, x: torch.Tensor, sharpness: float, with_depth: bool = False):
         """S* [N] = min_j C_j (phase 3), C summing member planes only (T_ij > T_THRESHOLD).
 
         The forward pass sees exactly the polytopes the mesh will have (a T_ij of 0.005 would
@@ -110,8 +112,12 @@ class BSPField(nn.Module):
         is found without autograd and S* rebuilt for that convex alone: O(N P) backward instead
         of O(N P K). Straight-through: non-member T_ij count as 0 in the value but get
         d S*/d T_ij = D_i, so planes still join and leave convexes.
+
+        with_depth: also return depth [N] = sum over the convexes j containing x of
+        -max_{i in j} h_i(x) (how deep x is inside each), differentiable in the planes.
         """
-        d = torch.relu(sharpness * self.plane_distances(x))  # [N,P]
+        h = self.plane_distances(x)
+        d = torch.relu(sharpness * h)  # [N,P]
         member = self.T > T_THRESHOLD
         t = torch.where(member, self.T, self.T - self.T.detach())  # value: T on members, else 0
         usable = self.alive & member.any(0)  # a convex with no plane is empty, as in the mesh
@@ -119,18 +125,24 @@ class BSPField(nn.Module):
             c = torch.where(usable, d @ t, torch.full((1,), 1e3, device=d.device))
             c_min, j = c.min(dim=1)
         s = (d * t.T.contiguous()[j]).sum(1)
-        return torch.where(c_min >= 1e3, c_min, s)
+        s = torch.where(c_min >= 1e3, c_min, s)
+        if not with_depth:
+            return s
+        return s, self._inside_depth(h, c <= 0, member)
 
-    def member_depths(self, x: torch.Tensor) -> torch.Tensor:
-        """e [N,K] = max of h over the member planes of each convex: the distance (a lower bound)
-        to convex j outside it, minus the depth of x inside it. Cost O(N nnz(T > T_THRESHOLD))."""
-        h = self.plane_distances(x)
-        member = self.T > T_THRESHOLD
-        pi, cj = member.nonzero(as_tuple=True)
-        e = h.new_full((len(x), self.cfg.convexes), 1e3)  # no plane: empty convex, far outside
-        if len(pi):
-            e = e.scatter_reduce(1, cj.expand(len(x), -1), h[:, pi], reduce="amax", include_self=False)
-        return torch.where(self.alive, e, torch.full_like(e, 1e3))
+    @staticmethod
+    def _inside_depth(h: torch.Tensor, inside: torch.Tensor, member: torch.Tensor) -> torch.Tensor:
+        """depth [N] = sum over inside[n, j] of -max_{i: member[i, j]} h[n, i]; cost pairs x planes/convex."""
+        n_idx, j_idx = inside.nonzero(as_tuple=True)
+        depth = h.new_zeros(len(h))
+        if len(n_idx) == 0:
+            return depth
+        counts = member.sum(0)
+        order = torch.argsort((~member).T.float(), dim=1, stable=True)[:, : int(counts.max())]  # [K,M] members first
+        valid = torch.arange(order.shape[1], device=h.device) < counts[:, None]
+        rows = h[n_idx[:, None], order[j_idx]]  # [pairs, M]
+        e = torch.where(valid[j_idx], rows, torch.full_like(rows, -1e3)).max(dim=1).values
+        return depth.index_add(0, n_idx, torch.relu(-e))
 
     def continuous_union(self, c: torch.Tensor) -> torch.Tensor:
         """S [N] in [0,1] (phase 0), 1 = inside."""
@@ -185,12 +197,17 @@ class BSPField(nn.Module):
 
     @torch.no_grad()
     def seed_all(self, inside_pts: np.ndarray, outside_pts: np.ndarray, rng: np.random.Generator) -> None:
-        """Seed every convex inside the shape: farthest-point centres among inside samples,
-        radius half the distance to the nearest outside sample (at most 0.25)."""
+        """Seed every convex inside the shape: k-means centres of inside samples, radius half
+        the distance to the nearest outside sample (at most 0.25).
+
+        k-means cells are convex and hold similar volumes, a natural first decomposition; with
+        uniform samples the centres go where the volume is (farthest-point seeds went to the
+        far-flung specks of a radiance field instead).
+        """
         from scipy.spatial import cKDTree
 
         sub = inside_pts[rng.permutation(len(inside_pts))[:20000]]
-        centres = sub[farthest_points(sub, min(self.cfg.convexes, len(sub)), rng)]
+        centres = kmeans(sub, min(self.cfg.convexes, len(sub)), rng)
         radii = np.clip(0.5 * cKDTree(outside_pts).query(centres)[0], 0.005, 0.25)
         self.T.zero_()
         for j in range(self.cfg.convexes):

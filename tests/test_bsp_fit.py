@@ -23,7 +23,7 @@ def fit(label_fn, dim, planes, convexes, steps, seed=0, batch=2048, n=40_000):
     pool = bt.make_pool(label_fn, bt.boundary_points(label_fn, dim, 48), n, rng, dim=dim)
     model = BSPField(BSPConfig(dim=dim, planes=planes, convexes=convexes))
     x, f = pool.all()
-    model.seed_all(x[f > 0.5].numpy(), x[f < 0.5].numpy(), rng)
+    model.seed_all(*pool.seeds(), rng)
     fitter = bt.Fitter(model, pool, bt.Schedule(batch=batch), rng)
     for i in range(steps):
         fitter.step(i, i / steps)
@@ -85,6 +85,25 @@ def test_member_min_union_is_the_polytopes_with_straight_through_gradients():
     onehot = torch.nn.functional.one_hot(dense.argmin(1), 4).float()
     assert torch.allclose(m.T.grad, d.T @ onehot, rtol=1e-4, atol=1e-3)  # every T_ij, members or not
     assert (m.T.grad[member == 0] != 0).any()
+
+
+def test_inside_depth_matches_a_double_loop():
+    torch.manual_seed(1)
+    m = BSPField(BSPConfig(dim=2, planes=24, convexes=3))
+    with torch.no_grad():
+        m.T.copy_((torch.rand(24, 3) < 0.4).float())
+        m.offsets.fill_(-0.4)
+    x = torch.rand(300, 2) * 2 - 1
+    _, depth = m.member_min_union(x, 50.0, with_depth=True)
+    h = m.plane_distances(x).detach()
+    ref = torch.zeros(300)
+    for n in range(300):
+        for j in range(3):
+            e = max(h[n, i].item() for i in range(24) if m.T[i, j] > T_THRESHOLD)
+            ref[n] += max(-e, 0.0)
+    assert torch.allclose(depth.detach(), ref, atol=1e-6) and (ref > 0).any()
+    depth.sum().backward()
+    assert m.offsets.grad.abs().sum() > 0
 
 
 def test_phases_0_then_3_fit_a_2d_toy_shape():

@@ -16,20 +16,22 @@ from fieldfit.render.metrics import psnr
 from fieldfit.scenes.builtin import blocks_scene_dir
 from fieldfit.scenes import load_scene
 
-STEPS = 150
+STEPS = 120
+DOWNSCALE = 2  # 32 x 32 views: a fit of about 15 s on 2 CPU cores
 
 
 @pytest.fixture(scope="module")
 def blocks_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("radiance") / "blocks"
-    rc = main(["blocks", "--method", "rbf", "--steps", str(STEPS), "--resolution", "64", "--out", str(out)])
+    rc = main(["blocks", "--method", "rbf", "--steps", str(STEPS), "--downscale", str(DOWNSCALE), "--levels", "2", "--max-res", "32",
+               "--resolution", "48", "--out", str(out)])
     assert rc == 0
     return out
 
 
 def mean_colour_baseline() -> float:
     """PSNR of the test views predicted by the mean training colour (on the scene's background)."""
-    scene = load_scene(blocks_scene_dir())
+    scene = load_scene(blocks_scene_dir(), downscale=DOWNSCALE)
     mean = np.mean([scene.image(i).reshape(-1, 3) for i in scene.split("train")], axis=(0, 1))
     return float(np.mean([psnr(np.broadcast_to(mean, scene.image(i).shape), scene.image(i))
                           for i in scene.split("test")]))
@@ -48,7 +50,7 @@ def test_run_folder_contract(blocks_run):
     for key in ("train_seconds", "render_ms_per_frame", "rays_per_second", "prepare_seconds", "export_seconds",
                 "params", "samples_per_ray"):
         assert isinstance(m[key], (int, float)) and m[key] > 0, key
-    scene = load_scene(blocks_scene_dir())
+    scene = load_scene(blocks_scene_dir(), downscale=DOWNSCALE)
     test = scene.split("test")
     assert m["test"]["views"] == len(test)
     for k, i in enumerate(test):

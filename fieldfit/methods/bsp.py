@@ -90,8 +90,7 @@ def _train(model, pool, probe, budget, run, o, rng, gen, resume):
     if resume:
         start, elapsed, history = resume_state(run, model, fitter.opt, model.T.device)
     else:
-        x, f = pool.all()
-        model.seed_all(x[f > 0.5].cpu().numpy(), x[f < 0.5].cpu().numpy(), rng)
+        model.seed_all(*pool.seeds(), rng)
     state = model_state(model, fitter.opt) if o.get("checkpoint", True) else None
 
     def evaluate():
@@ -104,9 +103,10 @@ def _train(model, pool, probe, budget, run, o, rng, gen, resume):
     report = bsp_train.prune(model, x[f > 0.5])
     run.log(f"convexes used {report['convexes']} of {model.cfg.convexes} ({report['dead']} dead, "
             f"{report['redundant']} covered by others), planes used {report['planes']} of {model.cfg.planes}; "
-            f"{fitter.reseeded} dead convexes re-seeded while training")
-    if state is not None:
-        save(run, state, history.steps[-1] if history.steps else start, elapsed, history)
+            f"{fitter.reseeded} useless convexes re-seeded while training")
+    if state is not None:  # again, with the pruned convexes (fit_loop saved before pruning)
+        save(run, state, history.steps[-1] if history.steps else start,
+             history.seconds[-1] if history.seconds else elapsed, history)
     return history, report
 
 
@@ -161,14 +161,14 @@ def extract(model: BSPField) -> tuple:
     return v, f, np.asarray(alive)[labels], time.perf_counter() - t
 
 
-def write_mesh(v, f, out: Path) -> None:
-    """.obj: n-gons (coplanar triangles merged); other formats: triangles."""
+def write_mesh(v, f, out: Path, polygons: list | None = None) -> None:
+    """.obj: n-gons (coplanar triangles merged, or ``polygons``); other formats: triangles."""
     from fieldfit.mesh.convex import merge_coplanar, write_polygon_obj
     from fieldfit.mesh.export import export_mesh
 
     out = Path(out)
     if out.suffix.lower() == ".obj":
-        write_polygon_obj(v, merge_coplanar(v, f), out)
+        write_polygon_obj(v, merge_coplanar(v, f) if polygons is None else polygons, out)
     else:
         export_mesh(v, f, out)
 
@@ -180,21 +180,21 @@ def export(model: BSPField, shape, run: Run, o: dict, out: Path, extras: bool = 
     from fieldfit.mesh.metrics import chamfer_l2, component_count, euler_characteristic, is_watertight, normal_consistency
 
     v, f, labels, extract_s = extract(model)
-    v_in = shape.from_unit(v)
-    write_mesh(v_in, f, out)
+    v_in, polygons = shape.from_unit(v), merge_coplanar(v, f)
+    write_mesh(v_in, f, out, polygons)
     if extras:
-        write_mesh(v_in, f, run.path / "mesh.obj")
+        write_mesh(v_in, f, run.path / "mesh.obj", polygons)
         write_face_colored_ply(v_in, f, labels, run.path / "convexes.ply")
     probe = np.random.default_rng(0).uniform(-1, 1, (int(o["iou_points"]), 3))
     pin, gin = inside(probe, v, f), shape.inside(probe)
     ref = (shape.vertices, shape.faces)
     m = model.membership()[:, model.alive]
-    run.log(f"mesh: {len(f)} triangles, {len(merge_coplanar(v, f))} polygons from {int(model.alive.sum())} convexes "
+    run.log(f"mesh: {len(f)} triangles, {len(polygons)} polygons from {int(model.alive.sum())} convexes "
             f"in {extract_s:.2f}s")
     return {
         "chamfer_l2": chamfer_l2((v, f), ref), "iou": float((pin & gin).sum() / max((pin | gin).sum(), 1)),
         "normal_consistency": normal_consistency((v, f), ref), "watertight": bool(is_watertight(v, f)),
-        "faces": int(len(f)), "polygons": len(merge_coplanar(v, f)), "convexes": int(model.alive.sum()),
+        "faces": int(len(f)), "polygons": len(polygons), "convexes": int(model.alive.sum()),
         "planes": int((m.sum(1) > 0).sum()), "planes_per_convex": float(m.sum(0).mean()),
         "components": int(component_count(v, f)), "euler": int(euler_characteristic(v, f)),
         "input_euler": shape.euler, "extraction_seconds": extract_s, "mesh": str(out),
@@ -219,8 +219,9 @@ def export_mesh(run: Run, out: Path, opts: dict) -> dict:
     model, cfg = load(run, opts.get("device", "cpu"))
     v, f, _, extract_s = extract(model)
     v = np.asarray(v) / float(cfg["scale"]) + np.asarray(cfg["center"])
-    write_mesh(v, f, out)
-    return {"mesh": str(out), "faces": int(len(f)), "polygons": len(merge_coplanar(v, f)),
+    polygons = merge_coplanar(v, f)
+    write_mesh(v, f, out, polygons)
+    return {"mesh": str(out), "faces": int(len(f)), "polygons": len(polygons),
             "watertight": bool(is_watertight(v, f)), "convexes": int(model.alive.sum()),
             "extraction_seconds": extract_s}
 

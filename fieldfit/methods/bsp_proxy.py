@@ -71,10 +71,14 @@ def _radiance_source(run: Run, cfg: dict, device):
     threshold = math.log(2.0) / march.step
     res = torch.tensor(grid.binary.shape, device=device)
 
-    def fn(x):
-        w = (x.double() / scale + torch.as_tensor(center, device=device)).float()
+    lo_t, hi_t = torch.as_tensor(lo, device=device), torch.as_tensor(hi, device=device)
+
+    def fn(x):  # empty outside the box and in empty grid cells (the field is undefined there)
+        w = x.double() / scale + torch.as_tensor(center, device=device)
+        in_box = ((w >= lo_t) & (w <= hi_t)).all(1)
+        w = w.float()
         cell = ((w - grid.aabb[0]) / grid.cell_size).floor().long()
-        occ = grid.binary[tuple(torch.minimum(cell.clamp_min(0), res - 1).T)]
+        occ = grid.binary[tuple(torch.minimum(cell.clamp_min(0), res - 1).T)] & in_box
         dens = torch.zeros(len(x), device=device)
         if bool(occ.any()):
             dens[occ] = model.field.density(w[occ]).float().reshape(-1)

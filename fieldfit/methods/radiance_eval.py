@@ -34,8 +34,9 @@ class EvalRays(RayBatch):
 
 
 def eval_rays_from(scene, n: int, seed: int, max_views: int = 8) -> EvalRays:
-    """n fixed random pixels of (at most ``max_views``) test views, for the PSNR during training."""
-    ids = scene.split("test")[:max_views] or scene.split("train")[:max_views]
+    """n fixed random pixels of (at most ``max_views``, evenly spaced) test views, for the PSNR during training."""
+    ids = scene.split("test") or scene.split("train")
+    ids = ids[:: max(1, len(ids) // max_views)][:max_views]
     store = PixelStore(scene, ids)
     idx = np.random.default_rng(seed + 1).choice(store.count, size=min(n, store.count), replace=False)
     b = store.take(idx)
@@ -126,7 +127,7 @@ def vertex_colours(model, verts: np.ndarray, normals: np.ndarray, device, chunk:
     out = []
     for s in range(0, len(verts), chunk):
         x = torch.as_tensor(verts[s:s + chunk], dtype=torch.float32, device=device)
-        n = torch.as_tensor(normals[s:s + chunk], dtype=torch.float32, device=device)
+        n = torch.tensor(np.asarray(normals[s:s + chunk]), dtype=torch.float32, device=device)
         d = -torch.nn.functional.normalize(n, dim=-1)
         out.append(model.field(x, d).rgb.float().cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 3), np.float32)

@@ -1,13 +1,16 @@
 """A radiance field and its occupancy grid, wired to the shared renderer (render/).
 
 Marching (TensoRF / instant-ngp style): each ray is clipped to the box of the occupied
-cells (a tighter box than the scene's as soon as the grid has carved empty space), marched
-with a fixed step through the occupied cells only (``OccupancyGrid.sample``, jittered in
-training), then samples behind an opaque layer are dropped (early termination, from a
-gradient-free density pass). The field is then evaluated once on the survivors and the
-packed samples are composited (``render.composite``) on a background colour.
+cells (a tighter box than the scene's as soon as the grid has carved empty space) and
+marched with a fixed step through the occupied cells only (``OccupancyGrid.sample``,
+jittered in training). Then samples behind an opaque layer (transmittance < early_stop) and
+nearly empty ones (alpha < alpha_thre) are dropped, from a gradient-free density pass done
+in rounds front to back, so that rays which turn opaque early cost few evaluations. The field
+is evaluated once, with gradient, on the survivors, and the packed samples are composited
+(``render.composite``) on a background colour.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -63,14 +66,48 @@ class RadianceModel(nn.Module):
                          n_cells=n_cells)
         self.refresh()
 
+    @torch.no_grad()
     def march(self, origins: torch.Tensor, dirs: torch.Tensor, cfg: MarchConfig, stratified: bool) -> RaySamples:
         """Packed samples of rays [R,3] (no gradient) through occupied cells, early-terminated."""
         t0, t1, hit = ray_aabb(origins, dirs, self.occupied_box())
         near = torch.clamp(t0, min=cfg.near)
         far = torch.where(hit, torch.clamp(t1, max=cfg.far), near)
-        density = self.field.density if (cfg.early_stop > 0 or cfg.alpha_thre > 0) else None
-        return self.grid.sample(origins, dirs, near, far, cfg.step, density_fn=density,
-                                early_stop_eps=cfg.early_stop, alpha_thre=cfg.alpha_thre, stratified=stratified)
+        cand = self.grid.sample(origins, dirs, near, far, cfg.step, stratified=stratified)
+        if cand.n_samples == 0 or (cfg.early_stop <= 0 and cfg.alpha_thre <= 0):
+            return cand
+        return self._terminate(origins, dirs, cand, cfg)
+
+    def _terminate(self, origins, dirs, cand: RaySamples, cfg: MarchConfig, per_round: int = 16) -> RaySamples:
+        """Drop candidates behind opaque layers (T < early_stop) and with alpha < alpha_thre.
+
+        The density is evaluated in rounds of ``per_round`` samples per ray, front to back, and
+        only for rays still transparent, so a ray that turns opaque early costs few evaluations.
+        """
+        ri = cand.ray_indices
+        counts = cand.counts()
+        rank = torch.arange(cand.n_samples, device=ri.device) - (torch.cumsum(counts, 0) - counts)[ri]
+        tau_before = torch.zeros(cand.n_rays, dtype=torch.float64, device=ri.device)  # optical depth so far
+        keep = torch.zeros(cand.n_samples, dtype=torch.bool, device=ri.device)
+        stop_tau = -math.log(cfg.early_stop) if cfg.early_stop > 0 else math.inf
+        pending = torch.arange(cand.n_samples, device=ri.device)  # not evaluated yet, ray still transparent
+        r = 0
+        while pending.numel() > 0:
+            now = rank[pending] < r + per_round
+            idx, pending = pending[now], pending[~now]
+            sub = RaySamples(cand.t_starts[idx], cand.t_ends[idx], ri[idx], cand.n_rays)
+            tau = self.field.density(sub.positions(origins, dirs)).double() * sub.deltas.double()
+            inside = torch.cumsum(tau, 0) - tau  # exclusive scan, made per ray below
+            counts_r = sub.counts()
+            inside = inside - inside[(torch.cumsum(counts_r, 0) - counts_r)[sub.ray_indices]]
+            trans = torch.exp(-(tau_before[sub.ray_indices] + inside))
+            ok = trans >= cfg.early_stop
+            if cfg.alpha_thre > 0:
+                ok &= (1.0 - torch.exp(-tau)) >= cfg.alpha_thre
+            keep[idx[ok]] = True
+            tau_before.index_add_(0, sub.ray_indices, tau)
+            pending = pending[tau_before[ri[pending]] < stop_tau]
+            r += per_round
+        return RaySamples(cand.t_starts[keep], cand.t_ends[keep], ri[keep], cand.n_rays)
 
     def render(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor, cfg: MarchConfig,
                stratified: bool = False):

@@ -54,3 +54,23 @@ def export_mesh(run: Run, out: Path, opts: dict) -> dict:
 
         return rbf_radiance.export_mesh(run, out, opts)
     raise InputError(run.path, f"a {cfg['task']} run has no geometry to export")
+
+
+def evaluate(run: Run, opts: dict) -> dict:
+    """Metrics again from the checkpoint (radiance runs: re-render the test views)."""
+    task = run.config()["task"]
+    if task == "radiance":
+        from . import rbf_radiance
+
+        return rbf_radiance.evaluate(run, opts)
+    raise InputError(run.path, f"a {task} run cannot be re-evaluated yet", "its metrics.json has the fit's metrics")
+
+
+def render_path(run: Run, path: str, out: Path, opts: dict) -> Path:
+    """Render a camera path of a radiance run to a video."""
+    task = run.config()["task"]
+    if task == "radiance":
+        from . import rbf_radiance
+
+        return rbf_radiance.render_path(run, path, out, opts)
+    raise InputError(run.path, f"a {task} run has no camera path to render")

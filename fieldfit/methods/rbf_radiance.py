@@ -4,8 +4,10 @@ Pipeline: scene -> training pixels on the host (radiance_data) -> each step draw
 pixels, marches their rays through the occupancy grid (radiance_render), evaluates the field
 once per surviving sample and composites on a random background colour (so alpha scenes
 learn their alpha and real scenes become opaque). The number of rays per step adapts so
-that a step holds about ``target_samples`` field samples. The grid is refreshed every
-``grid_every`` steps on a random subset of cells, after one full pass at ``grid_start``.
+that a step holds about ``target_samples`` field samples. The grid is evaluated in full at
+the steps ``grid_full`` and on a random subset of cells every ``grid_every`` steps; before the
+first refresh rays are marched with a ``coarse_step`` times larger step. An optional
+distortion loss (mip-NeRF 360) concentrates each ray's weights.
 
 Outputs: renders/test_NNN.png (test split order, test-image size), metrics.json, mesh.ply
 (marching cubes on the density, closed at the box), curve.png, checkpoint.
@@ -28,17 +30,18 @@ from ..trainer import Budget, fit_loop, plot_curve
 from .common import count_params, load_model, make_adam, model_state, psnr_from_mse, resume_state, seed_everything, set_lr
 from .radiance_data import PixelStore, load_radiance_scene, march_bounds
 from .radiance_eval import eval_rays_from, evaluate_views, export_density_mesh, render_video
-from .radiance_render import MarchConfig, RadianceModel, distortion_loss
+from .radiance_render import MarchConfig, RadianceModel, distortion_loss, render_rays
 
 DEFAULTS = {
     "grid": "triplane", "levels": 4, "base_res": 16, "max_res": 128, "features": 4, "volume_max_res": 32,
     "init_scale": 0.1, "units": 32, "kernel": "gaussian", "decoder": "rbf", "hidden": 64, "layers": 2,
-    "lr": 0.02, "lr_decoder": 0.02, "lr_final": 0.1, "batch": 8192, "target_samples": 1 << 14,
+    "lr": 0.02, "lr_decoder": None, "lr_final": 0.1, "batch": 8192, "target_samples": 1 << 14,
     "grid_res": None, "grid_full": (16, 48, 128, 256, 512), "grid_every": 16, "grid_cells": 1 / 16,
     "grid_threshold": 0.01, "grid_dilation": 0, "coarse_step": 4.0, "step": None,
     "early_stop": 1e-3, "alpha_thre": 1e-3, "density_shift": -10.0, "distortion": 0.0,
     "time_budget": 300.0, "eval_rays": 4096, "resolution": 256,
 }
+LR_DECODER = {"rbf": 0.02, "mlp": 0.01}  # GNF's lr_large for the RBF; instant-ngp's 1e-2 for the MLP
 
 
 def field_config(extra: dict) -> FieldConfig:
@@ -69,8 +72,8 @@ def pixel_footprint(scene) -> float:
 def grid_and_step(scene, extra: dict) -> tuple[int, float]:
     """Occupancy-grid resolution and marching step (see the module doc), unless set in ``extra``.
 
-    World scenes: cells about 0.8 pixel footprint (16..128 per axis, multiples of 16) and a step of
-    0.7 footprint, at least a quarter cell. NDC scenes: 128 cells and a step of one cell.
+    World scenes: cells about 0.8 pixel footprint (32..128 per axis, multiples of 16) and a step of
+    0.7 footprint, at least half a cell (TensoRF's step; big boxes around real captures). NDC scenes: 128 cells and a step of one cell.
     """
     extent = float(np.mean(scene.aabb[1] - scene.aabb[0]))
     if scene.ndc:
@@ -78,7 +81,7 @@ def grid_and_step(scene, extra: dict) -> tuple[int, float]:
         return res, float(extra["step"] or extent / res)
     foot = pixel_footprint(scene)
     res = int(extra["grid_res"] or np.clip(16 * np.ceil(1.25 * extent / foot / 16), 32, 128))
-    return res, float(extra["step"] or max(0.7 * foot, 0.25 * extent / res))
+    return res, float(extra["step"] or max(0.7 * foot, 0.5 * extent / res))
 
 
 def run_config(scene, inp, extra: dict, seed: int) -> dict:
@@ -96,7 +99,7 @@ def run_config(scene, inp, extra: dict, seed: int) -> dict:
 
 def _param_groups(model: RadianceModel, extra: dict) -> list[dict]:
     return [{"params": list(model.field.encoding.parameters()), "lr": extra["lr"]},
-            {"params": list(model.field.decoder.parameters()), "lr": extra["lr_decoder"]}]
+            {"params": list(model.field.decoder.parameters()), "lr": extra["lr_decoder"] or LR_DECODER[extra["decoder"]]}]
 
 
 class Stepper:
@@ -108,6 +111,7 @@ class Stepper:
         self.rng = np.random.default_rng(seed)
         self.spr = 64.0  # running mean of samples per ray
         self.rays = self.samples = 0
+        self.last_step = 0
         g3 = model.grid.binary.numel()
         self.n_cells = max(1, int(g3 * extra["grid_cells"]))
 
@@ -135,6 +139,7 @@ class Stepper:
         self.spr = 0.9 * self.spr + 0.1 * samples.n_samples / n
         self.rays += n
         self.samples += samples.n_samples
+        self.last_step = i + 1
         if loss.requires_grad:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -192,9 +197,8 @@ def _fit(inp, opts, run: Run) -> dict:
     prepare_s = time.perf_counter() - t0
 
     def evaluate():
-        bg = eval_batch.background.to(device)
-        rgb, _, _ = _render_batch(model, eval_batch, bg, march, device)
-        return psnr_from_mse(torch.mean((rgb - eval_batch.target(bg.cpu())) ** 2).item())
+        rgb, _, _ = render_rays(model, eval_batch.origins, eval_batch.dirs, eval_batch.background, march, device)
+        return psnr_from_mse(torch.mean((rgb - eval_batch.target(eval_batch.background)) ** 2).item())
 
     budget = Budget(steps=opts.steps, time_budget=None if opts.steps else (opts.time_budget or extra["time_budget"]))
     t1 = time.perf_counter()
@@ -208,20 +212,13 @@ def _fit(inp, opts, run: Run) -> dict:
     export_s = time.perf_counter() - t2
     plot_curve(run, history, "psnr")
     metrics.update(task="radiance", params=params, grid_params=model.field.param_groups()["grid"],
-                   steps=history.steps[-1] if history.steps else start, prepare_seconds=prepare_s,
+                   steps=stepper.last_step, prepare_seconds=prepare_s,
                    train_seconds=train_s, export_seconds=export_s,
                    rays_per_second=stepper.rays / max(train_s, 1e-9),
                    train_samples_per_ray=stepper.samples / max(stepper.rays, 1),
                    occupied_fraction=model.grid.occupied_fraction())
     run.write_metrics(metrics)
     return metrics
-
-
-@torch.no_grad()
-def _render_batch(model, batch, bg, march, device):
-    from .radiance_render import render_rays
-
-    return render_rays(model, batch.origins, batch.dirs, bg, march, device)
 
 
 def load(run: Run, device="cpu") -> tuple[RadianceModel, MarchConfig, dict]:
