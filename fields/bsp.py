@@ -208,6 +208,7 @@ class BSPField(nn.Module):
 
         sub = inside_pts[rng.permutation(len(inside_pts))[:20000]]
         centres = kmeans(sub, min(self.cfg.convexes, len(sub)), rng)
+        centres = sub[cKDTree(sub).query(centres)[1]]  # a centroid may fall outside: snap it in
         radii = np.clip(0.5 * cKDTree(outside_pts).query(centres)[0], 0.005, 0.25)
         self.T.zero_()
         for j in range(self.cfg.convexes):

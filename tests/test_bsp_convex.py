@@ -110,7 +110,8 @@ def test_union_skips_empty_convexes_and_keeps_disjoint_ones():
 
 def test_ngons_keep_the_surface_closed(tmp_path):
     """Two touching boxes: 6 polygons (the seam vertices stay on the long sides)."""
-    v, f = union_mesh([convex_polytope(box([-0.5] * 3, [0, 0.5, 0.5])), convex_polytope(box([0, -0.5, -0.5], [0.5] * 3))])
+    halves = (box([-0.5] * 3, [0, 0.5, 0.5]), box([0, -0.5, -0.5], [0.5] * 3))
+    v, f = union_mesh([convex_polytope(h) for h in halves])
     polys = merge_coplanar(v, f)
     assert len(polys) == 6
     edges = {}
@@ -127,7 +128,8 @@ def test_ngons_keep_the_surface_closed(tmp_path):
 
 def test_face_with_a_hole_stays_triangulated():
     """A small box on a big box's top face: that face is an annulus, not a simple polygon."""
-    v, f = union_mesh([convex_polytope(box([-0.5] * 3, [0.5] * 3)), convex_polytope(box([-0.1, -0.1, 0.3], [0.1, 0.1, 0.7]))])
+    parts = (box([-0.5] * 3, [0.5] * 3), box([-0.1, -0.1, 0.3], [0.1, 0.1, 0.7]))
+    v, f = union_mesh([convex_polytope(p) for p in parts])
     polys = merge_coplanar(v, f)
     tris = sum(len(p) == 3 for p in polys)
     assert tris >= 8  # the annulus of the top face

@@ -117,9 +117,11 @@ def test_phases_0_then_3_fit_a_2d_toy_shape():
     assert bt.hard_iou(model, probe, truth) > 0.95  # pruning removes nothing that shows
 
 
-def test_csg_l_shape_is_recovered_as_a_few_convexes():
-    from fieldfit.methods.bsp import extract
+def test_csg_l_shape_is_recovered_as_convex_parts():
+    from fieldfit.mesh.convex import convex_polytope
+    from fieldfit.mesh.inside import inside
     from fieldfit.mesh.topology import is_watertight, signed_volume
+    from fieldfit.methods.bsp import extract
 
     model, pool, _ = fit(l_shape, dim=3, planes=64, convexes=8, steps=300)
     x, f = pool.all()
@@ -129,11 +131,13 @@ def test_csg_l_shape_is_recovered_as_a_few_convexes():
     true_volume = 2 * (1.0 * 0.4 * 0.6) - 0.4 * 0.2 * 0.6  # two 1 x .4 x .6 boxes overlapping in .4 x .2 x .6
     assert signed_volume(v, faces) == pytest.approx(true_volume, rel=0.05)
     p = np.random.default_rng(1).uniform(-1, 1, (200_000, 3))
-    from fieldfit.mesh.inside import inside
-
     pred, gt = inside(p, v, faces), l_shape(p)
     assert (pred & gt).sum() / (pred | gt).sum() > 0.95
-    assert report["convexes"] <= 6 and len(set(labels.tolist())) == report["convexes"]
+    assert len(set(labels.tolist())) == report["convexes"] <= 8
+    for j in torch.nonzero(model.alive).flatten().tolist():  # every convex is a part of the L
+        cv, cf = convex_polytope(model.convex_planes(j))
+        q = p[inside(p, cv, cf)]
+        assert len(q) and np.mean(l_shape(q)) > 0.9
 
 
 def test_prune_drops_dead_and_covered_convexes():

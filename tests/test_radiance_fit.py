@@ -23,8 +23,8 @@ DOWNSCALE = 2  # 32 x 32 views: a fit of about 15 s on 2 CPU cores
 @pytest.fixture(scope="module")
 def blocks_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("radiance") / "blocks"
-    rc = main(["blocks", "--method", "rbf", "--steps", str(STEPS), "--downscale", str(DOWNSCALE), "--levels", "2", "--max-res", "32",
-               "--resolution", "48", "--out", str(out)])
+    rc = main(["blocks", "--method", "rbf", "--steps", str(STEPS), "--downscale", str(DOWNSCALE), "--levels", "2",
+               "--max-res", "32", "--resolution", "48", "--out", str(out)])
     assert rc == 0
     return out
 
@@ -33,7 +33,7 @@ def mean_colour_baseline() -> float:
     """PSNR of the test views predicted by the mean training colour (on the scene's background)."""
     scene = load_scene(blocks_scene_dir(), downscale=DOWNSCALE)
     mean = np.mean([scene.image(i).reshape(-1, 3) for i in scene.split("train")], axis=(0, 1))
-    return float(np.mean([psnr(np.broadcast_to(mean, scene.image(i).shape), scene.image(i))
+    return float(np.mean([psnr(np.broadcast_to(mean, scene.image(i).shape).copy(), scene.image(i))
                           for i in scene.split("test")]))
 
 
@@ -90,3 +90,11 @@ def test_export_subcommand_gives_a_watertight_coloured_mesh(blocks_run, tmp_path
     assert len(mesh.faces) > 100 and mesh.is_watertight
     colours = np.asarray(mesh.visual.vertex_colors)[:, :3]
     assert colours.std() > 5  # coloured by the field, not a constant
+
+
+def test_resume_continues_from_the_checkpoint(blocks_run):
+    # last in this file: it rewrites the run folder
+    assert main(["--resume", str(blocks_run), "--steps", str(STEPS + 10)]) == 0
+    m = json.loads((blocks_run / "metrics.json").read_text())
+    assert m["steps"] == STEPS + 10
+    assert "resumed from step" in (blocks_run / "log").read_text()

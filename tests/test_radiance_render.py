@@ -114,7 +114,8 @@ def test_ndc_points_map_back_to_the_world():
         metadata = {"bounds": np.array([[1.5, 10.0]])}
 
     o = torch.tensor([[0.1, -0.2, 0.3]], dtype=torch.float64).expand(4, 3)
-    d = torch.tensor([[0.05, 0.02, -1.0], [0.0, 0.1, -1.0], [-0.1, 0.0, -1.0], [0.02, -0.03, -1.0]], dtype=torch.float64)
+    d = torch.tensor([[0.05, 0.02, -1.0], [0.0, 0.1, -1.0], [-0.1, 0.0, -1.0], [0.02, -0.03, -1.0]],
+                     dtype=torch.float64)
     o_ndc, d_ndc = ndc_rays(o, d, 300, 500, 400.0, 1.0)
     t = torch.tensor([0.2, 0.5, 0.7, 0.9], dtype=torch.float64)[:, None]
     world = ndc_to_world((o_ndc + t * d_ndc).numpy(), P)

@@ -177,7 +177,8 @@ def export(model: BSPField, shape, run: Run, o: dict, out: Path, extras: bool = 
     """Extract, write ``out`` (and mesh.obj, convexes.ply when ``extras``), measure against the shape."""
     from fieldfit.mesh.convex import merge_coplanar, write_face_colored_ply
     from fieldfit.mesh.inside import inside
-    from fieldfit.mesh.metrics import chamfer_l2, component_count, euler_characteristic, is_watertight, normal_consistency
+    from fieldfit.mesh.metrics import (chamfer_l2, component_count, euler_characteristic, is_watertight,
+                                       normal_consistency)
 
     v, f, labels, extract_s = extract(model)
     v_in, polygons = shape.from_unit(v), merge_coplanar(v, f)
