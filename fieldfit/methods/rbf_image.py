@@ -12,7 +12,7 @@ from ..runs import Run, atomic_write
 from ..trainer import Budget, fit_loop, plot_curve
 from .common import count_params, load_model, make_adam, model_state, psnr_from_mse, resume_state, seed_everything, set_lr
 
-DEFAULTS = {"batch": 65536, "lr": 1e-2, "lr_final": 0.02, "time_budget": 60.0}
+DEFAULTS = {"batch": 65536, "lr": 1e-2, "lr_final": 0.2, "time_budget": 60.0}
 
 
 def default_config(h: int, w: int, extra: dict) -> FieldConfig:
