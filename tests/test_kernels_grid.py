@@ -26,7 +26,22 @@ def _points(n, d, dtype, device, seed=0, reach=1.15):
     return ((torch.rand(n, d, generator=g, dtype=torch.float64) * 2 - 1) * reach).to(device, dtype)
 
 
-def _compare(fn, ref, inputs, dtype, names, seed=1):
+def _off_cell_boundaries(x, res, band=1e-4):
+    """Rows of x at least ``band`` cells from every cell boundary of every level.
+
+    dx jumps across a cell boundary, and float32 positions computed by fused multiply-adds on a
+    GPU can land a point a rounding error across one (STYLE practice 5): such points are compared
+    by value and table gradient, but their dx is not.
+    """
+    pos = (x.double().clamp(-1, 1) + 1) * 0.5
+    keep = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    for r in res:
+        p = pos * (int(r) - 1)
+        keep &= ((p - p.round()).abs() >= band).all(dim=-1)
+    return keep
+
+
+def _compare(fn, ref, inputs, dtype, names, seed=1, dx_rows=None):
     out_ref = ref(*inputs)
     cot = torch.randn(out_ref.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     (out,), grads = vjp(fn, inputs, [cot.to(inputs[0])])
@@ -34,6 +49,8 @@ def _compare(fn, ref, inputs, dtype, names, seed=1):
     assert out.dtype == dtype
     assert_close(out, out_ref, rtol=TOL[dtype]["value"][0], atol_rel=TOL[dtype]["value"][1], name=names[0])
     for name, g, gr in zip(names[1:], grads, grads_ref):
+        if name == "dx" and dx_rows is not None and dtype == torch.float32:
+            g, gr = g[dx_rows], gr[dx_rows]
         assert_close(g, gr, rtol=TOL[dtype]["grad"][0], atol_rel=TOL[dtype]["grad"][1], name=name)
     return out, grads
 
@@ -111,6 +128,8 @@ def test_dense_gradcheck_kernel_f64(device):
 @pytest.mark.usefixtures("triton_kernels")
 @pytest.mark.parametrize("device", DEVICES)
 def test_dense_double_backward(device):
+    if device == "cuda":  # the reference is grid_sample, whose backward has no derivative on CUDA
+        pytest.skip("torch's grid_sample backward is not twice differentiable on CUDA")
     x = _points(5, 3, torch.float64, device, reach=0.9).requires_grad_()
     grid = torch.randn(2, 3, 4, 5, dtype=torch.float64, device=device, requires_grad=True)
     out = []
@@ -156,7 +175,7 @@ def test_hash_matches_reference(device, dtype, d, res, rows):
     table = torch.randn(len(res), rows, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     table = table.to(device, dtype)
     _compare(lambda a, b: hash_grid(a, b, res), lambda a, b: hash_grid_ref(a, b, res), [x, table], dtype,
-             ("features", "dx", "dtable"))
+             ("features", "dx", "dtable"), dx_rows=_off_cell_boundaries(x, res))
 
 
 @pytest.mark.usefixtures("triton_kernels")
@@ -166,8 +185,10 @@ def test_hash_many_points_collisions(device):
     res = [4, 16, 64]
     x = _points(300, 2, torch.float32, device)
     table = torch.randn(3, 16, 2, generator=torch.Generator().manual_seed(5)).to(device)
+    rows = _off_cell_boundaries(x, res)
+    assert rows.sum() > 200  # the band excludes the clamped points (reach 1.15) and a few more
     _compare(lambda a, b: hash_grid(a, b, res), lambda a, b: hash_grid_ref(a, b, res), [x, table],
-             torch.float32, ("features", "dx", "dtable"))
+             torch.float32, ("features", "dx", "dtable"), dx_rows=rows)
 
 
 @pytest.mark.usefixtures("triton_kernels")
