@@ -1,0 +1,130 @@
+"""Pure-torch reference of ``raster_faces``: the K nearest faces at every pixel centre.
+
+It is the CPU path and the oracle of the Triton kernel (``_raster_triton``). It lives beside
+``_torch_ref`` rather than inside it to keep that shared file small; the semantics are the same
+kind (plain torch, any device, no gradient: the outputs are integer face ids).
+
+Coverage rule (shared with the kernel, so both give the same ids on ties):
+
+- A face is drawn when its three depths are > ``near``, finite, and its screen area is non-zero.
+- Edge function of the edge a->b at p: computed with the two endpoints in a canonical order
+  (lexicographic on (x, y)) and its sign flipped when that swapped them, so the two faces sharing
+  an edge evaluate bit-identical values of opposite sign. Faces are oriented to positive area.
+- p is inside when every edge function is > 0, or == 0 on an edge that "owns" its points
+  (dy > 0, or dy == 0 and dx < 0 along the oriented edge): a top-left-like rule that gives each
+  pixel centre on an edge shared by two faces to exactly one of them (no gaps, no doubles).
+- Depth at p: 1 / sum_i(w_i / z_i), w_i = E_i / sum(E) the screen barycentrics.
+- Layers are ordered by (depth, face id): the int64 key depth_bits << 32 | face id (positive float32
+  bit patterns sort like the floats).
+
+Memory: faces are handled in chunks of at most ``max_candidates`` (face, pixel) pairs, each chunk
+merged into the running K-buffer by K rounds of a scatter-min ("peeling"), so memory is bounded by
+the chunk plus the [H*W, K] buffer whatever the number of faces.
+"""
+
+import torch
+
+INT64_MAX = torch.iinfo(torch.int64).max
+
+
+def face_setup(tri: torch.Tensor, near: float):
+    """Per face: (x [F,3], y [F,3], z [F,3], area [F], drawn [F] bool), vertices oriented to area > 0."""
+    x, y, z = tri[..., 0], tri[..., 1], tri[..., 2]
+    area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0])
+    flip = area < 0
+    order = torch.tensor([0, 2, 1], device=tri.device)
+    x, y, z = (torch.where(flip[:, None], a[:, order], a) for a in (x, y, z))
+    drawn = (z > near).all(-1) & torch.isfinite(tri).all(-1).all(-1) & (area != 0) & torch.isfinite(area)
+    return x, y, z, area.abs(), drawn
+
+
+def edge_values(x, y, px, py):
+    """[N,3] edge functions of oriented faces x/y [N,3] at points px/py [N]; E_i is the edge opposite vertex i.
+
+    Returns (E [N,3], owns [N,3] bool) with the canonical-order arithmetic of the module doc.
+    """
+    es, owns = [], []
+    for i in range(3):
+        ax, ay, bx, by = x[:, (i + 1) % 3], y[:, (i + 1) % 3], x[:, (i + 2) % 3], y[:, (i + 2) % 3]
+        swap = (ax > bx) | ((ax == bx) & (ay > by))
+        cx, cy = torch.where(swap, bx, ax), torch.where(swap, by, ay)
+        dx, dy = torch.where(swap, ax, bx), torch.where(swap, ay, by)
+        e = (dx - cx) * (py - cy) - (dy - cy) * (px - cx)
+        es.append(torch.where(swap, -e, e))
+        ex, ey = bx - ax, by - ay
+        owns.append((ey > 0) | ((ey == 0) & (ex < 0)))
+    return torch.stack(es, -1), torch.stack(owns, -1)
+
+
+def inside_depth(x, y, z, px, py):
+    """(inside [N] bool, depth [N]) of pixel points px/py [N] against oriented faces x/y/z [N,3]."""
+    e, owns = edge_values(x, y, px, py)
+    inside = ((e > 0) | ((e == 0) & owns)).all(-1)
+    w = e / e.sum(-1, keepdim=True)
+    depth = 1.0 / (w / z).sum(-1)
+    return inside, depth
+
+
+def _boxes(x, y, width: int, height: int):
+    x0 = torch.ceil(x.amin(-1) - 0.5).clamp(min=0).long()
+    x1 = torch.floor(x.amax(-1) - 0.5).clamp(max=width - 1).long()
+    y0 = torch.ceil(y.amin(-1) - 0.5).clamp(min=0).long()
+    y1 = torch.floor(y.amax(-1) - 0.5).clamp(max=height - 1).long()
+    return x0, y0, (x1 - x0 + 1).clamp(min=0), (y1 - y0 + 1).clamp(min=0)
+
+
+def merge_topk(buf: torch.Tensor, pix: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """The K smallest keys per pixel of ``buf`` [P,K] (INT64_MAX = empty) and the pairs (pix, key), sorted."""
+    p, k = buf.shape
+    old = buf < INT64_MAX
+    allpix = torch.cat([torch.arange(p, device=buf.device).repeat_interleave(k)[old.reshape(-1)], pix])
+    allkey = torch.cat([buf[old], key])
+    out = torch.full_like(buf, INT64_MAX)
+    for j in range(k):
+        if allkey.numel() == 0:
+            break
+        best = torch.full((p,), INT64_MAX, dtype=torch.int64, device=buf.device)
+        best.scatter_reduce_(0, allpix, allkey, reduce="amin")
+        out[:, j] = best
+        rest = allkey != best[allpix]  # keys are unique (face id in the low bits)
+        allpix, allkey = allpix[rest], allkey[rest]
+    return out
+
+
+def _candidates(ids, x, y, z, x0, y0, bw, bh, width: int):
+    """(pixel index, key) of the pixel centres covered by faces ``ids`` (one chunk)."""
+    n = bw * bh
+    local = torch.repeat_interleave(torch.arange(len(ids), device=ids.device), n)
+    k = torch.arange(local.numel(), device=ids.device) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+    px = x0[local] + k % bw[local]
+    py = y0[local] + k // bw[local]
+    inside, depth = inside_depth(x[local], y[local], z[local], px.to(x.dtype) + 0.5, py.to(x.dtype) + 0.5)
+    ok = inside & (depth > 0)
+    key = (depth[ok].float().view(torch.int32).long() << 32) | ids[local[ok]]
+    return py[ok] * width + px[ok], key
+
+
+@torch.no_grad()
+def raster_faces_ref(tri: torch.Tensor, width: int, height: int, k: int, near: float = 1e-4,
+                     max_candidates: int = 1 << 21) -> torch.Tensor:
+    """Face ids [H*W, K] int64 (-1 empty) of the K nearest faces per pixel centre (see the module doc).
+
+    tri: [F,3,3] per face and vertex (pixel x, pixel y (down), camera depth z > 0).
+    """
+    x0, y0, bw, bh = _boxes(tri[..., 0], tri[..., 1], width, height)  # nan boxes: empty
+    ids = (bw * bh > 0).nonzero().squeeze(-1)  # faces whose box holds a pixel centre (cheap test first)
+    x, y, z, _, drawn = face_setup(tri[ids], near)
+    on = drawn.nonzero().squeeze(-1)
+    ids, x, y, z = ids[on], x[on], y[on], z[on]
+    x0, y0, bw, bh = (a[ids] for a in (x0, y0, bw, bh))
+    buf = torch.full((height * width, k), INT64_MAX, dtype=torch.int64, device=tri.device)
+    ends = torch.cumsum(bw * bh, 0)
+    start = 0
+    while start < len(ids):
+        base = int(ends[start - 1]) if start else 0
+        stop = max(start + 1, int(torch.searchsorted(ends, base + max_candidates, right=True)))
+        sl = slice(start, stop)
+        pix, key = _candidates(ids[sl], x[sl], y[sl], z[sl], x0[sl], y0[sl], bw[sl], bh[sl], width)
+        buf = merge_topk(buf, pix, key)
+        start = stop
+    return torch.where(buf < INT64_MAX, buf & 0xFFFFFFFF, torch.full_like(buf, -1))

@@ -1,0 +1,139 @@
+"""DNMP rendering (METHODS.md 2.2): rasterize each voxel level, shade K layers, alpha-composite.
+
+Per pixel and level L the rasterizer (render.raster, back faces culled: primitives are closed, so
+each visible primitive gives one layer) returns the K_L nearest faces; the vertex features and
+normals are interpolated there and the shader gives (alpha, rgb) per layer. The fine level's
+layers and then the coarse level's form one front-to-back list per ray, composited by
+``render.composite_alpha`` with empty layers left out (never duplicated, METHODS.md 2.7 pitfall 4):
+that is exactly C_fine + (1 - A_fine) (C_coarse + (1 - A_coarse) background).
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fieldfit.fields.dnmp import Background, MeshDecoder, PrimitiveLevel, Shader, vertex_normals
+from fieldfit.render import RaySamples, composite_alpha
+from fieldfit.render.raster import PinholeCamera, interpolate_packed, rasterize
+
+
+class DNMPModel(nn.Module):
+    """Frozen decoder + primitive levels (fine first) + shader + background, saved together."""
+
+    def __init__(self, decoder: MeshDecoder, levels: list[PrimitiveLevel], ks: list[int], feat_dim: int, hidden: int):
+        super().__init__()
+        self.decoder = decoder
+        for p in self.decoder.parameters():
+            p.requires_grad_(False)
+        self.levels = nn.ModuleList(levels)
+        self.ks = list(ks)
+        self.shader = Shader(feat_dim, hidden)
+        self.background = Background()
+        self._frozen = None
+
+    def geometry(self):
+        """Per level (vertices [V,3], normals [V,3]); cached once ``freeze`` was called."""
+        if self._frozen is not None:
+            return self._frozen
+        out = []
+        for lv in self.levels:
+            v = lv.vertices(self.decoder)
+            out.append((v, vertex_normals(v, lv.faces)))
+        return out
+
+    def freeze(self) -> None:
+        """Fix the geometry (radiance stage, evaluation): vertices and normals computed once."""
+        with torch.no_grad():
+            self._frozen = None
+            self._frozen = [(v.detach(), n.detach()) for v, n in self.geometry()]
+        for lv in self.levels:
+            lv.latents.requires_grad_(False)
+            lv.offsets.requires_grad_(False)
+
+
+@dataclass
+class LayerBatch:
+    """Fragments of N pixels, all levels side by side: face [N,Kt] (level-local ids, -1 empty), bary [N,Kt,3]."""
+
+    face: torch.Tensor
+    bary: torch.Tensor
+    depth: torch.Tensor | None = None
+
+
+def rasterize_levels(model: DNMPModel, cam: PinholeCamera, geometry=None) -> LayerBatch:
+    """Fragments of every pixel of ``cam`` for all levels (differentiable when the geometry is)."""
+    geometry = geometry or model.geometry()
+    faces, barys, depths = [], [], []
+    for lv, k, (v, _) in zip(model.levels, model.ks, geometry):
+        if lv.count == 0:
+            p = cam.width * cam.height
+            faces.append(torch.full((p, k), -1, dtype=torch.long, device=v.device))
+            barys.append(torch.zeros(p, k, 3, device=v.device))
+            depths.append(torch.full((p, k), float("inf"), device=v.device))
+            continue
+        fr = rasterize(v, lv.faces, cam, k=k, cull_back=True)
+        faces.append(fr.face)
+        barys.append(fr.bary)
+        depths.append(fr.depth)
+    return LayerBatch(torch.cat(faces, 1), torch.cat(barys, 1), torch.cat(depths, 1))
+
+
+def shade(model: DNMPModel, layers: LayerBatch, dirs: torch.Tensor, background: torch.Tensor, geometry=None,
+          row_adam=None):
+    """(rgb [N,3], opacity [N]) of N pixels from their layers; ``background`` [3] or [N,3].
+
+    ``row_adam``: a dnmp_rows.RowAdam over the levels' features, whose gather then carries their
+    gradient (training); None: plain autograd (tests, evaluation).
+    """
+    geometry = geometry or model.geometry()
+    mask = layers.face >= 0
+    # per level: its layers' (ray, slot) positions, packed in the order of the final ray-major list
+    feat = torch.zeros(int(mask.sum()), model.shader.trunk[0].in_features)
+    nrm = torch.zeros(int(mask.sum()), 3)
+    slot = torch.full(mask.shape, -1, dtype=torch.long)
+    slot[mask] = torch.arange(int(mask.sum()))
+    start, parts_f, parts_n, parts_i = 0, [], [], []
+    for j, (lv, k, (v, n)) in enumerate(zip(model.levels, model.ks, geometry)):
+        m = mask[:, start:start + k]
+        fid = layers.face[:, start:start + k][m]
+        bary = layers.bary[:, start:start + k][m].to(v.dtype)
+        parts_i.append(slot[:, start:start + k][m])
+        vid = lv.faces.index_select(0, fid).reshape(-1)
+        table = lv.features.index_select if row_adam is None else (lambda _, r, j=j: row_adam.gather(j, r))
+        vals = table(0, vid).reshape(fid.shape[0], 3, lv.features.shape[1])
+        parts_f.append((vals * bary[..., None]).sum(-2))
+        parts_n.append(interpolate_packed(n, lv.faces, fid, bary))
+        start += k
+    order = torch.cat(parts_i)
+    feat = feat.index_put((order,), torch.cat(parts_f))
+    nrm = nn.functional.normalize(nrm.index_put((order,), torch.cat(parts_n)), dim=-1)
+    rows = mask.nonzero()[:, 0]
+    d = dirs[rows]
+    alpha, rgb = model.shader(feat, d, nrm)
+    depth = layers.depth[mask] if layers.depth is not None else torch.zeros_like(alpha)
+    samples = RaySamples(depth.detach(), depth.detach(), rows, dirs.shape[0])
+    out = composite_alpha(alpha, rgb, samples, background=background)
+    return out.rgb, out.opacity
+
+
+@torch.no_grad()
+def render_image(model: DNMPModel, cam: PinholeCamera, dirs: torch.Tensor, background, chunk: int = 1 << 15):
+    """(rgb [H*W,3] clamped, opacity [H*W]) of a whole image; ``dirs`` [H*W,3] are its unit ray directions.
+
+    ``background`` is a colour [3], or None for the model's background MLP.
+    """
+    layers = rasterize_levels(model, cam)
+    n = dirs.shape[0]
+    hit = (layers.face >= 0).any(1)
+    bg = model.background(dirs) if background is None else torch.as_tensor(background).float().expand(n, 3)
+    rgb, opacity = bg.clone(), torch.zeros(n)
+    idx = hit.nonzero().squeeze(-1)
+    for s in range(0, idx.numel(), chunk):
+        i = idx[s:s + chunk]
+        sub = LayerBatch(layers.face[i], layers.bary[i].float(), layers.depth[i].float())
+        rgb[i], opacity[i] = shade(model, sub, dirs[i], bg[i])
+    return rgb.clamp(0, 1), opacity
+
+
+__all__ = ["DNMPModel", "LayerBatch", "rasterize_levels", "render_image", "shade"]

@@ -1,0 +1,90 @@
+"""DNMP end to end on the built-in blocks scene: fit, renders, metrics, export, eval, render."""
+
+import json
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def dnmp_run(tmp_path_factory):
+    from fieldfit.cli import main
+    from fieldfit.methods import dnmp_ae
+
+    root = tmp_path_factory.mktemp("dnmp")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FIELDFIT_CACHE", str(root / "cache"))
+    mp.setenv("OMP_NUM_THREADS", "1")
+    enc, dec, code = dnmp_ae.train_autoencoder(steps=300, batch=256)  # quick weights instead of the full ones
+    dnmp_ae.save(root / "cache" / dnmp_ae.FILE, enc, dec, code)
+    out = root / "run"
+    # --steps, not a time budget: the fit must not depend on how busy the machine is
+    assert main(["blocks", "--method", "dnmp", "--steps", "120", "--out", str(out)]) == 0
+    yield out
+    mp.undo()
+
+
+def _mean_colour_psnr():
+    from fieldfit.render.metrics import psnr
+    from fieldfit.scenes import load_scene
+    from fieldfit.scenes.builtin import blocks_scene_dir
+
+    s = load_scene(blocks_scene_dir())
+    m = np.mean([s.image(i).reshape(-1, 3).mean(0) for i in s.split("train")], 0).astype(np.float32)
+    return float(np.mean([psnr(np.broadcast_to(m, s.image(i).shape), s.image(i)) for i in s.split("test")]))
+
+
+def test_fit_writes_radiance_outputs(dnmp_run):
+    m = json.loads((dnmp_run / "metrics.json").read_text())
+    assert m["task"] == "radiance"
+    for key in ("train_seconds", "render_ms_per_frame", "render_ms_per_1k_pixels", "peak_mb_per_1k_pixels"):
+        assert m[key] >= 0, key
+    assert m["test"]["psnr"] > _mean_colour_psnr() + 2.0
+    assert 0 < m["test"]["ssim"] <= 1
+    assert len(list((dnmp_run / "renders").glob("test_*.png"))) == m["test"]["views"]
+    assert m["watertight"] is True
+
+
+def test_export_eval_and_render(dnmp_run, tmp_path):
+    from fieldfit.cli import main
+    from fieldfit.mesh import is_watertight
+    from fieldfit.mesh.io import load_mesh
+
+    out = tmp_path / "m.ply"
+    assert main(["export", str(dnmp_run), "--mesh", str(out), "--resolution", "64"]) == 0
+    mesh = load_mesh(out)
+    v, f = mesh.vertices, mesh.faces
+    assert len(f) > 0 and is_watertight(v, f)
+    before = json.loads((dnmp_run / "metrics.json").read_text())["test"]["psnr"]
+    assert main(["eval", str(dnmp_run)]) == 0
+    after = json.loads((dnmp_run / "metrics.json").read_text())["test"]["psnr"]
+    assert abs(after - before) < 1e-3  # the checkpoint renders what training rendered
+    video = tmp_path / "orbit.mp4"
+    assert main(["render", str(dnmp_run), "--path", "orbit", "--frames", "3", "--out", str(video)]) == 0
+
+
+def test_viewer_draws_the_run(dnmp_run):
+    from fieldfit.runs import Run
+    from fieldfit.viewer.registry import open_view
+
+    view = open_view(Run.open(dnmp_run))
+    img = view.render(view.home(1.0), 32, 24, "colour")
+    assert img.shape == (24, 32, 3) and img.dtype == np.uint8 and img.std() > 0
+
+
+def test_points_from_a_short_rbf_fit(tmp_path):
+    """The source for scenes without points or alpha: surface cells of a quick rbf fit, inside the box."""
+    from fieldfit.methods.dnmp_geometry import scene_points
+    from fieldfit.runs import Run
+    from fieldfit.scenes import load_scene
+    from fieldfit.scenes.builtin import blocks_scene_dir
+    from fieldfit.scenes.inputs import Input
+
+    scene = load_scene(blocks_scene_dir())
+    inp = Input("radiance", None, "blocks", "blocks")
+    extra = {"points": "rbf", "points_seconds": 4.0, "voxel": 0.01}
+    pts, source = scene_points(scene, inp, extra, "cpu", Run.create(tmp_path / "r"))
+    assert source == "rbf density fit" and len(pts) > 50
+    assert np.all(pts >= scene.aabb[0]) and np.all(pts <= scene.aabb[1])
+    spread = pts.max(0) - pts.min(0)
+    assert np.all(spread < 0.9 * (scene.aabb[1] - scene.aabb[0]))  # a shape, not the whole box
