@@ -16,6 +16,8 @@ VIEWS = {
     "rbf/sdf": "fieldfit.viewer.views.mesh:SDFView",
     "rbf/radiance": "fieldfit.viewer.views.radiance:RadianceView",
     "bsp/sdf": "fieldfit.viewer.views.mesh:BSPView",
+    "pronerf/radiance": "fieldfit.viewer.views.pronerf:ProNeRFView",
+    "dnmp/radiance": "fieldfit.viewer.views.dnmp:DNMPView",
 }
 
 _registered: dict[str, type] = {}

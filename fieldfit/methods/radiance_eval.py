@@ -57,8 +57,11 @@ def render_frame(model, scene, frame, march, device) -> tuple[np.ndarray, int]:
     return rgb.reshape(frame.height, frame.width, 3).numpy(), n
 
 
-def evaluate_views(model, scene, march, run, device) -> dict:
-    """Render every test view to renders/test_NNN.png and measure it (see the module doc)."""
+def evaluate_views(model, scene, march, run, device, render_fn=None) -> dict:
+    """Render every test view to renders/test_NNN.png and measure it (see the module doc).
+
+    ``render_fn(frame) -> (rgb [H,W,3], field samples)`` replaces the marcher (other methods).
+    """
     from fieldfit.render.metrics import lpips_fn, psnr, ssim
 
     ids = scene.split("test")
@@ -67,7 +70,7 @@ def evaluate_views(model, scene, march, run, device) -> dict:
     for k, i in enumerate(ids):
         frame = scene.frames[i]
         t = time.perf_counter()
-        pred, n = render_frame(model, scene, frame, march, device)
+        pred, n = render_fn(frame) if render_fn else render_frame(model, scene, frame, march, device)
         seconds += time.perf_counter() - t
         samples, rays = samples + n, rays + frame.width * frame.height
         _png(run.path / "renders" / f"test_{k:03d}.png", pred)
@@ -85,11 +88,11 @@ def evaluate_views(model, scene, march, run, device) -> dict:
             "samples_per_ray": samples / max(rays, 1), "render_size": [f0.width, f0.height]}
 
 
-def render_video(model, scene, march, path: str, out, n: int, device) -> tuple[Path, str]:
-    """Render a camera path (orbit | spiral | test) and write it as a video."""
+def render_video(model, scene, march, path: str, out, n: int, device, render_fn=None) -> tuple[Path, str]:
+    """Render a camera path (orbit | spiral | test) and write it as a video (``render_fn`` as evaluate_views)."""
     frames = []
     for frame in path_frames(scene, path, n):
-        rgb, _ = render_frame(model, scene, frame, march, device)
+        rgb, _ = render_fn(frame) if render_fn else render_frame(model, scene, frame, march, device)
         frames.append((np.clip(rgb, 0, 1) * 255.0 + 0.5).astype(np.uint8))
     return write_video(frames, Path(out))
 
