@@ -81,7 +81,7 @@ def occupancy_volume(model, resolution: int, points_per_chunk: int = 1 << 17):
 
 def export_occupancy_mesh(model, out, resolution: int) -> dict:
     """Watertight mesh of the opaque primitives written to ``out`` (see the module doc)."""
-    from fieldfit.mesh import export_mesh, is_watertight, marching_cubes_closed
+    from fieldfit.mesh import export_mesh, is_watertight, marching_cubes_closed, remove_fragments
     from fieldfit.mesh.topology import component_count
 
     t = time.perf_counter()
@@ -90,8 +90,10 @@ def export_occupancy_mesh(model, out, resolution: int) -> dict:
         return {"mesh": None, "mesh_error": "no opaque primitive: nothing to mesh"}
     vol, lo, hi = res
     v, f = marching_cubes_closed(-vol, 0.0, (lo, hi))
+    n_raw = int(component_count(v, f))
+    v, f, _ = remove_fragments(v, f)  # floaters: components under 1% of the largest one's volume
     export_mesh(v, f, out)
-    return {"mesh": str(out), "faces": int(len(f)), "vertices": int(len(v)), "watertight": bool(is_watertight(v, f)),
+    return {"mesh": str(out), "faces": int(len(f)), "components_before_cleanup": n_raw, "vertices": int(len(v)), "watertight": bool(is_watertight(v, f)),
             "components": int(component_count(v, f)), "mesh_resolution": int(resolution),
             "mesh_seconds": time.perf_counter() - t}
 
