@@ -65,7 +65,9 @@ def inside_depth(x, y, z, px, py):
     return inside, depth
 
 
-def _boxes(x, y, width: int, height: int):
+def face_boxes(x, y, width: int, height: int):
+    """Per face (screen x/y [N,3]): first pixel column and row whose centre the bounding box covers,
+    and the box's width and height in pixels (0 when it covers none)."""
     x0 = torch.ceil(x.amin(-1) - 0.5).clamp(min=0).long()
     x1 = torch.floor(x.amax(-1) - 0.5).clamp(max=width - 1).long()
     y0 = torch.ceil(y.amin(-1) - 0.5).clamp(min=0).long()
@@ -111,7 +113,7 @@ def raster_faces_ref(tri: torch.Tensor, width: int, height: int, k: int, near: f
 
     tri: [F,3,3] per face and vertex (pixel x, pixel y (down), camera depth z > 0).
     """
-    x0, y0, bw, bh = _boxes(tri[..., 0], tri[..., 1], width, height)  # nan boxes: empty
+    x0, y0, bw, bh = face_boxes(tri[..., 0], tri[..., 1], width, height)  # nan boxes: empty
     ids = (bw * bh > 0).nonzero().squeeze(-1)  # faces whose box holds a pixel centre (cheap test first)
     x, y, z, _, drawn = face_setup(tri[ids], near)
     on = drawn.nonzero().squeeze(-1)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from fieldfit.cuda._raster_ref import face_boxes
+
 INT64_MAX = torch.iinfo(torch.int64).max
 
 
@@ -58,15 +60,6 @@ def _perspective(w: torch.Tensor, tri_z: torch.Tensor):
     return q / s, 1.0 / s.squeeze(-1)
 
 
-def _face_boxes(fx_, fy_, width: int, height: int):
-    """Per face: first pixel column/row covered by the bounding box, its width and height (may be <= 0)."""
-    x0 = torch.ceil(fx_.amin(-1) - 0.5).clamp(min=0).long()
-    x1 = torch.floor(fx_.amax(-1) - 0.5).clamp(max=width - 1).long()
-    y0 = torch.ceil(fy_.amin(-1) - 0.5).clamp(min=0).long()
-    y1 = torch.floor(fy_.amax(-1) - 0.5).clamp(max=height - 1).long()
-    return x0, y0, (x1 - x0 + 1).clamp(min=0), (y1 - y0 + 1).clamp(min=0)
-
-
 def _splat(zbuf, ids, tx, ty, tz, x0, y0, bw, bh, width: int) -> None:
     """Depth-test the pixel centres of faces ``ids`` (one packed chunk) into ``zbuf`` [H*W] int64."""
     n = bw * bh
@@ -106,7 +99,7 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, c2w, intrinsics, width: 
         keep &= area < 0  # counter-clockwise in y-up camera space is clockwise in y-down pixels
     ids = keep.nonzero().squeeze(-1)
     tx, ty, tz = tx[ids], ty[ids], tz[ids]
-    x0, y0, bw, bh = _face_boxes(tx, ty, width, height)
+    x0, y0, bw, bh = face_boxes(tx, ty, width, height)
     on = (bw * bh > 0).nonzero().squeeze(-1)  # faces that cover at least one pixel centre's box
     ids, tx, ty, tz, x0, y0, bw, bh = (a[on] for a in (ids, tx, ty, tz, x0, y0, bw, bh))
     zbuf = torch.full((height * width,), INT64_MAX, dtype=torch.int64)
