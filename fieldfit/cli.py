@@ -26,6 +26,7 @@ EXTRA_FLAGS = {
     "base-res": (int, "coarsest grid resolution"),
     "max-res": (int, "finest grid resolution"),
     "features": (int, "features per level"),
+    "grid-ratio": (float, "images: cap the grid at this fraction of the image's values (e.g. 0.25)"),
     "table-log2": (int, "hash table size (log2)"),
     "units": (int, "RBF units K"),
     "kernel": (str, "RBF kernel: gaussian | inverse_quadratic | inverse_multiquadric | multiquadric"),

@@ -83,6 +83,23 @@ def test_image_fit_end_to_end(tmp_path):
     assert "results:" in res.stdout
 
 
+def test_image_fit_with_a_grid_ratio(tmp_path):
+    import imageio.v3 as iio
+
+    yy, xx = np.mgrid[0:48, 0:64]
+    img = np.stack([np.sin(xx / 5.0), np.cos(yy / 7.0), np.sin((xx + yy) / 9.0)], -1) * 0.5 + 0.5
+    iio.imwrite(tmp_path / "waves.png", (img * 255).astype(np.uint8))
+    out = tmp_path / "run"
+    res = run_cli(tmp_path / "waves.png", "--steps", "150", "--out", out, "--grid-ratio", "0.25",
+                  "--levels", "3", "--base-res", "8")
+    assert res.returncode == 0, res.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["grid_params"] <= 0.25 * m["image_values"]
+    assert m["psnr"] > 25.0, m  # smooth waves fit well on a quarter-size grid
+    res = run_cli(tmp_path / "waves.png", "--steps", "5", "--out", tmp_path / "r2", "--grid-ratio", "0.0001")
+    _one_line_error(res, "--grid-ratio", "too small")
+
+
 def test_sdf_fit_builtin_export_and_resume(tmp_path):
     out = tmp_path / "csg"
     res = run_cli("csg", "--steps", "120", "--out", out, "--samples", "100000", "--resolution", "64",

@@ -115,3 +115,21 @@ def test_dispatch_exports_resolve():
         assert getattr(kernels, name) is not None
     for op in ("rbf_layer", "dense_grid", "hash_grid"):
         assert callable(getattr(kernels, op))
+
+
+def test_grid_ratio_sizes_the_image_grid_under_the_cap():
+    from fieldfit.methods.rbf_image import default_config, dense_grid_params
+
+    h, w = 512, 768
+    cap = int(0.25 * h * w * 3)
+    cfg = default_config(h, w, {"grid_ratio": 0.25, "features": 2}, channels=3)
+    built = sum(p.numel() for p in ImageRBF(cfg, 3).encoding.parameters())
+    assert built == dense_grid_params(h, w, cfg.grid) <= cap
+    # the largest such grid: one more finest-level vertex row goes over the cap
+    from dataclasses import replace
+
+    assert dense_grid_params(h, w, replace(cfg.grid, max_res=cfg.grid.max_res + 1)) > cap
+    from fieldfit.errors import InputError
+
+    with pytest.raises(InputError, match="too small"):
+        default_config(h, w, {"grid_ratio": 1e-5}, channels=3)
