@@ -102,7 +102,7 @@ def test_image_fit_with_a_grid_ratio(tmp_path):
 
 def test_sdf_fit_builtin_export_and_resume(tmp_path):
     out = tmp_path / "csg"
-    res = run_cli("csg", "--steps", "120", "--out", out, "--samples", "100000", "--resolution", "64",
+    res = run_cli("csg", "--steps", "120", "--batch", "16384", "--out", out, "--samples", "100000", "--resolution", "64",
                   "--levels", "3", "--max-res", "48")
     assert res.returncode == 0, res.stderr
     m = json.loads((out / "metrics.json").read_text())
@@ -128,7 +128,7 @@ def test_export_of_a_missing_run(tmp_path):
 def test_broken_shared_mesh_fits(tmp_path):
     mesh = data_path("meshes", "bunny_zipper_res2.ply")
     out = tmp_path / "bz"
-    res = run_cli(mesh, "--steps", "100", "--out", out, "--samples", "100000", "--resolution", "64",
+    res = run_cli(mesh, "--steps", "100", "--batch", "16384", "--out", out, "--samples", "100000", "--resolution", "64",
                   "--levels", "3", "--max-res", "48")
     assert res.returncode == 0, res.stderr
     log = (out / "log").read_text()

@@ -52,7 +52,7 @@ def sdf_run(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("viewer_sdf")
     trimesh.creation.icosphere(subdivisions=3).export(d / "ball.obj")
-    assert run_cli(d / "ball.obj", "--steps", "50", "--out", d / "run", "--samples", "20000", "--resolution", "32",
+    assert run_cli(d / "ball.obj", "--steps", "100", "--out", d / "run", "--samples", "20000", "--resolution", "32",
                    "--grid", "triplane", "--batch", "2048", "--lr", "0.03", "--max-res", "64", "--base-res", "32",
                    "--levels", "2", "--units", "16") == 0
     return d / "run"
