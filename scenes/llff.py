@@ -16,7 +16,9 @@ Conventions (those of NeRF's ``load_llff_data``):
   is the 4x4 M with p_scene = M @ p_input (homogeneous), i.e. inv(avg) @ diag(sc, sc, sc, 1).
 * NDC (``ndc=True``, the default, for forward-facing scenes): rays are to be moved to the plane
   z = -1 (``ndc_params.near_plane``) and mapped to NeRF's NDC with ``ndc_params`` (focal/size of
-  the scene's images); ``near=0, far=1``; ``aabb`` is the NDC cube [-1, 1]^3;
+  the scene's images); ``near=0, far=1``; ``aabb`` spans z in [-1, 1] and, in x and y, every
+  camera's rays between z = -1 and 1 (``ndc_box``): views other than the average one see past the
+  cube's sides (fern: x to +-1.44), and a field clipped to the cube cannot colour those pixels;
   ``metadata['world_aabb']`` is a world box from the frusta between the depth bounds.
   ``ndc=False``: world-space marching with near = 0.9 * min bound, far = max bound (NeRF's
   non-NDC choice) and aabb = bounds_from_frusta(frames, near, far).
@@ -125,7 +127,7 @@ def load_llff(root, downscale: int = 1, factor: int | None = None, test_every: i
         metadata["world_aabb"] = bounds_from_frusta(frames, world_near, world_far)
         f0 = frames[0]
         ndc_params = NDCParams(fx=float(f0.fx), fy=float(f0.fy), width=int(f0.width), height=int(f0.height), near_plane=1.0)
-        aabb = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+        aabb = ndc_box(frames, ndc_params)
         near, far = 0.0, 1.0
     else:
         ndc_params = None
@@ -134,6 +136,27 @@ def load_llff(root, downscale: int = 1, factor: int | None = None, test_every: i
     return Scene(name=root.resolve().name, root=root, kind="llff", frames=frames, splits=splits, aabb=aabb,
                  near=near, far=far, background=None, ndc=ndc, downscale=total, has_alpha=False,
                  ndc_params=ndc_params, metadata=metadata)
+
+
+def ndc_box(frames, p: NDCParams, margin: float = 0.01) -> np.ndarray:
+    """[2,3] NDC box holding every frame's corner rays from z = -1 to z = 1 (at least the cube).
+
+    Rays are straight in NDC, and a frame's pixels lie inside its corner rays, so the box of
+    the corner rays' end points holds all of them. ``margin`` pads x and y.
+    """
+    ax, ay = 2.0 * p.fx / p.width, 2.0 * p.fy / p.height
+    lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    for f in frames:
+        u = np.array([0.0, f.width, 0.0, f.width])
+        v = np.array([0.0, 0.0, f.height, f.height])
+        d = np.stack([(u - f.cx) / f.fx, -(v - f.cy) / f.fy, -np.ones(4)], 1) @ f.c2w[:, :3].T
+        o = f.c2w[:, 3] + (-(p.near_plane + f.c2w[2, 3]) / d[:, 2])[:, None] * d  # on the plane z = -near
+        start = np.stack([-ax * o[:, 0] / o[:, 2], -ay * o[:, 1] / o[:, 2]], 1)
+        end = np.stack([-ax * d[:, 0] / d[:, 2], -ay * d[:, 1] / d[:, 2]], 1)  # z = 1: the ray at infinity
+        pts = np.concatenate([start, end])
+        lo, hi = np.minimum(lo, pts.min(0)), np.maximum(hi, pts.max(0))
+    lo, hi = lo - margin * (hi - lo), hi + margin * (hi - lo)
+    return np.array([[lo[0], lo[1], -1.0], [hi[0], hi[1], 1.0]])
 
 
 def _pick_folder(root: Path, factor, npy: Path) -> tuple[Path, int]:

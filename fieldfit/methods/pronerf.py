@@ -27,14 +27,14 @@ import torch
 
 from fieldfit.errors import InputError
 from fieldfit.fields.pronerf import NerfMLP, RefineNet, SamplerNet
-from fieldfit.fields.radiance_rbf import RadianceRBF
+from fieldfit.fields.radiance_rbf import RadianceRBF, default_density_scale
 
 from ..runs import Run
 from ..trainer import Budget, fit_loop, plot_curve
 from .common import count_params, load_model, make_adam, model_state, psnr_from_mse, resume_state, seed_everything
 from .pronerf_model import ProNeRFModel, SourceViews
 from .pronerf_train import Stepper
-from .radiance_data import PixelStore, eval_background, frame_rays, load_radiance_scene
+from .radiance_data import PixelStore, eval_background, frame_rays, load_radiance_scene, unit_box
 from .radiance_eval import evaluate_views, render_video
 from .rbf_radiance import cpu_threads, field_config
 
@@ -69,7 +69,7 @@ def options(extra: dict) -> dict:
 def run_config(scene, inp, extra: dict, seed: int) -> dict:
     aabb = np.asarray(scene.aabb, np.float64)
     train = scene.split("train")
-    field = RadianceRBF(field_config(extra), aabb, extra["density_shift"])
+    field = RadianceRBF(field_config(extra), aabb, extra["density_shift"], default_density_scale(unit_box(scene)))
     ndc = scene.ndc_params.__dict__ if scene.ndc else None
     return {"task": "radiance", "method": "pronerf", "source": inp.builtin or str(inp.path), "builtin": inp.builtin,
             "scene": scene.name, "scene_kind": scene.kind, "ndc": bool(scene.ndc), "ndc_params": ndc,

@@ -2,9 +2,9 @@
 
 Marching space: world coordinates, except for forward-facing LLFF scenes (``scene.ndc``):
 there rays are mapped to NeRF's normalised device coordinates (``render.ndc_rays`` with
-the scene's ``ndc_params``) and the field lives in the NDC cube [-1,1]^3, which covers
-the frustum of the average camera from the near plane to infinity with depth resolution
-uniform in disparity. Directions are unit length in both spaces, so t is distance in that
+the scene's ``ndc_params``) and the field lives in an NDC box: z in [-1,1] covers the near
+plane to infinity with depth resolution uniform in disparity, and x, y cover every camera's
+rays (a little wider than the average camera's [-1,1]). Directions are unit length in both spaces, so t is distance in that
 space (for NDC: distance inside the cube, not metres).
 
 Images stay on the host (numpy); only the sampled batch is moved to the device.
@@ -69,6 +69,15 @@ def frame_rays(scene: Scene, frame: Frame, xy: torch.Tensor | None = None):
 def march_bounds(scene: Scene) -> tuple[float, float]:
     """(near, far) along unit marching-space directions (NDC: the cube clips the rays)."""
     return (0.0, float("inf")) if scene.ndc else (float(scene.near), float(scene.far))
+
+
+def unit_box(scene: Scene) -> np.ndarray:
+    """[2,3] box that sets the density unit and the NDC march step: the scene's box, except for
+    NDC scenes, where it is the cube [-1,1]^3 (their box is wider in x and y only, see
+    ``scenes.llff.ndc_box``, and distance along a ray is mostly the depth axis)."""
+    if scene.ndc:
+        return np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
+    return np.asarray(scene.aabb, np.float64)
 
 
 def eval_background(scene: Scene) -> np.ndarray:
