@@ -1,5 +1,7 @@
 """Argument checks shared by the public ops: every message names the op and the argument."""
 
+import operator
+
 import torch
 
 FLOATS = (torch.float32, torch.float64)
@@ -28,6 +30,17 @@ def tensor(op: str, name: str, t, shape: tuple, dtype=FLOATS, like=None) -> torc
         if t.is_floating_point() and other.is_floating_point() and t.dtype != other.dtype:
             raise TypeError(f"{op}: argument '{name}' has dtype {t.dtype} but '{other_name}' has {other.dtype}")
     return t
+
+
+def int_arg(op: str, name: str, v, minimum: int) -> int:
+    """``v`` as an int >= ``minimum``, or a TypeError / ValueError naming ``op`` and the argument."""
+    try:
+        v = operator.index(v)
+    except TypeError:
+        raise TypeError(f"{op}: argument '{name}' must be an int, got {v!r}") from None
+    if v < minimum:
+        raise ValueError(f"{op}: argument '{name}' must be >= {minimum}, got {v}")
+    return v
 
 
 def dense_strides(t: torch.Tensor):

@@ -93,6 +93,18 @@ def merge_topk(buf: torch.Tensor, pix: torch.Tensor, key: torch.Tensor) -> torch
     return out
 
 
+def box_chunks(bw: torch.Tensor, bh: torch.Tensor, max_candidates: int):
+    """Slices of consecutive faces whose boxes hold at most ``max_candidates`` pixels together
+    (a single larger face is a chunk of its own)."""
+    ends = torch.cumsum(bw * bh, 0)
+    start = 0
+    while start < len(ends):
+        base = int(ends[start - 1]) if start else 0
+        stop = max(start + 1, int(torch.searchsorted(ends, base + max_candidates, right=True)))
+        yield slice(start, stop)
+        start = stop
+
+
 def _candidates(ids, x, y, z, x0, y0, bw, bh, width: int):
     """(pixel index, key) of the pixel centres covered by faces ``ids`` (one chunk)."""
     n = bw * bh
@@ -120,13 +132,7 @@ def raster_faces_ref(tri: torch.Tensor, width: int, height: int, k: int, near: f
     ids, x, y, z = ids[on], x[on], y[on], z[on]
     x0, y0, bw, bh = (a[ids] for a in (x0, y0, bw, bh))
     buf = torch.full((height * width, k), INT64_MAX, dtype=torch.int64, device=tri.device)
-    ends = torch.cumsum(bw * bh, 0)
-    start = 0
-    while start < len(ids):
-        base = int(ends[start - 1]) if start else 0
-        stop = max(start + 1, int(torch.searchsorted(ends, base + max_candidates, right=True)))
-        sl = slice(start, stop)
+    for sl in box_chunks(bw, bh, max_candidates):
         pix, key = _candidates(ids[sl], x[sl], y[sl], z[sl], x0[sl], y0[sl], bw[sl], bh[sl], width)
         buf = merge_topk(buf, pix, key)
-        start = stop
     return torch.where(buf < INT64_MAX, buf & 0xFFFFFFFF, torch.full_like(buf, -1))

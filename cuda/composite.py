@@ -4,8 +4,6 @@ Three layers: ``composite_packed`` (checks, contiguity, dispatch) -> ``_Composit
 (autograd) -> ``_composite_triton`` (per-ray scan kernels, imported on first CUDA/forced use).
 """
 
-import operator
-
 import torch
 
 from . import _checks
@@ -74,12 +72,7 @@ def composite_packed(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch
     _checks.tensor(_OP, "t_starts", t_starts, (s,), like=("sigmas", sigmas))
     _checks.tensor(_OP, "t_ends", t_ends, (s,), like=("sigmas", sigmas))
     _checks.tensor(_OP, "ray_indices", ray_indices, (s,), dtype=torch.int64, like=("sigmas", sigmas))
-    try:
-        n_rays = operator.index(n_rays)
-    except TypeError:
-        raise TypeError(f"{_OP}: argument 'n_rays' must be an int, got {n_rays!r}") from None
-    if n_rays < 0:
-        raise ValueError(f"{_OP}: argument 'n_rays' must be >= 0, got {n_rays}")
+    n_rays = _checks.int_arg(_OP, "n_rays", n_rays, 0)
     if backend_for(sigmas) == "torch":
         return composite_packed_ref(sigmas, t_starts, t_ends, ray_indices, n_rays)
     return _CompositePacked.apply(sigmas.contiguous(), t_starts.contiguous(), t_ends.contiguous(),

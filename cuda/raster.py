@@ -6,8 +6,6 @@ reference ``_raster_ref.raster_faces_ref``. No autograd layer: face ids are not 
 ``fieldfit.render.raster`` recomputes barycentrics and depths from them in torch, with gradients.
 """
 
-import operator
-
 import torch
 
 from . import _checks
@@ -15,16 +13,6 @@ from ._dispatch import backend_for
 from ._raster_ref import raster_faces_ref
 
 _OP = "raster_faces"
-
-
-def _positive_int(name: str, v) -> int:
-    try:
-        v = operator.index(v)
-    except TypeError:
-        raise TypeError(f"{_OP}: argument '{name}' must be an int, got {v!r}") from None
-    if v < 1:
-        raise ValueError(f"{_OP}: argument '{name}' must be >= 1, got {v}")
-    return v
 
 
 def raster_faces(tri: torch.Tensor, width: int, height: int, k: int, near: float = 1e-4) -> torch.Tensor:
@@ -47,7 +35,7 @@ def raster_faces(tri: torch.Tensor, width: int, height: int, k: int, near: float
         [[0, 0, 0], [0, 0, 0], [0, 0, -1]]
     """
     _checks.tensor(_OP, "tri", tri, ("F", 3, 3))
-    width, height, k = _positive_int("width", width), _positive_int("height", height), _positive_int("k", k)
+    width, height, k = (_checks.int_arg(_OP, n, v, 1) for n, v in (("width", width), ("height", height), ("k", k)))
     if backend_for(tri) == "torch":
         return raster_faces_ref(tri, width, height, k, float(near))
     from . import _raster_triton  # noqa: PLC0415 - triton is imported lazily

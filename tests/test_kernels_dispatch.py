@@ -97,3 +97,17 @@ def test_requires_cuda_marker_is_a_called_check():
 def test_requires_cuda_really_skips():
     # meta-test: on a machine without CUDA this body must never run (it would fail)
     assert torch.cuda.is_available()
+
+
+def test_int_arguments_are_checked_by_name():
+    from fieldfit.cuda.composite import composite_packed
+    from fieldfit.cuda.raster import raster_faces
+
+    tri = torch.zeros(1, 3, 3)
+    with pytest.raises(ValueError, match="raster_faces: argument 'width' must be >= 1, got 0"):
+        raster_faces(tri, 0, 4, 1)
+    with pytest.raises(TypeError, match="raster_faces: argument 'k' must be an int"):
+        raster_faces(tri, 4, 4, 1.5)
+    s = torch.zeros(2)
+    with pytest.raises(ValueError, match="composite_packed: argument 'n_rays' must be >= 0, got -1"):
+        composite_packed(s, s, s, torch.zeros(2, dtype=torch.int64), -1)

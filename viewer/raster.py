@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fieldfit.cuda._raster_ref import face_boxes
+from fieldfit.cuda._raster_ref import box_chunks, face_boxes
 
 INT64_MAX = torch.iinfo(torch.int64).max
 
@@ -103,14 +103,8 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, c2w, intrinsics, width: 
     on = (bw * bh > 0).nonzero().squeeze(-1)  # faces that cover at least one pixel centre's box
     ids, tx, ty, tz, x0, y0, bw, bh = (a[on] for a in (ids, tx, ty, tz, x0, y0, bw, bh))
     zbuf = torch.full((height * width,), INT64_MAX, dtype=torch.int64)
-    ends = torch.cumsum(bw * bh, 0)
-    start = 0
-    while start < len(ids):
-        base = int(ends[start - 1]) if start else 0
-        stop = max(start + 1, int(torch.searchsorted(ends, base + max_candidates, right=True)))
-        sl = slice(start, stop)
+    for sl in box_chunks(bw, bh, max_candidates):
         _splat(zbuf, ids[sl], tx[sl], ty[sl], tz[sl], x0[sl], y0[sl], bw[sl], bh[sl], width)
-        start = stop
     return _fragments(zbuf, px, py, z, faces, width, height)
 
 

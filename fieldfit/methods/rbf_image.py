@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from fieldfit.fields.gaussian_rbf import FieldConfig, ImageRBF
-from fieldfit.fields.components.encodings import GridConfig
+from fieldfit.fields.components.encodings import GridConfig, dense_shapes
 
 from ..errors import InputError
 from ..runs import Run, atomic_write
@@ -21,8 +21,10 @@ COMPRESSED = {"features": 2, "lr": 2e-2}  # defaults under --grid-ratio
 
 
 def dense_grid_params(h: int, w: int, grid: GridConfig) -> int:
+    """Parameters of ``grid`` as a dense 2D grid over an H x W image (DenseGrid's level shapes)."""
     top = max(h, w)
-    return sum(grid.features * max(2, round(r * h / top)) * max(2, round(r * w / top)) for r in grid.resolutions())
+    shapes = dense_shapes(2, replace(grid, axis_scale=(w / top, h / top)))
+    return sum(grid.features * a * b for a, b in shapes)
 
 
 def fit_max_res(h: int, w: int, grid: GridConfig, cap: int) -> int:

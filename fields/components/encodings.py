@@ -34,6 +34,12 @@ class GridConfig:
         return [int(round(self.base_res * g**i)) for i in range(self.levels)]
 
 
+def dense_shapes(dim: int, cfg: GridConfig) -> list[tuple]:
+    """Per-level vertex counts of a dense grid in grid_sample order ([(D,) H, W]; x[:,0] along W)."""
+    scale = cfg.axis_scale or (1.0,) * dim
+    return [tuple(max(2, round(r * scale[a])) for a in reversed(range(dim))) for r in cfg.resolutions()]
+
+
 def _param(shape, scale):
     return nn.Parameter(torch.empty(shape).uniform_(-scale, scale))
 
@@ -44,10 +50,7 @@ class DenseGrid(nn.Module):
     def __init__(self, dim: int, cfg: GridConfig):
         super().__init__()
         self.dim, self.res = dim, cfg.resolutions()
-        scale = cfg.axis_scale or (1.0,) * dim
-        # grid_sample layout: [F, (D,) H, W] with x[:,0] along W, so axes are listed last-to-first.
-        shapes = [tuple(max(2, round(r * scale[a])) for a in reversed(range(dim))) for r in self.res]
-        self.grids = nn.ParameterList([_param((cfg.features, *shp), cfg.init_scale) for shp in shapes])
+        self.grids = nn.ParameterList([_param((cfg.features, *shp), cfg.init_scale) for shp in dense_shapes(dim, cfg)])
         self.out_dim = cfg.features * len(self.res)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -136,4 +139,4 @@ def grid_params(enc: nn.Module) -> int:
     return sum(p.numel() for p in enc.parameters())
 
 
-__all__ = ["GridConfig", "DenseGrid", "TriPlane", "HashGrid", "TcnnHashGrid", "make_encoding", "grid_params"]
+__all__ = ["GridConfig", "dense_shapes", "DenseGrid", "TriPlane", "HashGrid", "TcnnHashGrid", "make_encoding", "grid_params"]
