@@ -14,10 +14,13 @@
 # 2. Kernel tests on CUDA with the real compiler: TRITON_INTERPRET= pytest tests/test_kernels_*.py
 #    (the cpu-interpret cases skip when TRITON_INTERPRET is not 1).
 # 3. Kernel benchmark -> bench/results/kernels_<gpu>.json.
-# 4. Hooks: bench/sdf_gpu.py and bench/radiance_gpu.py, each run only if present.
+# 4. Hooks: bench/sdf_gpu.py, bench/gpu_profile.py and bench/radiance_gpu.py, each run only if
+#    present, each stopped after GPU_CHECK_HOOK_TIMEOUT seconds (default 360).
 # 5. A short summary table. Exit status: non-zero if any test or step failed.
 # If $OUT is set (device runner), logs and JSON results are copied there.
 # KERNELS_BENCH_ARGS passes options to bench/kernels_bench.py (e.g. "--ops rbf,hash").
+# GPU_CHECK_SKIP=tests,bench skips those steps; GPU_CHECK_TESTS (test files, relative to the
+# repo) and GPU_CHECK_HOOKS (bench script names) narrow a rerun.
 # GPU_CHECK_FORCE_SHIM=1 builds the import shim even when fieldfit already resolves (to test it).
 set -uo pipefail
 
@@ -28,6 +31,7 @@ LOGS="${OUT:-$WORK}"
 mkdir -p "$LOGS"
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK" || exit 2
+touch "$WORK/started"
 
 # --- 1. import path ------------------------------------------------------------------------------
 resolves_here() {
@@ -66,23 +70,30 @@ fi
 # the CUDA cases.
 TESTS_RC=0
 : > "$LOGS/gpu_check_tests.log"
-for f in "$REPO"/tests/test_kernels_*.py; do
-    TRITON_INTERPRET= "$PY" -m pytest -q -p no:cacheprovider --rootdir "$REPO" "$f" 2>&1 | tee -a "$LOGS/gpu_check_tests.log"
+# shellcheck disable=SC2086  # the list is split and globbed in the repo on purpose
+for f in $(cd "$REPO" && echo ${GPU_CHECK_TESTS:-tests/test_kernels_*.py tests/test_render_raster.py}); do
+    f="$REPO/$f"
+    [[ ",${GPU_CHECK_SKIP:-}," == *",tests,"* ]] && break
+    TRITON_INTERPRET= "$PY" -m pytest -q -rf --tb=short -p no:cacheprovider --rootdir "$REPO" "$f" 2>&1 | tee -a "$LOGS/gpu_check_tests.log"
     rc=${PIPESTATUS[0]}
     [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ] && TESTS_RC=$rc
 done
 
 # --- 3. kernel benchmark ---------------------------------------------------------------------------
 # shellcheck disable=SC2086  # KERNELS_BENCH_ARGS (e.g. "--ops rbf,hash") is split on purpose
-TRITON_INTERPRET= "$PY" "$REPO/bench/kernels_bench.py" ${KERNELS_BENCH_ARGS:-} 2>&1 | tee "$LOGS/gpu_check_bench.log"
-BENCH_RC=${PIPESTATUS[0]}
+BENCH_RC=0
+if [[ ",${GPU_CHECK_SKIP:-}," != *",bench,"* ]]; then
+    TRITON_INTERPRET= "$PY" "$REPO/bench/kernels_bench.py" ${KERNELS_BENCH_ARGS:-} 2>&1 | tee "$LOGS/gpu_check_bench.log"
+    BENCH_RC=${PIPESTATUS[0]}
+fi
 
 # --- 4. hooks for the other GPU benchmarks (added by their owners) -----------------------------------
 HOOKS_RC=0
 HOOK_LINES=""
-for hook in sdf_gpu.py radiance_gpu.py; do
+for hook in ${GPU_CHECK_HOOKS:-sdf_gpu.py gpu_profile.py radiance_gpu.py}; do
     if [ -f "$REPO/bench/$hook" ]; then
-        TRITON_INTERPRET= "$PY" "$REPO/bench/$hook" 2>&1 | tee "$LOGS/gpu_check_${hook%.py}.log"
+        # shellcheck disable=SC2086  # the timeout is one word
+        TRITON_INTERPRET= timeout ${GPU_CHECK_HOOK_TIMEOUT:-360} "$PY" "$REPO/bench/$hook" 2>&1 | tee "$LOGS/gpu_check_${hook%.py}.log"
         rc=${PIPESTATUS[0]}
         [ "$rc" -ne 0 ] && HOOKS_RC=$rc
         HOOK_LINES+="bench/$hook: exit $rc"$'\n'
@@ -91,7 +102,8 @@ for hook in sdf_gpu.py radiance_gpu.py; do
     fi
 done
 
-[ -n "${OUT:-}" ] && cp "$REPO"/bench/results/*.json "$OUT"/ 2>/dev/null || true
+# Only this run's JSON files (the device runner brings back a limited number of files).
+[ -n "${OUT:-}" ] && find "$REPO/bench/results" -name '*.json' -newer "$WORK/started" -exec cp {} "$OUT"/ \; 2>/dev/null || true
 
 # --- 5. summary ------------------------------------------------------------------------------------
 echo

@@ -43,14 +43,15 @@ def rays(n=300, seed=0):
     return o, d / d.norm(dim=-1, keepdim=True)
 
 
+@pytest.mark.parametrize("grow", [1, 2])  # rounds of a fixed size (CPU) or doubling (GPU)
 @pytest.mark.parametrize("early_stop,alpha_thre", [(1e-4, 0.0), (1e-3, 1e-3), (0.0, 1e-2)])
-def test_march_matches_the_estimators_early_termination(early_stop, alpha_thre):
+def test_march_matches_the_estimators_early_termination(early_stop, alpha_thre, grow):
     model = sphere_model()
     o, d = rays()
     cfg = MarchConfig(step=0.01, early_stop=early_stop, alpha_thre=alpha_thre)
     near, far = torch.zeros(len(o)), torch.full((len(o),), 10.0)
     cand = model.grid.sample(o, d, near, far, cfg.step)
-    ours = model._terminate(o, d, cand, cfg, per_round=4)  # several rounds per ray
+    ours = model._terminate(o, d, cand, cfg, per_round=4, grow=grow)  # several rounds per ray
     ref = model.grid.sample(o, d, near, far, cfg.step, density_fn=model.field.density,
                             early_stop_eps=early_stop, alpha_thre=alpha_thre)
     torch.testing.assert_close(ours.t_starts, ref.t_starts)

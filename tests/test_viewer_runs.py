@@ -195,7 +195,7 @@ def test_keys_and_wheel_move_the_camera(display, sdf_run):
         _xdotool(display, "windowfocus", "--sync", wid)
         _xdotool(display, "key", "--delay", "50", "bracketright")  # ]: the first scene camera ("front")
         _xdotool(display, "keydown", "w")  # fly forward while held
-        time.sleep(0.4)
+        time.sleep(1.0)  # long enough for several frames on a loaded machine
         _xdotool(display, "keyup", "w")
         _xdotool(display, "mousemove", "--window", wid, "48", "32")
         _xdotool(display, "click", "--repeat", "2", "--delay", "50", "4")  # wheel up: zoom in

@@ -83,6 +83,7 @@ def rbf_points(scene, inp, seconds: float, device, run, steps: int | None = None
     from .radiance_data import PixelStore
 
     extra = rr.scene_defaults(scene, {**rr.DEFAULTS, "max_res": 64, "grid_full": (16, 48, 128)})
+    extra = rr.device_defaults(extra, device)
     cfg = rr.run_config(scene, inp, extra, 0)
     model, march = rr.build_model(cfg, device)
     opt = make_adam(rr._param_groups(model, extra))

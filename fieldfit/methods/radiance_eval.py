@@ -52,7 +52,7 @@ def _png(path: Path, rgb: np.ndarray) -> None:
 
 def render_frame(model, scene, frame, march, device) -> tuple[np.ndarray, int]:
     """([H,W,3] float32 render of ``frame``, number of field samples)."""
-    o, d = frame_rays(scene, frame)
+    o, d = frame_rays(scene, frame, device=device)
     rgb, _, n = render_rays(model, o, d, eval_background(scene), march, device)
     return rgb.reshape(frame.height, frame.width, 3).numpy(), n
 

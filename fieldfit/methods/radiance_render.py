@@ -77,12 +77,18 @@ class RadianceModel(nn.Module):
             return cand
         return self._terminate(origins, dirs, cand, cfg)
 
-    def _terminate(self, origins, dirs, cand: RaySamples, cfg: MarchConfig, per_round: int = 16) -> RaySamples:
+    def _terminate(self, origins, dirs, cand: RaySamples, cfg: MarchConfig, per_round: int | None = None,
+                   grow: int | None = None) -> RaySamples:
         """Drop candidates behind opaque layers (T < early_stop) and with alpha < alpha_thre.
 
-        The density is evaluated in rounds of ``per_round`` samples per ray, front to back, and
-        only for rays still transparent, so a ray that turns opaque early costs few evaluations.
+        The density is evaluated in rounds, front to back, and only for rays still transparent,
+        so a ray that turns opaque early costs few evaluations. A round takes 16 samples per ray
+        on a CPU; on a GPU, where a round's cost is its ~40 kernel launches and host syncs rather
+        than its arithmetic, 32 and then twice as many each round (a few rounds in all).
         """
+        on_gpu = cand.ray_indices.is_cuda
+        per_round = per_round or (32 if on_gpu else 16)
+        grow = grow or (2 if on_gpu else 1)
         ri = cand.ray_indices
         counts = cand.counts()
         rank = torch.arange(cand.n_samples, device=ri.device) - (torch.cumsum(counts, 0) - counts)[ri]
@@ -107,6 +113,7 @@ class RadianceModel(nn.Module):
             tau_before.index_add_(0, sub.ray_indices, tau)
             pending = pending[tau_before[ri[pending]] < stop_tau]
             r += per_round
+            per_round *= grow
         return RaySamples(cand.t_starts[keep], cand.t_ends[keep], ri[keep], cand.n_rays)
 
     def render(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor, cfg: MarchConfig,
@@ -149,16 +156,24 @@ def distortion_loss(weights: torch.Tensor, samples: RaySamples) -> torch.Tensor:
     return ((inter + intra) / max(samples.n_rays, 1)).to(weights.dtype)
 
 
+def render_chunk(device) -> int:
+    """Rays per render chunk: 2^13 on a CPU (measured best on 2 cores), 2^18 on a GPU, where
+    each chunk costs a fixed few hundred kernel launches and host syncs."""
+    return 1 << 18 if torch.device(device).type == "cuda" else 1 << 13
+
+
 @torch.no_grad()
 def render_rays(model: RadianceModel, origins: torch.Tensor, dirs: torch.Tensor, background, cfg: MarchConfig,
-                device, chunk: int = 1 << 13) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Render many rays [R,3] (any device) in chunks of ``chunk`` rays on ``device``.
+                device, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Render many rays [R,3] (any device) in chunks of ``chunk`` rays on ``device``
+    (default ``render_chunk(device)``).
 
     The traversal costs every ray of a chunk as much as the chunk's longest span through the
     occupied box, so rays are rendered in order of that span (1.5-2x faster frames).
 
     Returns (rgb [R,3] on the CPU, clamped to [0,1]; opacity [R] on the CPU; number of field samples).
     """
+    chunk = chunk or render_chunk(device)
     bg = torch.as_tensor(background, dtype=torch.float32, device=device)
     t0, t1, _ = ray_aabb(origins, dirs, model.occupied_box().to(origins.device))
     order = torch.argsort(t1 - t0)
@@ -172,4 +187,4 @@ def render_rays(model: RadianceModel, origins: torch.Tensor, dirs: torch.Tensor,
     return rgb, opacity, n
 
 
-__all__ = ["MarchConfig", "RadianceModel", "distortion_loss", "render_rays"]
+__all__ = ["MarchConfig", "RadianceModel", "distortion_loss", "render_chunk", "render_rays"]

@@ -10,6 +10,8 @@ Rays are made as the method makes them for its test renders (float64 pixel rays,
 the marching space, then float32), so a scene camera renders exactly renders/test_NNN.png.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -35,7 +37,11 @@ class RadianceView:
     planar = False
 
     def __init__(self, model, march, scene, device="cpu"):
-        self.model, self.march, self.scene, self.device = model, march, scene, torch.device(device)
+        from fieldfit.methods.radiance_render import render_chunk
+
+        self.model, self.scene, self.device = model, scene, torch.device(device)
+        # On a GPU big chunks amortise each chunk's fixed cost; the CPU keeps the config's chunk.
+        self.march = replace(march, chunk=render_chunk(device)) if self.device.type == "cuda" else march
         from fieldfit.methods.radiance_data import eval_background
 
         self.background = torch.as_tensor(eval_background(scene), device=self.device)

@@ -1,0 +1,173 @@
+"""Where a radiance training step and a frame render spend their time on a GPU.
+
+    python bench/gpu_profile.py [--scene lego_400] [--steps 200] [--device cuda]
+        -> bench/results/gpu_profile_<device>.json, and torch.profiler tables on stdout
+
+Trains the rbf lego model for ``--steps`` steps (the CLI's defaults), then times each part of
+one step (pixel batch to the device, march, field, compositing, backward, optimiser) with a
+device synchronisation around each, profiles a few steps, and times an 800x800 render split
+into ray generation (host) and marching + field (device). Diagnostics, not a target check.
+"""
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from _common import DATA, write
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(device, fn, *args, **kw):
+    sync(device)
+    t = time.perf_counter()
+    out = fn(*args, **kw)
+    sync(device)
+    return out, (time.perf_counter() - t) * 1e3
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scene", default="lego_400")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--size", type=int, default=800)
+    a = ap.parse_args()
+    device = torch.device(a.device)
+
+    from fieldfit.methods import rbf_radiance as rr
+    from fieldfit.methods.common import make_adam, seed_everything
+    from fieldfit.methods.radiance_data import PixelStore, eval_background, frame_rays
+    from fieldfit.methods.radiance_render import render_rays
+    from fieldfit.render import composite
+    from fieldfit.runs import Run
+    from fieldfit.scenes.inputs import Input
+    import tempfile
+
+    seed_everything(0)
+    extra = dict(rr.DEFAULTS)
+    inp = Input("radiance", DATA / a.scene, a.scene, None)
+    t0 = time.perf_counter()
+    scene = rr.load_radiance_scene(inp, extra)
+    extra = rr.scene_defaults(scene, rr.device_defaults(extra, device, scene))
+    cfg = rr.run_config(scene, inp, extra, 0)
+    model, march = rr.build_model(cfg, device)
+    opt = make_adam(rr._param_groups(model, extra))
+    store = PixelStore(scene, scene.split("train"))
+    model.refresh()
+    stepper = rr.Stepper(model, opt, store, march, extra, device, 0)
+    prep = time.perf_counter() - t0
+    print(f"prepare {prep:.1f} s, {store.count:,} pixels, step {march.step:.4g}, grid {cfg['grid_res']}", flush=True)
+
+    # Train (includes Triton compilation in the first steps).
+    sync(device)
+    t = time.perf_counter()
+    for i in range(a.steps):
+        stepper(i, i / (a.steps * 10))
+    sync(device)
+    train_ms = (time.perf_counter() - t) * 1e3 / a.steps
+    n0, r0 = stepper.samples, stepper.rays
+    t = time.perf_counter()
+    for i in range(a.steps, a.steps + 50):
+        stepper(i, i / (a.steps * 10))
+    sync(device)
+    steady_ms = (time.perf_counter() - t) * 1e3 / 50
+    rays_step = (stepper.rays - r0) / 50
+    spr = (stepper.samples - n0) / max(stepper.rays - r0, 1)
+    print(f"train: first {a.steps} steps {train_ms:.1f} ms/step; next 50: {steady_ms:.1f} ms/step, "
+          f"{rays_step:.0f} rays/step ({rays_step / steady_ms * 1e3:,.0f} rays/s), {spr:.2f} samples/ray", flush=True)
+
+    # Steady-state step time against the step size (field samples per step).
+    sweep = {}
+    for target in (1 << 14, 1 << 16, 1 << 18):
+        stepper.extra = {**stepper.extra, "target_samples": target, "batch": 1 << 18}
+        r1, i0 = stepper.rays, stepper.last_step
+        for i in range(i0, i0 + 3):
+            stepper(i, 0.5)
+        sync(device)
+        t = time.perf_counter()
+        r1 = stepper.rays
+        for i in range(i0 + 3, i0 + 23):
+            stepper(i, 0.5)
+        sync(device)
+        ms = (time.perf_counter() - t) * 1e3 / 20
+        sweep[target] = {"ms_per_step": ms, "rays_per_s": (stepper.rays - r1) / ms * 1e3}
+        print(f"target {target} samples/step: {ms:.1f} ms/step, {sweep[target]['rays_per_s']:,.0f} rays/s", flush=True)
+    stepper.extra = {**stepper.extra, "target_samples": extra["target_samples"], "batch": extra["batch"]}
+
+    # One step taken apart.
+    parts = {k: [] for k in ("batch", "march", "field", "composite", "backward", "adam")}
+    rng = np.random.default_rng(1)
+    n = int(rays_step)
+    for _ in range(20):
+        batch, ms = timed(device, lambda: store.sample(n, rng).to(device))
+        parts["batch"].append(ms)
+        bg = torch.rand(n, 3, device=device)
+        samples, ms = timed(device, model.march, batch.origins, batch.dirs, march, True)
+        parts["march"].append(ms)
+        ri = samples.ray_indices
+
+        def field():
+            x = batch.origins[ri] + batch.dirs[ri] * samples.t_mids[:, None]
+            return model.field(x, batch.dirs[ri])
+
+        out, ms = timed(device, field)
+        parts["field"].append(ms)
+        res, ms = timed(device, composite, out.density, out.rgb, samples, bg)
+        parts["composite"].append(ms)
+        loss = torch.nn.functional.mse_loss(res.rgb, batch.target(bg))
+        opt.zero_grad(set_to_none=True)
+        _, ms = timed(device, loss.backward)
+        parts["backward"].append(ms)
+        _, ms = timed(device, opt.step)
+        parts["adam"].append(ms)
+    step_parts = {k: float(np.median(v)) for k, v in parts.items()}
+    print("step parts (median ms): " + ", ".join(f"{k} {v:.2f}" for k, v in step_parts.items()), flush=True)
+
+    # Profile a few steps.
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for i in range(5):
+            stepper(a.steps + 50 + i, 0.5)
+        sync(device)
+    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=30), flush=True)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20), flush=True)
+
+    # Render one frame at size x size.
+    frame = scene.frames[scene.split("test")[0]]
+    k = a.size / frame.width
+    f = replace(frame, width=a.size, height=int(frame.height * k), fx=frame.fx * k, fy=frame.fy * k,
+                cx=frame.cx * k, cy=frame.cy * k)
+    model.eval()
+    render = {}
+    with torch.no_grad():
+        (o, d), render["rays_host_ms"] = timed(device, frame_rays, scene, f)
+        for chunk in (1 << 13, 1 << 16, 1 << 18):
+            render_rays(model, o, d, eval_background(scene), march, device, chunk=chunk)  # warm-up
+            _, ms = timed(device, render_rays, model, o, d, eval_background(scene), march, device, chunk=chunk)
+            render[f"march_field_ms_chunk_{chunk}"] = ms
+        with profile(activities=acts) as prof:
+            render_rays(model, o, d, eval_background(scene), march, device, chunk=1 << 16)
+            sync(device)
+    print(f"render {a.size}: " + ", ".join(f"{k} {v:.1f}" for k, v in render.items()), flush=True)
+    print(prof.key_averages().table(sort_by=key, row_limit=20), flush=True)
+
+    name = torch.cuda.get_device_name().replace(" ", "-").lower() if device.type == "cuda" else "cpu"
+    write(f"gpu_profile_{name}", {"scene": a.scene, "train_ms_per_step_first": train_ms, "train_ms_per_step": steady_ms,
+                                  "rays_per_step": rays_step, "samples_per_ray": spr, "step_parts_ms": step_parts, "step_size_sweep": sweep,
+                                  "render": render, "size": a.size})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
