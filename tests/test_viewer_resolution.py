@@ -70,3 +70,18 @@ def test_pinned_scale_and_limits():
 def test_scaled_size():
     assert scaled_size(800, 600, 0.5) == (400, 300)
     assert scaled_size(10, 10, 0.01) == (1, 1)
+
+
+def test_upscale_is_bilinear_within_one_level():
+    import numpy as np
+    import torch
+
+    from fieldfit.viewer.overlay import upscale
+
+    img = np.random.default_rng(0).integers(0, 256, (13, 7, 3), dtype=np.uint8)
+    out = upscale(img, 50, 31)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(img).permute(2, 0, 1)[None].double(), size=(31, 50),
+                                          mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
+    assert out.dtype == np.uint8 and out.shape == (31, 50, 3) and out.flags["C_CONTIGUOUS"]
+    assert np.abs(out.astype(np.float64) - ref).max() <= 1.0  # uint8 arithmetic rounds differently
+    assert upscale(img, 7, 13) is img  # same size: no copy

@@ -12,12 +12,15 @@ _FONT = None
 
 def upscale(img: np.ndarray, width: int, height: int) -> np.ndarray:
     """uint8 [h,w,3] -> uint8 [height,width,3], bilinear (pixel centres aligned); a copy-free
-    pass-through when the sizes already agree."""
+    pass-through when the sizes already agree.
+
+    torch's uint8 channels-last bilinear path: 1.6 ms for 800x800 on 2 CPU cores, against 32-40 ms
+    through float32 (a fixed cost of every dynamic-resolution frame, whatever the render scale)."""
     if img.shape[0] == height and img.shape[1] == width:
         return img
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
+    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]  # channels-last uint8
     t = torch.nn.functional.interpolate(t, size=(height, width), mode="bilinear", align_corners=False)
-    return t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    return np.ascontiguousarray(t[0].permute(1, 2, 0).numpy())
 
 
 def _font():
