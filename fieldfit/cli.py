@@ -44,6 +44,7 @@ EXTRA_FLAGS = {
     "voxel": (float, "fine voxel size, world units (dnmp; default 3 pixel footprints)"),
     "geo-frac": (float, "share of the budget for the geometry stage (dnmp)"),
     "points": (str, "where dnmp's primitives come from: auto | scene | carve | rbf"),
+    "background": (str, "radiance training background: random | black (default: random with alpha, else black)"),
     "downscale": (int, "downscale posed images by N (area average)"),
     "test-every": (int, "every N-th image is a test view when the scene has no split"),
 }

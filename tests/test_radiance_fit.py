@@ -98,3 +98,18 @@ def test_resume_continues_from_the_checkpoint(blocks_run):
     m = json.loads((blocks_run / "metrics.json").read_text())
     assert m["steps"] == STEPS + 10
     assert "resumed from step" in (blocks_run / "log").read_text()
+
+
+def test_training_background_follows_alpha_and_is_checked(blocks_run, capsys):
+    from types import SimpleNamespace
+
+    from fieldfit.methods.rbf_radiance import DEFAULTS, scene_defaults
+
+    alpha, opaque = SimpleNamespace(has_alpha=True, ndc=False), SimpleNamespace(has_alpha=False, ndc=False)
+    assert scene_defaults(alpha, DEFAULTS)["background"] == "random"  # blocks has alpha: learns it
+    assert scene_defaults(SimpleNamespace(has_alpha=False, ndc=True), DEFAULTS)["background"] == "random"
+    assert scene_defaults(opaque, DEFAULTS)["background"] == "black"  # no floaters in front of cameras
+    assert scene_defaults(opaque, {**DEFAULTS, "background": "random"})["background"] == "random"
+    assert json.loads((blocks_run / "config.json").read_text())["options"]["background"] == "random"
+    rc = main(["blocks", "--method", "rbf", "--steps", "1", "--background", "grey", "--out", str(blocks_run.parent / "x")])
+    assert rc == 2 and "--background" in capsys.readouterr().err
