@@ -39,7 +39,7 @@ EXTRA_FLAGS = {
     "lr": (float, "learning rate"),
     "samples": (int, "training samples (sdf, bsp); samples per ray (pronerf: 8, 12, 32)"),
     "resolution": (int, "marching-cubes resolution"),
-    "thin-frac": (float, "sdf: fraction of training points drawn across walls/gaps thinner than 0.02"),
+    "thin-frac": (float, "sdf: share of training points drawn across walls/gaps thinner than 0.02 (default 0.1; 0: off)"),
     "eval-every": (float, "seconds between progress evaluations"),
     "convexes": (int, "convexes (bsp)"),
     "samples-per-ray": (int, "samples per ray (pronerf)"),

@@ -19,7 +19,7 @@ from ..trainer import Budget, fit_loop, plot_curve
 from .common import count_params, load_model, make_adam, model_state, resume_state, seed_everything, set_lr
 
 DEFAULTS = {"batch": 2048, "lr": 5e-3, "lr_final": 0.01, "samples": 2_000_000, "time_budget": 60.0,
-            "resolution": 256, "iou_points": 1_000_000, "thin_frac": 0.0}
+            "resolution": 256, "iou_points": 1_000_000, "thin_frac": 0.1}
 CONVENTION = ("unit frame: input bbox centre at 0, diagonal 1.9; chamfer_l2 = mean Euclidean NN distance over "
               "100k area-weighted surface samples, averaged both ways; normal_consistency = mean |n.n'| of NN pairs, "
               "both ways; iou = Monte-Carlo occupancy IoU over 1M uniform points in [-1,1]^3")
