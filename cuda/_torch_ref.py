@@ -217,3 +217,32 @@ def traverse_occupancy_ref(
         empty = origins.new_zeros(0)
         return empty, empty.clone(), torch.zeros(0, dtype=torch.long, device=device)
     return torch.cat(out_s), torch.cat(out_e), torch.cat(out_i).long()
+
+
+def hash_grid_vectorized(x: torch.Tensor, table: torch.Tensor, resolutions) -> torch.Tensor:
+    """``hash_grid_ref``'s result with one gather for all levels and corners (the CPU path).
+
+    The reference indexes ``table[lvl]`` once per level and corner; on CPU each of those
+    backward passes fills and adds a full-size table gradient (L * 2^d of them), which costs
+    ~0.5 s per step for a 2^19 table. Here the gradient is one scatter into one zero table.
+    """
+    n, d = x.shape
+    levels, tsize, feats = table.shape
+    res = torch.tensor([int(r) for r in resolutions], device=x.device, dtype=torch.long)  # [L]
+    u = ((x + 1.0) * 0.5).clamp(0.0, 1.0)
+    pos = u[:, None, :] * (res - 1).to(x.dtype)[None, :, None]  # [N,L,d]
+    base = torch.minimum(pos.floor().long(), (res - 2).clamp_min(0)[None, :, None])
+    frac = pos - base.to(pos.dtype)
+    offs = torch.tensor([[(c >> i) & 1 for i in range(d)] for c in range(2**d)], device=x.device)  # [C,d]
+    corner = torch.minimum(base[:, :, None, :] + offs, (res - 1)[None, :, None, None])  # [N,L,C,d]
+    w = torch.where(offs.bool(), frac[:, :, None, :], 1.0 - frac[:, :, None, :]).prod(-1)  # [N,L,C]
+    stride = torch.stack([res**i for i in range(d)], -1)  # [L,d]
+    dense_idx = (corner * stride[None, :, None, :]).sum(-1)
+    hashed_idx = torch.zeros_like(dense_idx)
+    for i in range(d):
+        hashed_idx = hashed_idx ^ (corner[..., i] * HASH_PRIMES[i])
+    is_dense = (res**d <= tsize)[None, :, None]
+    idx = torch.where(is_dense, dense_idx, hashed_idx % tsize)
+    idx = idx + (torch.arange(levels, device=x.device) * tsize)[None, :, None]
+    feat = table.reshape(levels * tsize, feats)[idx]  # [N,L,C,F]
+    return (w.unsqueeze(-1).to(feat.dtype) * feat).sum(2).reshape(n, levels * feats)

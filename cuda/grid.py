@@ -8,7 +8,7 @@ import torch
 
 from . import _checks
 from ._dispatch import backend_for
-from ._torch_ref import HASH_PRIMES, dense_grid_ref, hash_grid_ref
+from ._torch_ref import HASH_PRIMES, dense_grid_ref, hash_grid_ref, hash_grid_vectorized
 
 
 def _needs(ctx):
@@ -127,7 +127,7 @@ def hash_grid(x: torch.Tensor, table: torch.Tensor, resolutions) -> torch.Tensor
     if table.shape[1] < 1 or table.shape[1] >= 2**31:
         raise ValueError(f"{op}: argument 'table' must have 1 <= T < 2^31 rows per level, got {table.shape[1]}")
     if backend_for(x) == "torch":
-        return hash_grid_ref(x, table, res)
+        return hash_grid_vectorized(x, table, res)
     from . import _grid_triton  # noqa: PLC0415
 
     res_t, hashed_t = _grid_triton.hash_levels(res, d, table.shape[1], x.device)

@@ -21,11 +21,13 @@ TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib/aarc
 
 # Method-specific flags: name -> (type, help). Only flags the user sets reach the method.
 EXTRA_FLAGS = {
-    "grid": (str, "feature grid: dense | triplane | hash | tcnn"),
+    "grid": (str, "feature grid: dense | triplane | hash | tcnn | densehash"),
     "levels": (int, "grid levels"),
     "base-res": (int, "coarsest grid resolution"),
     "max-res": (int, "finest grid resolution"),
     "features": (int, "features per level"),
+    "fine-levels": (int, "grid densehash: hashed levels above --max-res"),
+    "fine-max-res": (int, "grid densehash: finest hashed resolution"),
     "grid-ratio": (float, "images: cap the grid at this fraction of the image's values (e.g. 0.25)"),
     "table-log2": (int, "hash table size (log2)"),
     "units": (int, "RBF units K"),
@@ -37,6 +39,7 @@ EXTRA_FLAGS = {
     "lr": (float, "learning rate"),
     "samples": (int, "training samples (sdf, bsp); samples per ray (pronerf: 8, 12, 32)"),
     "resolution": (int, "marching-cubes resolution"),
+    "thin-frac": (float, "sdf: share of training points drawn across walls/gaps thinner than 0.02 (default 0.1; 0: off)"),
     "eval-every": (float, "seconds between progress evaluations"),
     "convexes": (int, "convexes (bsp)"),
     "samples-per-ray": (int, "samples per ray (pronerf)"),

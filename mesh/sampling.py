@@ -45,12 +45,51 @@ def surface_samples(vertices, faces, n: int, rng=None) -> tuple[np.ndarray, np.n
     return pts, nrm
 
 
+def thin_part_samples(vertices, faces, n: int, rng=None, width: float = 0.02, candidates: int = 200_000,
+                      winding=None) -> np.ndarray:
+    """Points across the thin parts of a surface: walls (or gaps) thinner than ``width``.
+
+    A surface point p (face normal nrm) is in a thin part when the winding-number sign at
+    p + width*nrm equals the sign at p - width*nrm: the surface is crossed twice within 2*width
+    (a wall between two air regions, or an air gap between two solid ones). ``n`` points are
+    drawn around such candidates, p + s*nrm with s ~ U(-width, width), so both faces and the
+    inside of the wall are covered. Returns [k,3] float64, k = n, or 0 when no part is thin.
+
+    Args:
+        vertices: [V,3] float, unit frame.
+        faces: [F,3] int.
+        n: points to return (when any thin part exists).
+        rng: np.random.Generator, seed or None.
+        width: thickness threshold (unit coordinates).
+        candidates: surface points tested.
+        winding: an optional ``WindingNumber`` of the mesh (reused when given).
+    """
+    rng = _rng(rng)
+    if n <= 0:
+        return np.zeros((0, 3))
+    wn = winding or WindingNumber(vertices, faces)
+    p, nrm = surface_samples(vertices, faces, candidates, rng)
+    ok = np.linalg.norm(nrm, axis=1) > 0
+    p, nrm = p[ok], nrm[ok]
+    inside = wn(np.concatenate([p + width * nrm, p - width * nrm])) >= 0.5
+    thin = inside[: len(p)] == inside[len(p):]
+    if not thin.any():
+        return np.zeros((0, 3))
+    p, nrm = p[thin], nrm[thin]
+    pick = rng.integers(0, len(p), n)
+    s = rng.uniform(-width, width, n)
+    return p[pick] + s[:, None] * nrm[pick]
+
+
 def sdf_training_set(vertices, faces, n: int, rng=None, surface_frac: float = 0.5,
-                     sigmas=(0.01, 0.05)) -> tuple[np.ndarray, np.ndarray]:
+                     sigmas=(0.01, 0.05), thin_frac: float = 0.0, thin_width: float = 0.02
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Training points and exact signed distances for a mesh in unit coordinates.
 
     A mixture of ``n - n_s`` uniform points in [-1,1]^3 and ``n_s = round(n * surface_frac)``
-    surface points perturbed by isotropic Gaussian noise, split evenly over ``sigmas``.
+    surface points perturbed by isotropic Gaussian noise, split evenly over ``sigmas``. With
+    ``thin_frac > 0``, that fraction of the near-surface points is drawn across thin walls and
+    gaps instead (``thin_part_samples``; none when no part is thinner than ``thin_width``).
     Distances come from an AABB tree, signs from the fast winding number (negative inside), so
     open or slightly broken meshes still give sensible signs. Points are shuffled.
 
@@ -61,6 +100,8 @@ def sdf_training_set(vertices, faces, n: int, rng=None, surface_frac: float = 0.
         rng: np.random.Generator, seed or None.
         surface_frac: fraction of near-surface points, in [0, 1].
         sigmas: noise standard deviations (unit coordinates) of the near-surface groups.
+        thin_frac: fraction of all points placed across thin parts, in [0, surface_frac].
+        thin_width: thickness below which a part counts as thin (unit coordinates).
 
     Returns:
         (points [n,3] float32, sdf [n] float32).
@@ -70,16 +111,23 @@ def sdf_training_set(vertices, faces, n: int, rng=None, surface_frac: float = 0.
     """
     if not 0.0 <= surface_frac <= 1.0:
         raise ValueError(f"surface_frac must be in [0, 1], got {surface_frac}")
+    if not 0.0 <= thin_frac <= surface_frac:
+        raise ValueError(f"thin_frac must be in [0, surface_frac={surface_frac}], got {thin_frac}")
     rng = _rng(rng)
     sigmas = tuple(sigmas) if len(sigmas) else (0.0,)
     n_surf = int(round(n * surface_frac))
     parts = [rng.uniform(-1.0, 1.0, size=(n - n_surf, 3))]
+    wn = WindingNumber(vertices, faces)
+    if thin_frac > 0:
+        thin = thin_part_samples(vertices, faces, int(round(n * thin_frac)), rng, thin_width, winding=wn)
+        parts.append(thin)
+        n_surf -= len(thin)
     if n_surf:
         pts, _ = surface_samples(vertices, faces, n_surf, rng)
         sig = np.asarray(sigmas, dtype=np.float64)[np.arange(n_surf) % len(sigmas)]
         parts.append(pts + rng.normal(size=pts.shape) * sig[:, None])
     points = np.concatenate(parts)[rng.permutation(n)]
     dist = Distance(vertices, faces)(points)
-    w = WindingNumber(vertices, faces)(points)
+    w = wn(points)
     sdf = np.where(w >= 0.5, -dist, dist)
     return points.astype(np.float32), sdf.astype(np.float32)

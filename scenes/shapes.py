@@ -30,12 +30,14 @@ class Shape:
     def from_unit(self, v):
         return np.asarray(v) / self.scale + self.center
 
-    def training_set(self, n: int, rng: np.random.Generator):
-        """(points float32 [n,3], sdf float32 [n]) in the unit frame, negative inside."""
+    def training_set(self, n: int, rng: np.random.Generator, **sampling):
+        """(points float32 [n,3], sdf float32 [n]) in the unit frame, negative inside.
+
+        ``sampling``: options of ``mesh.sampling.sdf_training_set`` (meshes only; e.g. thin_frac)."""
         from fieldfit.mesh.sampling import sdf_training_set, surface_samples
 
         if self.analytic_sdf is None:
-            return sdf_training_set(self.vertices, self.faces, n, rng)
+            return sdf_training_set(self.vertices, self.faces, n, rng, **sampling)
         n_surf = n // 2
         surf, _ = surface_samples(self.vertices, self.faces, n_surf, rng)
         sig = np.where(rng.random(n_surf) < 0.5, 0.01, 0.05)[:, None]

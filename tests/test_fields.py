@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from fieldfit import cuda as kernels
-from fieldfit.cuda._torch_ref import RBF_KERNELS, dense_grid_ref, hash_grid_ref, rbf_layer_ref
-from fieldfit.fields.components.encodings import DenseGrid, GridConfig, HashGrid, TriPlane, make_encoding
+from fieldfit.cuda._torch_ref import RBF_KERNELS, dense_grid_ref, hash_grid_ref, hash_grid_vectorized, rbf_layer_ref
+from fieldfit.fields.components.encodings import (DenseGrid, DenseHashGrid, GridConfig, HashGrid, TriPlane,
+                                                  make_encoding)
 from fieldfit.fields.components.rbf import RBFDecoder
 from fieldfit.fields.gaussian_rbf import FieldConfig, ImageRBF, SDFRBF
 
@@ -84,9 +85,41 @@ def test_hash_grid_gradcheck():
     assert torch.autograd.gradcheck(lambda t: hash_grid_ref(x, t, [3, 16]), (table,))
 
 
-@pytest.mark.parametrize("kind", ["dense", "triplane", "hash"])
+@pytest.mark.parametrize("d, res, tsize", [(3, [4, 16, 64, 512], 2**12), (2, [1, 3, 40], 256), (1, [2, 7], 16)])
+def test_hash_grid_vectorized_matches_reference(d, res, tsize):
+    # dense and hashed levels, res 1, points outside [-1,1] (clamped): values and both gradients
+    g = torch.Generator().manual_seed(d)
+    x = (torch.rand(300, d, generator=g, dtype=torch.float64) * 2.4 - 1.2).requires_grad_()
+    table = torch.randn(len(res), tsize, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    want, got = hash_grid_ref(x, table, res), hash_grid_vectorized(x, table, res)
+    torch.testing.assert_close(got, want)
+    up = torch.randn(want.shape, generator=g, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad(got, (x, table), up), torch.autograd.grad(want, (x, table), up)):
+        torch.testing.assert_close(a, b)
+
+
+def test_dense_hash_grid_is_dense_levels_then_hashed_fine_levels():
+    cfg = GridConfig(kind="densehash", levels=2, base_res=4, max_res=8, features=2, table_log2=10,
+                     fine_levels=2, fine_max_res=32, init_scale=1.0)
+    assert cfg.fine_resolutions() == [16, 32]
+    enc = make_encoding(3, cfg)
+    assert isinstance(enc, DenseHashGrid) and enc.res == [4, 8, 16, 32] and enc.out_dim == 8
+    x = torch.rand(50, 3) * 2 - 1
+    out = enc(x)
+    torch.testing.assert_close(out[:, :4], enc.dense(x))
+    torch.testing.assert_close(out[:, 4:], hash_grid_ref(x, enc.table, [16, 32]))
+    out.sum().backward()
+    assert enc.table.grad.abs().sum() > 0 and all(gr.grad.abs().sum() > 0 for gr in enc.dense.grids)
+    with pytest.raises(ValueError, match="fine_max_res"):
+        GridConfig(kind="densehash", max_res=64, fine_levels=1, fine_max_res=64).fine_resolutions()
+    with pytest.raises(ValueError, match="densehash needs"):
+        make_encoding(3, GridConfig(kind="densehash", levels=2, base_res=4, max_res=8))
+
+
+@pytest.mark.parametrize("kind", ["dense", "triplane", "hash", "densehash"])
 def test_encodings_shapes(kind):
-    cfg = GridConfig(kind=kind, levels=3, base_res=4, max_res=16, features=2, table_log2=8, volume_max_res=4)
+    cfg = GridConfig(kind=kind, levels=3, base_res=4, max_res=16, features=2, table_log2=8, volume_max_res=4,
+                     fine_levels=1, fine_max_res=32)
     enc = make_encoding(3, cfg)
     out = enc(torch.rand(17, 3) * 2 - 1)
     assert out.shape == (17, enc.out_dim)

@@ -157,3 +157,33 @@ def test_sdf_training_set():
     np.testing.assert_array_equal(pts, again)
     uni, _ = sdf_training_set(s.vertices, s.faces, 1000, 0, surface_frac=0.0)
     assert np.abs(uni).max() <= 1.0
+
+
+def test_thin_part_samples_find_thin_walls_only():
+    from fieldfit.mesh.sampling import thin_part_samples
+
+    slab = trimesh.creation.box((1.0, 1.0, 0.01))  # a wall 0.01 thick: thin everywhere but the rim
+    pts = thin_part_samples(slab.vertices, slab.faces, 5000, np.random.default_rng(0), width=0.02)
+    assert pts.shape == (5000, 3)
+    assert np.abs(pts[:, 2]).max() <= 0.02 + 0.005 + 1e-9      # across the wall, never far from it
+    assert (np.abs(pts[:, 2]) < 0.005).mean() > 0.15           # some inside the wall itself
+    cube = trimesh.creation.box((0.5, 0.5, 0.5))               # nothing thinner than 0.5
+    assert thin_part_samples(cube.vertices, cube.faces, 5000, np.random.default_rng(0), width=0.02).shape == (0, 3)
+    # a cube with a thin plate: only the plate's surface is sampled
+    both = trimesh.util.concatenate([cube, slab.apply_translation((0, 0, 0.6))])
+    pts = thin_part_samples(both.vertices, both.faces, 2000, np.random.default_rng(1), width=0.02)
+    assert np.all(np.abs(pts[:, 2] - 0.6) <= 0.025)
+
+
+def test_sdf_training_set_thin_frac():
+    # a thick cube and a small plate 0.01 thick: thin_frac moves points into the plate's wall
+    plate = trimesh.creation.box((0.3, 0.3, 0.01)).apply_translation((0, 0, 0.6))
+    mesh = trimesh.util.concatenate([trimesh.creation.box((0.8, 0.8, 0.8)), plate])
+    pts, sdf = sdf_training_set(mesh.vertices, mesh.faces, 10000, np.random.default_rng(3), thin_frac=0.2)
+    assert pts.shape == (10000, 3) and sdf.shape == (10000,)
+    base, _ = sdf_training_set(mesh.vertices, mesh.faces, 10000, np.random.default_rng(3))
+    in_wall = lambda p: (np.abs(p[:, 2] - 0.6) < 0.005) & (np.abs(p[:, :2]) < 0.15).all(1)  # noqa: E731
+    assert in_wall(pts).sum() > 3 * in_wall(base).sum()
+    assert np.all(sdf[in_wall(pts)] <= 1e-6)
+    with pytest.raises(ValueError, match="thin_frac"):
+        sdf_training_set(mesh.vertices, mesh.faces, 100, 0, surface_frac=0.2, thin_frac=0.3)

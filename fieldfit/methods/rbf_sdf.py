@@ -19,7 +19,7 @@ from ..trainer import Budget, fit_loop, plot_curve
 from .common import count_params, load_model, make_adam, model_state, resume_state, seed_everything, set_lr
 
 DEFAULTS = {"batch": 2048, "lr": 5e-3, "lr_final": 0.01, "samples": 2_000_000, "time_budget": 60.0,
-            "resolution": 256, "iou_points": 1_000_000}
+            "resolution": 256, "iou_points": 1_000_000, "thin_frac": 0.1}
 CONVENTION = ("unit frame: input bbox centre at 0, diagonal 1.9; chamfer_l2 = mean Euclidean NN distance over "
               "100k area-weighted surface samples, averaged both ways; normal_consistency = mean |n.n'| of NN pairs, "
               "both ways; iou = Monte-Carlo occupancy IoU over 1M uniform points in [-1,1]^3")
@@ -29,7 +29,8 @@ def default_config(extra: dict) -> FieldConfig:
     grid = GridConfig(kind=extra.get("grid", "dense"), levels=extra.get("levels", 4),
                       base_res=extra.get("base_res", 16), max_res=extra.get("max_res", 128),
                       features=extra.get("features", 2), table_log2=extra.get("table_log2", 19),
-                      init_scale=extra.get("init_scale", 1e-4), volume_max_res=extra.get("volume_max_res", 0))
+                      init_scale=extra.get("init_scale", 1e-4), volume_max_res=extra.get("volume_max_res", 0),
+                      fine_levels=extra.get("fine_levels", 0), fine_max_res=extra.get("fine_max_res", 0))
     return FieldConfig(grid=grid, decoder=extra.get("decoder", "rbf"), units=extra.get("units", 64),
                        kernel=extra.get("kernel", "gaussian"), hidden=extra.get("hidden", 64),
                        layers=extra.get("layers", 2))
@@ -48,7 +49,8 @@ def fit(shape: Shape, opts, run: Run) -> dict:
     for d in shape.diagnostics:
         run.log(f"input: {d}")
     rng = np.random.default_rng(opts.seed)
-    pts, sdf = shape.training_set(int(extra["samples"]), rng)
+    sampling = {"thin_frac": float(extra["thin_frac"])} if extra.get("thin_frac") else {}
+    pts, sdf = shape.training_set(int(extra["samples"]), rng, **sampling)
     pts, sdf = torch.from_numpy(pts).to(device), torch.from_numpy(sdf).to(device)
     cfg = default_config(extra)
     model = SDFRBF(cfg, device=device).to(device)

@@ -17,7 +17,7 @@ log = logging.getLogger("fieldfit")
 
 @dataclass
 class GridConfig:
-    kind: str = "dense"  # dense | triplane | hash | tcnn
+    kind: str = "dense"  # dense | triplane | hash | tcnn | densehash
     levels: int = 8
     base_res: int = 16
     max_res: int = 512
@@ -26,6 +26,17 @@ class GridConfig:
     init_scale: float = 1e-4  # features start ~U(-s, s)
     volume_max_res: int = 0  # triplane only: add dense 3D volumes for levels up to this resolution
     axis_scale: tuple | None = None  # dense only: per-axis resolution factors (x, y[, z]), e.g. an image's aspect
+    fine_levels: int = 0  # densehash only: hashed levels above the dense ones (max_res, fine_max_res]
+    fine_max_res: int = 0  # densehash only: finest hashed resolution
+
+    def fine_resolutions(self) -> list[int]:
+        """densehash: the hashed levels, geometric from just above max_res up to fine_max_res."""
+        if self.fine_levels <= 0:
+            return []
+        if self.fine_max_res <= self.max_res:
+            raise ValueError(f"fine_max_res ({self.fine_max_res}) must exceed max_res ({self.max_res})")
+        g = (self.fine_max_res / self.max_res) ** (1.0 / self.fine_levels)
+        return [int(round(self.max_res * g**i)) for i in range(1, self.fine_levels + 1)]
 
     def resolutions(self) -> list[int]:
         if self.levels == 1:
@@ -96,6 +107,25 @@ class HashGrid(nn.Module):
         return kernels.hash_grid(x, self.table, self.res)
 
 
+class DenseHashGrid(nn.Module):
+    """Dense levels (base_res..max_res) plus hashed finer levels (``fine_resolutions``): fine
+    detail near a surface without the cost of a dense fine volume. Features: dense, then hashed."""
+
+    def __init__(self, dim: int, cfg: GridConfig):
+        super().__init__()
+        fine = cfg.fine_resolutions()
+        if not fine:
+            raise ValueError("densehash needs fine_levels >= 1 and fine_max_res > max_res")
+        self.dense = DenseGrid(dim, cfg)
+        self.fine_res = fine
+        self.table = _param((len(fine), 2**cfg.table_log2, cfg.features), cfg.init_scale)
+        self.res = self.dense.res + fine
+        self.out_dim = self.dense.out_dim + cfg.features * len(fine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.dense(x), kernels.hash_grid(x, self.table, self.fine_res)], dim=-1)
+
+
 class TcnnHashGrid(nn.Module):
     """tinycudann's HashGrid (CUDA only); same input/output contract as HashGrid."""
 
@@ -125,6 +155,8 @@ def make_encoding(dim: int, cfg: GridConfig, device="cpu") -> nn.Module:
         return TriPlane(cfg)
     if cfg.kind == "hash":
         return HashGrid(dim, cfg)
+    if cfg.kind == "densehash":
+        return DenseHashGrid(dim, cfg)
     if cfg.kind == "tcnn":
         if torch.device(device).type == "cuda":
             try:
@@ -132,11 +164,11 @@ def make_encoding(dim: int, cfg: GridConfig, device="cpu") -> nn.Module:
             except (ImportError, OSError, EnvironmentError) as e:
                 log.info("tinycudann unavailable (%s); using the torch hash grid", e)
         return HashGrid(dim, cfg)
-    raise ValueError(f"unknown grid kind {cfg.kind!r} (dense, triplane, hash, tcnn)")
+    raise ValueError(f"unknown grid kind {cfg.kind!r} (dense, triplane, hash, tcnn, densehash)")
 
 
 def grid_params(enc: nn.Module) -> int:
     return sum(p.numel() for p in enc.parameters())
 
 
-__all__ = ["GridConfig", "dense_shapes", "DenseGrid", "TriPlane", "HashGrid", "TcnnHashGrid", "make_encoding", "grid_params"]
+__all__ = ["GridConfig", "dense_shapes", "DenseGrid", "TriPlane", "HashGrid", "DenseHashGrid", "TcnnHashGrid", "make_encoding", "grid_params"]
