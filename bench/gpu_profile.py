@@ -47,9 +47,7 @@ def main() -> int:
     from fieldfit.methods.radiance_data import PixelStore, eval_background, frame_rays
     from fieldfit.methods.radiance_render import render_rays
     from fieldfit.render import composite
-    from fieldfit.runs import Run
     from fieldfit.scenes.inputs import Input
-    import tempfile
 
     seed_everything(0)
     extra = dict(rr.DEFAULTS)
@@ -88,7 +86,7 @@ def main() -> int:
     sweep = {}
     for target in (1 << 14, 1 << 16, 1 << 18):
         stepper.extra = {**stepper.extra, "target_samples": target, "batch": 1 << 18}
-        r1, i0 = stepper.rays, stepper.last_step
+        i0 = stepper.last_step
         for i in range(i0, i0 + 3):
             stepper(i, 0.5)
         sync(device)
@@ -164,7 +162,8 @@ def main() -> int:
 
     name = torch.cuda.get_device_name().replace(" ", "-").lower() if device.type == "cuda" else "cpu"
     write(f"gpu_profile_{name}", {"scene": a.scene, "train_ms_per_step_first": train_ms, "train_ms_per_step": steady_ms,
-                                  "rays_per_step": rays_step, "samples_per_ray": spr, "step_parts_ms": step_parts, "step_size_sweep": sweep,
+                                  "rays_per_step": rays_step, "samples_per_ray": spr, "step_parts_ms": step_parts,
+                                  "step_size_sweep": sweep,
                                   "render": render, "size": a.size})
     return 0
 

@@ -28,7 +28,6 @@ class MarchConfig:
     far: float = float("inf")
     early_stop: float = 1e-4  # drop samples where the transmittance before them is below this
     alpha_thre: float = 0.0  # drop samples whose alpha is below this (0: keep all)
-    chunk: int = 1 << 15  # rays per chunk for views that render in plain chunks
 
 
 class RadianceModel(nn.Module):

@@ -74,6 +74,12 @@ def build_model(cfg: dict, device) -> tuple[RadianceModel, MarchConfig]:
     return RadianceModel(field, grid).to(device), MarchConfig(**cfg["march"])
 
 
+def box_extent(scene) -> float:
+    """Mean side of the scene's ``unit_box`` (marching-space units)."""
+    box = unit_box(scene)
+    return float(np.mean(box[1] - box[0]))
+
+
 def pixel_footprint(scene) -> float:
     """Median width of a pixel at the point the training cameras look at (world units)."""
     from fieldfit.scenes.nerfstudio import look_at_centre
@@ -90,8 +96,7 @@ def grid_and_step(scene, extra: dict) -> tuple[int, float]:
     0.7 footprint, at least half a cell (TensoRF's step; big boxes around real captures).
     NDC scenes: 128 cells and a step of one cell.
     """
-    box = unit_box(scene)
-    extent = float(np.mean(box[1] - box[0]))
+    extent = box_extent(scene)
     if scene.ndc:
         res = int(extra["grid_res"] or 128)
         return res, float(extra["step"] or extent / res)
@@ -111,8 +116,7 @@ def device_defaults(extra: dict, device, scene=None) -> dict:
     out["batch"] = int(out.get("batch") or batch)
     out["target_samples"] = int(out.get("target_samples") or samples)
     if kind == "cuda" and scene is not None and not scene.ndc and extra.get("max_res") is None:
-        extent = float(np.mean(unit_box(scene)[1] - unit_box(scene)[0]))
-        out["max_res"] = int(np.clip(2 ** np.ceil(np.log2(extent / pixel_footprint(scene))), 128, 512))
+        out["max_res"] = int(np.clip(2 ** np.ceil(np.log2(box_extent(scene) / pixel_footprint(scene))), 128, 512))
     return out
 
 
@@ -191,8 +195,7 @@ class Stepper:
         march = self._grid(i)
         n = int(np.clip(e["target_samples"] / max(self.spr, 1.0), 256, e["batch"]))
         batch = self.store.sample(n, self.rng).to(self.device)
-        bg = (torch.rand(n, 3, device=self.device) if e.get("background", "random") == "random"
-              else torch.zeros(n, 3, device=self.device))
+        bg = (torch.rand if e["background"] == "random" else torch.zeros)(n, 3, device=self.device)
         out, samples = self.model.render(batch.origins, batch.dirs, bg, march, stratified=True)
         loss = torch.nn.functional.mse_loss(out.rgb, batch.target(bg))
         if e["distortion"] > 0:

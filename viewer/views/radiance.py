@@ -10,8 +10,6 @@ Rays are made as the method makes them for its test renders (float64 pixel rays,
 the marching space, then float32), so a scene camera renders exactly renders/test_NNN.png.
 """
 
-from dataclasses import replace
-
 import numpy as np
 import torch
 
@@ -39,9 +37,8 @@ class RadianceView:
     def __init__(self, model, march, scene, device="cpu"):
         from fieldfit.methods.radiance_render import render_chunk
 
-        self.model, self.scene, self.device = model, scene, torch.device(device)
-        # On a GPU big chunks amortise each chunk's fixed cost; the CPU keeps the config's chunk.
-        self.march = replace(march, chunk=render_chunk(device)) if self.device.type == "cuda" else march
+        self.model, self.march, self.scene, self.device = model, march, scene, torch.device(device)
+        self.chunk = render_chunk(self.device)  # rays per chunk, as the method's own renders
         from fieldfit.methods.radiance_data import eval_background
 
         self.background = torch.as_tensor(eval_background(scene), device=self.device)
@@ -99,8 +96,8 @@ class RadianceView:
     def composite(self, origins, dirs):
         """(rgb [R,3] clamped, opacity [R], expected t [R]) on the CPU, for rays on the device, in chunks."""
         rgb, opa, depth = [], [], []
-        for s in range(0, origins.shape[0], self.march.chunk):
-            out, _ = self.model.render(origins[s:s + self.march.chunk], dirs[s:s + self.march.chunk],
+        for s in range(0, origins.shape[0], self.chunk):
+            out, _ = self.model.render(origins[s:s + self.chunk], dirs[s:s + self.chunk],
                                        self.background, self.march)
             rgb.append(out.rgb.clamp(0, 1).cpu())
             opa.append(out.opacity.cpu())
