@@ -11,14 +11,16 @@ learnable feature; ``Shader`` maps an interpolated feature (and the view directi
 interpolated normal) to an opacity and a colour. ``Background`` is a colour per direction.
 
 Differences from the paper, for CPU budgets: decoder 8->128->128->126 (paper 4x512), shader
-trunk 2x64 on the raw feature (paper 8x256 on PE(feature)), feature dim 16 (paper 21), and
-vertex features initialised small-random (paper: PE of the position).
+trunk 2x64 on the raw feature (paper 8x256 on PE(feature)); vertex features start as a position
+encoding of the vertex (dimension 3 + 6 freqs: 39 by default; the paper learns 21-D features).
 """
 
 import math
 
 import torch
 from torch import nn
+
+from .components.sh import sh_colour, sh_count
 
 LATENT = 8
 
@@ -131,20 +133,30 @@ def dir_encoding(d: torch.Tensor) -> torch.Tensor:
 
 
 class Shader(nn.Module):
-    """(feature [N,F], view dir [N,3], normal [N,3]) -> (alpha [N], rgb [N,3])."""
+    """(feature [N,F], view dir [N,3], normal [N,3]) -> (alpha [N], rgb [N,3]).
 
-    def __init__(self, feat_dim: int = 16, hidden: int = 64):
+    ``sh_degree`` None: the colour MLP reads the view direction (degree-2 harmonics) with the
+    feature; an integer: the MLP gives spherical-harmonic coefficients of that degree per point, as
+    rbf's radiance field does, and the colour is sigmoid(sum_k c_k Y_k(dir)).
+    """
+
+    def __init__(self, feat_dim: int = 16, hidden: int = 64, sh_degree: int | None = None):
         super().__init__()
+        self.sh_degree = sh_degree
         self.trunk = _mlp([feat_dim, hidden, hidden], last_act=True)
         self.alpha = nn.Linear(hidden, 1)
-        self.colour = _mlp([hidden + 9 + 3, hidden, 3])
+        if sh_degree is None:
+            self.colour = _mlp([hidden + 9 + 3, hidden, 3])
+        else:
+            self.colour = _mlp([hidden + 3, hidden, 3 * sh_count(sh_degree)])
         nn.init.constant_(self.alpha.bias, 1.0)
 
     def forward(self, feat, dirs, normals):
         h = self.trunk(feat)
         alpha = torch.sigmoid(self.alpha(h)).squeeze(-1)
-        rgb = torch.sigmoid(self.colour(torch.cat([h, dir_encoding(dirs), normals * dirs], -1)))
-        return alpha, rgb
+        if self.sh_degree is None:
+            return alpha, torch.sigmoid(self.colour(torch.cat([h, dir_encoding(dirs), normals * dirs], -1)))
+        return alpha, sh_colour(self.colour(torch.cat([h, normals], -1)), dirs, self.sh_degree)
 
 
 class Background(nn.Module):

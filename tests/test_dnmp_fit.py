@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 
 
@@ -83,8 +84,10 @@ def test_points_from_a_short_rbf_fit(tmp_path):
     scene = load_scene(blocks_scene_dir())
     inp = Input("radiance", None, "blocks", "blocks")
     extra = {"points": "rbf", "points_seconds": 4.0, "voxel": 0.01}
-    pts, source = scene_points(scene, inp, extra, "cpu", Run.create(tmp_path / "r"))
+    pts, source, density = scene_points(scene, inp, extra, "cpu", Run.create(tmp_path / "r"))
     assert source == "rbf density fit" and len(pts) > 50
+    # the fit's density, for the primitive shapes: solid at most of the surface points it gave
+    assert density.sigma_min > 0 and (density.fn(torch.as_tensor(pts).float()) > density.sigma_min).float().mean() > 0.5
     assert np.all(pts >= scene.aabb[0]) and np.all(pts <= scene.aabb[1])
     spread = pts.max(0) - pts.min(0)
     assert np.all(spread < 0.9 * (scene.aabb[1] - scene.aabb[0]))  # a shape, not the whole box

@@ -1,10 +1,11 @@
 """dnmp on posed photos: deformable neural mesh primitives rendered by rasterization (METHODS.md 2).
 
 Pipeline: scene -> surface points (dnmp_geometry: the scene's points, else a short rbf fit;
-alpha carving on request) -> voxels at two sizes (fine s, coarse 2s; s defaults to 3 pixel footprints) -> one
-icosphere primitive per voxel, its shape decoded from an 8-D latent by fieldfit's own frozen mesh
-decoder (dnmp_ae) -> geometry stage (``geo_frac`` of the budget) then radiance stage
-(dnmp_train) -> test renders, metrics, watertight mesh (dnmp_mesh).
+alpha carving on request) -> voxels at two sizes (fine s, coarse 2s; s defaults to 3 pixel
+footprints) -> one icosphere primitive per voxel, its shape decoded from an 8-D latent by
+fieldfit's own frozen mesh decoder (dnmp_ae); with rbf points each primitive starts fitted to that
+fit's density (dnmp_shapes; ``--shapes sphere``: the paper's start) -> geometry stage (``geo_frac``
+of the budget) then radiance stage (dnmp_train) -> test renders, metrics, watertight mesh (dnmp_mesh).
 
 Outputs: as rbf (renders/test_NNN.png, metrics.json, mesh.ply, curve.png, checkpoint) plus the
 paper's efficiency units ``render_ms_per_1k_pixels`` (wall time of a test view: rasterization,
@@ -35,7 +36,8 @@ from .rbf_radiance import cpu_threads
 
 TASKS = ("radiance",)
 DEFAULTS = {
-    "voxel": None, "voxel_px": 3.0, "shell": 1, "points": "auto", "points_seconds": None, "k_fine": 4, "k_coarse": 2,
+    "voxel": None, "voxel_px": 3.0, "shell": 1, "points": "auto", "points_seconds": None, "points_max_res": 128,
+    "shapes": "density", "sh_degree": None, "k_fine": 4, "k_coarse": 2,
     "freqs": 6, "hidden": 64, "lr": 0.01, "lr_geometry": 1e-3, "lr_final": 0.1, "batch": 8192,
     "window": 48, "geo_frac": 0.1, "time_budget": 300.0, "resolution": 192, "eval_rays": 4096,
 }
@@ -44,7 +46,8 @@ DEFAULTS = {
 def build_model(cfg: dict, decoder, sphere_code) -> DNMPModel:
     levels = [PrimitiveLevel(torch.zeros(lv["count"], 3), lv["voxel"], sphere_code, cfg["feat_dim"])
               for lv in cfg["levels"]]
-    return DNMPModel(decoder, levels, [lv["k"] for lv in cfg["levels"]], cfg["feat_dim"], cfg["hidden"])
+    return DNMPModel(decoder, levels, [lv["k"] for lv in cfg["levels"]], cfg["feat_dim"], cfg["hidden"],
+                     cfg.get("sh_degree"))
 
 
 def render_frame_fn(model, scene, background):
@@ -70,7 +73,7 @@ def _setup(inp, opts, run: Run):
         extra["points_seconds"] = 0.25 * float(opts.time_budget or extra["time_budget"])
     if opts.steps and not extra.get("points_steps"):  # --steps: a run that does not depend on the clock
         extra["points_steps"] = max(64, int(opts.steps))
-    points, source = scene_points(scene, inp, extra, opts.device, run)
+    points, source, density = scene_points(scene, inp, extra, opts.device, run)
     if len(points) == 0:
         raise InputError(scene.source, f"no surface points found ({source})",
                          "check the scene's alpha / bounding box, or pass --voxel with a larger size")
@@ -80,14 +83,24 @@ def _setup(inp, opts, run: Run):
     cfg = {"task": "radiance", "method": "dnmp", "source": inp.builtin or str(inp.path), "builtin": inp.builtin,
            "scene": scene.name, "scene_kind": scene.kind, "aabb": np.asarray(scene.aabb).tolist(),
            "feat_dim": 3 + 6 * int(extra["freqs"]), "hidden": int(extra["hidden"]), "points": source,
+           "sh_degree": None if extra["sh_degree"] in (None, "none") else int(extra["sh_degree"]),
            "levels": [{"voxel": s, "count": len(centres[0]), "k": int(extra["k_fine"])},
                       {"voxel": 2 * s, "count": len(centres[1]), "k": int(extra["k_coarse"])}],
            "options": extra, "seed": opts.seed}
     model = build_model(cfg, decoder, code)
-    mid, half = points.mean(0), np.abs(points - points.mean(0)).max() + 1e-9
     with torch.no_grad():
         for lv, c in zip(model.levels, centres):
             lv.centres.copy_(c)
+    if density is not None and extra["shapes"] == "density":
+        from .dnmp_ae import load_encoder
+        from .dnmp_shapes import shape_levels
+
+        shape_levels(model, load_encoder(), density.fn, density.sigma_min, log=run.log)
+    elif extra["shapes"] not in ("density", "sphere"):
+        raise InputError(f"--shapes {extra['shapes']}", "unknown primitive start shape", "use density or sphere")
+    mid, half = points.mean(0), np.abs(points - points.mean(0)).max() + 1e-9
+    with torch.no_grad():
+        for lv in model.levels:
             x = (lv.vertices(model.decoder) - torch.as_tensor(mid).float()) / float(half)
             lv.features.copy_(position_encoding(x, int(extra["freqs"])))
     run.write_config(cfg)

@@ -106,6 +106,18 @@ def load(path: Path):
     return dec.eval(), t["sphere_code"]
 
 
+def load_encoder(path: Path | None = None) -> MeshEncoder:
+    """The frozen encoder of the cached weights (``pretrained`` makes sure they exist)."""
+    from safetensors.torch import load_file
+
+    t = load_file(str(path or cache_path() / FILE))
+    enc = MeshEncoder()
+    enc.load_state_dict({k[len("encoder."):]: v for k, v in t.items() if k.startswith("encoder.")})
+    for p in enc.parameters():
+        p.requires_grad_(False)
+    return enc.eval()
+
+
 def cache_path() -> Path:
     root = os.environ.get("FIELDFIT_CACHE")
     return Path(root) if root else Path.home() / ".cache" / "fieldfit"

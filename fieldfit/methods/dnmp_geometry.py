@@ -22,6 +22,7 @@ Voxels take the grid centre (the paper's ``--use_voxel_center``).
 
 import math
 import time
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -75,14 +76,14 @@ def carve_points(scene, cell: float, shell: int = 1, max_views: int = 60) -> np.
     return pts[_surface(occ, shell).reshape(-1)].numpy()
 
 
-def rbf_points(scene, inp, seconds: float, device, run, steps: int | None = None) -> tuple[np.ndarray, float]:
-    """(surface points, grid cell size) of a short rbf radiance fit of the same scene (see the module doc):
-    ``seconds`` of it (at least 64 steps), or exactly ``steps`` steps when given."""
+def rbf_points(scene, inp, seconds: float, device, run, steps: int | None = None, max_res: int = 128):
+    """(surface points, grid cell size, Density) of a short rbf radiance fit of the same scene (see the
+    module doc): ``seconds`` of it (at least 64 steps), or exactly ``steps`` steps when given."""
     from . import rbf_radiance as rr
     from .common import make_adam
     from .radiance_data import PixelStore
 
-    extra = rr.scene_defaults(scene, {**rr.DEFAULTS, "max_res": 64, "grid_full": (16, 48, 128)})
+    extra = rr.scene_defaults(scene, {**rr.DEFAULTS, "max_res": int(max_res), "grid_full": (16, 48, 128)})
     extra = rr.device_defaults(extra, device)
     cfg = rr.run_config(scene, inp, extra, 0)
     model, march = rr.build_model(cfg, device)
@@ -100,14 +101,29 @@ def rbf_points(scene, inp, seconds: float, device, run, steps: int | None = None
     with torch.no_grad():
         dens = torch.cat([model.field.density(pts[s:s + (1 << 16)].float()) for s in range(0, len(pts), 1 << 16)])
     opacity = 1.0 - torch.exp(-dens * march.step)  # of one marching step
-    occ = (opacity > min(0.1, 0.5 * float(opacity.max()))).reshape(res).cpu()
+    thr = min(0.1, 0.5 * float(opacity.max()))
+    occ = (opacity > thr).reshape(res).cpu()
     run.log(f"dnmp: rbf point fit {i} steps in {time.perf_counter() - t0:.0f}s, {int(occ.sum())} solid cells")
-    return pts.cpu()[_surface(occ, 0).reshape(-1)].numpy(), float(g.cell_size.max())
+    field = model.field
+
+    def density(x):
+        with torch.no_grad():
+            return field.density(x.to(pts.device).float()).cpu()
+
+    solid = Density(density, -math.log(1.0 - thr) / float(march.step))
+    return pts.cpu()[_surface(occ, 0).reshape(-1)].numpy(), float(g.cell_size.max()), solid
 
 
-def scene_points(scene, inp, extra: dict, device, run) -> tuple[np.ndarray, str]:
-    """(points [N,3], source description) following the module doc; the rbf source raises
-    ``extra["voxel"]`` to its grid cell when that is larger (one voxel per cell otherwise)."""
+class Density(NamedTuple):
+    """A density field (world points [N,3] -> sigma [N]) and the sigma that counts as solid."""
+
+    fn: Callable
+    sigma_min: float
+
+
+def scene_points(scene, inp, extra: dict, device, run) -> tuple[np.ndarray, str, Density | None]:
+    """(points [N,3], source description, the rbf fit's density or None) following the module doc; the
+    rbf source raises ``extra["voxel"]`` to its grid cell when that is larger (one voxel per cell otherwise)."""
     if scene.ndc:
         raise InputError(scene.source, "dnmp does not handle forward-facing (NDC) scenes",
                          "use --method rbf for LLFF captures")
@@ -115,21 +131,22 @@ def scene_points(scene, inp, extra: dict, device, run) -> tuple[np.ndarray, str]
     if how not in ("auto", "scene", "carve", "rbf"):
         raise InputError(f"--points {how}", "unknown point source", "use auto, scene, carve or rbf")
     if how == "rbf" or (how == "auto" and (scene.points is None or len(scene.points) == 0)):
-        pts, cell = rbf_points(scene, inp, float(extra["points_seconds"]), device, run, extra.get("points_steps"))
+        pts, cell, dens = rbf_points(scene, inp, float(extra["points_seconds"]), device, run, extra.get("points_steps"),
+                                     extra.get("points_max_res", 128))
         extra["voxel"] = max(float(extra["voxel"]), cell)  # no finer than the points' spacing
         if how == "rbf" or len(pts) >= 100 or not scene.has_alpha:
-            return pts, "rbf density fit"
+            return pts, "rbf density fit", dens
         run.log(f"dnmp: the rbf fit found {len(pts)} surface points; carving the alphas instead")
         how = "carve"
     if how == "carve":
         if not scene.has_alpha:
             raise InputError(scene.source, "carving needs images with alpha", "use --points rbf")
-        return carve_points(scene, extra["voxel"] / 2, shell=int(extra["shell"])), "alpha carving"
+        return carve_points(scene, extra["voxel"] / 2, shell=int(extra["shell"])), "alpha carving", None
     if scene.points is None or len(scene.points) == 0:
         raise InputError(scene.source, "the scene has no points", "use --points rbf (or carve for alpha scenes)")
     lo, hi = scene.aabb
     pts = np.asarray(scene.points, np.float64)
-    return pts[np.all((pts >= lo) & (pts <= hi), axis=1)], "scene points"
+    return pts[np.all((pts >= lo) & (pts <= hi), axis=1)], "scene points", None
 
 
 def voxelise(points: np.ndarray, size: float, origin: np.ndarray) -> torch.Tensor:
@@ -140,4 +157,4 @@ def voxelise(points: np.ndarray, size: float, origin: np.ndarray) -> torch.Tenso
     return torch.from_numpy(origin + (cells + 0.5) * size).float()
 
 
-__all__ = ["carve_points", "pixel_footprint", "rbf_points", "scene_points", "voxelise"]
+__all__ = ["Density", "carve_points", "pixel_footprint", "rbf_points", "scene_points", "voxelise"]

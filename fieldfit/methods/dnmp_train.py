@@ -21,7 +21,7 @@ import torch
 from fieldfit.render.raster import PinholeCamera
 
 from .common import set_lr
-from .dnmp_render import LayerBatch, rasterize_levels, shade
+from .dnmp_render import LayerBatch, rasterize_levels, rasterize_window, shade
 from .radiance_data import PixelStore, frame_rays
 
 
@@ -67,12 +67,11 @@ class GeometryStepper(_Base):
         h = min(int(self.extra["window"]), f.height)
         x0, y0 = int(self.rng.integers(f.width - w + 1)), int(self.rng.integers(f.height - h + 1))
         cam = PinholeCamera.of_frame(f).crop(x0, y0, w, h)
-        layers = rasterize_levels(self.model, cam)
+        layers, geometry = rasterize_window(self.model, cam)
         rows = np.arange(y0, y0 + h)[:, None] * f.width + np.arange(x0, x0 + w)[None]
         batch = self.store.take(self.offsets[j] + rows.reshape(-1))
         bg = self._background(batch.dirs)
-        rgb, _ = shade(self.model, LayerBatch(layers.face, layers.bary, layers.depth), batch.dirs, bg,
-                       row_adam=self.opt[1])
+        rgb, _ = shade(self.model, layers, batch.dirs, bg, geometry=geometry, row_adam=self.opt[1])
         loss = torch.nn.functional.mse_loss(rgb, batch.target(bg))
         self.rays += w * h
         self._step(loss, progress)
