@@ -7,7 +7,7 @@ worthless). On CPU only the reference is timed (there is no compiled kernel; the
 test tool), at 2^14 points unless --full, and the JSON says so.
 
 Writes bench/results/kernels_<device>.json with the machine description. Run from anywhere:
-    python bench/kernels_bench.py [--full] [--ops rbf,dense,hash,composite,traverse] [--out PATH]
+    python bench/kernels_bench.py [--full] [--ops rbf,dense,hash,triplane,composite,traverse] [--out PATH]
 """
 
 import argparse
@@ -70,6 +70,27 @@ def _hash_case(levels, log2t, f):
                 kernel=lambda x, t: K.hash_grid(x, t, res), reference=lambda x, t: R.hash_grid_ref(x, t, res))
 
 
+def _triplane_case(max_res, f=4, volume_max_res=32):
+    """lego's rbf encoding on CUDA: 4 levels 16..max_res, 3 planes each, volumes up to 32 (15 grids)."""
+    from fieldfit.cuda.triplane import pack
+    from fieldfit.fields.components.encodings import GridConfig
+
+    res = GridConfig(levels=4, base_res=16, max_res=max_res).resolutions()
+    n_p = 3 * len(res)
+
+    def make(n, dev):
+        g = torch.Generator().manual_seed(0)
+        planes = [torch.randn(f, r, r, generator=g).to(dev) * 1e-2 for r in res for _ in range(3)]
+        volumes = [torch.randn(f, r, r, r, generator=g).to(dev) * 1e-2 for r in res if r <= volume_max_res]
+        grids = planes + volumes
+        pack(grids)  # as TriPlane keeps them: one buffer, read in place
+        return [torch.rand(n, 3, device=dev) * 2 - 1, *grids], list(range(1, 1 + len(grids)))
+
+    return dict(name=f"triplane_grid F={f} R={res} volumes<={volume_max_res} (vs {n_p} grid_sample + cat)",
+                make=make, kernel=lambda x, *g: K.triplane_grid(x, g[:n_p], g[n_p:]),
+                reference=lambda x, *g: R.triplane_ref(x, g[:n_p], g[n_p:]))
+
+
 def _composite_case():
     def make(n_samples, dev):
         n_rays = max(1, n_samples // 64)
@@ -101,6 +122,7 @@ CASES = {
     "rbf": [_rbf_case(32, 64), _rbf_case(3, 64)],
     "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True)],
     "hash": [_hash_case(16, 19, 2)],
+    "triplane": [_triplane_case(512)],
     "composite": [_composite_case()],
     "traverse": [_traverse_case(128, 256)],
 }

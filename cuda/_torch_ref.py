@@ -59,6 +59,14 @@ def dense_grid_ref(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return out.reshape(grid.shape[0], -1).t()
 
 
+def triplane_ref(x: torch.Tensor, planes, volumes) -> torch.Tensor:
+    """Tri-plane features [N, (3L+V) F]: plane i reads x[:, (xy, xz, yz)[i % 3]], volumes read x (see
+    cuda.triplane.triplane_grid), each through ``dense_grid_ref``, concatenated in order."""
+    pairs = ((0, 1), (0, 2), (1, 2))
+    feats = [dense_grid_ref(x[:, list(pairs[i % 3])], p) for i, p in enumerate(planes)]
+    return torch.cat(feats + [dense_grid_ref(x, v) for v in volumes], dim=-1)
+
+
 def hash_index_ref(corner: torch.Tensor, res: int, table_size: int) -> torch.Tensor:
     """Table index of integer corners [N,d]: dense when res^d fits the table, else hashed."""
     d = corner.shape[-1]

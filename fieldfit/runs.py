@@ -71,6 +71,11 @@ def read_json(path: Path) -> dict:
         raise InputError(path, f"malformed JSON ({e})", "restore it or re-run the fit") from None
 
 
+def _own(t):
+    """``t``, or a copy when it is a view into a larger storage (safetensors refuses shared storage)."""
+    return t.clone() if t.untyped_storage().nbytes() != t.numel() * t.element_size() else t
+
+
 class Run:
     """A run folder. ``Run.create`` makes a new one, ``Run.open`` an existing one."""
 
@@ -120,7 +125,7 @@ class Run:
         """Weights (and optimizer state) as safetensors; ``meta`` as string metadata."""
         from safetensors.torch import save_file
 
-        flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        flat = {k: _own(v.detach().contiguous().cpu()) for k, v in tensors.items()}
         meta = {k: json.dumps(v) for k, v in meta.items()}
         atomic_write(self.path / CHECKPOINT, lambda tmp: save_file(flat, tmp, metadata=meta))
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from fieldfit import cuda as kernels
+from fieldfit.cuda.triplane import pack
 
 log = logging.getLogger("fieldfit")
 
@@ -85,6 +86,10 @@ class TriPlane(nn.Module):
         self.out_dim = cfg.features * (3 * len(self.res) + len(vres))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if kernels.backend_for(x) != "torch":  # one fused lookup; the grids move into one buffer once
+            grids = [*self.planes, *self.volumes]
+            pack(grids)
+            return kernels.triplane_grid(x, grids[:len(self.planes)], grids[len(self.planes):])
         feats = []
         for i, g in enumerate(self.planes):
             a, b = self.PLANES[i % 3]

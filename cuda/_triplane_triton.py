@@ -1,0 +1,147 @@
+"""Triton kernels of ``triplane_grid``: every plane (or volume) of a tri-plane encoding in one launch.
+
+The grids live in one flat buffer; an entry table ``meta`` [E,4] int64 holds per grid (element
+offset, resolution R, axis of x read along the grid's last axis, axis read along the one before).
+Program (i, e) blends the 2^DIM corners of grid e for points [i*BN, (i+1)*BN) and writes its F
+columns of the output. Planes use DIM=2, volumes DIM=3 (axes 0, 1, 2): two launches per call
+instead of one per grid plus the index copies of ``x[:, [a, b]]``. Sampling is grid_sample's
+(align_corners=True, border), as ``_grid_triton``'s dense kernel; backward scatters grid-grads
+with relaxed atomics and adds position-grads atomically (several grids read each coordinate).
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from ._dispatch import device_guard
+from ._grid_triton import _corner, _dense_launch, _feature_block
+
+
+@triton.jit
+def _axis(x_ptr, rn, mn, ax, S):
+    xc = tl.load(x_ptr + rn * 3 + ax, mask=mn, other=0.0)
+    ix = (xc + 1.0) * 0.5 * (S - 1)
+    inside = (ix > 0.0) & (ix < S - 1)
+    ix = tl.where(ix == ix, ix, 0.0)
+    ix = tl.minimum(tl.maximum(ix, 0.0), S - 1)
+    lo_f = tl.floor(ix)
+    frac = ix - lo_f
+    lo = lo_f.to(tl.int64)
+    hi = tl.minimum(lo + 1, S - 1)
+    return lo, hi, frac, inside
+
+
+@triton.jit
+def _setup(x_ptr, meta_ptr, rn, mn, e, DIM: tl.constexpr):
+    off = tl.load(meta_ptr + e * 4)
+    S = tl.load(meta_ptr + e * 4 + 1)
+    a0 = tl.load(meta_ptr + e * 4 + 2)
+    a1 = tl.load(meta_ptr + e * 4 + 3)
+    lo0, hi0, f0, in0 = _axis(x_ptr, rn, mn, a0, S)
+    lo1, hi1, f1, in1 = _axis(x_ptr, rn, mn, a1, S)
+    if DIM == 3:
+        lo2, hi2, f2, in2 = _axis(x_ptr, rn, mn, 2, S)
+    else:
+        f2 = tl.zeros(f0.shape, dtype=f0.dtype)
+        lo2 = tl.zeros(lo0.shape, dtype=tl.int64)
+        hi2 = lo2
+        in2 = f2 == 0.0
+    return off, S, a0, a1, lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2
+
+
+@triton.jit
+def _fwd_kernel(x_ptr, g_ptr, meta_ptr, out_ptr, N, F, OUT_W, COL0, DIM: tl.constexpr, BN: tl.constexpr,
+                BF: tl.constexpr):
+    e = tl.program_id(1)
+    rn = tl.program_id(0).to(tl.int64) * BN + tl.arange(0, BN)
+    mn = rn < N
+    off, S, a0, a1, lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2 = _setup(x_ptr, meta_ptr, rn, mn, e, DIM)
+    stf = S * S
+    if DIM == 3:
+        stf = stf * S
+    col = COL0 + e * F
+    for fb in range(0, F, BF):
+        rf = fb + tl.arange(0, BF)
+        m2 = mn[:, None] & (rf < F)[None, :]
+        acc = tl.zeros((BN, BF), dtype=out_ptr.dtype.element_ty)
+        for c in tl.static_range(2**DIM):
+            i0, i1, i2, w, dw0, dw1, dw2 = _corner(c, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2)
+            o = off + i0 + (i1 + i2 * S) * S
+            acc += w[:, None] * tl.load(g_ptr + o[:, None] + rf[None, :] * stf, mask=m2, other=0.0)
+        tl.store(out_ptr + rn[:, None] * OUT_W + col + rf[None, :], acc, mask=m2)
+
+
+@triton.jit
+def _bwd_kernel(x_ptr, g_ptr, meta_ptr, go_ptr, dg_ptr, dx_ptr, N, F, OUT_W, COL0, NEED_G: tl.constexpr,
+                NEED_X: tl.constexpr, DIM: tl.constexpr, BN: tl.constexpr, BF: tl.constexpr):
+    e = tl.program_id(1)
+    rn = tl.program_id(0).to(tl.int64) * BN + tl.arange(0, BN)
+    mn = rn < N
+    off, S, a0, a1, lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2 = _setup(x_ptr, meta_ptr, rn, mn, e, DIM)
+    stf = S * S
+    if DIM == 3:
+        stf = stf * S
+    col = COL0 + e * F
+    gx0 = tl.zeros((BN,), dtype=f0.dtype)
+    gx1 = tl.zeros((BN,), dtype=f0.dtype)
+    gx2 = tl.zeros((BN,), dtype=f0.dtype)
+    for fb in range(0, F, BF):
+        rf = fb + tl.arange(0, BF)
+        m2 = mn[:, None] & (rf < F)[None, :]
+        go = tl.load(go_ptr + rn[:, None] * OUT_W + col + rf[None, :], mask=m2, other=0.0)
+        for c in tl.static_range(2**DIM):
+            i0, i1, i2, w, dw0, dw1, dw2 = _corner(c, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2)
+            o = (off + i0 + (i1 + i2 * S) * S)[:, None] + rf[None, :] * stf
+            if NEED_G:
+                tl.atomic_add(dg_ptr + o, w[:, None] * go, mask=m2, sem="relaxed")
+            if NEED_X:
+                s = tl.sum(go * tl.load(g_ptr + o, mask=m2, other=0.0), axis=1)
+                gx0 += s * dw0
+                gx1 += s * dw1
+                gx2 += s * dw2
+    if NEED_X:
+        half = 0.5 * (S - 1)
+        tl.atomic_add(dx_ptr + rn * 3 + a0, tl.where(in0, gx0 * half, 0.0), mask=mn, sem="relaxed")
+        tl.atomic_add(dx_ptr + rn * 3 + a1, tl.where(in1, gx1 * half, 0.0), mask=mn, sem="relaxed")
+        if DIM == 3:
+            tl.atomic_add(dx_ptr + rn * 3 + 2, tl.where(in2, gx2 * half, 0.0), mask=mn, sem="relaxed")
+
+
+def _launches(meta_p, meta_v):
+    """(meta, DIM, first output column in grids) of the plane and volume launches that have entries."""
+    out = []
+    if meta_p.shape[0]:
+        out.append((meta_p, 2, 0))
+    if meta_v.shape[0]:
+        out.append((meta_v, 3, meta_p.shape[0]))
+    return out
+
+
+def forward(x, flat, meta_p, meta_v, f: int) -> torch.Tensor:
+    n, e = x.shape[0], meta_p.shape[0] + meta_v.shape[0]
+    out = torch.empty((n, e * f), dtype=flat.dtype, device=x.device)
+    if n == 0 or e == 0 or f == 0:
+        return out
+    cfg = _dense_launch(forward=True)
+    with device_guard(x.device):
+        for meta, dim, first in _launches(meta_p, meta_v):
+            grid = (triton.cdiv(n, cfg["BN"]), meta.shape[0])
+            _fwd_kernel[grid](x, flat, meta, out, n, f, e * f, first * f, DIM=dim, BF=_feature_block(f),
+                              enable_fp_fusion=True, **cfg)
+    return out
+
+
+def backward(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid: bool):
+    n, e = x.shape[0], meta_p.shape[0] + meta_v.shape[0]
+    dflat = torch.zeros_like(flat) if need_grid else None
+    dx = torch.zeros_like(x) if need_x else None
+    if n == 0 or e == 0 or f == 0 or not (need_x or need_grid):
+        return dx, dflat
+    cfg = _dense_launch(need_x=need_x)
+    with device_guard(x.device):
+        for meta, dim, first in _launches(meta_p, meta_v):
+            grid = (triton.cdiv(n, cfg["BN"]), meta.shape[0])
+            _bwd_kernel[grid](x, flat, meta, grad_out, dflat if need_grid else flat, dx if need_x else x, n, f, e * f,
+                              first * f, NEED_G=need_grid, NEED_X=need_x, DIM=dim, BF=_feature_block(f),
+                              enable_fp_fusion=True, **cfg)
+    return dx, dflat

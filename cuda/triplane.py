@@ -1,0 +1,133 @@
+"""``triplane_grid``: all planes and volumes of a tri-plane encoding in one call (two kernel launches).
+
+Three layers as in ``grid``: public function (checks, dispatch) -> ``_TriPlane`` (autograd) ->
+``_triplane_triton`` (kernels, imported on first CUDA/forced use). The kernels read the grids from one
+flat buffer: when the grids already sit back to back in one storage (``pack`` puts them there), that
+buffer is a view and nothing is copied; otherwise they are concatenated once per call.
+"""
+
+import torch
+
+from . import _checks
+from ._dispatch import backend_for
+from ._torch_ref import triplane_ref
+
+PLANES = ((0, 1), (0, 2), (1, 2))  # (axis along the grid's last axis, axis along the one before), per plane
+
+
+def _flat_view(grids) -> torch.Tensor | None:
+    """One 1-D view over ``grids`` when they are contiguous and back to back in one storage, else None."""
+    first = grids[0]
+    at = first.storage_offset()
+    for g in grids:
+        if not g.is_contiguous() or g.storage_offset() != at or \
+                g.untyped_storage().data_ptr() != first.untyped_storage().data_ptr():
+            return None
+        at += g.numel()
+    return first.detach().as_strided((at - first.storage_offset(),), (1,), first.storage_offset())
+
+
+def pack(grids) -> None:
+    """Move ``grids`` (tensors or Parameters of one device and dtype) into one storage, back to back."""
+    grids = list(grids)
+    if not grids or _flat_view(grids) is not None:
+        return
+    with torch.no_grad():
+        flat = torch.cat([g.detach().reshape(-1) for g in grids])
+        at = 0
+        for g in grids:
+            g.data = flat[at:at + g.numel()].view(g.shape)
+            at += g.numel()
+
+
+def _meta(planes, volumes, device):
+    rows, at = [], 0
+    for i, p in enumerate(planes):
+        a, b = PLANES[i % 3]
+        rows.append([at, p.shape[-1], a, b])
+        at += p.numel()
+    vrows = []
+    for v in volumes:
+        vrows.append([at, v.shape[-1], 0, 1])
+        at += v.numel()
+    mk = lambda r: torch.tensor(r, dtype=torch.int64, device=device).reshape(-1, 4)  # noqa: E731
+    return mk(rows), mk(vrows)
+
+
+class _TriPlane(torch.autograd.Function):
+    """Saves x, the flat grid buffer (a view when packed), the entry tables and the grids (for double
+    backward only). Grid-grads come back as views of one buffer."""
+
+    @staticmethod
+    def forward(ctx, x, meta_p, meta_v, n_planes, *grids):
+        from . import _triplane_triton  # noqa: PLC0415 - triton is imported lazily
+
+        flat = _flat_view(grids)
+        if flat is None:
+            flat = torch.cat([g.reshape(-1) for g in grids])
+        ctx.shapes = [g.shape for g in grids]
+        ctx.f = grids[0].shape[0]
+        ctx.save_for_backward(x, flat, meta_p, meta_v, *grids)
+        return _triplane_triton.forward(x, flat, meta_p, meta_v, ctx.f)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        from . import _triplane_triton  # noqa: PLC0415
+
+        x, flat, meta_p, meta_v, *grids = ctx.saved_tensors
+        need_x, need_grid = ctx.needs_input_grad[0], any(ctx.needs_input_grad[4:])
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
+            from .grid import _reference_vjp  # noqa: PLC0415
+
+            n_p = meta_p.shape[0]
+            fn = lambda a, *g: triplane_ref(a, g[:n_p], g[n_p:])  # noqa: E731
+            res = _reference_vjp(fn, (x, *grids), grad_out, (need_x, *[need_grid] * len(grids)))
+            return (res[0], None, None, None, *res[1:])
+        dx, dflat = _triplane_triton.backward(x, flat, meta_p, meta_v, ctx.f, grad_out.contiguous(), need_x,
+                                              need_grid)
+        dgrids, at = [], 0
+        for shape in ctx.shapes:
+            n = int(torch.Size(shape).numel())
+            dgrids.append(dflat[at:at + n].view(shape) if dflat is not None else None)
+            at += n
+        return (dx, None, None, None, *dgrids)
+
+
+def triplane_grid(x: torch.Tensor, planes, volumes=()) -> torch.Tensor:
+    """Tri-plane features: bilinear lookups of ``planes`` and trilinear of ``volumes``, concatenated.
+
+    Args:
+        x: [N, 3] float32/float64 positions in [-1, 1] (outside reads the border).
+        planes: 3L grids [F, R, R] (level-major; within a level xy, xz, yz: plane i reads
+            x[:, PLANES[i % 3]], the first of the pair along the grid's last axis, as grid_sample).
+        volumes: grids [F, R, R, R] read at x (x[:, 0] along the last axis).
+
+    Returns:
+        [N, (3L + V) F]: ``torch.cat([dense_grid(x[:, [a, b]], p) ...] + [dense_grid(x, v) ...], 1)``.
+        Differentiable in x and every grid.
+
+    Examples:
+        >>> triplane_grid(torch.zeros(4, 3), [torch.ones(2, 8, 8)] * 3).shape
+        torch.Size([4, 6])
+    """
+    op = "triplane_grid"
+    _checks.tensor(op, "x", x, ("N", "d"))
+    if x.shape[1] != 3:
+        raise ValueError(f"{op}: argument 'x' must have shape [N, 3], got {list(x.shape)}")
+    planes, volumes = list(planes), list(volumes)
+    if not planes or len(planes) % 3:
+        raise ValueError(f"{op}: argument 'planes' must hold 3 grids per level, got {len(planes)}")
+    f = planes[0].shape[0]
+    for name, grids, dims in (("planes", planes, 2), ("volumes", volumes, 3)):
+        for i, g in enumerate(grids):
+            _checks.tensor(op, f"{name}[{i}]", g, ("F",) + ("R",) * dims, like=("x", x))
+            if g.shape[0] != f or len(set(g.shape[1:])) != 1:
+                raise ValueError(f"{op}: argument '{name}[{i}]' must have shape [{f}, R{', R' * (dims - 1)}], "
+                                 f"got {list(g.shape)}")
+    if backend_for(x) == "torch":
+        return triplane_ref(x, planes, volumes)
+    meta_p, meta_v = _meta(planes, volumes, x.device)
+    return _TriPlane.apply(x.contiguous(), meta_p, meta_v, len(planes), *planes, *volumes)
+
+
+__all__ = ["PLANES", "pack", "triplane_grid"]
