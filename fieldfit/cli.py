@@ -10,6 +10,7 @@
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,8 @@ EXTRA_FLAGS = {
     "voxel": (float, "fine voxel size, world units (dnmp; default 3 pixel footprints)"),
     "geo-frac": (float, "share of the budget for the geometry stage (dnmp)"),
     "points": (str, "where dnmp's primitives come from: auto | scene | carve | rbf"),
+    "shapes": (str, "dnmp primitives start as: density (fitted to the rbf point fit; default) | sphere"),
+    "sh-degree": (int, "dnmp colour: spherical harmonics of this degree per point (default: an MLP reads the direction)"),
     "background": (str, "radiance training background: random | black (default: random with alpha, else black)"),
     "downscale": (int, "downscale posed images by N (area average)"),
     "test-every": (int, "every N-th image is a test view when the scene has no split"),
@@ -105,9 +108,12 @@ def cmd_fit(argv) -> int:
     if inp.task not in method.TASKS:
         raise InputError(scene, f"--method {method_name} does not fit {inp.task} inputs",
                          f"it fits: {', '.join(method.TASKS)}")
+    fresh = None
     if not args.resume:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        run = Run.create(Path(args.out) if args.out else Path("runs") / f"{inp.name}-{method_name}-{stamp}")
+        path = Path(args.out) if args.out else Path("runs") / f"{inp.name}-{method_name}-{stamp}"
+        fresh = None if path.exists() else path
+        run = Run.create(path)
     run.header = {"input": scene, "method": method_name, "command": "fieldfit " + " ".join(argv)}
     opts = Options(time_budget=args.time_budget, steps=args.steps, device=resolve_device(args.device),
                    seed=args.seed, resume=bool(args.resume), extra=extra)
@@ -116,12 +122,22 @@ def cmd_fit(argv) -> int:
 
         run.step_hook = LiveView(run, opts.device)
     run.log(f"fieldfit {method_name} on {scene} ({inp.task}) -> {run.path}")
-    metrics = method.fit(inp, opts, run)
+    try:
+        metrics = method.fit(inp, opts, run)
+    except InputError:
+        _drop_if_empty(fresh)
+        raise
     print(_summary(metrics))
     print(f"results: {run.path.resolve()}")
     if args.view:
         run.step_hook.finish()
     return 0
+
+
+def _drop_if_empty(path: Path | None) -> None:
+    """Remove a run folder this command made when bad input stopped it before any result (only its log)."""
+    if path is not None and path.is_dir() and {p.name for p in path.iterdir()} <= {"log"}:
+        shutil.rmtree(path)
 
 
 def _summary(m: dict) -> str:

@@ -36,7 +36,16 @@ def test_empty_image(tmp_path):
 def test_unreadable_image(tmp_path):
     p = tmp_path / "junk.png"
     p.write_bytes(b"not a png at all" * 10)
-    _one_line_error(run_cli(p), "junk.png", "cannot decode")
+    _one_line_error(run_cli(p, cwd=tmp_path), "junk.png", "cannot decode")
+    assert not any((tmp_path / "runs").glob("*"))  # no empty run folder left behind
+
+
+def test_bad_input_keeps_an_existing_out_folder(tmp_path):
+    p, out = tmp_path / "junk.png", tmp_path / "mine"
+    p.write_bytes(b"not a png at all" * 10)
+    out.mkdir()
+    _one_line_error(run_cli(p, "--out", out), "junk.png", "cannot decode")
+    assert out.is_dir()  # the folder was the user's: left in place
 
 
 def test_empty_mesh(tmp_path):
