@@ -32,7 +32,12 @@ def _axis(x_ptr, rn, mn, ax, S):
 
 
 @triton.jit
-def _setup(x_ptr, meta_ptr, rn, mn, e, DIM: tl.constexpr):
+def _setup(x_ptr, meta_ptr, N, F, COL0, DIM: tl.constexpr, BN: tl.constexpr):
+    """This program's points (rn, mask), grid (offset, R, feature stride, first output column, axes)
+    and per-axis corners (lo, hi, fraction, inside)."""
+    e = tl.program_id(1)
+    rn = tl.program_id(0).to(tl.int64) * BN + tl.arange(0, BN)
+    mn = rn < N
     off = tl.load(meta_ptr + e * 4)
     S = tl.load(meta_ptr + e * 4 + 1)
     a0 = tl.load(meta_ptr + e * 4 + 2)
@@ -46,20 +51,18 @@ def _setup(x_ptr, meta_ptr, rn, mn, e, DIM: tl.constexpr):
         lo2 = tl.zeros(lo0.shape, dtype=tl.int64)
         hi2 = lo2
         in2 = f2 == 0.0
-    return off, S, a0, a1, lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2
+    stf = S * S
+    if DIM == 3:
+        stf = stf * S
+    return (rn, mn, off, S, stf, COL0 + e * F, a0, a1,
+            lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2)
 
 
 @triton.jit
 def _fwd_kernel(x_ptr, g_ptr, meta_ptr, out_ptr, N, F, OUT_W, COL0, DIM: tl.constexpr, BN: tl.constexpr,
                 BF: tl.constexpr):
-    e = tl.program_id(1)
-    rn = tl.program_id(0).to(tl.int64) * BN + tl.arange(0, BN)
-    mn = rn < N
-    off, S, a0, a1, lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2 = _setup(x_ptr, meta_ptr, rn, mn, e, DIM)
-    stf = S * S
-    if DIM == 3:
-        stf = stf * S
-    col = COL0 + e * F
+    (rn, mn, off, S, stf, col, a0, a1,
+     lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2) = _setup(x_ptr, meta_ptr, N, F, COL0, DIM, BN)
     for fb in range(0, F, BF):
         rf = fb + tl.arange(0, BF)
         m2 = mn[:, None] & (rf < F)[None, :]
@@ -74,14 +77,8 @@ def _fwd_kernel(x_ptr, g_ptr, meta_ptr, out_ptr, N, F, OUT_W, COL0, DIM: tl.cons
 @triton.jit
 def _bwd_kernel(x_ptr, g_ptr, meta_ptr, go_ptr, dg_ptr, dx_ptr, N, F, OUT_W, COL0, NEED_G: tl.constexpr,
                 NEED_X: tl.constexpr, DIM: tl.constexpr, BN: tl.constexpr, BF: tl.constexpr):
-    e = tl.program_id(1)
-    rn = tl.program_id(0).to(tl.int64) * BN + tl.arange(0, BN)
-    mn = rn < N
-    off, S, a0, a1, lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2 = _setup(x_ptr, meta_ptr, rn, mn, e, DIM)
-    stf = S * S
-    if DIM == 3:
-        stf = stf * S
-    col = COL0 + e * F
+    (rn, mn, off, S, stf, col, a0, a1,
+     lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2) = _setup(x_ptr, meta_ptr, N, F, COL0, DIM, BN)
     gx0 = tl.zeros((BN,), dtype=f0.dtype)
     gx1 = tl.zeros((BN,), dtype=f0.dtype)
     gx2 = tl.zeros((BN,), dtype=f0.dtype)
