@@ -118,13 +118,25 @@ def _traverse_case(g, m):
                 reference=R.traverse_occupancy_ref)
 
 
+def _traverse_next_case(g, m, k):
+    base = _traverse_case(g, m)["make"]
+
+    def make(n, dev):
+        args, _ = base(n, dev)
+        *head, jitter = args
+        return [*head, torch.zeros(n, dtype=torch.int32, device=dev), k, jitter], []
+
+    return dict(name=f"traverse_occupancy_next G={g} steps={m} K={k}", make=make, kernel=K.traverse_occupancy_next,
+                reference=R.traverse_next_ref)
+
+
 CASES = {
     "rbf": [_rbf_case(32, 64), _rbf_case(3, 64)],
     "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True)],
     "hash": [_hash_case(16, 19, 2)],
     "triplane": [_triplane_case(512)],
     "composite": [_composite_case()],
-    "traverse": [_traverse_case(128, 256)],
+    "traverse": [_traverse_case(128, 256), _traverse_next_case(128, 256, 8)],
 }
 
 

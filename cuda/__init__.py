@@ -1,9 +1,10 @@
 """fieldfit.cuda: GPU kernels (Triton) for the hot paths, each beside a pure-torch reference.
 
 Public ops: ``rbf_layer``, ``dense_grid``, ``hash_grid``, ``triplane_grid``, ``composite_packed``,
-``traverse_occupancy``. CUDA tensors run the Triton kernels, everything else the references in
-``_torch_ref``; ``FIELDFIT_KERNELS=torch|triton`` forces one (see ``_dispatch``). Importing this
-package imports no triton and compiles nothing; kernels are imported and compiled on first use.
+``traverse_occupancy``, ``traverse_occupancy_next``. CUDA tensors run the Triton kernels,
+everything else the references in ``_torch_ref``; ``FIELDFIT_KERNELS=torch|triton`` forces one
+(see ``_dispatch``). Importing this package imports no triton and compiles nothing; kernels are
+imported and compiled on first use.
 """
 
 if __name__ != "fieldfit.cuda":
@@ -18,7 +19,7 @@ from ._torch_ref import RBF_KERNELS
 from .composite import composite_packed
 from .grid import dense_grid, hash_grid
 from .rbf import rbf_layer
-from .traverse import traverse_occupancy
+from .traverse import traverse_occupancy, traverse_occupancy_next
 from .triplane import triplane_grid
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "hash_grid",
     "rbf_layer",
     "traverse_occupancy",
+    "traverse_occupancy_next",
     "triplane_grid",
 ]

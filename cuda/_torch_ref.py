@@ -165,6 +165,27 @@ def composite_packed_ref(
     return weights, transmittance
 
 
+class _OccupancyTest:
+    """(o [r,3], d [r,3], mid [r,m]) -> [r,m] bool: o + mid d inside the aabb (1e-6 of the extent
+    tolerance) and in a cell whose binary entry is True."""
+
+    def __init__(self, binary: torch.Tensor, aabb: torch.Tensor, dtype):
+        self.res = torch.tensor(binary.shape, device=binary.device)
+        self.lo, hi = aabb[0].to(dtype), aabb[1].to(dtype)
+        self.extent = hi - self.lo
+        tol = 1e-6 * self.extent
+        self.lo_tol, self.hi_tol = self.lo - tol, hi + tol
+        self.flat = binary.reshape(-1)
+        self.strides = torch.tensor([binary.shape[1] * binary.shape[2], binary.shape[2], 1], device=binary.device)
+
+    def __call__(self, o, d, mid):
+        x = o[:, None, :] + d[:, None, :] * mid[..., None]  # [r, m, 3]
+        inside = ((x >= self.lo_tol) & (x <= self.hi_tol)).all(-1)
+        cell = ((x - self.lo) / self.extent * self.res).floor().long()
+        cell = torch.minimum(cell.clamp_min(0), self.res - 1)
+        return inside & self.flat[(cell * self.strides).sum(-1)]
+
+
 def traverse_occupancy_ref(
     origins: torch.Tensor,
     dirs: torch.Tensor,
@@ -193,12 +214,7 @@ def traverse_occupancy_ref(
     n_rays = origins.shape[0]
     step = float(step_size)
     m = int(max_samples_per_ray)
-    res = torch.tensor(binary.shape, device=device)
-    lo, hi = aabb[0].to(origins.dtype), aabb[1].to(origins.dtype)
-    extent = hi - lo
-    tol = 1e-6 * extent
-    flat = binary.reshape(-1)
-    strides = torch.tensor([binary.shape[1] * binary.shape[2], binary.shape[2], 1], device=device)
+    occupied = _OccupancyTest(binary, aabb, origins.dtype)
     k = torch.arange(m, device=device, dtype=origins.dtype)
     chunk = max(1, (1 << 21) // max(m, 1))
     out_s, out_e, out_i = [], [], []
@@ -210,13 +226,7 @@ def traverse_occupancy_ref(
             ts = tmin + (k + j) * step  # [r, m]
             te = torch.minimum(ts + step, tmax)
             valid = ts < tmax
-            mid = 0.5 * (ts + te)
-            x = o[:, None, :] + d[:, None, :] * mid[..., None]  # [r, m, 3]
-            inside = ((x >= lo - tol) & (x <= hi + tol)).all(-1)
-            cell = ((x - lo) / extent * res).floor().long()
-            cell = torch.minimum(cell.clamp_min(0), res - 1)
-            occupied = flat[(cell * strides).sum(-1)]
-            keep = valid & inside & occupied
+            keep = valid & occupied(o, d, 0.5 * (ts + te))
             rows, cols = keep.nonzero(as_tuple=True)
             out_s.append(ts[rows, cols])
             out_e.append(te[rows, cols])
@@ -225,6 +235,68 @@ def traverse_occupancy_ref(
         empty = origins.new_zeros(0)
         return empty, empty.clone(), torch.zeros(0, dtype=torch.long, device=device)
     return torch.cat(out_s), torch.cat(out_e), torch.cat(out_i).long()
+
+
+def traverse_next_ref(
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    t_min: torch.Tensor,
+    t_max: torch.Tensor,
+    binary: torch.Tensor,
+    aabb: torch.Tensor,
+    step_size: float,
+    max_steps: int,
+    k_start: torch.Tensor,
+    n_keep: int,
+    jitter=None,
+    block: int = 64,
+):
+    """``traverse_occupancy_ref`` resumed at step k_start[r], stopping after n_keep kept intervals.
+
+    Ray r looks at steps k = k_start[r], k_start[r] + 1, ... (k < max_steps, t_k < t_max[r],
+    t_k = t_min[r] + (k + jitter[r]) step, the arithmetic of ``traverse_occupancy_ref``) and keeps
+    the first n_keep intervals that reference keeps, in a fixed layout (no packing, no sync to size
+    the output). Steps are scanned ``block`` at a time (the kernel's block), rays in parallel.
+
+    Returns (t_starts [R,K], t_ends [R,K] (0 past a ray's count), counts [R] int32 <= K,
+    k_next [R] int32: the step after the K-th kept interval, or max_steps when the ray ran out).
+    Chaining calls with k_start = k_next yields exactly ``traverse_occupancy_ref``'s intervals.
+    """
+    n_rays, kk = origins.shape[0], int(n_keep)
+    m, step, device = int(max_steps), float(step_size), origins.device
+    ts_out = origins.new_zeros(n_rays, kk)
+    te_out = origins.new_zeros(n_rays, kk)
+    counts = torch.zeros(n_rays, dtype=torch.long, device=device)
+    k_next = torch.full((n_rays,), m, dtype=torch.long, device=device)
+    occupied = _OccupancyTest(binary, aabb, origins.dtype)
+    k0 = k_start.long().clone()
+    lanes = torch.arange(block, device=device)
+    j = torch.zeros_like(t_min) if jitter is None else jitter.to(origins.dtype)
+
+    def going(rays):  # rays with room left, steps left and t_k < t_max at their next block (the kernel's test)
+        a = k0[rays]
+        t_next = t_min[rays] + (a.to(origins.dtype) + j[rays]) * step
+        return rays[(counts[rays] < kk) & (a < m) & (t_next < t_max[rays])]
+
+    active = going(torch.arange(n_rays, device=device))
+    with torch.no_grad():
+        while active.numel() > 0:
+            k = k0[active, None] + lanes  # [A, block]
+            tmin, tmax = t_min[active, None], t_max[active, None]
+            ts = tmin + (k.to(origins.dtype) + j[active, None]) * step
+            te = torch.minimum(ts + step, tmax)
+            keep = (k < m) & (ts < tmax) & occupied(origins[active], dirs[active], 0.5 * (ts + te))
+            slot = counts[active, None] + torch.cumsum(keep.long(), 1) - 1
+            ok = keep & (slot < kk)
+            rows, cols = ok.nonzero(as_tuple=True)
+            ts_out[active[rows], slot[rows, cols]] = ts[rows, cols]
+            te_out[active[rows], slot[rows, cols]] = te[rows, cols]
+            rows, cols = (ok & (slot == kk - 1)).nonzero(as_tuple=True)
+            k_next[active[rows]] = k[rows, cols] + 1
+            counts[active] = torch.clamp(counts[active] + keep.sum(1), max=kk)
+            k0[active] += block
+            active = going(active)
+    return ts_out, te_out, counts.int(), k_next.int()
 
 
 def hash_grid_vectorized(x: torch.Tensor, table: torch.Tensor, resolutions) -> torch.Tensor:

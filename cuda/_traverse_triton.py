@@ -5,8 +5,10 @@ max_samples_per_ray) and tests each interval's midpoint against the aabb and the
 The kernel runs twice with identical arithmetic (``write`` is a runtime flag, not a constexpr, so
 both passes share one compiled binary): pass 1 counts the kept intervals per ray, torch turns the
 counts into offsets, pass 2 writes them. Writes are also capped at each ray's count, so no pass
-can write outside its slice. FP contraction is disabled so the arithmetic matches torch's
-separately rounded elementwise ops (the reference) as closely as possible.
+can write outside its slice. ``_next_kernel`` resumes a ray at a step index and stops after K kept
+intervals, written to the ray's row of a fixed [R, K] layout (one pass, no sync). FP contraction
+is disabled so the arithmetic matches torch's separately rounded elementwise ops (the reference)
+as closely as possible.
 """
 
 import torch
@@ -97,3 +99,61 @@ def traverse(origins, dirs, t_min, t_max, binary_u8, box, step_t, max_samples, j
             _traverse_kernel[(n_rays,)](origins, dirs, t_min, t_max, jit, binary_u8, box, step_t, counts, offs,
                                         t_starts, t_ends, ray_indices, max_samples, g0, g1, g2, 1, **args)
     return t_starts, t_ends, ray_indices
+
+
+@triton.jit
+def _next_kernel(o_ptr, d_ptr, tmin_ptr, tmax_ptr, jit_ptr, kstart_ptr, bin_ptr, box_ptr, step_ptr, ts_ptr, te_ptr,
+                 count_ptr, knext_ptr, M, K, G0, G1, G2, HAS_JITTER: tl.constexpr, BS: tl.constexpr):
+    """One program per ray: from step k_start, the first K kept intervals into row ``ray`` of [R, K]."""
+    ray = tl.program_id(0).to(tl.int64)
+    tmin = tl.load(tmin_ptr + ray)
+    tmax = tl.load(tmax_ptr + ray)
+    step = tl.load(step_ptr)
+    if HAS_JITTER:
+        jit = tl.load(jit_ptr + ray).to(tmin.dtype)
+    else:
+        jit = 0.0
+    k0 = tl.load(kstart_ptr + ray)
+    count = tl.sum(tl.zeros((BS,), dtype=tl.int32), axis=0)
+    k_next = count + M
+    t_first = tmin + (k0.to(tmin.dtype) + jit) * step
+    while (k0 < M) & (t_first < tmax) & (count < K):
+        k = k0 + tl.arange(0, BS)
+        ts = tmin + (k.to(tmin.dtype) + jit) * step
+        te = tl.minimum(ts + step, tmax)
+        mid = 0.5 * (ts + te)
+        in0, c0 = _axis_cell(o_ptr, d_ptr, box_ptr, ray, mid, 0, G0)
+        in1, c1 = _axis_cell(o_ptr, d_ptr, box_ptr, ray, mid, 1, G1)
+        in2, c2 = _axis_cell(o_ptr, d_ptr, box_ptr, ray, mid, 2, G2)
+        cand = (k < M) & (ts < tmax) & in0 & in1 & in2
+        occ = tl.load(bin_ptr + (c0 * G1 + c1) * G2 + c2, mask=cand, other=0)
+        keep = cand & (occ != 0)
+        slot = count + tl.cumsum(keep.to(tl.int32), axis=0) - 1
+        ok = keep & (slot < K)
+        tl.store(ts_ptr + ray * K + slot, ts, mask=ok)
+        tl.store(te_ptr + ray * K + slot, te, mask=ok)
+        last = tl.max(tl.where(ok & (slot == K - 1), k + 1, 0), axis=0)
+        k_next = tl.where(last > 0, last, k_next)
+        count = tl.minimum(count + tl.sum(keep.to(tl.int32), axis=0), K)
+        k0 += BS
+        t_first = tmin + (k0.to(tmin.dtype) + jit) * step
+    tl.store(count_ptr + ray, count)
+    tl.store(knext_ptr + ray, k_next)
+
+
+def traverse_next(origins, dirs, t_min, t_max, binary_u8, box, step_t, max_steps, k_start, n_keep, jitter):
+    """Returns (t_starts [R,K], t_ends [R,K], counts [R] int32, k_next [R] int32); box as ``traverse``."""
+    n_rays = origins.shape[0]
+    dev, dt = origins.device, origins.dtype
+    ts = torch.zeros(n_rays, n_keep, dtype=dt, device=dev)
+    te = torch.zeros(n_rays, n_keep, dtype=dt, device=dev)
+    counts = torch.zeros(n_rays, dtype=torch.int32, device=dev)
+    k_next = torch.full((n_rays,), max_steps, dtype=torch.int32, device=dev)
+    if n_rays == 0 or n_keep == 0:
+        return ts, te, counts, k_next
+    g0, g1, g2 = binary_u8.shape
+    with device_guard(dev):
+        _next_kernel[(n_rays,)](origins, dirs, t_min, t_max, t_min if jitter is None else jitter, k_start, binary_u8,
+                                box, step_t, ts, te, counts, k_next, max_steps, n_keep, g0, g1, g2,
+                                HAS_JITTER=jitter is not None, BS=BS, num_warps=2, enable_fp_fusion=False)
+    return ts, te, counts, k_next

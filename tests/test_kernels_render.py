@@ -13,8 +13,9 @@ import pytest
 import torch
 from _kernel_utils import DEVICES, DTYPES, as64, assert_close, triton_kernels, vjp  # noqa: F401
 
-from fieldfit.cuda import composite_packed, traverse_occupancy
-from fieldfit.cuda._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH, composite_packed_ref, traverse_occupancy_ref
+from fieldfit.cuda import composite_packed, traverse_occupancy, traverse_occupancy_next
+from fieldfit.cuda._torch_ref import (COMPOSITE_MAX_OPTICAL_DEPTH, composite_packed_ref, traverse_next_ref,
+                                      traverse_occupancy_ref)
 
 TOL = {torch.float32: (1e-4, 1e-5), torch.float64: (1e-9, 1e-10)}
 
@@ -176,9 +177,11 @@ def _boundary(origins, dirs, t_min, t_max, aabb, res, step, ts, te, ri):
     return near_face | near_end
 
 
-def _check_traverse(args, step, m, jitter):
+def _check_traverse(args, step, m, jitter, out=None):
+    """``out`` (default: traverse_occupancy's) against the reference, up to samples on a cell boundary."""
     origins, dirs, t_min, t_max, binary, aabb = args
-    out = traverse_occupancy(origins, dirs, t_min, t_max, binary, aabb, step, m, jitter)
+    if out is None:
+        out = traverse_occupancy(origins, dirs, t_min, t_max, binary, aabb, step, m, jitter)
     ref = traverse_occupancy_ref(origins, dirs, t_min, t_max, binary, aabb, step, m, jitter)
     ts, te, ri = out
     assert ts.dtype == origins.dtype and ri.dtype == torch.int64
@@ -255,3 +258,118 @@ def test_traverse_errors_name_the_argument():
         traverse_occupancy(origins, dirs, t_min, t_max, binary, aabb, 0.1, 8.5)
     with pytest.raises(ValueError, match="'jitter'"):
         traverse_occupancy(origins, dirs, t_min, t_max, binary, aabb, 0.1, 8, torch.zeros(3))
+
+
+# -- traverse_occupancy_next: the march resumed at a step, K kept intervals per ray ---------------------------
+
+
+def _chain(fn, args, step, m, k, jitter=None):
+    """Call ``fn`` (traverse_occupancy_next's signature) with k_start = k_next until every ray is done;
+    returns the intervals packed as traverse_occupancy's (t_starts, t_ends, ray_indices) and the rounds."""
+    origins = args[0]
+    k_start = torch.zeros(origins.shape[0], dtype=torch.int32, device=origins.device)
+    parts, rounds = [], 0
+    while True:
+        ts, te, counts, k_next = fn(*args, step, m, k_start, k, jitter)
+        assert ts.shape == te.shape == (origins.shape[0], k) and ts.dtype == origins.dtype
+        assert counts.dtype == k_next.dtype == torch.int32 and bool((counts <= k).all())
+        assert bool((k_next >= k_start).all()) and bool((k_next <= m).all())
+        lane = torch.arange(k, device=origins.device)
+        assert not bool(ts[lane >= counts[:, None]].any()), "slots past a ray's count must stay zero"
+        slot_rank = (lane < counts[:, None]).long()
+        parts.append((ts, te, slot_rank))
+        rounds += 1
+        if bool((k_next >= m).all()) or rounds > m + 1:
+            break
+        k_start = k_next
+    # pack: each ray's rounds in order
+    ts = torch.cat([p[0] for p in parts], 1)
+    te = torch.cat([p[1] for p in parts], 1)
+    used = torch.cat([p[2] for p in parts], 1).bool()
+    rows, cols = used.nonzero(as_tuple=True)
+    return (ts[rows, cols], te[rows, cols], rows), rounds
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [1, 5, 64, 200])
+@pytest.mark.parametrize("use_jitter", [False, True], ids=["fixed", "jitter"])
+def test_traverse_next_reference_chains_to_traverse_reference(dtype, k, use_jitter):
+    # exact: same arithmetic as traverse_occupancy_ref, whatever K (1, a block, more than a ray holds)
+    origins, dirs, t_min, t_max, jitter = _rays(37, dtype, "cpu")
+    jitter = jitter if use_jitter else None
+    aabb = torch.tensor([[-1.0, -1.0, -0.8], [1.0, 0.9, 0.8]])
+    args = (origins, dirs, t_min, t_max, _grid((8, 6, 5), "cpu"), aabb)
+    (ts, te, ri), rounds = _chain(traverse_next_ref, args, 0.03, 150, k, jitter)
+    ref = traverse_occupancy_ref(*args, 0.03, 150, jitter)
+    assert ref[0].numel() > 100
+    assert torch.equal(ts, ref[0]) and torch.equal(te, ref[1]) and torch.equal(ri, ref[2])
+    assert rounds >= (2 if k < 64 else 1)
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [3, 64, 100])
+@pytest.mark.parametrize("use_jitter", [False, True], ids=["fixed", "jitter"])
+def test_traverse_next_matches_reference(device, dtype, k, use_jitter):
+    # the kernel, chained, against traverse_occupancy_ref (cell-boundary samples may differ on a GPU)
+    origins, dirs, t_min, t_max, jitter = _rays(37, dtype, device)
+    jitter = jitter if use_jitter else None
+    aabb = torch.tensor([[-1.0, -1.0, -0.8], [1.0, 0.9, 0.8]], device=device)
+    args = (origins, dirs, t_min, t_max, _grid((8, 6, 5), device), aabb)
+    out, _ = _chain(traverse_occupancy_next, args, 0.03, 150, k, jitter)
+    _check_traverse(args, 0.03, 150, jitter, out=out)
+    k0 = torch.zeros(37, dtype=torch.int32, device=device)
+    one = traverse_occupancy_next(*args, 0.03, 150, k0, k, jitter)
+    ref = traverse_next_ref(*args, 0.03, 150, k0, k, jitter)
+    assert torch.equal(one[2], ref[2]) or device == "cuda"  # counts: exact under the interpreter
+    assert torch.equal(one[3], ref[3]) or device == "cuda"
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_traverse_next_step_cap_and_done_rays(device):
+    # a full grid: ray 0 starts inside and keeps every step; k_start >= max_steps means done
+    origins, dirs, t_min, t_max, _ = _rays(6, torch.float32, device)
+    origins[0] = torch.tensor([-0.5, 0.0, 0.0], device=device)
+    aabb = torch.tensor([[-1.0] * 3, [1.0] * 3], device=device)
+    binary = torch.ones(4, 4, 4, dtype=torch.bool, device=device)
+    k_start = torch.tensor([3, 0, 0, 0, 10, 99], dtype=torch.int32, device=device)
+    ts, te, counts, k_next = traverse_occupancy_next(origins, dirs, t_min, t_max, binary, aabb, 0.05, 10, k_start, 4)
+    assert counts.tolist()[0] == 4 and k_next.tolist()[0] == 7  # steps 3..6
+    torch.testing.assert_close(ts[0], t_min[0] + torch.arange(3, 7, device=device).float() * 0.05)
+    assert counts.tolist()[1] == 0 and counts.tolist()[2] == 0  # empty interval; misses the box
+    assert counts.tolist()[4:] == [0, 0] and k_next.tolist()[4:] == [10, 10] and k_next.tolist()[1] == 10
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_traverse_next_empty(device):
+    origins, dirs, t_min, t_max, _ = _rays(0, torch.float32, device)
+    binary = torch.ones(3, 3, 3, dtype=torch.bool, device=device)
+    aabb = torch.tensor([[-1.0] * 3, [1.0] * 3], device=device)
+    ts, te, counts, k_next = traverse_occupancy_next(origins, dirs, t_min, t_max, binary, aabb, 0.1, 50,
+                                                     torch.zeros(0, dtype=torch.int32, device=device), 8)
+    assert ts.shape == (0, 8) and counts.shape == k_next.shape == (0,)
+    origins, dirs, t_min, t_max, _ = _rays(5, torch.float32, device)
+    ts, _, counts, k_next = traverse_occupancy_next(origins, dirs, t_min, t_max, binary, aabb, 0.1, 50,
+                                                    torch.zeros(5, dtype=torch.int32, device=device), 0)
+    assert ts.shape == (5, 0) and counts.tolist() == [0] * 5
+
+
+def test_traverse_next_errors_name_the_argument():
+    origins, dirs, t_min, t_max, _ = _rays(4, torch.float32, "cpu")
+    binary, aabb = torch.ones(2, 2, 2, dtype=torch.bool), torch.tensor([[-1.0] * 3, [1.0] * 3])
+    k0 = torch.zeros(4, dtype=torch.int32)
+    with pytest.raises(TypeError, match="'k_start'"):
+        traverse_occupancy_next(origins, dirs, t_min, t_max, binary, aabb, 0.1, 8, k0.long(), 4)
+    with pytest.raises(ValueError, match="'k_start'"):
+        traverse_occupancy_next(origins, dirs, t_min, t_max, binary, aabb, 0.1, 8, k0[:3], 4)
+    with pytest.raises(ValueError, match="'n_keep'"):
+        traverse_occupancy_next(origins, dirs, t_min, t_max, binary, aabb, 0.1, 8, k0, -1)
+    with pytest.raises(TypeError, match="'max_steps'"):
+        traverse_occupancy_next(origins, dirs, t_min, t_max, binary, aabb, 0.1, 8.0, k0, 4)
+    with pytest.raises(ValueError, match="'t_max'"):
+        traverse_occupancy_next(origins, dirs, t_min, t_max[:2], binary, aabb, 0.1, 8, k0, 4)
+    with pytest.raises(ValueError, match="'jitter'"):
+        traverse_occupancy_next(origins, dirs, t_min, t_max, binary, aabb, 0.1, 8, k0, 4, torch.zeros(3))
