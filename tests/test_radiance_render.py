@@ -11,7 +11,8 @@ from fieldfit.fields.base import FieldOutput
 from fieldfit.methods.radiance_data import PixelStore, frame_rays, premultiplied
 from fieldfit.methods.radiance_eval import ndc_to_world
 from fieldfit.methods.radiance_paths import orbit_poses, path_frames, spiral_poses
-from fieldfit.methods.radiance_render import MarchConfig, RadianceModel, distortion_loss, render_rays
+from fieldfit.methods.radiance_render import (MarchConfig, RadianceModel, distortion_loss, march_mode,
+                                               render_rays)
 from fieldfit.render import OccupancyGrid, RaySamples, ndc_rays
 from fieldfit.scenes import load_scene
 from fieldfit.scenes.builtin import blocks_scene_dir
@@ -72,6 +73,55 @@ def test_render_sees_the_ball_and_skips_empty_space():
     assert bool((opacity[hit] > 0.99).all()) and bool((opacity[miss] < 0.01).all())
     torch.testing.assert_close(rgb[hit], torch.tensor([1.0, 0.0, 0.0]).expand(int(hit.sum()), 3), atol=0.02, rtol=0)
     assert n / len(o) < 40  # a ray crossing the box would take 200 steps of 0.01
+
+
+class Cloud(Sphere):
+    """A translucent ball with structure: density and colour vary along every ray."""
+
+    def density(self, x):
+        r = (x - CENTRE).norm(dim=-1)
+        return 8.0 * (1.5 + torch.sin(9.0 * x).sum(-1)).clamp_min(0) * (r < 0.5)
+
+    def forward(self, x, d):
+        return FieldOutput(self.density(x), torch.sigmoid(4.0 * x + d))
+
+
+@pytest.mark.parametrize("first", [1, 8])  # one sample a round (many rounds) or 8, 16, 16, ...
+@pytest.mark.parametrize("early_stop,alpha_thre", [(1e-4, 0.0), (1e-2, 2e-2), (0.0, 0.0)])
+def test_render_rounds_matches_render(early_stop, alpha_thre, first):
+    model = RadianceModel(Cloud(), OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=24, dilation=0))
+    model.update_grid(0, 0.02)
+    assert 0.02 < model.grid.occupied_fraction() < 0.5  # carved: rounds skip empty cells
+    o, d = rays(400)
+    cfg = MarchConfig(step=0.01, early_stop=early_stop, alpha_thre=alpha_thre)
+    bg = torch.tensor([0.2, 0.5, 0.9])
+    ref, samples = model.render(o, d, bg, cfg)
+    most = 16 if first > 1 else 1  # 8, 16, 16, ... or one sample every round
+    rgb, opacity, depth, evals = model.render_rounds(o, d, bg, cfg, first=first, most=most)
+    assert 0.05 < float(ref.opacity.mean()) < 0.95 and float(ref.opacity.max()) > 0.99  # translucent and opaque rays
+    torch.testing.assert_close(rgb, ref.rgb, atol=2e-5, rtol=0)
+    torch.testing.assert_close(opacity, ref.opacity, atol=2e-5, rtol=0)
+    torch.testing.assert_close(depth, ref.depth, atol=1e-4, rtol=0)
+    candidates = model.march(o, d, MarchConfig(step=cfg.step, early_stop=0.0), stratified=False).n_samples
+    assert samples.n_samples <= evals <= candidates
+    if first == 1 and alpha_thre == 0:  # one sample a round: none evaluated past an opaque point
+        assert evals == samples.n_samples
+
+
+def test_render_modes_give_one_image(monkeypatch):
+    model = sphere_model()
+    o, d = rays()
+    cfg = MarchConfig(step=0.01, early_stop=1e-3, alpha_thre=1e-3)
+    a = render_rays(model, o, d, torch.ones(3), cfg, "cpu", chunk=128, mode="packed")
+    b = render_rays(model, o, d, torch.ones(3), cfg, "cpu", chunk=128, mode="rounds")
+    torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(a[1], b[1], atol=1e-5, rtol=0)
+    assert march_mode("cpu") == "rounds" and march_mode("cuda") == "packed"
+    monkeypatch.setenv("FIELDFIT_MARCH", "rounds")
+    assert march_mode("cuda") == "rounds"
+    monkeypatch.setenv("FIELDFIT_MARCH", "fast")
+    with pytest.raises(ValueError, match="FIELDFIT_MARCH"):
+        march_mode("cpu")
 
 
 def test_distortion_loss_matches_a_naive_double_loop():

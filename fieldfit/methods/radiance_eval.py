@@ -5,7 +5,8 @@ PSNR, ``test.ssim`` the mean SSIM (11x11 Gaussian window, sigma 1.5), ``test.lpi
 only when the ``lpips`` package is installed; renders are compared with the test images as
 stored (alpha scenes composited on the scene's background). ``render_ms_per_frame`` is the
 wall time per test view (rays, marching, field, compositing), ``samples_per_ray`` the mean
-number of field samples per test ray.
+number of field samples per test ray (composited ones with FIELDFIT_MARCH=packed; with the
+default rounds, every sample the field coloured, a round's samples past an opaque point included).
 
 Mesh export: marching cubes on -(density - threshold) over the box of the occupied cells, so
 the surface is closed where it meets the box; threshold = ln 2 / step (one marching step of it

@@ -119,6 +119,19 @@ class OccupancyGrid(nn.Module):
             binary = pooled[0, 0] > 0
         self.binary.copy_(binary)
 
+    def span(self, origins: torch.Tensor, dirs: torch.Tensor, near, far) -> tuple[torch.Tensor, torch.Tensor]:
+        """(t_min, t_max) [R] of rays clipped to the box and to [near, far] (t_max = t_min: nothing to march)."""
+        t_near, t_far, hit = ray_aabb(origins, dirs, self.aabb.to(origins.dtype))
+        t_min = torch.maximum(t_near, torch.as_tensor(near, dtype=origins.dtype, device=origins.device))
+        t_max = torch.minimum(t_far, torch.as_tensor(far, dtype=origins.dtype, device=origins.device))
+        return t_min, torch.where(hit & (t_max > t_min), t_max, t_min)
+
+    @staticmethod
+    def max_steps(t_min: torch.Tensor, t_max: torch.Tensor, step_size: float) -> int:
+        """Steps that cover the longest span (syncs the device once)."""
+        longest = float((t_max - t_min).max()) if t_min.numel() else 0.0
+        return int(math.ceil(longest / step_size)) + 1
+
     @torch.no_grad()
     def sample(
         self,
@@ -156,12 +169,8 @@ class OccupancyGrid(nn.Module):
         n_rays = origins.shape[0]
         if n_rays == 0:
             return RaySamples.empty(0, origins.device, origins.dtype)
-        t_near, t_far, hit = ray_aabb(origins, dirs, self.aabb.to(origins.dtype))
-        t_min = torch.maximum(t_near, torch.as_tensor(near, dtype=origins.dtype, device=origins.device))
-        t_max = torch.minimum(t_far, torch.as_tensor(far, dtype=origins.dtype, device=origins.device))
-        t_max = torch.where(hit & (t_max > t_min), t_max, t_min)
-        longest = float((t_max - t_min).max())
-        max_samples = int(math.ceil(longest / step_size)) + 1
+        t_min, t_max = self.span(origins, dirs, near, far)
+        max_samples = self.max_steps(t_min, t_max, step_size)
         jitter = torch.rand(n_rays, device=origins.device, dtype=origins.dtype) if stratified else None
         t_s, t_e, ri = traverse_occupancy(
             origins, dirs, t_min, t_max, self.binary, self.aabb, step_size, max_samples, jitter

@@ -35,10 +35,11 @@ class RadianceView:
     planar = False
 
     def __init__(self, model, march, scene, device="cpu"):
-        from fieldfit.methods.radiance_render import render_chunk
+        from fieldfit.methods.radiance_render import march_mode, render_chunk
 
         self.model, self.march, self.scene, self.device = model, march, scene, torch.device(device)
-        self.chunk = render_chunk(self.device)  # rays per chunk, as the method's own renders
+        self.mode = march_mode(self.device)  # the marcher of the method's own renders
+        self.chunk = render_chunk(self.device)  # and its rays per chunk
         from fieldfit.methods.radiance_data import eval_background
 
         self.background = torch.as_tensor(eval_background(scene), device=self.device)
@@ -95,14 +96,12 @@ class RadianceView:
     @torch.no_grad()
     def composite(self, origins, dirs):
         """(rgb [R,3] clamped, opacity [R], expected t [R]) on the CPU, for rays on the device, in chunks."""
-        rgb, opa, depth = [], [], []
-        for s in range(0, origins.shape[0], self.chunk):
-            out, _ = self.model.render(origins[s:s + self.chunk], dirs[s:s + self.chunk],
-                                       self.background, self.march)
-            rgb.append(out.rgb.clamp(0, 1).cpu())
-            opa.append(out.opacity.cpu())
-            depth.append(out.normalized_depth().cpu())
-        return torch.cat(rgb), torch.cat(opa), torch.cat(depth)
+        from fieldfit.methods.radiance_render import render_chunked
+
+        rgb, opacity, depth, _ = render_chunked(self.model, origins, dirs, self.background, self.march, self.chunk,
+                                                self.mode)
+        t = depth / opacity.clamp_min(1e-10)  # RenderOutput.normalized_depth
+        return rgb.clamp(0, 1).cpu(), opacity.cpu(), t.cpu()
 
     def normals(self, x: torch.Tensor, chunk: int = 1 << 15) -> torch.Tensor:
         """Unit normals [N,3] = -grad(density) / |grad(density)| at points x [N,3] (marching space)."""
