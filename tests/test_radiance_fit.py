@@ -113,3 +113,23 @@ def test_training_background_follows_alpha_and_is_checked(blocks_run, capsys):
     assert json.loads((blocks_run / "config.json").read_text())["options"]["background"] == "random"
     rc = main(["blocks", "--method", "rbf", "--steps", "1", "--background", "grey", "--out", str(blocks_run.parent / "x")])
     assert rc == 2 and "--background" in capsys.readouterr().err
+
+
+def test_grid_defaults_follow_the_device():
+    from types import SimpleNamespace
+
+    from fieldfit.methods.radiance_data import load_radiance_scene
+    from fieldfit.methods.rbf_radiance import DEFAULTS, device_defaults
+    from fieldfit.scenes.inputs import Input
+
+    scene = load_radiance_scene(Input("radiance", None, "blocks", "blocks"), dict(DEFAULTS))
+    shape = lambda e: (e["grid"], e["levels"], e["features"])  # noqa: E731
+    gpu = device_defaults(DEFAULTS, "cuda", scene)  # a world-space scene on a GPU: instant-ngp's hash grid
+    assert shape(gpu) == ("hash", 16, 2) and 128 <= gpu["max_res"] <= 2048
+    cpu = device_defaults(DEFAULTS, "cpu", scene)
+    assert shape(cpu) == ("triplane", 4, 4) and cpu["max_res"] is None  # scene_defaults sets 128 later
+    tri = device_defaults({**DEFAULTS, "grid": "triplane"}, "cuda", scene)  # --grid wins
+    assert shape(tri) == ("triplane", 4, 4) and tri["max_res"] == min(512, max(128, gpu["max_res"] // 2))
+    assert shape(device_defaults(DEFAULTS, "cuda", SimpleNamespace(ndc=True))) == ("triplane", 4, 4)
+    assert shape(device_defaults({**DEFAULTS, "grid": "hash", "levels": 8}, "cpu", scene)) == ("hash", 8, 2)
+    assert device_defaults({**DEFAULTS, "max_res": 300}, "cuda", scene)["max_res"] == 300
