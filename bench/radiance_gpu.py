@@ -2,8 +2,9 @@
 
     python bench/radiance_gpu.py [--budgets 180] [--device cuda]   -> bench/results/radiance_gpu.json
 Each budget is its own run (so each completes its schedule). On the last run's model: fps of
-``fieldfit render`` frames (10 renders of a test camera, at 400x400 and with upscaled
-intrinsics at 800x800), and the viewer's frame rate at 800x800 while the camera orbits
+``fieldfit render`` frames (a test camera at 400x400 and with upscaled intrinsics at 800x800;
+at 800x800 also both marchers, FIELDFIT_MARCH=rounds|packed, at two chunk sizes), and the viewer's
+frame rate at 800x800 while the camera orbits
 (bench/viewer_bench.measure: full resolution, and dynamic resolution at a 60 fps target).
 """
 
@@ -19,30 +20,52 @@ from pathlib import Path
 from _common import DATA, write
 
 
-def fps(run: Path, device: str) -> dict:
+def _timed(fn, device, reps=5):
     import torch
 
-    from fieldfit.methods.radiance_eval import render_frame
+    fn()  # warm-up (compilation)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / reps
+
+
+def fps(run: Path, device: str, sizes=(400, 800)) -> dict:
+    """Frames per second of a test camera at each size as ``fieldfit render`` makes them, and at the
+    last size both marchers (FIELDFIT_MARCH=rounds|packed) at two chunk sizes and the rounds' first size."""
+    import torch
+
+    from fieldfit.methods.radiance_data import eval_background, frame_rays
+    from fieldfit.methods.radiance_render import render_rays
     from fieldfit.methods.rbf_radiance import _scene_of, load
     from fieldfit.runs import Run
 
     model, march, cfg = load(Run.open(run), device)
     scene = _scene_of(cfg)
     frame = scene.frames[scene.split("test")[0]]
+    bg = eval_background(scene)
     out = {}
-    for size in (400, 800):
-        k = size / frame.width
-        f = replace(frame, width=size, height=size, fx=frame.fx * k, fy=frame.fy * k, cx=frame.cx * k, cy=frame.cy * k)
-        with torch.no_grad():
-            render_frame(model, scene, f, march, device)  # warm-up (compilation)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            for _ in range(10):
-                render_frame(model, scene, f, march, device)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-        out[f"fps_{size}"] = 10 / (time.perf_counter() - t0)
+    with torch.no_grad():
+        for size in sizes:
+            k = size / frame.width
+            f = replace(frame, width=size, height=size, fx=frame.fx * k, fy=frame.fy * k, cx=frame.cx * k,
+                        cy=frame.cy * k)
+            out[f"fps_{size}"] = 1.0 / _timed(  # what fieldfit render does: rays made, marched, copied back
+                lambda: render_rays(model, *frame_rays(scene, f, device=device), bg, march, device), device)
+        o, d = frame_rays(scene, f, device=device)  # the last size; rays made once: the marchers are compared
+        for mode in ("rounds", "packed"):
+            for chunk in (1 << 18, 1 << 20):
+                out[f"frame_{size}_ms_{mode}_chunk{chunk}"] = 1e3 * _timed(
+                    lambda: render_rays(model, o, d, bg, march, device, chunk=chunk, mode=mode), device)
+        bgt = torch.as_tensor(bg, dtype=torch.float32, device=device)
+        o, d = o.to(device), d.to(device)
+        for first in (8, 16):
+            out[f"frame_{size}_ms_rounds_first{first}_whole"] = 1e3 * _timed(
+                lambda: model.render_rounds(o, d, bgt, march, first=first), device)
     return out
 
 
@@ -64,6 +87,8 @@ def main() -> int:
     ap.add_argument("--budgets", default="180")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--extra", default="", help="extra fieldfit flags, space separated")
+    ap.add_argument("--skip-fps", action="store_true", help="fits only (no frame rates, no viewer)")
+    ap.add_argument("--name", default="radiance_gpu", help="results file name (bench/results/NAME.json)")
     a = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,18 +101,20 @@ def main() -> int:
                 print(res.stdout[-2000:], res.stderr[-3000:])
                 return 1
             m = json.loads((run / "metrics.json").read_text())
+            log_tail = (run / "log").read_text().splitlines()[-12:] if (run / "log").is_file() else []
             rows.append({"budget_s": b, **{f"test_{k}": v for k, v in m["test"].items()},
                          **{k: m.get(k) for k in ("train_seconds", "rays_per_second", "render_ms_per_frame",
-                                                  "samples_per_ray", "params")}})
+                                                  "samples_per_ray", "params")}, "log_tail": log_tail})
             print(rows[-1], flush=True)
-        rows[-1].update(fps(run, a.device))
-        print(rows[-1], flush=True)
-        try:
-            rows[-1].update(viewer_fps(run, a.device))
-        except Exception as exc:  # noqa: BLE001 - the fits above are worth keeping
-            rows[-1]["viewer_error"] = f"{type(exc).__name__}: {exc}"
-        print(rows[-1], flush=True)
-    write("radiance_gpu", {"scene": "lego_400 (full resolution)", "rows": rows})
+        if not a.skip_fps:
+            rows[-1].update(fps(run, a.device))
+            print(rows[-1], flush=True)
+            try:
+                rows[-1].update(viewer_fps(run, a.device))
+            except Exception as exc:  # noqa: BLE001 - the fits above are worth keeping
+                rows[-1]["viewer_error"] = f"{type(exc).__name__}: {exc}"
+            print(rows[-1], flush=True)
+    write(a.name, {"scene": "lego_400 (full resolution)", "flags": a.extra, "rows": rows})
     return 0
 
 
