@@ -68,9 +68,9 @@ def traverse_occupancy_next(origins: torch.Tensor, dirs: torch.Tensor, t_min: to
     """``traverse_occupancy`` resumed at step ``k_start[r]``, at most ``n_keep`` kept intervals per ray.
 
     Semantics of ``traverse_next_ref``: ray r looks at steps k >= k_start[r] with k < max_steps and
-    t_k = t_min[r] + (k + jitter[r]) step < t_max[r], and keeps the first n_keep intervals ``traverse_occupancy``
-    keeps. Calling again with k_start = k_next continues the march: the chained calls give exactly
-    ``traverse_occupancy``'s intervals.
+    t_k = t_min[r] + (k + jitter[r]) step < t_max[r], and keeps the first n_keep intervals that
+    ``traverse_occupancy`` keeps. Calling again with k_start = k_next continues the march: the chained
+    calls give exactly ``traverse_occupancy``'s intervals.
 
     Args:
         origins, dirs, t_min, t_max, binary, aabb, step_size: as ``traverse_occupancy``.
