@@ -27,14 +27,23 @@ import torch
 INT64_MAX = torch.iinfo(torch.int64).max
 
 
+def all_last(b: torch.Tensor) -> torch.Tensor:
+    """``b.all(-1)`` for a small last dimension, as ANDs of its columns (several times faster on a CPU)."""
+    cols = b.unbind(-1)
+    out = cols[0]
+    for c in cols[1:]:
+        out = out & c
+    return out
+
+
 def face_setup(tri: torch.Tensor, near: float):
     """Per face: (x [F,3], y [F,3], z [F,3], area [F], drawn [F] bool), vertices oriented to area > 0."""
     x, y, z = tri[..., 0], tri[..., 1], tri[..., 2]
     area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0])
     flip = area < 0
-    order = torch.tensor([0, 2, 1], device=tri.device)
-    x, y, z = (torch.where(flip[:, None], a[:, order], a) for a in (x, y, z))
-    drawn = (z > near).all(-1) & torch.isfinite(tri).all(-1).all(-1) & (area != 0) & torch.isfinite(area)
+    x, y, z = (torch.stack([a[:, 0], torch.where(flip, a[:, 2], a[:, 1]), torch.where(flip, a[:, 1], a[:, 2])], -1)
+               for a in (x, y, z))  # vertices 1 and 2 swapped where the area is negative
+    drawn = all_last(z > near) & all_last(torch.isfinite(tri).reshape(-1, 9)) & (area != 0) & torch.isfinite(area)
     return x, y, z, area.abs(), drawn
 
 
@@ -59,7 +68,7 @@ def edge_values(x, y, px, py):
 def inside_depth(x, y, z, px, py):
     """(inside [N] bool, depth [N]) of pixel points px/py [N] against oriented faces x/y/z [N,3]."""
     e, owns = edge_values(x, y, px, py)
-    inside = ((e > 0) | ((e == 0) & owns)).all(-1)
+    inside = all_last((e > 0) | ((e == 0) & owns))
     w = e / e.sum(-1, keepdim=True)
     depth = 1.0 / (w / z).sum(-1)
     return inside, depth
@@ -68,10 +77,12 @@ def inside_depth(x, y, z, px, py):
 def face_boxes(x, y, width: int, height: int):
     """Per face (screen x/y [N,3]): first pixel column and row whose centre the bounding box covers,
     and the box's width and height in pixels (0 when it covers none)."""
-    x0 = torch.ceil(x.amin(-1) - 0.5).clamp(min=0).long()
-    x1 = torch.floor(x.amax(-1) - 0.5).clamp(max=width - 1).long()
-    y0 = torch.ceil(y.amin(-1) - 0.5).clamp(min=0).long()
-    y1 = torch.floor(y.amax(-1) - 0.5).clamp(max=height - 1).long()
+    lo = lambda a: torch.minimum(torch.minimum(a[:, 0], a[:, 1]), a[:, 2])  # noqa: E731 - amin(-1), faster
+    hi = lambda a: torch.maximum(torch.maximum(a[:, 0], a[:, 1]), a[:, 2])  # noqa: E731
+    x0 = torch.ceil(lo(x) - 0.5).clamp(min=0).long()
+    x1 = torch.floor(hi(x) - 0.5).clamp(max=width - 1).long()
+    y0 = torch.ceil(lo(y) - 0.5).clamp(min=0).long()
+    y1 = torch.floor(hi(y) - 0.5).clamp(max=height - 1).long()
     return x0, y0, (x1 - x0 + 1).clamp(min=0), (y1 - y0 + 1).clamp(min=0)
 
 
@@ -88,8 +99,8 @@ def merge_topk(buf: torch.Tensor, pix: torch.Tensor, key: torch.Tensor) -> torch
         best = torch.full((p,), INT64_MAX, dtype=torch.int64, device=buf.device)
         best.scatter_reduce_(0, allpix, allkey, reduce="amin")
         out[:, j] = best
-        rest = allkey != best[allpix]  # keys are unique (face id in the low bits)
-        allpix, allkey = allpix[rest], allkey[rest]
+        rest = (allkey != best.index_select(0, allpix)).nonzero().squeeze(-1)  # keys are unique (face id in the low bits)
+        allpix, allkey = allpix.index_select(0, rest), allkey.index_select(0, rest)
     return out
 
 
@@ -107,15 +118,19 @@ def box_chunks(bw: torch.Tensor, bh: torch.Tensor, max_candidates: int):
 
 def _candidates(ids, x, y, z, x0, y0, bw, bh, width: int):
     """(pixel index, key) of the pixel centres covered by faces ``ids`` (one chunk)."""
+    # index_select, and one nonzero for the final mask: on a CPU both cost a fraction of advanced
+    # indexing, which redoes the nonzero of a boolean mask at every use
     n = bw * bh
     local = torch.repeat_interleave(torch.arange(len(ids), device=ids.device), n)
     k = torch.arange(local.numel(), device=ids.device) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
-    px = x0[local] + k % bw[local]
-    py = y0[local] + k // bw[local]
-    inside, depth = inside_depth(x[local], y[local], z[local], px.to(x.dtype) + 0.5, py.to(x.dtype) + 0.5)
-    ok = inside & (depth > 0)
-    key = (depth[ok].float().view(torch.int32).long() << 32) | ids[local[ok]]
-    return py[ok] * width + px[ok], key
+    w = bw.index_select(0, local)
+    px = x0.index_select(0, local) + k % w
+    py = y0.index_select(0, local) + k // w
+    x, y, z = (a.index_select(0, local) for a in (x, y, z))
+    inside, depth = inside_depth(x, y, z, px.to(x.dtype) + 0.5, py.to(x.dtype) + 0.5)
+    ok = (inside & (depth > 0)).nonzero().squeeze(-1)
+    key = (depth.index_select(0, ok).float().view(torch.int32).long() << 32) | ids.index_select(0, local.index_select(0, ok))
+    return (py * width + px).index_select(0, ok), key
 
 
 @torch.no_grad()
@@ -127,10 +142,10 @@ def raster_faces_ref(tri: torch.Tensor, width: int, height: int, k: int, near: f
     """
     x0, y0, bw, bh = face_boxes(tri[..., 0], tri[..., 1], width, height)  # nan boxes: empty
     ids = (bw * bh > 0).nonzero().squeeze(-1)  # faces whose box holds a pixel centre (cheap test first)
-    x, y, z, _, drawn = face_setup(tri[ids], near)
+    x, y, z, _, drawn = face_setup(tri.index_select(0, ids), near)
     on = drawn.nonzero().squeeze(-1)
-    ids, x, y, z = ids[on], x[on], y[on], z[on]
-    x0, y0, bw, bh = (a[ids] for a in (x0, y0, bw, bh))
+    ids, x, y, z = (a.index_select(0, on) for a in (ids, x, y, z))
+    x0, y0, bw, bh = (a.index_select(0, ids) for a in (x0, y0, bw, bh))
     buf = torch.full((height * width, k), INT64_MAX, dtype=torch.int64, device=tri.device)
     for sl in box_chunks(bw, bh, max_candidates):
         pix, key = _candidates(ids[sl], x[sl], y[sl], z[sl], x0[sl], y0[sl], bw[sl], bh[sl], width)

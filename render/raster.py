@@ -126,14 +126,14 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, cam: PinholeCamera, k: i
     if faces.dim() != 2 or faces.shape[-1] != 3 or faces.dtype != torch.int64:
         raise ValueError(f"rasterize: faces must be [F,3] int64, got {tuple(faces.shape)} {faces.dtype}")
     screen = project(verts, cam)
-    tri = screen.detach()[faces]
+    tri = screen.detach().index_select(0, faces.reshape(-1)).reshape(*faces.shape, 3)
     x, y, z = tri[..., 0], tri[..., 1], tri[..., 2]
-    keep = (z > near).all(-1) & (x.amax(-1) > 0) & (x.amin(-1) < cam.width) & (y.amax(-1) > 0) & \
+    keep = (z[:, 0] > near) & (z[:, 1] > near) & (z[:, 2] > near) & (x.amax(-1) > 0) & (x.amin(-1) < cam.width) & (y.amax(-1) > 0) & \
         (y.amin(-1) < cam.height)  # near and off-screen faces never reach the rasterizer
     if cull_back:
         keep &= (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0]) < 0
     sel = keep.nonzero().squeeze(-1)
-    local = raster_faces(tri[sel], cam.width, cam.height, k, near)
+    local = raster_faces(tri.index_select(0, sel), cam.width, cam.height, k, near)
     ids = torch.where(local >= 0, sel[local.clamp(min=0)], local) if sel.numel() else local
     bary, depth = barycentrics(screen, faces, ids, cam.width)
     return Fragments(ids, bary, depth, cam.width, cam.height)
