@@ -128,8 +128,8 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, cam: PinholeCamera, k: i
     screen = project(verts, cam)
     tri = screen.detach().index_select(0, faces.reshape(-1)).reshape(*faces.shape, 3)
     x, y, z = tri[..., 0], tri[..., 1], tri[..., 2]
-    keep = (z[:, 0] > near) & (z[:, 1] > near) & (z[:, 2] > near) & (x.amax(-1) > 0) & (x.amin(-1) < cam.width) & (y.amax(-1) > 0) & \
-        (y.amin(-1) < cam.height)  # near and off-screen faces never reach the rasterizer
+    keep = (z[:, 0] > near) & (z[:, 1] > near) & (z[:, 2] > near)  # near faces never reach the rasterizer
+    keep &= (x.amax(-1) > 0) & (x.amin(-1) < cam.width) & (y.amax(-1) > 0) & (y.amin(-1) < cam.height)  # nor off-screen
     if cull_back:
         keep &= (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0]) < 0
     sel = keep.nonzero().squeeze(-1)
