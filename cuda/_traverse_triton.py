@@ -33,17 +33,37 @@ def _axis_cell(o_ptr, d_ptr, box_ptr, ray, mid, i: tl.constexpr, G):
 
 
 @triton.jit
-def _traverse_kernel(o_ptr, d_ptr, tmin_ptr, tmax_ptr, jit_ptr, bin_ptr, box_ptr, step_ptr, count_ptr, offs_ptr,
-                     ts_ptr, te_ptr, ri_ptr, M, G0, G1, G2, write,
-                     HAS_JITTER: tl.constexpr, BS: tl.constexpr):
-    ray = tl.program_id(0).to(tl.int64)
+def _ray(tmin_ptr, tmax_ptr, jit_ptr, step_ptr, ray, HAS_JITTER: tl.constexpr):
+    """(t_min, t_max, step, jitter) of one ray (jitter 0 without a jitter buffer)."""
     tmin = tl.load(tmin_ptr + ray)
-    tmax = tl.load(tmax_ptr + ray)
-    step = tl.load(step_ptr)
     if HAS_JITTER:
         jit = tl.load(jit_ptr + ray).to(tmin.dtype)
     else:
         jit = 0.0
+    return tmin, tl.load(tmax_ptr + ray), tl.load(step_ptr), jit
+
+
+@triton.jit
+def _block(o_ptr, d_ptr, box_ptr, bin_ptr, ray, k, tmin, tmax, jit, step, M, G0, G1, G2):
+    """Intervals of steps k [BS] (t_starts, t_ends) and which are kept: k < M, t_k < t_max, midpoint in
+    the aabb and in an occupied cell."""
+    ts = tmin + (k.to(tmin.dtype) + jit) * step
+    te = tl.minimum(ts + step, tmax)
+    mid = 0.5 * (ts + te)
+    in0, c0 = _axis_cell(o_ptr, d_ptr, box_ptr, ray, mid, 0, G0)
+    in1, c1 = _axis_cell(o_ptr, d_ptr, box_ptr, ray, mid, 1, G1)
+    in2, c2 = _axis_cell(o_ptr, d_ptr, box_ptr, ray, mid, 2, G2)
+    cand = (k < M) & (ts < tmax) & in0 & in1 & in2
+    occ = tl.load(bin_ptr + (c0 * G1 + c1) * G2 + c2, mask=cand, other=0)
+    return ts, te, cand & (occ != 0)
+
+
+@triton.jit
+def _traverse_kernel(o_ptr, d_ptr, tmin_ptr, tmax_ptr, jit_ptr, bin_ptr, box_ptr, step_ptr, count_ptr, offs_ptr,
+                     ts_ptr, te_ptr, ri_ptr, M, G0, G1, G2, write,
+                     HAS_JITTER: tl.constexpr, BS: tl.constexpr):
+    ray = tl.program_id(0).to(tl.int64)
+    tmin, tmax, step, jit = _ray(tmin_ptr, tmax_ptr, jit_ptr, step_ptr, ray, HAS_JITTER)
     # pass 1 gets zero-filled count/offset buffers; pass 2 never writes past pass 1's count
     limit = tl.where(write != 0, tl.load(count_ptr + ray), M)
     base = tl.load(offs_ptr + ray)
@@ -52,15 +72,7 @@ def _traverse_kernel(o_ptr, d_ptr, tmin_ptr, tmax_ptr, jit_ptr, bin_ptr, box_ptr
     t_first = tmin + jit * step
     while (k0 < M) & (t_first < tmax) & (count < limit):
         k = k0 + tl.arange(0, BS)
-        ts = tmin + (k.to(tmin.dtype) + jit) * step
-        te = tl.minimum(ts + step, tmax)
-        mid = 0.5 * (ts + te)
-        in0, c0 = _axis_cell(o_ptr, d_ptr, box_ptr, ray, mid, 0, G0)
-        in1, c1 = _axis_cell(o_ptr, d_ptr, box_ptr, ray, mid, 1, G1)
-        in2, c2 = _axis_cell(o_ptr, d_ptr, box_ptr, ray, mid, 2, G2)
-        cand = (k < M) & (ts < tmax) & in0 & in1 & in2
-        occ = tl.load(bin_ptr + (c0 * G1 + c1) * G2 + c2, mask=cand, other=0)
-        keep = cand & (occ != 0)
+        ts, te, keep = _block(o_ptr, d_ptr, box_ptr, bin_ptr, ray, k, tmin, tmax, jit, step, M, G0, G1, G2)
         if write != 0:
             slot = count + tl.cumsum(keep.to(tl.int32), axis=0) - 1
             ok = keep & (slot < limit)
@@ -106,28 +118,14 @@ def _next_kernel(o_ptr, d_ptr, tmin_ptr, tmax_ptr, jit_ptr, kstart_ptr, bin_ptr,
                  count_ptr, knext_ptr, M, K, G0, G1, G2, HAS_JITTER: tl.constexpr, BS: tl.constexpr):
     """One program per ray: from step k_start, the first K kept intervals into row ``ray`` of [R, K]."""
     ray = tl.program_id(0).to(tl.int64)
-    tmin = tl.load(tmin_ptr + ray)
-    tmax = tl.load(tmax_ptr + ray)
-    step = tl.load(step_ptr)
-    if HAS_JITTER:
-        jit = tl.load(jit_ptr + ray).to(tmin.dtype)
-    else:
-        jit = 0.0
+    tmin, tmax, step, jit = _ray(tmin_ptr, tmax_ptr, jit_ptr, step_ptr, ray, HAS_JITTER)
     k0 = tl.load(kstart_ptr + ray)
     count = tl.sum(tl.zeros((BS,), dtype=tl.int32), axis=0)
     k_next = count + M
     t_first = tmin + (k0.to(tmin.dtype) + jit) * step
     while (k0 < M) & (t_first < tmax) & (count < K):
         k = k0 + tl.arange(0, BS)
-        ts = tmin + (k.to(tmin.dtype) + jit) * step
-        te = tl.minimum(ts + step, tmax)
-        mid = 0.5 * (ts + te)
-        in0, c0 = _axis_cell(o_ptr, d_ptr, box_ptr, ray, mid, 0, G0)
-        in1, c1 = _axis_cell(o_ptr, d_ptr, box_ptr, ray, mid, 1, G1)
-        in2, c2 = _axis_cell(o_ptr, d_ptr, box_ptr, ray, mid, 2, G2)
-        cand = (k < M) & (ts < tmax) & in0 & in1 & in2
-        occ = tl.load(bin_ptr + (c0 * G1 + c1) * G2 + c2, mask=cand, other=0)
-        keep = cand & (occ != 0)
+        ts, te, keep = _block(o_ptr, d_ptr, box_ptr, bin_ptr, ray, k, tmin, tmax, jit, step, M, G0, G1, G2)
         slot = count + tl.cumsum(keep.to(tl.int32), axis=0) - 1
         ok = keep & (slot < K)
         tl.store(ts_ptr + ray * K + slot, ts, mask=ok)
