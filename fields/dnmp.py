@@ -138,22 +138,30 @@ class Shader(nn.Module):
     ``sh_degree`` None: the colour MLP reads the view direction (degree-2 harmonics) with the
     feature; an integer: the MLP gives spherical-harmonic coefficients of that degree per point, as
     rbf's radiance field does, and the colour is sigmoid(sum_k c_k Y_k(dir)).
+    ``rim``: the opacity also reads |normal . dir| (0 where the surface turns away at a silhouette),
+    so a primitive's rim can fade like the partly covered pixels of a photo's outline.
     """
 
-    def __init__(self, feat_dim: int = 16, hidden: int = 64, sh_degree: int | None = None):
+    def __init__(self, feat_dim: int = 16, hidden: int = 64, sh_degree: int | None = None, rim: bool = False):
         super().__init__()
-        self.sh_degree = sh_degree
+        self.sh_degree, self.rim = sh_degree, bool(rim)
         self.trunk = _mlp([feat_dim, hidden, hidden], last_act=True)
-        self.alpha = nn.Linear(hidden, 1)
+        self.alpha = nn.Linear(hidden + self.rim, 1)
         if sh_degree is None:
             self.colour = _mlp([hidden + 9 + 3, hidden, 3])
         else:
             self.colour = _mlp([hidden + 3, hidden, 3 * sh_count(sh_degree)])
         nn.init.constant_(self.alpha.bias, 1.0)
 
+    def opacity(self, h, facing=None):
+        """Alpha [N] from trunk output h [N,hidden]; ``facing`` [N,1] is |normal . dir| (None: 1, face on)."""
+        if self.rim:
+            h = torch.cat([h, torch.ones_like(h[:, :1]) if facing is None else facing], -1)
+        return torch.sigmoid(self.alpha(h)).squeeze(-1)
+
     def forward(self, feat, dirs, normals):
         h = self.trunk(feat)
-        alpha = torch.sigmoid(self.alpha(h)).squeeze(-1)
+        alpha = self.opacity(h, (normals * dirs).sum(-1, keepdim=True).abs() if self.rim else None)
         if self.sh_degree is None:
             return alpha, torch.sigmoid(self.colour(torch.cat([h, dir_encoding(dirs), normals * dirs], -1)))
         return alpha, sh_colour(self.colour(torch.cat([h, normals], -1)), dirs, self.sh_degree)

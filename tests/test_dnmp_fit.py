@@ -91,3 +91,41 @@ def test_points_from_a_short_rbf_fit(tmp_path):
     assert np.all(pts >= scene.aabb[0]) and np.all(pts <= scene.aabb[1])
     spread = pts.max(0) - pts.min(0)
     assert np.all(spread < 0.9 * (scene.aabb[1] - scene.aabb[0]))  # a shape, not the whole box
+
+
+def test_sphere_shapes_get_the_photometric_geometry_stage(dnmp_run, tmp_path):
+    """Density shapes skip the photometric geometry stage (geo_frac 0); spheres, which have nothing
+    else to shape them, get a tenth of the steps there, and it moves their latents."""
+    from fieldfit.cli import main
+    from fieldfit.runs import Run
+
+    assert "dnmp geometry stage: 0 steps" in (dnmp_run / "log").read_text()
+    out = tmp_path / "sphere"
+    assert main(["blocks", "--method", "dnmp", "--shapes", "sphere", "--steps", "40", "--out", str(out)]) == 0
+    assert "dnmp geometry stage: 4 steps" in (out / "log").read_text()
+    lat = Run.open(out).load_checkpoint()[0]["model.levels.0.latents"]
+    assert (lat - lat[:1]).abs().max() > 0  # no longer the one sphere code for all
+
+
+def test_points_from_a_finished_rbf_run(dnmp_run, tmp_path, capsys):
+    """--points RUN: the density of an rbf run already made on the scene, no second fit (here with
+    outline supersampling on); other runs are refused."""
+    from fieldfit.cli import main
+
+    rbf = tmp_path / "rbf"
+    assert main(["blocks", "--method", "rbf", "--steps", "60", "--out", str(rbf)]) == 0
+    out = tmp_path / "dnmp"
+    assert main(["blocks", "--method", "dnmp", "--points", str(rbf), "--steps", "20", "--antialias", "on",
+                 "--out", str(out)]) == 0
+    log = (out / "log").read_text()
+    assert f"points from the rbf run {rbf}" in log and "rbf point fit" not in log
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["points"] == f"rbf run {rbf}" and cfg["antialias"] is True
+    before = json.loads((out / "metrics.json").read_text())["test"]["psnr"]
+    assert main(["eval", str(out)]) == 0  # the reloaded run renders with the same outline samples
+    assert abs(json.loads((out / "metrics.json").read_text())["test"]["psnr"] - before) < 1e-3
+    capsys.readouterr()
+    assert main(["blocks", "--method", "dnmp", "--points", str(dnmp_run), "--steps", "5",
+                 "--out", str(tmp_path / "bad")]) != 0
+    said = capsys.readouterr()
+    assert "rbf radiance run" in said.out + said.err

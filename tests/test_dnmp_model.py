@@ -177,3 +177,20 @@ def test_sh_shader_colour_depends_on_direction_only_through_its_degree():
     torch.testing.assert_close(a1, a2)
     assert ((sh(feat, d1, nrm)[1] - sh(feat, d2, nrm)[1]).abs().max() > 1e-3)
     assert c1.min() > 0 and c1.max() < 1
+
+
+def test_rim_opacity_reads_the_view_angle_and_only_then():
+    from fieldfit.fields.dnmp import Shader
+
+    torch.manual_seed(0)
+    feat = torch.randn(32, 7)
+    nrm = torch.nn.functional.normalize(torch.randn(32, 3), dim=-1)
+    facing = -nrm  # looking straight at the surface: |n . d| = 1
+    grazing = torch.nn.functional.normalize(torch.cross(nrm, torch.randn(32, 3), dim=-1), dim=-1)  # n . d = 0
+    plain, rim = Shader(7, 16), Shader(7, 16, rim=True)
+    torch.testing.assert_close(plain(feat, facing, nrm)[0], plain(feat, grazing, nrm)[0])
+    with torch.no_grad():
+        rim.alpha.weight[0, -1] = 2.0  # the |n . d| input's weight
+    a_face, a_graze = rim(feat, facing, nrm)[0], rim(feat, grazing, nrm)[0]
+    assert (a_face > a_graze).all()
+    torch.testing.assert_close(torch.logit(a_face) - torch.logit(a_graze), torch.full((32,), 2.0), atol=1e-4, rtol=0)

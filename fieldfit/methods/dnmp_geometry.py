@@ -1,10 +1,12 @@
 """Where DNMP puts primitives: a point cloud of the scene's surface, voxelised at two sizes.
 
-Point sources (``scene_points``; ``--points`` auto | scene | carve | rbf):
+Point sources (``scene_points``; ``--points`` auto | scene | carve | rbf | RUN):
   - scene: the scene's own points (nerfstudio ``ply_file_path``, points in the capture); auto
     takes them when the scene has them;
+  - RUN: a finished rbf run of the same scene (its folder): its density, as for rbf, without
+    fitting again;
   - rbf (auto otherwise): a short rbf radiance fit of the same scene (``rbf_points``,
-    ``points_seconds``: a quarter of the budget by default); the points are the centres of
+    ``points_seconds``: dnmp's ``points_frac`` of the budget by default); the points are the centres of
     occupancy-grid cells where one marching step has opacity > 0.1 (a short fit is still faint:
     1/2 kept too few cells on lego), or > half the largest such opacity when the fit is fainter
     still, only those with an empty 6-neighbour; auto falls back to carving when that finds
@@ -22,6 +24,7 @@ Voxels take the grid centre (the paper's ``--use_voxel_center``).
 
 import math
 import time
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -94,6 +97,13 @@ def rbf_points(scene, inp, seconds: float, device, run, steps: int | None = None
         stepper(i, i / steps if steps else min(1.0, (time.perf_counter() - t0) / max(seconds, 1e-6)))
         i += 1
     model.update_grid(i, march.step, None, extra["grid_threshold"])
+    pts, cell, solid, cells = density_points(model, march)
+    run.log(f"dnmp: rbf point fit {i} steps in {time.perf_counter() - t0:.0f}s, {cells} solid cells")
+    return pts, cell, solid
+
+
+def density_points(model, march):
+    """(surface points, grid cell size, Density, solid cell count) of a trained rbf radiance model."""
     g = model.grid
     res = g.binary.shape
     axes = [g.aabb[0, a] + (torch.arange(res[a], device=g.aabb.device) + 0.5) * g.cell_size[a] for a in range(3)]
@@ -103,7 +113,6 @@ def rbf_points(scene, inp, seconds: float, device, run, steps: int | None = None
     opacity = 1.0 - torch.exp(-dens * march.step)  # of one marching step
     thr = min(0.1, 0.5 * float(opacity.max()))
     occ = (opacity > thr).reshape(res).cpu()
-    run.log(f"dnmp: rbf point fit {i} steps in {time.perf_counter() - t0:.0f}s, {int(occ.sum())} solid cells")
     field = model.field
 
     def density(x):
@@ -111,7 +120,25 @@ def rbf_points(scene, inp, seconds: float, device, run, steps: int | None = None
             return field.density(x.to(pts.device).float()).cpu()
 
     solid = Density(density, -math.log(1.0 - thr) / float(march.step))
-    return pts.cpu()[_surface(occ, 0).reshape(-1)].numpy(), float(g.cell_size.max()), solid
+    return pts.cpu()[_surface(occ, 0).reshape(-1)].numpy(), float(g.cell_size.max()), solid, int(occ.sum())
+
+
+def run_points(path: str, scene, device, run):
+    """``density_points`` of a finished rbf radiance run of the same scene (``--points RUN``)."""
+    from fieldfit.runs import Run as RunFolder
+
+    from . import rbf_radiance as rr
+
+    cfg = RunFolder.open(path).config()
+    if cfg.get("method") != "rbf" or cfg.get("task") != "radiance":
+        raise InputError(path, f"--points expects an rbf radiance run, this is {cfg.get('method')} "
+                         f"{cfg.get('task')}", "pass a run made with --method rbf on a posed-image scene")
+    if not np.allclose(np.asarray(cfg["aabb"]), np.asarray(scene.aabb)):
+        raise InputError(path, "the run was fitted to a different scene box", "fit rbf on the same scene first")
+    model, march, _ = rr.load(RunFolder.open(path), device)
+    pts, cell, solid, cells = density_points(model, march)
+    run.log(f"dnmp: points from the rbf run {path}: {cells} solid cells")
+    return pts, cell, solid
 
 
 class Density(NamedTuple):
@@ -129,7 +156,12 @@ def scene_points(scene, inp, extra: dict, device, run) -> tuple[np.ndarray, str,
                          "use --method rbf for LLFF captures")
     how = extra.get("points") or "auto"
     if how not in ("auto", "scene", "carve", "rbf"):
-        raise InputError(f"--points {how}", "unknown point source", "use auto, scene, carve or rbf")
+        if not (Path(how) / "config.json").is_file():
+            raise InputError(f"--points {how}", "unknown point source",
+                             "use auto, scene, carve, rbf or the folder of an rbf run")
+        pts, cell, dens = run_points(how, scene, device, run)
+        extra["voxel"] = max(float(extra["voxel"]), cell)
+        return pts, "rbf run " + how, dens
     if how == "rbf" or (how == "auto" and (scene.points is None or len(scene.points) == 0)):
         pts, cell, dens = rbf_points(scene, inp, float(extra["points_seconds"]), device, run, extra.get("points_steps"),
                                      extra.get("points_max_res", 128))

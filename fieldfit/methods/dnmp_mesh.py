@@ -2,7 +2,7 @@
 
 Mesh (not the primitive soup): occupancy of the union of the opaque primitives, meshed by
 marching cubes closed at the box (mesh.marching_cubes_closed). A primitive is opaque when the
-mean shader alpha over its vertices is >= 1/2 (alpha depends on the feature only, not the view);
+mean shader alpha over its vertices is >= 1/2 (alpha seen face on: with ``rim`` it also reads the view angle);
 when none is (a model stopped very early), the median primitive alpha is the threshold instead.
 Each primitive is star-shaped around its centre c (the decoded icosphere): its radius along a
 unit direction u is r(u) = sum_i w_i rho_i over its vertices (rho_i = |V_i - c|, weights
@@ -22,10 +22,9 @@ import torch
 
 
 def primitive_alpha(model, level) -> torch.Tensor:
-    """[M] mean shader alpha over each primitive's vertices."""
+    """[M] mean shader alpha over each primitive's vertices (seen face on)."""
     with torch.no_grad():
-        h = model.shader.trunk(level.features)
-        return torch.sigmoid(model.shader.alpha(h)).reshape(level.count, 42).mean(1)
+        return model.shader.opacity(model.shader.trunk(level.features)).reshape(level.count, 42).mean(1)
 
 
 def _threshold(model) -> float:

@@ -8,7 +8,7 @@ layers and then the coarse level's form one front-to-back list per ray, composit
 that is exactly C_fine + (1 - A_fine) (C_coarse + (1 - A_coarse) background).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -22,15 +22,16 @@ class DNMPModel(nn.Module):
     """Frozen decoder + primitive levels (fine first) + shader + background, saved together."""
 
     def __init__(self, decoder: MeshDecoder, levels: list[PrimitiveLevel], ks: list[int], feat_dim: int, hidden: int,
-                 sh_degree: int | None = None):
+                 sh_degree: int | None = None, rim: bool = False):
         super().__init__()
         self.decoder = decoder
         for p in self.decoder.parameters():
             p.requires_grad_(False)
         self.levels = nn.ModuleList(levels)
         self.ks = list(ks)
-        self.shader = Shader(feat_dim, hidden, sh_degree)
+        self.shader = Shader(feat_dim, hidden, sh_degree, rim)
         self.background = Background()
+        self.antialias = False  # 2x2 samples in the pixels along outlines (dnmp_edges); set from the run config
         self._frozen = None
 
     def geometry(self):
@@ -55,11 +56,17 @@ class DNMPModel(nn.Module):
 
 @dataclass
 class LayerBatch:
-    """Fragments of N pixels, all levels side by side: face [N,Kt] (level-local ids, -1 empty), bary [N,Kt,3]."""
+    """Fragments of N pixels, all levels side by side: face [N,Kt] (level-local ids, -1 empty), bary [N,Kt,3].
+
+    With ``owner`` [S] the S rows are sub-samples of ``n_pixels`` pixels (row i belongs to pixel
+    owner[i]; dnmp_edges) and shading averages each pixel's rows; without it row i is pixel i.
+    """
 
     face: torch.Tensor
     bary: torch.Tensor
     depth: torch.Tensor | None = None
+    owner: torch.Tensor | None = None
+    n_pixels: int = 0
 
 
 def rasterize_levels(model: DNMPModel, cam: PinholeCamera, geometry=None) -> LayerBatch:
@@ -104,9 +111,10 @@ def rasterize_window(model: DNMPModel, cam: PinholeCamera):
         tf = lv.faces[:80]
         f = (tf[None] + 42 * torch.arange(idx.numel())[:, None, None]).reshape(-1, 3)
         vid = (idx[:, None] * 42 + torch.arange(42)).reshape(-1)
-        n_full = torch.zeros(lv.count * 42, 3).index_copy(0, vid, vertex_normals(v, f)) if idx.numel() else \
-            torch.zeros(lv.count * 42, 3)
-        geometry.append((n_full.detach(), n_full))
+        v_full, n_full = torch.zeros(lv.count * 42, 3), torch.zeros(lv.count * 42, 3)
+        if idx.numel():
+            v_full, n_full = v_full.index_copy(0, vid, v), n_full.index_copy(0, vid, vertex_normals(v, f))
+        geometry.append((v_full, n_full))
         p = cam.width * cam.height
         if idx.numel() == 0:
             faces.append(torch.full((p, k), -1, dtype=torch.long))
@@ -151,11 +159,21 @@ def shade(model: DNMPModel, layers: LayerBatch, dirs: torch.Tensor, background: 
     feat = feat.index_put((order,), torch.cat(parts_f))
     nrm = nn.functional.normalize(nrm.index_put((order,), torch.cat(parts_n)), dim=-1)
     rows = mask.nonzero()[:, 0]
+    owner = layers.owner
+    if owner is not None:  # per-row directions and backgrounds, averaged back to pixels below
+        dirs = dirs.index_select(0, owner)
+        background = background.index_select(0, owner) if background.dim() == 2 else background
     d = dirs[rows]
     alpha, rgb = model.shader(feat, d, nrm)
     depth = layers.depth[mask] if layers.depth is not None else torch.zeros_like(alpha)
     samples = RaySamples(depth.detach(), depth.detach(), rows, dirs.shape[0])
     out = composite_alpha(alpha, rgb, samples, background=background)
+    if owner is not None:
+        n = layers.n_pixels
+        share = (1.0 / torch.zeros(n).index_add(0, owner, torch.ones(owner.shape[0]))).index_select(0, owner)
+        out = replace(out, rgb=torch.zeros(n, 3).index_add(0, owner, out.rgb * share[:, None]),
+                      opacity=torch.zeros(n).index_add(0, owner, out.opacity * share),
+                      depth=torch.zeros(n).index_add(0, owner, out.depth * share))
     return out.rgb, out.opacity
 
 
@@ -170,11 +188,22 @@ def render_image(model: DNMPModel, cam: PinholeCamera, dirs: torch.Tensor, backg
     hit = (layers.face >= 0).any(1)
     bg = model.background(dirs) if background is None else torch.as_tensor(background).float().expand(n, 3)
     rgb, opacity = bg.clone(), torch.zeros(n)
+    edges = None
+    if model.antialias:
+        from .dnmp_edges import SUB, edge_pixels, rasterize_subpixels
+
+        edges = edge_pixels(hit, cam.width, cam.height)
+        hit[edges] = False
     idx = hit.nonzero().squeeze(-1)
     for s in range(0, idx.numel(), chunk):
         i = idx[s:s + chunk]
         sub = LayerBatch(layers.face[i], layers.bary[i].float(), layers.depth[i].float())
         rgb[i], opacity[i] = shade(model, sub, dirs[i], bg[i])
+    if edges is not None and edges.numel():
+        frags = rasterize_subpixels(model, cam, edges)
+        owner = torch.arange(edges.numel()).repeat_interleave(SUB)
+        sub = LayerBatch(frags.face, frags.bary.float(), frags.depth.float(), owner, edges.numel())
+        rgb[edges], opacity[edges] = shade(model, sub, dirs[edges], bg[edges])
     return rgb.clamp(0, 1), opacity
 
 

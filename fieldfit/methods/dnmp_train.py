@@ -79,35 +79,62 @@ class GeometryStepper(_Base):
 
 
 class FragmentCache:
-    """Fragments of every training pixel that some primitive covers (geometry frozen)."""
+    """Fragments of every training pixel that some primitive covers (geometry frozen); with the model's
+    ``antialias`` also the four sub-samples of each outline pixel (dnmp_edges)."""
 
     def __init__(self, model, scene, ids: list[int], log=None):
+        from .dnmp_edges import SUB, edge_pixels, rasterize_subpixels
+
         offsets = frame_offsets(scene, ids)
-        pix, faces, barys = [], [], []
+        pix, faces, barys, epix, efaces, ebarys = [], [], [], [], [], []
         for j, i in enumerate(ids):
-            layers = rasterize_levels(model, PinholeCamera.of_frame(scene.frames[i]))
-            hit = (layers.face >= 0).any(1).nonzero().squeeze(-1)
+            cam = PinholeCamera.of_frame(scene.frames[i])
+            layers = rasterize_levels(model, cam)
+            hit = (layers.face >= 0).any(1)
+            if model.antialias:
+                edges = edge_pixels(hit, cam.width, cam.height)
+                sub = rasterize_subpixels(model, cam, edges)
+                hit[edges] = False
+                epix.append(edges.numpy() + offsets[j])
+                kt = sub.face.shape[1]
+                efaces.append(sub.face.int().reshape(edges.numel(), SUB, kt))
+                ebarys.append(sub.bary.half().reshape(edges.numel(), SUB, kt, 3))
+            hit = hit.nonzero().squeeze(-1)
             pix.append(hit.numpy() + offsets[j])
             faces.append(layers.face[hit].int())
             barys.append(layers.bary[hit].half())
-        self.pixels = np.concatenate(pix)
         self.face = torch.cat(faces)
         self.bary = torch.cat(barys)
+        self.edge_pixels = np.concatenate(epix) if epix else np.zeros(0, np.int64)
+        self.edge_face = torch.cat(efaces) if efaces else None
+        self.edge_bary = torch.cat(ebarys) if ebarys else None
+        self.pixels = np.concatenate(pix + [self.edge_pixels])  # every pixel with something cached
         self.total = int(offsets[-1])
-        self.row_of = None
+        self.row_of = self.edge_of = None
 
     def lookup(self, pixels: np.ndarray) -> LayerBatch:
-        """Layers of arbitrary training pixels (misses get empty layers)."""
+        """Layers of arbitrary training pixels (misses get empty layers; outline pixels their sub-samples)."""
         if self.row_of is None:
             self.row_of = np.full(self.total, -1, np.int64)
-            self.row_of[self.pixels] = np.arange(len(self.pixels))
+            self.row_of[self.pixels[:len(self.face)]] = np.arange(len(self.face))
+            self.edge_of = np.full(self.total, -1, np.int64)
+            self.edge_of[self.edge_pixels] = np.arange(len(self.edge_pixels))
         rows = torch.from_numpy(self.row_of[pixels])
         ok = rows >= 0
         face = torch.full((len(pixels), self.face.shape[1]), -1, dtype=torch.long)
         bary = torch.zeros(len(pixels), self.face.shape[1], 3)
         face[ok] = self.face[rows[ok]].long()
         bary[ok] = self.bary[rows[ok]].float()
-        return LayerBatch(face, bary)
+        if self.edge_face is None:
+            return LayerBatch(face, bary)
+        e = torch.from_numpy(self.edge_of[pixels])
+        on = (e >= 0).nonzero().squeeze(-1)
+        rest = (e < 0).nonzero().squeeze(-1)
+        sub = self.edge_face.shape[1]
+        owner = torch.cat([rest, on.repeat_interleave(sub)])
+        face = torch.cat([face[rest], self.edge_face[e[on]].long().reshape(-1, face.shape[1])])
+        bary = torch.cat([bary[rest], self.edge_bary[e[on]].float().reshape(-1, face.shape[1], 3)])
+        return LayerBatch(face, bary, None, owner, len(pixels))
 
 
 class RadianceStepper(_Base):
