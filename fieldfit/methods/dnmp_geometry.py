@@ -129,13 +129,14 @@ def run_points(path: str, scene, device, run):
 
     from . import rbf_radiance as rr
 
-    cfg = RunFolder.open(path).config()
+    src = RunFolder.open(path)
+    cfg = src.config()
     if cfg.get("method") != "rbf" or cfg.get("task") != "radiance":
         raise InputError(path, f"--points expects an rbf radiance run, this is {cfg.get('method')} "
                          f"{cfg.get('task')}", "pass a run made with --method rbf on a posed-image scene")
     if not np.allclose(np.asarray(cfg["aabb"]), np.asarray(scene.aabb)):
         raise InputError(path, "the run was fitted to a different scene box", "fit rbf on the same scene first")
-    model, march, _ = rr.load(RunFolder.open(path), device)
+    model, march, _ = rr.load(src, device)
     pts, cell, solid, cells = density_points(model, march)
     run.log(f"dnmp: points from the rbf run {path}: {cells} solid cells")
     return pts, cell, solid
