@@ -71,9 +71,10 @@ def test_shading_averages_each_pixels_samples(scene_model):
     frags = rasterize_subpixels(model, cam, edges)
     dirs = torch.nn.functional.normalize(torch.randn(cam.width * cam.height, 3), dim=-1)
     bg = torch.tensor([0.3, 0.6, 0.1])
-    per_row, op_row = shade(model, frags, dirs[edges].repeat_interleave(SUB, 0), bg)
-    owner = torch.arange(edges.numel()).repeat_interleave(SUB)
-    avg, op = shade(model, LayerBatch(frags.face, frags.bary, frags.depth, owner, edges.numel()), dirs[edges], bg)
+    assert torch.equal(frags.owner, torch.arange(edges.numel()).repeat_interleave(SUB))
+    rows = LayerBatch(frags.face, frags.bary, frags.depth)  # the same samples, each its own pixel
+    per_row, op_row = shade(model, rows, dirs[edges].repeat_interleave(SUB, 0), bg)
+    avg, op = shade(model, frags, dirs[edges], bg)
     torch.testing.assert_close(avg, per_row.reshape(-1, SUB, 3).mean(1))
     torch.testing.assert_close(op, op_row.reshape(-1, SUB).mean(1))
     plain, _ = render_image(model, cam, dirs, bg)

@@ -50,7 +50,8 @@ def _faces_near(screen: torch.Tensor, faces: torch.Tensor, mask: torch.Tensor) -
 
 
 def rasterize_subpixels(model, cam: PinholeCamera, pixels: torch.Tensor, geometry=None) -> LayerBatch:
-    """Fragments [E*4, Kt] of the 2x2 sub-samples of ``pixels`` [E] (pixel-major), all levels side by side.
+    """Fragments [E*4, Kt] of the 2x2 sub-samples of ``pixels`` [E] (pixel-major, ``owner`` set: shading
+    averages each pixel's four), all levels side by side.
 
     Same as rasterizing the whole frame at twice the resolution and keeping those samples, but only
     the faces whose box reaches one of ``pixels`` are drawn.
@@ -77,7 +78,8 @@ def rasterize_subpixels(model, cam: PinholeCamera, pixels: torch.Tensor, geometr
         faces.append(torch.where(f >= 0, near[f.clamp_min(0)], f))
         barys.append(fr.bary.index_select(0, sub))
         depths.append(fr.depth.index_select(0, sub))
-    return LayerBatch(torch.cat(faces, 1), torch.cat(barys, 1), torch.cat(depths, 1))
+    owner = torch.arange(pixels.numel()).repeat_interleave(SUB)
+    return LayerBatch(torch.cat(faces, 1), torch.cat(barys, 1), torch.cat(depths, 1), owner, pixels.numel())
 
 
 __all__ = ["SUB", "edge_pixels", "rasterize_subpixels"]

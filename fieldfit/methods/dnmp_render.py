@@ -190,7 +190,7 @@ def render_image(model: DNMPModel, cam: PinholeCamera, dirs: torch.Tensor, backg
     rgb, opacity = bg.clone(), torch.zeros(n)
     edges = None
     if model.antialias:
-        from .dnmp_edges import SUB, edge_pixels, rasterize_subpixels
+        from .dnmp_edges import edge_pixels, rasterize_subpixels
 
         edges = edge_pixels(hit, cam.width, cam.height)
         hit[edges] = False
@@ -200,10 +200,7 @@ def render_image(model: DNMPModel, cam: PinholeCamera, dirs: torch.Tensor, backg
         sub = LayerBatch(layers.face[i], layers.bary[i].float(), layers.depth[i].float())
         rgb[i], opacity[i] = shade(model, sub, dirs[i], bg[i])
     if edges is not None and edges.numel():
-        frags = rasterize_subpixels(model, cam, edges)
-        owner = torch.arange(edges.numel()).repeat_interleave(SUB)
-        sub = LayerBatch(frags.face, frags.bary.float(), frags.depth.float(), owner, edges.numel())
-        rgb[edges], opacity[edges] = shade(model, sub, dirs[edges], bg[edges])
+        rgb[edges], opacity[edges] = shade(model, rasterize_subpixels(model, cam, edges), dirs[edges], bg[edges])
     return rgb.clamp(0, 1), opacity
 
 
