@@ -14,7 +14,7 @@
 # 2. Kernel tests on CUDA with the real compiler: TRITON_INTERPRET= pytest tests/test_kernels_*.py
 #    (the cpu-interpret cases skip when TRITON_INTERPRET is not 1).
 # 3. Kernel benchmark -> bench/results/kernels_<gpu>.json.
-# 4. Hooks: bench/sdf_gpu.py, bench/gpu_profile.py and bench/radiance_gpu.py, each run only if
+# 4. Hooks: bench/frame_gpu.py, bench/sdf_gpu.py, bench/gpu_profile.py and bench/radiance_gpu.py, each run only if
 #    present, each stopped after GPU_CHECK_HOOK_TIMEOUT seconds (default 360).
 # 5. A short summary table. Exit status: non-zero if any test or step failed.
 # If $OUT is set (device runner), logs and JSON results are copied there.
@@ -90,7 +90,7 @@ fi
 # --- 4. hooks for the other GPU benchmarks (added by their owners) -----------------------------------
 HOOKS_RC=0
 HOOK_LINES=""
-for hook in ${GPU_CHECK_HOOKS:-sdf_gpu.py gpu_profile.py radiance_gpu.py}; do
+for hook in ${GPU_CHECK_HOOKS:-frame_gpu.py sdf_gpu.py gpu_profile.py radiance_gpu.py}; do
     if [ -f "$REPO/bench/$hook" ]; then
         # shellcheck disable=SC2086  # the timeout is one word
         TRITON_INTERPRET= timeout ${GPU_CHECK_HOOK_TIMEOUT:-360} "$PY" "$REPO/bench/$hook" 2>&1 | tee "$LOGS/gpu_check_${hook%.py}.log"

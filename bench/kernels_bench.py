@@ -1,13 +1,14 @@
 """Benchmark fieldfit.cuda: Triton kernel vs torch reference, forward and forward+backward.
 
 On CUDA every op is timed both ways with ``triton.testing.do_bench`` (median, with warmup) at
-2^18 points (2^20 samples for compositing, 2^18 rays for traversal), and the forward outputs of
+2^18 points (2^20 samples for compositing, 2^18 rays for traversal, 2^16 rays for the fused frame
+kernel), and the forward outputs of
 the two are compared (max |kernel - reference| is recorded: a benchmark of a wrong kernel is
 worthless). On CPU only the reference is timed (there is no compiled kernel; the interpreter is a
 test tool), at 2^14 points unless --full, and the JSON says so.
 
 Writes bench/results/kernels_<device>.json with the machine description. Run from anywhere:
-    python bench/kernels_bench.py [--full] [--ops rbf,dense,hash,triplane,composite,traverse] [--out PATH]
+    python bench/kernels_bench.py [--full] [--ops rbf,dense,hash,triplane,composite,traverse,fused] [--out PATH]
 """
 
 import argparse
@@ -130,6 +131,28 @@ def _traverse_next_case(g, m, k):
                 reference=R.traverse_next_ref)
 
 
+def _fused_case(g=128, m=256):
+    """A random 16-level hash grid (2^19 x 2), 32 RBF units, SH 3 head; 30% occupied cells."""
+    from fieldfit.cuda._fused_ref import render_fused_ref
+    from fieldfit.cuda.fused import HashRBFField
+
+    def make(n, dev):
+        gen = torch.Generator().manual_seed(0)
+        args, _ = _traverse_case(g, m)["make"](n, dev)
+        o, d, tmin, tmax, binary, aabb, step, steps, _ = args
+        res = tuple(int(round(16 * (2048 / 16) ** (i / 15))) for i in range(16))
+        field = HashRBFField(aabb, (torch.rand(16, 1 << 19, 2, generator=gen) * 2 - 1).to(dev), res,
+                             torch.randn(32, 32, generator=gen).to(dev) * 0.5, torch.full((32, 32), -1.0, device=dev),
+                             "gaussian", (torch.randn(49, 32, generator=gen) * 0.5).to(dev),
+                             torch.zeros(49, device=dev), 20.0, -1.0)
+        sh = torch.rand(n, 16, generator=gen).to(dev)
+        bg = torch.ones(3, device=dev)
+        return [o, d, sh, tmin, tmax, binary, aabb, step, steps, field, bg, 1e-3, 1e-3], []
+
+    return dict(name=f"render_fused G={g} steps={m} hash L=16 K=32", make=make, kernel=K.render_fused,
+                reference=render_fused_ref, rays=True)
+
+
 CASES = {
     "rbf": [_rbf_case(32, 64), _rbf_case(3, 64)],
     "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True)],
@@ -137,6 +160,7 @@ CASES = {
     "triplane": [_triplane_case(512)],
     "composite": [_composite_case()],
     "traverse": [_traverse_case(128, 256), _traverse_next_case(128, 256, 8)],
+    "fused": [_fused_case()],
 }
 
 
@@ -247,6 +271,8 @@ def main(argv=None):
     for key in [k.strip() for k in args.ops.split(",") if k.strip()]:
         for case in CASES[key]:
             n = (2**20 if case.get("samples") else 2**18) if big else (2**16 if case.get("samples") else 2**14)
+            if case.get("rays"):  # whole rays: the reference holds every occupied interval at once
+                n = 2**16 if big else 2**10
             for row in run_case(case, n, dev, on_cuda):
                 rows.append(row)
                 print(_fmt(row), flush=True)

@@ -1,7 +1,7 @@
 """fieldfit.cuda: GPU kernels (Triton) for the hot paths, each beside a pure-torch reference.
 
 Public ops: ``rbf_layer``, ``dense_grid``, ``hash_grid``, ``triplane_grid``, ``composite_packed``,
-``traverse_occupancy``, ``traverse_occupancy_next``. CUDA tensors run the Triton kernels,
+``traverse_occupancy``, ``traverse_occupancy_next``, ``render_fused`` (a whole frame). CUDA tensors run the Triton kernels,
 everything else the references in ``_torch_ref``; ``FIELDFIT_KERNELS=torch|triton`` forces one
 (see ``_dispatch``). Importing this package imports no triton and compiles nothing; kernels are
 imported and compiled on first use.
@@ -17,6 +17,7 @@ if __name__ != "fieldfit.cuda":
 from ._dispatch import backend_for
 from ._torch_ref import RBF_KERNELS
 from .composite import composite_packed
+from .fused import render_fused
 from .grid import dense_grid, hash_grid
 from .rbf import rbf_layer
 from .traverse import traverse_occupancy, traverse_occupancy_next
@@ -29,6 +30,7 @@ __all__ = [
     "dense_grid",
     "hash_grid",
     "rbf_layer",
+    "render_fused",
     "traverse_occupancy",
     "traverse_occupancy_next",
     "triplane_grid",

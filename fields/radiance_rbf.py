@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import FieldOutput
-from .components.encodings import TriPlane, make_encoding
+from .components.encodings import HashGrid, TriPlane, make_encoding
 from .components.mlp import MLPDecoder
 from .components.rbf import RBFDecoder
 from .components.sh import sh_colour, sh_count
@@ -123,6 +123,18 @@ class RadianceRBF(nn.Module):
         hidden, head = self._hidden_and_head(self.features(x))
         raw = head(hidden)
         return FieldOutput(density=self._density(raw[:, 0]), rgb=sh_colour(raw[:, 1:], d, SH_DEGREE))
+
+    def fused_parts(self):
+        """This field's tensors for ``fieldfit.cuda.render_fused`` (detached), or None where that kernel
+        does not apply (grids other than ``HashGrid``, the MLP decoder)."""
+        from fieldfit.cuda.fused import HashRBFField
+
+        enc, dec = self.encoding, self.decoder
+        if type(enc) is not HashGrid or enc.dim != 3 or not isinstance(dec, RBFDecoder):
+            return None
+        return HashRBFField(self.aabb, enc.table.detach(), tuple(enc.res), dec.rbf.centers.detach(),
+                            dec.rbf.log_prec.detach(), dec.rbf.kernel, dec.head.weight.detach(),
+                            dec.head.bias.detach(), self.density_scale, self.density_shift)
 
     def param_groups(self) -> dict:
         """Parameter counts by part (grid vs decoder) for reports."""

@@ -17,6 +17,7 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
 from fieldfit.cuda import _composite_triton as C  # noqa: E402
+from fieldfit.cuda import _fused_triton as FU  # noqa: E402
 from fieldfit.cuda import _grid_triton as G  # noqa: E402
 from fieldfit.cuda import _rbf_triton as R  # noqa: E402
 from fieldfit.cuda import _traverse_triton as T  # noqa: E402
@@ -68,7 +69,22 @@ def specs():
         tp = dict(p, bin_ptr="*u8", count_ptr="*i32", offs_ptr="*i64", ri_ptr="*i64")
         for jit in (False, True):
             out.append((f"traverse jitter={jit} {dt}", T._traverse_kernel, tp, dict(HAS_JITTER=jit, BS=T.BS), 2, False))
+    # the fused frame kernel is float32 only; the GPU default field: 16 levels x 2 features, 32 units, SH 3
+    fp = {"*": "*fp32", "bin_ptr": "*u8", "res_ptr": "*i32", "hashed_ptr": "*i32", "ev_ptr": "*i32",
+          "dscale": "fp32", "dshift": "fp32", "early_stop": "fp32", "alpha_thre": "fp32", "stop_tau": "fp32"}
+    for pow2 in (True, False):
+        consts = dict(F=2, BF=2, B=16, KERNEL=0, POW2=pow2, MAX_TAU=64.0, BLOCK=FU.BLOCK, BK=32)
+        out.append((f"fused frame pow2={pow2} fp32", FU._fused_kernel, fp, consts, FU.WARPS, False))
     return out
+
+
+def _registers(kernel) -> str:
+    """' (R registers, S spilled)' where this triton reports them for a compiled kernel."""
+    meta = getattr(kernel, "metadata", None)
+    regs, spills = getattr(kernel, "n_regs", None), getattr(kernel, "n_spills", None)
+    if regs is None and meta is not None:
+        regs, spills = getattr(meta, "n_regs", None), getattr(meta, "n_spills", None)
+    return "" if regs is None else f" ({regs} registers, {spills} spilled)"
 
 
 def main():
@@ -77,8 +93,8 @@ def main():
     for name, fn, types, consts, warps, fusion in specs():
         try:
             src = ASTSource(fn, _sig(fn, types, consts), consts)
-            triton.compile(src, target=target, options=dict(num_warps=warps, enable_fp_fusion=fusion))
-            print(f"ok   {name}")
+            kernel = triton.compile(src, target=target, options=dict(num_warps=warps, enable_fp_fusion=fusion))
+            print(f"ok   {name}{_registers(kernel)}")
         except Exception as exc:  # noqa: BLE001 - report every kernel, then fail
             text = str(exc)
             if "ptxas" in text and ("not found" in text or "No such file" in text):

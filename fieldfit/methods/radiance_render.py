@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fieldfit.cuda import traverse_occupancy_next
+from fieldfit.cuda import render_fused, traverse_occupancy_next
 from fieldfit.cuda._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH
 from fieldfit.render import OccupancyGrid, RaySamples, composite, ray_aabb
 
@@ -188,6 +188,34 @@ class RadianceModel(nn.Module):
         bg = torch.as_tensor(background, dtype=rgb.dtype, device=dev)
         return rgb + (1.0 - opacity)[:, None] * bg, opacity, depth, evals
 
+    def fusable(self) -> bool:
+        """Whether ``render_fused`` can draw this model (a hash-grid RBF field with SH colour)."""
+        return getattr(self.field, "fused_parts", lambda: None)() is not None
+
+    @torch.no_grad()
+    def render_fused(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor,
+                     cfg: MarchConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """``render_rounds``' result from one fused kernel (``fieldfit.cuda.render_fused``): march, field and
+        compositing per ray block, no packed samples, one device sync (the march's step count).
+        Raises ValueError for fields it cannot draw (``fusable``)."""
+        from fieldfit.fields.components.sh import sh_bases
+        from fieldfit.fields.radiance_rbf import SH_DEGREE
+
+        parts = self.field.fused_parts() if hasattr(self.field, "fused_parts") else None
+        if parts is None:
+            raise ValueError(f"render_fused draws hash-grid RBF fields only, not {type(self.field).__name__} "
+                             f"with this grid/decoder; march frames with FIELDFIT_MARCH=packed or rounds")
+        n = origins.shape[0]
+        t0, t1, hit = ray_aabb(origins, dirs, self.occupied_box())
+        near = torch.clamp(t0, min=cfg.near)
+        t_min, t_max = self.grid.span(origins, dirs, near, torch.where(hit, torch.clamp(t1, max=cfg.far), near))
+        max_steps = self.grid.max_steps(t_min, t_max, cfg.step) if n else 0
+        bg = torch.as_tensor(background, dtype=origins.dtype, device=origins.device).expand(3).contiguous()
+        rgb, opacity, depth, evals = render_fused(origins, dirs, sh_bases(dirs, SH_DEGREE), t_min, t_max,
+                                                  self.grid.binary, self.grid.aabb, cfg.step, max_steps, parts, bg,
+                                                  cfg.early_stop, cfg.alpha_thre)
+        return rgb, opacity, depth, int(evals.sum())
+
 
 def _keep(tau: torch.Tensor, valid: torch.Tensor, tau_before: torch.Tensor, cfg: MarchConfig) -> torch.Tensor:
     """[A,k] samples ``render`` composites: valid, transmittance before them >= early_stop, and (when
@@ -232,24 +260,28 @@ def render_chunk(device) -> int:
     return 1 << 20 if torch.device(device).type == "cuda" else 1 << 13
 
 
-# How frames are marched: "rounds" (RadianceModel.render_rounds) or "packed" (RadianceModel.render).
-MARCH_MODES = ("rounds", "packed")
+# How frames are marched: "rounds" (RadianceModel.render_rounds), "packed" (RadianceModel.render) or
+# "fused" (RadianceModel.render_fused: one kernel per chunk; hash-grid RBF fields only).
+MARCH_MODES = ("rounds", "packed", "fused")
 
 
 def march_mode(device) -> str:
-    """How frames are marched: FIELDFIT_MARCH=rounds|packed, else rounds on a CPU and packed on a GPU.
+    """How frames are marched: FIELDFIT_MARCH=rounds|packed|fused, else rounds on a CPU and packed on a GPU.
 
     Measured: frames in rounds are 1.2-1.6x faster than packed for trained lego runs at 200x200 on a
     2-core CPU (the same image); on an H200 at 800x800 packed was as fast or faster (29 ms against 32-36 ms
     in rounds, chunks of 2^20 rays). Training always marches packed: marched in rounds (an experiment
     not kept) its march took 9.0 ms against 6.0 ms on the H200 (2^17 jittered rays), and a 300 s CPU
     fit of lego 200x200 made 6% more steps (4389 against 4142; 29.98 against 29.75 dB).
+    "fused" (one kernel: march, field and compositing) is not the GPU default until it is timed on a GPU;
+    on a CPU it runs the torch reference, which is slow (tests and debugging only).
     """
     import os
 
     mode = os.environ.get("FIELDFIT_MARCH", "").strip().lower()
     if mode and mode not in MARCH_MODES:
-        raise ValueError(f"FIELDFIT_MARCH={mode!r} is not recognised; set it to 'rounds' or 'packed' (or unset it)")
+        raise ValueError(f"FIELDFIT_MARCH={mode!r} is not recognised; set it to 'rounds', 'packed' or 'fused' "
+                         f"(or unset it)")
     return mode or ("rounds" if torch.device(device).type == "cpu" else "packed")
 
 
@@ -263,6 +295,8 @@ def render_chunked(model: RadianceModel, origins: torch.Tensor, dirs: torch.Tens
         o, d = origins[s:s + chunk], dirs[s:s + chunk]
         if mode == "rounds":
             rgb, opacity, depth, k = model.render_rounds(o, d, background, cfg)
+        elif mode == "fused":
+            rgb, opacity, depth, k = model.render_fused(o, d, background, cfg)
         else:
             res, samples = model.render(o, d, background, cfg)
             rgb, opacity, depth, k = res.rgb, res.opacity, res.depth, samples.n_samples

@@ -1,0 +1,147 @@
+"""Frame time of the three frame marchers (packed, rounds, fused) on one trained lego run, same rays.
+
+    python bench/frame_gpu.py [--run RUN | --budget 60] [--device cuda] [--sizes 400,800]
+        -> bench/results/frame_<device>.json
+
+Without --run, fits lego_400 for --budget seconds first (the device's defaults: on a GPU the hash
+grid, which the fused kernel draws). Then, for a test camera at each size (intrinsics scaled):
+ms per frame as ``fieldfit render`` makes it (rays made on the device, marched, copied back;
+``render_rays``) for each marcher, packed being the baseline; the fused kernel also at other
+block shapes (rays per program x warps); each marcher's frame against packed's (max abs
+difference, PSNR: the same image up to float rounding); and the viewer's frame rate at 800x800
+while orbiting (full resolution and dynamic resolution at a 60 fps target) per marcher.
+On a CPU the fused marcher runs the torch reference (slow; a smoke test of this script).
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from _common import DATA, write
+
+MODES = ("packed", "rounds", "fused")
+SHAPES = ((16, 4), (32, 8), (64, 8))  # fused kernel (rays per program, warps) tried at the largest size
+
+
+def _timed(fn, device: str, reps: int) -> float:
+    import torch
+
+    fn()  # warm-up (compilation)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / reps
+
+
+def _fit(budget: float, device: str, tmp: Path) -> Path:
+    run = tmp / "lego"
+    cmd = [sys.executable, "-m", "fieldfit", str(DATA / "lego_400"), "--device", device, "--time-budget",
+           str(budget), "--out", str(run)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"fit failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
+    return run
+
+
+def frames(run: Path, device: str, sizes, reps: int) -> dict:
+    import torch
+
+    from fieldfit.cuda import _fused_triton
+    from fieldfit.methods.radiance_data import eval_background, frame_rays
+    from fieldfit.methods.radiance_render import render_rays
+    from fieldfit.methods.rbf_radiance import _scene_of, load
+    from fieldfit.runs import Run
+
+    model, march, cfg = load(Run.open(run), device)
+    scene = _scene_of(cfg)
+    frame = scene.frames[scene.split("test")[0]]
+    bg = eval_background(scene)
+    modes = [m for m in MODES if m != "fused" or model.fusable()]
+    metrics = run / "metrics.json"
+    psnr = json.loads(metrics.read_text()).get("test", {}).get("psnr") if metrics.is_file() else None
+    out = {"grid": type(model.field.encoding).__name__, "modes": modes, "test_psnr": psnr}
+    with torch.no_grad():
+        for size in sizes:
+            k = size / frame.width
+            f = replace(frame, width=size, height=size, fx=frame.fx * k, fy=frame.fy * k, cx=frame.cx * k,
+                        cy=frame.cy * k)
+            images = {}
+            for mode in modes:
+                def draw(mode=mode):
+                    return render_rays(model, *frame_rays(scene, f, device=device), bg, march, device, mode=mode)
+
+                images[mode] = draw()[0]
+                out[f"frame_{size}_ms_{mode}"] = 1e3 * _timed(draw, device, reps)
+                diff = (images[mode] - images["packed"]).abs()
+                mse = float((diff**2).mean())
+                out[f"frame_{size}_{mode}_vs_packed_max_abs"] = float(diff.max())
+                out[f"frame_{size}_{mode}_vs_packed_psnr"] = 10 * torch.log10(torch.tensor(1 / max(mse, 1e-20))).item()
+                print(f"{size}x{size} {mode}: {out[f'frame_{size}_ms_{mode}']:.1f} ms", flush=True)
+            if "fused" in modes and device.startswith("cuda") and size == max(sizes):
+                default = (_fused_triton.BLOCK, _fused_triton.WARPS)
+                try:
+                    for block, warps in SHAPES:
+                        _fused_triton.BLOCK, _fused_triton.WARPS = block, warps
+                        out[f"frame_{size}_ms_fused_block{block}_warps{warps}"] = 1e3 * _timed(
+                            lambda: render_rays(model, *frame_rays(scene, f, device=device), bg, march, device,
+                                                mode="fused"), device, reps)
+                finally:
+                    _fused_triton.BLOCK, _fused_triton.WARPS = default
+    return out
+
+
+def viewer(run: Path, device: str, modes) -> dict:
+    from viewer_bench import measure
+
+    from fieldfit.runs import Run
+    from fieldfit.viewer.registry import open_view
+
+    view = open_view(Run.open(run), device)
+    out = {}
+    for mode in modes:
+        view.mode = mode
+        full = measure(view, (800, 800), 20, 60.0, 1.0, 20.0)
+        dynamic = measure(view, (800, 800), 30, 60.0, None, 20.0)
+        out.update({f"viewer_800_{mode}_full_fps": full["fps"], f"viewer_800_{mode}_dynamic_fps": dynamic["fps"],
+                    f"viewer_800_{mode}_dynamic_scale": dynamic["scale"]})
+        print(f"viewer {mode}: full {full['fps']:.1f} fps, dynamic {dynamic['fps']:.1f} fps at {dynamic['scale']:.2f}",
+              flush=True)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, help="a finished rbf lego run (else one is fitted)")
+    ap.add_argument("--budget", type=float, default=60.0)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--sizes", default="400,800")
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--no-viewer", action="store_true")
+    a = ap.parse_args()
+    sizes = [int(s) for s in a.sizes.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        run = a.run or _fit(a.budget, a.device, Path(tmp))
+        row = {"run": str(a.run) if a.run else f"lego_400, {a.budget:g} s fit", "fit_s": time.perf_counter() - t0}
+        row.update(frames(run, a.device, sizes, a.reps))
+        if not a.no_viewer:
+            try:
+                row.update(viewer(run, a.device, row["modes"]))
+            except Exception as exc:  # noqa: BLE001 - the frame times above are worth keeping
+                row["viewer_error"] = f"{type(exc).__name__}: {exc}"
+    print(json.dumps(row, indent=1))
+    write(f"frame_{a.device.split(':')[0]}", row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

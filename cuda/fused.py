@@ -1,0 +1,100 @@
+"""A whole frame in one kernel: occupancy march, hash-grid RBF field and compositing, per ray (no gradient).
+
+The frame path of the other ops launches a few hundred kernels and syncs the device between
+marching rounds; at 800x800 on an H200 that host work, not arithmetic, set the frame time. Here one
+program marches a block of rays together: each ray skips to its next occupied interval, the block
+evaluates the field there (hash grid -> RBF layer -> linear head -> density and SH colour, all in
+registers) and composites, until every ray is opaque or out of intervals. Nothing per sample is
+written to memory.
+
+Semantics (``_fused_ref.render_fused_ref``): the intervals of ``traverse_occupancy`` (no jitter);
+sample i of a ray has tau_i = min(sigma_i (t_end - t_start), 64) at its midpoint; it counts when
+exp(-sum_{j<i} tau_j) >= early_stop and (alpha_thre > 0 only) 1 - exp(-tau_i) >= alpha_thre; counted
+samples composite front to back, skipped ones do not dim those behind; a ray stops once its
+optical depth reaches -log(early_stop). This is ``RadianceModel.render``'s image.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from . import _checks
+from ._dispatch import backend_for
+from ._fused_ref import render_fused_ref
+from ._torch_ref import RBF_KERNELS
+from .traverse import _box, _check_march
+
+_OP = "render_fused"
+
+
+@dataclass
+class HashRBFField:
+    """The tensors of a hash-grid RBF radiance field (``RadianceRBF`` with a ``HashGrid`` and an RBF decoder).
+
+    density = density_scale * softplus(raw_0 + density_shift), rgb_c = sigmoid(sum_b sh_b raw_{1 + c B + b}),
+    raw = head_w phi + head_b, phi = rbf(hash_grid((x - lo) * 2 / (hi - lo) - 1)).
+    """
+
+    aabb: torch.Tensor  # [2,3] box the grid covers
+    table: torch.Tensor  # [L,T,F] hash tables
+    resolutions: tuple  # L ints
+    centers: torch.Tensor  # [K, L*F]
+    log_prec: torch.Tensor  # [K, L*F]
+    kernel: str
+    head_w: torch.Tensor  # [1 + 3B, K]
+    head_b: torch.Tensor  # [1 + 3B]
+    density_scale: float
+    density_shift: float
+
+
+def render_fused(origins: torch.Tensor, dirs: torch.Tensor, sh: torch.Tensor, t_min: torch.Tensor,
+                 t_max: torch.Tensor, binary: torch.Tensor, aabb: torch.Tensor, step_size: float, max_steps: int,
+                 field: HashRBFField, background: torch.Tensor, early_stop: float, alpha_thre: float):
+    """Render rays through an occupancy grid and a hash-grid RBF field (module docstring for the rule).
+
+    Args:
+        origins, dirs: [R,3] float32; t_min, t_max: [R] (the span to march); binary, aabb, step_size,
+            max_steps: the occupancy grid and march of ``traverse_occupancy``.
+        sh: [R,B] the SH bases of each ray's direction (the colour reads them).
+        field: the field's tensors, float32, on the rays' device.
+        background: [3] colour behind the rays.
+        early_stop: transmittance below which samples stop counting (0: never); alpha_thre: >= 0.
+
+    Returns:
+        (rgb [R,3] with the background, opacity [R], depth [R] = sum of w t_mid, evaluated [R] int32:
+        field evaluations per ray). No gradient; the CUDA path does not sync the device.
+    """
+    step, m = _check_march(_OP, origins, dirs, t_min, t_max, binary, aabb, step_size, max_steps, "max_steps")
+    _check(origins, sh, field, background)
+    if not (0.0 <= float(early_stop) < 1.0 and float(alpha_thre) >= 0.0):
+        raise ValueError(f"{_OP}: need 0 <= early_stop < 1 and alpha_thre >= 0, got {early_stop}, {alpha_thre}")
+    if backend_for(origins) == "torch":
+        return render_fused_ref(origins, dirs, sh, t_min, t_max, binary, aabb, step, m, field, background,
+                                float(early_stop), float(alpha_thre))
+    from . import _fused_triton  # noqa: PLC0415 - triton is imported lazily
+
+    box, step_t = _box(aabb, step, origins)
+    with torch.no_grad():
+        return _fused_triton.render(origins.contiguous(), dirs.contiguous(), sh.contiguous(), t_min.contiguous(),
+                                    t_max.contiguous(), binary.contiguous().view(torch.uint8), box, step_t, m, field,
+                                    background.contiguous(), float(early_stop), float(alpha_thre))
+
+
+def _check(origins, sh, field: HashRBFField, background) -> None:
+    r = origins.shape[0]
+    like = ("origins", origins)
+    _checks.tensor(_OP, "origins", origins, ("R", 3), dtype=torch.float32)
+    _checks.tensor(_OP, "sh", sh, (r, "B"), like=like)
+    _checks.tensor(_OP, "background", background, (3,), like=like)
+    _checks.tensor(_OP, "field.aabb", field.aabb, (2, 3), like=like)
+    _checks.tensor(_OP, "field.table", field.table, ("L", "T", "F"), like=like)
+    levels, _, feats = field.table.shape
+    if len(field.resolutions) != levels:
+        raise ValueError(f"{_OP}: field.resolutions has {len(field.resolutions)} entries for {levels} table levels")
+    _checks.tensor(_OP, "field.centers", field.centers, ("K", levels * feats), like=like)
+    k = field.centers.shape[0]
+    _checks.tensor(_OP, "field.log_prec", field.log_prec, (k, levels * feats), like=like)
+    _checks.tensor(_OP, "field.head_w", field.head_w, (1 + 3 * sh.shape[1], k), like=like)
+    _checks.tensor(_OP, "field.head_b", field.head_b, (1 + 3 * sh.shape[1],), like=like)
+    if field.kernel not in RBF_KERNELS:
+        raise ValueError(f"{_OP}: field.kernel must be one of {RBF_KERNELS}, got {field.kernel!r}")

@@ -1,0 +1,144 @@
+"""render_fused: the one-kernel frame (march + hash-grid RBF field + compositing) vs its reference.
+
+The reference (cuda/_fused_ref.py) is checked against the renderer's own path
+(RadianceModel.render_rounds and render, float32, to the tolerances below); the Triton kernel
+against the reference, float32 both:
+    rgb, opacity:  atol 2e-5      depth: atol 2e-5 * max depth      evaluations: equal
+(the kernel sums optical depth in float32, the reference in float64; a sample whose
+transmittance sits on the early-stop threshold could flip, which these seeds do not hit).
+render_rounds evaluates whole rounds, so it may evaluate a few samples more than the reference.
+The op has no backward: frames are drawn without gradient.
+"""
+
+import pytest
+import torch
+from _kernel_utils import DEVICES, assert_close, triton_kernels  # noqa: F401
+
+from fieldfit.cuda import render_fused
+from fieldfit.cuda._fused_ref import render_fused_ref
+from fieldfit.fields.components.encodings import GridConfig
+from fieldfit.fields.gaussian_rbf import FieldConfig
+from fieldfit.fields.radiance_rbf import RadianceRBF
+from fieldfit.methods.radiance_render import MarchConfig, RadianceModel
+from fieldfit.render import OccupancyGrid
+
+
+def _model(levels=3, units=6, table_log2=8, occupied=0.5, shift=0.0, scale=3.0, seed=0, kernel="gaussian"):
+    """A small random hash-grid RBF radiance model whose rays mix opaque, partly filled and empty ones."""
+    torch.manual_seed(seed)
+    grid = GridConfig(kind="hash", levels=levels, base_res=4, max_res=40, features=2, table_log2=table_log2,
+                      init_scale=1.0)
+    field = RadianceRBF(FieldConfig(grid=grid, units=units, kernel=kernel), [[-1.0] * 3, [1.0] * 3],
+                        density_shift=shift, density_scale=scale)
+    with torch.no_grad():
+        field.decoder.rbf.centers.normal_(0, 0.7)
+        field.decoder.rbf.log_prec.normal_(-1, 0.3)
+        field.decoder.head.weight.normal_(0, 1.0)
+        field.decoder.head.bias.normal_(0, 0.5)
+    occ = OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=8, dilation=0)
+    occ.binary.copy_(torch.rand(8, 8, 8) < occupied)
+    return RadianceModel(field, occ).eval()
+
+
+def _rays(n, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    o = torch.randn(n, 3, generator=g)
+    o = 2.5 * o / o.norm(dim=-1, keepdim=True)
+    d = torch.rand(n, 3, generator=g) * 1.6 - 0.8 - o
+    d[: max(n // 8, 1)] = o[: max(n // 8, 1)]  # pointing away: these rays miss the box
+    return o, d / d.norm(dim=-1, keepdim=True)
+
+
+BG = torch.tensor([0.2, 0.3, 0.4])
+
+
+def _compare(got, want, name=""):
+    """rgb and opacity to 2e-5 absolute, depth to 2e-5 of the largest depth."""
+    for what, a, b in zip(("rgb", "opacity", "depth"), got[:3], want[:3]):
+        top = float(b.abs().max()) or 1.0
+        assert_close(a, b, rtol=0.0, atol_rel=2e-5 if what == "depth" else 2e-5 / top, name=f"{name} {what}")
+
+
+@pytest.mark.parametrize("cfg", [MarchConfig(step=0.05, early_stop=1e-3, alpha_thre=1e-3),
+                                 MarchConfig(step=0.05, early_stop=0.0, alpha_thre=0.0)], ids=["stop", "no-stop"])
+def test_reference_draws_the_renderers_image(cfg):
+    model = _model()
+    o, d = _rays(300)
+    want = model.render_rounds(o, d, BG, cfg)
+    got = model.render_fused(o, d, BG, cfg)
+    _compare(got, want, "fused ref vs render_rounds")
+    assert got[3] <= want[3]  # rounds may evaluate the rest of a round past the stop
+    res, _ = model.render(o, d, BG, cfg)  # the packed renderer, which test renders use on a GPU
+    assert_close(got[0], res.rgb, rtol=0.0, atol_rel=2e-5, name="fused ref vs render")
+    assert 0.0 <= float(want[1].min()) and float(want[1].max()) > 0.99 and float(want[1][:37].min()) == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", ["mixed", "opaque", "empty", "no-stop", "dense-levels"])
+def test_kernel_matches_reference(device, case, monkeypatch):
+    kw = {"opaque": dict(shift=4.0, scale=30.0), "empty": dict(shift=-30.0),
+          "dense-levels": dict(table_log2=16, kernel="inverse_quadratic")}.get(case, {})
+    model = _model(**kw).to(device)
+    cfg = MarchConfig(step=0.1, early_stop=0.0 if case == "no-stop" else 1e-3, alpha_thre=0.0 if case == "no-stop"
+                      else 1e-3)
+    o, d = (t.to(device) for t in _rays(45))  # not a multiple of the block; 5 rays miss the box
+    got = model.render_fused(o, d, BG.to(device), cfg)
+    monkeypatch.setenv("FIELDFIT_KERNELS", "torch")
+    want = model.render_fused(o, d, BG.to(device), cfg)
+    _compare(got, want, case)
+    assert got[3] == want[3]  # the same field evaluations: each occupied sample once, none past the stop
+    if case == "opaque":
+        assert float(got[1][5:].min()) > 0.99
+    if case == "empty":
+        assert float(got[1].max()) < 1e-6 and torch.allclose(got[0], BG.to(device).expand(45, 3))
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_kernel_empty_input(device):
+    model = _model().to(device)
+    z = torch.zeros(0, 3, device=device)
+    rgb, opacity, depth, evals = model.render_fused(z, z, BG.to(device), MarchConfig(step=0.1))
+    assert rgb.shape == (0, 3) and opacity.shape == depth.shape == (0,) and evals == 0
+
+
+def _args(model, n=4):
+    o, d = _rays(n)
+    parts = model.field.fused_parts()
+    t = torch.zeros(n)
+    return [o, d, torch.ones(n, 16), t, t + 1.0, model.grid.binary, model.grid.aabb, 0.1, 10, parts, BG, 1e-3, 0.0]
+
+
+def test_arguments_are_checked_by_name():
+    model = _model()
+    args = _args(model)
+    bad = list(args)
+    bad[0] = args[0].double()
+    with pytest.raises(TypeError, match="'origins'"):
+        render_fused(*bad)
+    bad = list(args)
+    bad[2] = torch.ones(4, 9)
+    with pytest.raises(ValueError, match="'field.head_w'"):  # 9 SH bases do not fit a head of 1 + 3*16 rows
+        render_fused(*bad)
+    bad = list(args)
+    bad[10] = torch.zeros(4)
+    with pytest.raises(ValueError, match="'background'"):
+        render_fused(*bad)
+    bad = list(args)
+    bad[11] = 1.5
+    with pytest.raises(ValueError, match="early_stop"):
+        render_fused(*bad)
+    # the reference and the dispatching op agree on valid arguments
+    for a, b in zip(render_fused(*args)[:3], render_fused_ref(*args)[:3]):
+        assert torch.equal(a, b)
+
+
+def test_models_without_a_hash_grid_are_refused():
+    field = RadianceRBF(FieldConfig(grid=GridConfig(kind="triplane", levels=2, max_res=16, features=2), units=4),
+                        [[-1.0] * 3, [1.0] * 3])
+    model = RadianceModel(field, OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=4))
+    assert not model.fusable() and _model().fusable()
+    with pytest.raises(ValueError, match="FIELDFIT_MARCH"):
+        model.render_fused(*_rays(3), BG, MarchConfig(step=0.1))
