@@ -7,7 +7,7 @@ Without --run, fits lego_400 for --budget seconds first (the device's defaults: 
 grid, which the fused kernel draws). Then, for a test camera at each size (intrinsics scaled):
 ms per frame as ``fieldfit render`` makes it (rays made on the device, marched, copied back;
 ``render_rays``) for each marcher, packed being the baseline; the fused kernel also at other
-block shapes (rays per program x warps); each marcher's frame against packed's (max abs
+launch shapes (rays per program, warps, hash levels unrolled); each marcher's frame against packed's (max abs
 difference, PSNR: the same image up to float rounding); and the viewer's frame rate at 800x800
 while orbiting (full resolution and dynamic resolution at a 60 fps target) per marcher.
 On a CPU the fused marcher runs the torch reference (slow; a smoke test of this script).
@@ -25,7 +25,8 @@ from pathlib import Path
 from _common import DATA, write
 
 MODES = ("packed", "rounds", "fused")
-SHAPES = ((16, 4), (32, 8), (64, 8))  # fused kernel (rays per program, warps) tried at the largest size
+# fused kernel launch shapes (rays per program, warps, levels unrolled) tried at the largest size
+SHAPES = ((16, 4, False), (64, 8, False), (16, 8, True), (32, 8, True))
 
 
 def _timed(fn, device: str, reps: int) -> float:
@@ -87,15 +88,16 @@ def frames(run: Path, device: str, sizes, reps: int) -> dict:
                 out[f"frame_{size}_{mode}_vs_packed_psnr"] = 10 * torch.log10(torch.tensor(1 / max(mse, 1e-20))).item()
                 print(f"{size}x{size} {mode}: {out[f'frame_{size}_ms_{mode}']:.1f} ms", flush=True)
             if "fused" in modes and device.startswith("cuda") and size == max(sizes):
-                default = (_fused_triton.BLOCK, _fused_triton.WARPS)
+                default = (_fused_triton.BLOCK, _fused_triton.WARPS, _fused_triton.UNROLL_LEVELS)
                 try:
-                    for block, warps in SHAPES:
-                        _fused_triton.BLOCK, _fused_triton.WARPS = block, warps
-                        out[f"frame_{size}_ms_fused_block{block}_warps{warps}"] = 1e3 * _timed(
-                            lambda: render_rays(model, *frame_rays(scene, f, device=device), bg, march, device,
-                                                mode="fused"), device, reps)
+                    for shape in SHAPES:
+                        _fused_triton.BLOCK, _fused_triton.WARPS, _fused_triton.UNROLL_LEVELS = shape
+                        key = "frame_{}_ms_fused_block{}_warps{}_unroll{}".format(size, *shape)
+                        out[key] = 1e3 * _timed(lambda: render_rays(model, *frame_rays(scene, f, device=device), bg,
+                                                                    march, device, mode="fused"), device, reps)
+                        print(f"{key}: {out[key]:.1f}", flush=True)
                 finally:
-                    _fused_triton.BLOCK, _fused_triton.WARPS = default
+                    _fused_triton.BLOCK, _fused_triton.WARPS, _fused_triton.UNROLL_LEVELS = default
     return out
 
 

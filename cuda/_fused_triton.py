@@ -24,8 +24,10 @@ from ._grid_triton import _corner, _hash_axis, _hash_index, hash_levels
 from ._rbf_triton import KERNEL_IDS, _phi
 from ._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH
 
-# 32 rays x 8 warps: 128 registers, no spills (sm_90 AOT compile of the default field); 32 x 2 spilled
-BLOCK, WARPS = 32, 8
+# Launch shape, from sm_90 AOT compiles of the default field (16 levels x 2, 32 units, SH 3); not yet timed on a GPU
+# (bench/frame_gpu.py tries others). Levels looped: 32 rays x 8 warps use 128 registers, no spills (32 x 2
+# spills); levels unrolled: 255 registers at 32 x 8, spills at 32 x 16.
+BLOCK, WARPS, UNROLL_LEVELS = 32, 8, False
 BIG = 1e30  # "no early stop" optical depth
 
 
@@ -64,35 +66,51 @@ def _u(x, lo_ptr, sc_ptr, i: tl.constexpr):
 
 
 @triton.jit
-def _rbf_distances(x0, x1, x2, ev, lo_ptr, sc_ptr, t_ptr, res_ptr, hashed_ptr, L, T, c_ptr, beta_ptr, rk, mk,
-                   F: tl.constexpr, BF: tl.constexpr, POW2: tl.constexpr, BLOCK: tl.constexpr, BK: tl.constexpr):
-    """r [BLOCK, BK] = sum_d beta_kd (feature_d - mu_kd)^2 of the hash features at points x (lanes ev only)."""
+def _level(lvl, r, base, u0, u1, u2, m2, rf, t_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr, rk, mk, D,
+           F: tl.constexpr, BF: tl.constexpr, POW2: tl.constexpr, BLOCK: tl.constexpr):
+    """r plus the terms of hash level ``lvl``'s F features (rows of the level start at ``base``)."""
+    res = tl.load(res_ptr + lvl)
+    hashed = tl.load(hashed_ptr + lvl)
+    lo0, hi0, f0 = _hash_axis(u0, 0, 3, res)
+    lo1, hi1, f1 = _hash_axis(u1, 1, 3, res)
+    lo2, hi2, f2 = _hash_axis(u2, 2, 3, res)
+    feat = tl.zeros((BLOCK, BF), dtype=tl.float32)
+    for c in tl.static_range(8):
+        i0, i1, i2, w, dw0, dw1, dw2 = _corner(c, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2)
+        row = base + _hash_index(i0, i1, i2, res, T, hashed, POW2)
+        feat += w[:, None] * tl.load(t_ptr + row[:, None] * F + rf[None, :], mask=m2, other=0.0)
+    for f in tl.static_range(F):
+        v = tl.sum(tl.where(rf[None, :] == f, feat, 0.0), axis=1)
+        cd = tl.load(c_ptr + rk * D + lvl * F + f, mask=mk, other=0.0)
+        bd = tl.load(beta_ptr + rk * D + lvl * F + f, mask=mk, other=0.0)
+        diff = v[:, None] - cd[None, :]
+        r += bd[None, :] * (diff * diff)
+    return r
+
+
+@triton.jit
+def _rbf_distances(x0, x1, x2, ev, lo_ptr, sc_ptr, t_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr, rk, mk,
+                   L: tl.constexpr, F: tl.constexpr, BF: tl.constexpr, POW2: tl.constexpr, UNROLL: tl.constexpr,
+                   BLOCK: tl.constexpr, BK: tl.constexpr):
+    """r [BLOCK, BK] = sum_d beta_kd (feature_d - mu_kd)^2 of the hash features at points x (lanes ev only).
+    UNROLL unrolls the levels (all their gathers can be in flight at once, at twice the registers)."""
     u0 = _u(x0, lo_ptr, sc_ptr, 0)
     u1 = _u(x1, lo_ptr, sc_ptr, 1)
     u2 = _u(x2, lo_ptr, sc_ptr, 2)
     rf = tl.arange(0, BF)
     m2 = ev[:, None] & (rf < F)[None, :]
-    D = L * F
     r = tl.zeros((BLOCK, BK), dtype=tl.float32)
     base = tl.zeros((BLOCK,), dtype=tl.int64)  # first row of the level in the flat [L*T, F] table
-    for lvl in range(L):
-        res = tl.load(res_ptr + lvl)
-        hashed = tl.load(hashed_ptr + lvl)
-        lo0, hi0, f0 = _hash_axis(u0, 0, 3, res)
-        lo1, hi1, f1 = _hash_axis(u1, 1, 3, res)
-        lo2, hi2, f2 = _hash_axis(u2, 2, 3, res)
-        feat = tl.zeros((BLOCK, BF), dtype=tl.float32)
-        for c in tl.static_range(8):
-            i0, i1, i2, w, dw0, dw1, dw2 = _corner(c, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2)
-            row = base + _hash_index(i0, i1, i2, res, T, hashed, POW2)
-            feat += w[:, None] * tl.load(t_ptr + row[:, None] * F + rf[None, :], mask=m2, other=0.0)
-        for f in tl.static_range(F):
-            v = tl.sum(tl.where(rf[None, :] == f, feat, 0.0), axis=1)
-            cd = tl.load(c_ptr + rk * D + lvl * F + f, mask=mk, other=0.0)
-            bd = tl.load(beta_ptr + rk * D + lvl * F + f, mask=mk, other=0.0)
-            diff = v[:, None] - cd[None, :]
-            r += bd[None, :] * (diff * diff)
-        base += T
+    if UNROLL:
+        for lvl in tl.static_range(L):
+            r = _level(lvl, r, base, u0, u1, u2, m2, rf, t_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr, rk, mk,
+                       L * F, F, BF, POW2, BLOCK)
+            base += T
+    else:
+        for lvl in range(L):
+            r = _level(lvl, r, base, u0, u1, u2, m2, rf, t_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr, rk, mk,
+                       L * F, F, BF, POW2, BLOCK)
+            base += T
     return r
 
 
@@ -111,10 +129,11 @@ def _colour_rows(sh_ptr, w_ptr, b_ptr, ray, mr, rk, mk, c: tl.constexpr, K, B: t
 
 @triton.jit
 def _fused_kernel(o_ptr, d_ptr, sh_ptr, tmin_ptr, tmax_ptr, bin_ptr, box_ptr, step_ptr, M, G0, G1, G2,
-                  lo_ptr, sc_ptr, t_ptr, res_ptr, hashed_ptr, L, T, c_ptr, beta_ptr, w_ptr, b_ptr, K,
+                  lo_ptr, sc_ptr, t_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr, w_ptr, b_ptr, K,
                   dscale, dshift, bg_ptr, early_stop, alpha_thre, stop_tau,
                   rgb_ptr, opa_ptr, dep_ptr, ev_ptr, R,
-                  F: tl.constexpr, BF: tl.constexpr, B: tl.constexpr, KERNEL: tl.constexpr, POW2: tl.constexpr,
+                  L: tl.constexpr, F: tl.constexpr, BF: tl.constexpr, B: tl.constexpr, KERNEL: tl.constexpr,
+                  POW2: tl.constexpr, UNROLL: tl.constexpr,
                   MAX_TAU: tl.constexpr, BLOCK: tl.constexpr, BK: tl.constexpr):
     ray = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mr = ray < R
@@ -156,7 +175,7 @@ def _fused_kernel(o_ptr, d_ptr, sh_ptr, tmin_ptr, tmax_ptr, bin_ptr, box_ptr, st
             skip = left & (occ == 0)
         ev = left  # live rays at an occupied interval
         r = _rbf_distances(o0 + d0 * mid, o1 + d1 * mid, o2 + d2 * mid, ev, lo_ptr, sc_ptr, t_ptr, res_ptr,
-                           hashed_ptr, L, T, c_ptr, beta_ptr, rk, mk, F, BF, POW2, BLOCK, BK)
+                           hashed_ptr, T, c_ptr, beta_ptr, rk, mk, L, F, BF, POW2, UNROLL, BLOCK, BK)
         phi = tl.where(mk[None, :], _phi(r, KERNEL), 0.0)
         z = tl.sum(phi * w0[None, :], axis=1) + b0 + dshift
         sigma = dscale * (tl.maximum(z, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(z))))  # softplus
@@ -203,11 +222,11 @@ def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, f
     with device_guard(dev):
         _fused_kernel[(triton.cdiv(n, BLOCK),)](
             origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, g0, g1, g2,
-            lo.contiguous(), scale, field.table.contiguous(), res_t, hashed_t, levels, tsize,
+            lo.contiguous(), scale, field.table.contiguous(), res_t, hashed_t, tsize,
             field.centers.contiguous(), field.log_prec.exp().contiguous(), field.head_w.contiguous(),
             field.head_b.contiguous(), k, float(field.density_scale), float(field.density_shift), background,
             float(early_stop), float(alpha_thre), stop_tau, rgb, opacity, depth, evals, n,
-            F=feats, BF=triton.next_power_of_2(max(feats, 1)), B=sh.shape[1], KERNEL=KERNEL_IDS[field.kernel],
-            POW2=(tsize & (tsize - 1)) == 0, MAX_TAU=COMPOSITE_MAX_OPTICAL_DEPTH, BLOCK=BLOCK,
+            L=levels, F=feats, BF=triton.next_power_of_2(max(feats, 1)), B=sh.shape[1], KERNEL=KERNEL_IDS[field.kernel],
+            POW2=(tsize & (tsize - 1)) == 0, UNROLL=UNROLL_LEVELS, MAX_TAU=COMPOSITE_MAX_OPTICAL_DEPTH, BLOCK=BLOCK,
             BK=triton.next_power_of_2(max(k, 1)), num_warps=WARPS, enable_fp_fusion=False)
     return rgb, opacity, depth, evals

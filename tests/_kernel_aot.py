@@ -72,9 +72,9 @@ def specs():
     # the fused frame kernel is float32 only; the GPU default field: 16 levels x 2 features, 32 units, SH 3
     fp = {"*": "*fp32", "bin_ptr": "*u8", "res_ptr": "*i32", "hashed_ptr": "*i32", "ev_ptr": "*i32",
           "dscale": "fp32", "dshift": "fp32", "early_stop": "fp32", "alpha_thre": "fp32", "stop_tau": "fp32"}
-    for pow2 in (True, False):
-        consts = dict(F=2, BF=2, B=16, KERNEL=0, POW2=pow2, MAX_TAU=64.0, BLOCK=FU.BLOCK, BK=32)
-        out.append((f"fused frame pow2={pow2} fp32", FU._fused_kernel, fp, consts, FU.WARPS, False))
+    for pow2, unroll in ((True, False), (False, False), (True, True)):
+        consts = dict(L=16, F=2, BF=2, B=16, KERNEL=0, POW2=pow2, UNROLL=unroll, MAX_TAU=64.0, BLOCK=FU.BLOCK, BK=32)
+        out.append((f"fused frame pow2={pow2} unroll={unroll} fp32", FU._fused_kernel, fp, consts, FU.WARPS, False))
     return out
 
 

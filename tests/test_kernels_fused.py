@@ -76,8 +76,14 @@ def test_reference_draws_the_renderers_image(cfg):
 @pytest.mark.slow
 @pytest.mark.usefixtures("triton_kernels")
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("case", ["mixed", "opaque", "empty", "no-stop", "dense-levels"])
+@pytest.mark.parametrize("case", ["mixed", "opaque", "empty", "no-stop", "dense-levels", "unrolled-16"])
 def test_kernel_matches_reference(device, case, monkeypatch):
+    if case == "unrolled-16":  # the other launch shape bench/frame_gpu.py tries: levels unrolled, 16-ray blocks
+        from fieldfit.cuda import _fused_triton
+
+        monkeypatch.setattr(_fused_triton, "BLOCK", 16)
+        monkeypatch.setattr(_fused_triton, "WARPS", 4)
+        monkeypatch.setattr(_fused_triton, "UNROLL_LEVELS", True)
     kw = {"opaque": dict(shift=4.0, scale=30.0), "empty": dict(shift=-30.0),
           "dense-levels": dict(table_log2=16, kernel="inverse_quadratic")}.get(case, {})
     model = _model(**kw).to(device)
