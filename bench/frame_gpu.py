@@ -9,7 +9,8 @@ ms per frame as ``fieldfit render`` makes it (rays made on the device, marched, 
 ``render_rays``) for each marcher, packed being the baseline; the fused kernel also at other
 launch shapes (rays per program, warps, hash levels unrolled); each marcher's frame against packed's (max abs
 difference, PSNR: the same image up to float rounding); and the viewer's frame rate at 800x800
-while orbiting (full resolution and dynamic resolution at a 60 fps target) per marcher.
+while orbiting (full resolution and dynamic resolution at a 60 fps target) per marcher, with a
+frame's parts timed alone (the view's render at 800 and 200, its composition to 800x800).
 On a CPU the fused marcher runs the torch reference (slow; a smoke test of this script).
 """
 
@@ -107,10 +108,23 @@ def viewer(run: Path, device: str, modes) -> dict:
     from fieldfit.runs import Run
     from fieldfit.viewer.registry import open_view
 
+    import torch
+
+    from fieldfit.viewer.overlay import compose
+    from fieldfit.viewer.session import Session
+
     view = open_view(Run.open(run), device)
     out = {}
+    camera = Session(view, aspect=1.0).camera
     for mode in modes:
         view.mode = mode
+        for side in (800, 200):  # a viewer frame's two parts: the view's render, the composition to 800x800
+            img = view.render(camera, side, side)
+            out[f"viewer_{side}_{mode}_render_ms"] = 1e3 * _timed(lambda: view.render(camera, side, side), device, 5)
+            out[f"viewer_{side}_{mode}_compose_ms"] = 1e3 * _timed(
+                lambda: compose(img, 800, 800, ["  60.0 fps | scale 1.00 | mode colour", "H: help"]), device, 5)
+            if torch.is_tensor(img):
+                out["viewer_frame_on_device"] = True
         full = measure(view, (800, 800), 20, 60.0, 1.0, 20.0)
         dynamic = measure(view, (800, 800), 30, 60.0, None, 20.0)
         out.update({f"viewer_800_{mode}_full_fps": full["fps"], f"viewer_800_{mode}_dynamic_fps": dynamic["fps"],

@@ -71,7 +71,7 @@ fi
 TESTS_RC=0
 : > "$LOGS/gpu_check_tests.log"
 # shellcheck disable=SC2086  # the list is split and globbed in the repo on purpose
-for f in $(cd "$REPO" && echo ${GPU_CHECK_TESTS:-tests/test_kernels_*.py tests/test_render_raster.py}); do
+for f in $(cd "$REPO" && echo ${GPU_CHECK_TESTS:-tests/test_kernels_*.py tests/test_render_raster.py tests/test_viewer_resolution.py}); do
     f="$REPO/$f"
     [[ ",${GPU_CHECK_SKIP:-}," == *",tests,"* ]] && break
     TRITON_INTERPRET= "$PY" -m pytest -q -rf --tb=short -p no:cacheprovider --rootdir "$REPO" "$f" 2>&1 | tee -a "$LOGS/gpu_check_tests.log"

@@ -85,3 +85,34 @@ def test_upscale_is_bilinear_within_one_level():
     assert out.dtype == np.uint8 and out.shape == (31, 50, 3) and out.flags["C_CONTIGUOUS"]
     assert np.abs(out.astype(np.float64) - ref).max() <= 1.0  # uint8 arithmetic rounds differently
     assert upscale(img, 7, 13) is img  # same size: no copy
+
+
+def test_compose_takes_tensors():
+    import numpy as np
+    import torch
+
+    from fieldfit.viewer.overlay import compose, upscale
+    from fieldfit.viewer.views.base import frame_uint8, to_uint8
+
+    img = np.random.default_rng(1).integers(0, 256, (13, 7, 3), dtype=np.uint8)
+    assert np.array_equal(compose(torch.from_numpy(img), 50, 31), upscale(img, 50, 31))  # CPU tensor: numpy path
+    rgb = torch.rand(9, 5, 3) * 1.2 - 0.1
+    assert isinstance(frame_uint8(rgb), np.ndarray) and np.array_equal(frame_uint8(rgb), to_uint8(rgb))
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_frames_are_converted_and_scaled_on_the_gpu():
+    import numpy as np
+    import torch
+
+    from fieldfit.viewer.overlay import compose
+    from fieldfit.viewer.views.base import frame_uint8, to_uint8
+
+    rgb = torch.rand(9, 5, 3) * 1.2 - 0.1
+    on_gpu = frame_uint8(rgb.cuda())
+    assert on_gpu.is_cuda and np.array_equal(on_gpu.cpu().numpy(), to_uint8(rgb))  # the same rounding
+    img = np.random.default_rng(1).integers(0, 256, (13, 7, 3), dtype=np.uint8)
+    out = compose(torch.from_numpy(img).cuda(), 50, 31, ["status"])
+    ref = compose(img, 50, 31, ["status"])
+    assert out.dtype == np.uint8 and out.shape == ref.shape
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1  # float vs uint8 bilinear rounding

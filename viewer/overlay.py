@@ -1,7 +1,8 @@
 """The picture the window shows: the rendered frame brought to the window size, plus text.
 
-Composition happens here, on the CPU, for the window and ``--screenshot`` alike, so a
-screenshot is the window's picture pixel for pixel; the window only uploads it as a texture.
+Composition happens here, for the window and ``--screenshot`` alike, so a screenshot is the window's
+picture pixel for pixel; the window only uploads it as a texture. A frame that a view left on a GPU is
+scaled there and copied to the host once; the text is drawn on the CPU.
 """
 
 import numpy as np
@@ -65,9 +66,24 @@ def draw_text(img: np.ndarray, lines: list[str], corner: str = "top-left", pad: 
     return out
 
 
-def compose(frame: np.ndarray, width: int, height: int, status=(), help_lines=()) -> np.ndarray:
-    """The window's picture: ``frame`` scaled to width x height, status top-left, help bottom-right."""
-    out = upscale(frame, width, height)
+def upscale_on_device(img: torch.Tensor, width: int, height: int) -> np.ndarray:
+    """uint8 [h,w,3] tensor on a GPU -> uint8 [height,width,3] numpy: bilinear there (float, rounded), then one
+    copy of the final picture to the host."""
+    if img.shape[0] != height or img.shape[1] != width:
+        t = img.permute(2, 0, 1)[None].float()
+        t = torch.nn.functional.interpolate(t, size=(height, width), mode="bilinear", align_corners=False)
+        img = (t[0].permute(1, 2, 0) + 0.5).clamp(0, 255).to(torch.uint8)
+    return img.contiguous().cpu().numpy()
+
+
+def compose(frame, width: int, height: int, status=(), help_lines=()) -> np.ndarray:
+    """The window's picture: ``frame`` (uint8 [h,w,3], numpy or a GPU tensor) scaled to width x height,
+    status top-left, help bottom-right."""
+    if torch.is_tensor(frame):
+        out = upscale_on_device(frame, width, height) if frame.device.type != "cpu" else \
+            upscale(frame.numpy(), width, height)
+    else:
+        out = upscale(frame, width, height)
     if status:
         out = draw_text(out, list(status), "top-left")
     if help_lines:

@@ -1,6 +1,7 @@
 """The contract every view answers, and small helpers shared by the views.
 
-A view draws one run: ``render(camera, width, height, mode) -> np.uint8 [H,W,3]``; ``modes``
+A view draws one run: ``render(camera, width, height, mode) -> uint8 [H,W,3]`` (a numpy array, or a
+torch tensor on the view's GPU, which ``overlay.compose`` scales there); ``modes``
 lists its modes (the first is the default); ``home(aspect)`` is the reset camera for a window
 of that aspect; ``presets()`` are the scene's cameras for [ and ] and ``--camera``;
 ``planar`` says that the mouse pans instead of orbiting (2D views). Live views (training while
@@ -45,6 +46,15 @@ def to_uint8(rgb) -> np.ndarray:
     if torch.is_tensor(rgb):
         rgb = rgb.detach().float().cpu().numpy()
     return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def frame_uint8(rgb: torch.Tensor):
+    """float [H,W,3] in [0,1] -> uint8 [H,W,3]: on a GPU a tensor converted (and later composed) there, so
+    only a quarter of the bytes cross to the host and the CPU does no per-pixel work; else ``to_uint8``'s
+    numpy array. The same rounding either way."""
+    if rgb.device.type == "cpu":
+        return to_uint8(rgb)
+    return (rgb.detach().float().clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
 
 
 _LUT = None

@@ -15,7 +15,7 @@ import torch
 
 from ..camera import Camera, Lens, Preset, look_at
 from ..registry import register
-from .base import check_mode, colormap, normals_rgb, to_uint8
+from .base import check_mode, colormap, frame_uint8, normals_rgb, to_uint8
 
 
 def scene_presets(scene) -> list[Preset]:
@@ -95,13 +95,13 @@ class RadianceView:
 
     @torch.no_grad()
     def composite(self, origins, dirs):
-        """(rgb [R,3] clamped, opacity [R], expected t [R]) on the CPU, for rays on the device, in chunks."""
+        """(rgb [R,3] clamped, opacity [R], expected t [R]) on the view's device, for rays there, in chunks."""
         from fieldfit.methods.radiance_render import render_chunked
 
         rgb, opacity, depth, _ = render_chunked(self.model, origins, dirs, self.background, self.march, self.chunk,
                                                 self.mode)
         t = depth / opacity.clamp_min(1e-10)  # RenderOutput.normalized_depth
-        return rgb.clamp(0, 1).cpu(), opacity.cpu(), t.cpu()
+        return rgb.clamp(0, 1), opacity, t
 
     def normals(self, x: torch.Tensor, chunk: int = 1 << 15) -> torch.Tensor:
         """Unit normals [N,3] = -grad(density) / |grad(density)| at points x [N,3] (marching space)."""
@@ -113,23 +113,24 @@ class RadianceView:
             out.append(torch.nn.functional.normalize(-g, dim=-1).cpu())
         return torch.cat(out) if out else torch.zeros(0, 3)
 
-    def render(self, camera: Camera, width: int, height: int, mode: str = "colour") -> np.ndarray:
+    def render(self, camera: Camera, width: int, height: int, mode: str = "colour"):
+        """uint8 [H,W,3]: numpy, or for colour and opacity on a GPU a tensor there (``frame_uint8``)."""
         mode = check_mode(self, mode)
         o, d = self.rays(camera, width, height)
         rgb, opacity, t = self.composite(o, d)
         if mode == "colour":
-            img = rgb.reshape(height, width, 3).numpy()
-        elif mode == "opacity":
-            img = np.repeat(opacity.reshape(height, width, 1).numpy(), 3, axis=-1)
+            return frame_uint8(rgb.reshape(height, width, 3))
+        if mode == "opacity":
+            return frame_uint8(opacity.reshape(height, width, 1).expand(height, width, 3))
+        opacity, t = opacity.cpu(), t.cpu()
+        solid = (opacity > 0.5).reshape(height, width)
+        if mode == "depth":
+            img = colormap(t.reshape(height, width).numpy(), solid.numpy())
         else:
-            solid = (opacity > 0.5).reshape(height, width)
-            if mode == "depth":
-                img = colormap(t.reshape(height, width).numpy(), solid.numpy())
-            else:
-                flat = solid.reshape(-1)
-                n = torch.zeros(height * width, 3)
-                n[flat] = self.normals(o.cpu()[flat] + d.cpu()[flat] * t[flat, None])
-                img = normals_rgb(n.reshape(height, width, 3).numpy(), solid.numpy())
+            flat = solid.reshape(-1)
+            n = torch.zeros(height * width, 3)
+            n[flat] = self.normals(o.cpu()[flat] + d.cpu()[flat] * t[flat, None])
+            img = normals_rgb(n.reshape(height, width, 3).numpy(), solid.numpy())
         return to_uint8(img)
 
 
