@@ -1,7 +1,7 @@
 """Frame time of the three frame marchers (packed, rounds, fused) on one trained lego run, same rays.
 
-    python bench/frame_gpu.py [--run RUN | --budget 60] [--device cuda] [--sizes 400,800]
-        -> bench/results/frame_<device>.json
+    python bench/frame_gpu.py [--run RUN | --budget 60 [--grid hash|triplane]] [--device cuda] [--sizes 400,800]
+        -> bench/results/frame_<device>[_<grid>].json
 
 Without --run, fits lego_400 for --budget seconds first (the device's defaults: on a GPU the hash
 grid, which the fused kernel draws). Then, for a test camera at each size (intrinsics scaled):
@@ -44,10 +44,10 @@ def _timed(fn, device: str, reps: int) -> float:
     return (time.perf_counter() - t0) / reps
 
 
-def _fit(budget: float, device: str, tmp: Path) -> Path:
+def _fit(budget: float, device: str, tmp: Path, grid: str | None) -> Path:
     run = tmp / "lego"
     cmd = [sys.executable, "-m", "fieldfit", str(DATA / "lego_400"), "--device", device, "--time-budget",
-           str(budget), "--out", str(run)]
+           str(budget), "--out", str(run), *(["--grid", grid] if grid else [])]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise SystemExit(f"fit failed:\n{res.stdout[-2000:]}\n{res.stderr[-3000:]}")
@@ -138,6 +138,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, help="a finished rbf lego run (else one is fitted)")
     ap.add_argument("--budget", type=float, default=60.0)
+    ap.add_argument("--grid", help="grid of the fit (default: the device's; the fused kernel draws hash and triplane)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--sizes", default="400,800")
     ap.add_argument("--reps", type=int, default=10)
@@ -146,8 +147,9 @@ def main() -> int:
     sizes = [int(s) for s in a.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        run = a.run or _fit(a.budget, a.device, Path(tmp))
-        row = {"run": str(a.run) if a.run else f"lego_400, {a.budget:g} s fit", "fit_s": time.perf_counter() - t0}
+        run = a.run or _fit(a.budget, a.device, Path(tmp), a.grid)
+        row = {"run": str(a.run) if a.run else f"lego_400, {a.budget:g} s fit, grid {a.grid or 'default'}",
+               "fit_s": time.perf_counter() - t0}
         row.update(frames(run, a.device, sizes, a.reps))
         if not a.no_viewer:
             try:
@@ -155,7 +157,7 @@ def main() -> int:
             except Exception as exc:  # noqa: BLE001 - the frame times above are worth keeping
                 row["viewer_error"] = f"{type(exc).__name__}: {exc}"
     print(json.dumps(row, indent=1))
-    write(f"frame_{a.device.split(':')[0]}", row)
+    write(f"frame_{a.device.split(':')[0]}{'_' + a.grid if a.grid else ''}", row)
     return 0
 
 

@@ -134,17 +134,17 @@ def _traverse_next_case(g, m, k):
 def _fused_case(g=128, m=256):
     """A random 16-level hash grid (2^19 x 2), 32 RBF units, SH 3 head; 30% occupied cells."""
     from fieldfit.cuda._fused_ref import render_fused_ref
-    from fieldfit.cuda.fused import HashRBFField
+    from fieldfit.cuda.fused import HashEncoding, RBFField
 
     def make(n, dev):
         gen = torch.Generator().manual_seed(0)
         args, _ = _traverse_case(g, m)["make"](n, dev)
         o, d, tmin, tmax, binary, aabb, step, steps, _ = args
         res = tuple(int(round(16 * (2048 / 16) ** (i / 15))) for i in range(16))
-        field = HashRBFField(aabb, (torch.rand(16, 1 << 19, 2, generator=gen) * 2 - 1).to(dev), res,
-                             torch.randn(32, 32, generator=gen).to(dev) * 0.5, torch.full((32, 32), -1.0, device=dev),
-                             "gaussian", (torch.randn(49, 32, generator=gen) * 0.5).to(dev),
-                             torch.zeros(49, device=dev), 20.0, -1.0)
+        table = (torch.rand(16, 1 << 19, 2, generator=gen) * 2 - 1).to(dev)
+        field = RBFField(aabb, HashEncoding(table, res), torch.randn(32, 32, generator=gen).to(dev) * 0.5,
+                         torch.full((32, 32), -1.0, device=dev), "gaussian",
+                         (torch.randn(49, 32, generator=gen) * 0.5).to(dev), torch.zeros(49, device=dev), 20.0, -1.0)
         sh = torch.rand(n, 16, generator=gen).to(dev)
         bg = torch.ones(3, device=dev)
         return [o, d, sh, tmin, tmax, binary, aabb, step, steps, field, bg, 1e-3, 1e-3], []

@@ -1,4 +1,4 @@
-"""Pure-torch reference of ``render_fused``: march, hash-grid RBF field and compositing of a frame.
+"""Pure-torch reference of ``render_fused``: march, RBF radiance field and compositing of a frame.
 
 Built from the other references, packed: every occupied interval of every ray
 (``traverse_occupancy_ref``) is evaluated, then the early-termination rule of the renderer picks
@@ -11,15 +11,20 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH, hash_grid_ref, rbf_layer_ref, traverse_occupancy_ref
+from ._torch_ref import (COMPOSITE_MAX_OPTICAL_DEPTH, hash_grid_ref, rbf_layer_ref, traverse_occupancy_ref,
+                         triplane_ref)
 
 
 def field_ref(x: torch.Tensor, sh: torch.Tensor, field) -> tuple[torch.Tensor, torch.Tensor]:
-    """(density [S], rgb [S,3]) of the hash-grid RBF field at points x [S,3] seen with SH bases sh [S,B]."""
+    """(density [S], rgb [S,3]) of the RBF field at points x [S,3] seen with SH bases sh [S,B]."""
     lo, hi = field.aabb[0], field.aabb[1]
     xn = (x - lo) * (2.0 / (hi - lo)) - 1.0
-    phi = rbf_layer_ref(hash_grid_ref(xn, field.table, field.resolutions), field.centers, field.log_prec,
-                        field.kernel)
+    enc = field.encoding
+    if hasattr(enc, "table"):
+        feats = hash_grid_ref(xn, enc.table, enc.resolutions)
+    else:
+        feats = triplane_ref(xn, enc.planes, enc.volumes)
+    phi = rbf_layer_ref(feats, field.centers, field.log_prec, field.kernel)
     raw = F.linear(phi, field.head_w, field.head_b)
     density = field.density_scale * F.softplus(raw[:, 0] + field.density_shift)
     coeffs = raw[:, 1:].reshape(raw.shape[0], 3, sh.shape[1])

@@ -2,8 +2,8 @@
 
 One program marches BLOCK rays together. Per round: every live ray steps over unoccupied
 intervals (an inner loop that only reads the occupancy grid), then the block evaluates the field
-at each live ray's next occupied interval: the hash levels' corners are gathered and blended, each
-feature adds its term to the RBF distances r [BLOCK, K] (the direct form of ``_rbf_triton``), the
+at each live ray's next occupied interval: the grid corners (hash levels, or tri-plane planes and
+volumes) are gathered and blended, each feature adds its term to the RBF distances r [BLOCK, K] (the direct form of ``_rbf_triton``), the
 head's density row and the three colour rows are dot products with phi. A ray's colour rows are
 folded with its SH bases once, before marching (V_c = sum_b sh_b W_{1+cB+b}), so colour costs three
 dot products per sample whatever the SH degree. Compositing runs in registers; nothing per sample
@@ -23,6 +23,7 @@ from ._dispatch import device_guard
 from ._grid_triton import _corner, _hash_axis, _hash_index, hash_levels
 from ._rbf_triton import KERNEL_IDS, _phi
 from ._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH
+from .triplane import _flat_view, _meta
 
 # Launch shape, from sm_90 AOT compiles of the default field (16 levels x 2, 32 units, SH 3); not yet timed on a GPU
 # (bench/frame_gpu.py tries others). Levels looped: 32 rays x 8 warps use 128 registers, no spills (32 x 2
@@ -58,11 +59,28 @@ def _interval(o0, o1, o2, d0, d1, d2, tmin, tmax, k, step, M, alive, box_ptr, bi
 
 
 @triton.jit
-def _u(x, lo_ptr, sc_ptr, i: tl.constexpr):
-    """Hash-grid coordinate in [0,1] along axis i: clamp(((x - lo) * s - 1 + 1) / 2) (hash_grid_ref's u)."""
-    xn = (x - tl.load(lo_ptr + i)) * tl.load(sc_ptr + i) - 1.0
+def _normalised(x, lo_ptr, sc_ptr, i: tl.constexpr):
+    """Grid coordinate in [-1,1] (not clamped) along axis i: (x - lo) * (2 / (hi - lo)) - 1 (RadianceRBF.normalise)."""
+    return (x - tl.load(lo_ptr + i)) * tl.load(sc_ptr + i) - 1.0
+
+
+@triton.jit
+def _hash_u(xn):
+    """hash_grid_ref's u = clamp((xn + 1) / 2, 0, 1); NaN -> 0 keeps the gathers in bounds."""
     u = tl.minimum(tl.maximum((xn + 1.0) * 0.5, 0.0), 1.0)
-    return tl.where(u == u, u, 0.0)  # NaN -> 0 keeps the gathers in bounds
+    return tl.where(u == u, u, 0.0)
+
+
+@triton.jit
+def _add_features(r, feat, col0, rf, c_ptr, beta_ptr, rk, mk, D, F: tl.constexpr):
+    """r + sum_f beta_k,col (feat_f - mu_k,col)^2 over the F features (columns col0 + f) of one grid."""
+    for f in tl.static_range(F):
+        v = tl.sum(tl.where(rf[None, :] == f, feat, 0.0), axis=1)
+        cd = tl.load(c_ptr + rk * D + col0 + f, mask=mk, other=0.0)
+        bd = tl.load(beta_ptr + rk * D + col0 + f, mask=mk, other=0.0)
+        diff = v[:, None] - cd[None, :]
+        r += bd[None, :] * (diff * diff)
+    return r
 
 
 @triton.jit
@@ -79,38 +97,80 @@ def _level(lvl, r, base, u0, u1, u2, m2, rf, t_ptr, res_ptr, hashed_ptr, T, c_pt
         i0, i1, i2, w, dw0, dw1, dw2 = _corner(c, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2)
         row = base + _hash_index(i0, i1, i2, res, T, hashed, POW2)
         feat += w[:, None] * tl.load(t_ptr + row[:, None] * F + rf[None, :], mask=m2, other=0.0)
-    for f in tl.static_range(F):
-        v = tl.sum(tl.where(rf[None, :] == f, feat, 0.0), axis=1)
-        cd = tl.load(c_ptr + rk * D + lvl * F + f, mask=mk, other=0.0)
-        bd = tl.load(beta_ptr + rk * D + lvl * F + f, mask=mk, other=0.0)
-        diff = v[:, None] - cd[None, :]
-        r += bd[None, :] * (diff * diff)
-    return r
+    return _add_features(r, feat, lvl * F, rf, c_ptr, beta_ptr, rk, mk, D, F)
 
 
 @triton.jit
-def _rbf_distances(x0, x1, x2, ev, lo_ptr, sc_ptr, t_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr, rk, mk,
-                   L: tl.constexpr, F: tl.constexpr, BF: tl.constexpr, POW2: tl.constexpr, UNROLL: tl.constexpr,
-                   BLOCK: tl.constexpr, BK: tl.constexpr):
-    """r [BLOCK, BK] = sum_d beta_kd (feature_d - mu_kd)^2 of the hash features at points x (lanes ev only).
-    UNROLL unrolls the levels (all their gathers can be in flight at once, at twice the registers)."""
-    u0 = _u(x0, lo_ptr, sc_ptr, 0)
-    u1 = _u(x1, lo_ptr, sc_ptr, 1)
-    u2 = _u(x2, lo_ptr, sc_ptr, 2)
+def _gs_axis(xc, S):
+    """grid_sample (align_corners=True, border) along an axis of S vertices: (lower, upper, fraction)."""
+    ix = (xc + 1.0) * 0.5 * (S - 1)
+    ix = tl.where(ix == ix, ix, 0.0)  # NaN -> 0 keeps the gathers in bounds
+    ix = tl.minimum(tl.maximum(ix, 0.0), S - 1)
+    lo_f = tl.floor(ix)
+    lo = lo_f.to(tl.int64)
+    return lo, tl.minimum(lo + 1, S - 1), ix - lo_f
+
+
+@triton.jit
+def _grid(e, col0, r, meta_ptr, xn0, xn1, xn2, m2, rf, g_ptr, c_ptr, beta_ptr, rk, mk, D, F: tl.constexpr,
+          BF: tl.constexpr, DIM: tl.constexpr, BLOCK: tl.constexpr):
+    """r plus the terms of tri-plane grid ``e`` of ``meta`` (a plane, DIM 2, or a volume, DIM 3; the
+    entry table of ``_triplane_triton``: offset in the flat buffer, R, axis along the last grid axis,
+    axis along the one before)."""
+    off = tl.load(meta_ptr + e * 4)
+    S = tl.load(meta_ptr + e * 4 + 1)
+    a0 = tl.load(meta_ptr + e * 4 + 2)
+    a1 = tl.load(meta_ptr + e * 4 + 3)
+    lo0, hi0, f0 = _gs_axis(tl.where(a0 == 0, xn0, tl.where(a0 == 1, xn1, xn2)), S)
+    lo1, hi1, f1 = _gs_axis(tl.where(a1 == 0, xn0, tl.where(a1 == 1, xn1, xn2)), S)
+    if DIM == 3:
+        lo2, hi2, f2 = _gs_axis(xn2, S)
+        stf = S * S * S
+    else:
+        f2 = tl.zeros(f0.shape, dtype=f0.dtype)
+        lo2 = tl.zeros(lo0.shape, dtype=tl.int64)
+        hi2 = lo2
+        stf = S * S
+    feat = tl.zeros((BLOCK, BF), dtype=tl.float32)
+    for c in tl.static_range(2**DIM):
+        i0, i1, i2, w, dw0, dw1, dw2 = _corner(c, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2)
+        o = off + i0 + (i1 + i2 * S) * S
+        feat += w[:, None] * tl.load(g_ptr + o[:, None] + rf[None, :] * stf, mask=m2, other=0.0)
+    return _add_features(r, feat, col0, rf, c_ptr, beta_ptr, rk, mk, D, F)
+
+
+@triton.jit
+def _rbf_distances(xn0, xn1, xn2, ev, g_ptr, res_ptr, hashed_ptr, T, mp_ptr, mv_ptr, EP, EV, c_ptr, beta_ptr, rk,
+                   mk, D, ENC: tl.constexpr, L: tl.constexpr, F: tl.constexpr, BF: tl.constexpr,
+                   POW2: tl.constexpr, UNROLL: tl.constexpr, BLOCK: tl.constexpr, BK: tl.constexpr):
+    """r [BLOCK, BK] = sum_d beta_kd (feature_d - mu_kd)^2 of the encoding's features at normalised points
+    (lanes ev only). ENC 0: hash grid, L levels of table ``g_ptr`` (UNROLL unrolls the levels: all their
+    gathers can be in flight at once, at twice the registers); ENC 1: tri-plane, EP planes and EV volumes
+    of the flat buffer ``g_ptr``."""
     rf = tl.arange(0, BF)
     m2 = ev[:, None] & (rf < F)[None, :]
     r = tl.zeros((BLOCK, BK), dtype=tl.float32)
-    base = tl.zeros((BLOCK,), dtype=tl.int64)  # first row of the level in the flat [L*T, F] table
-    if UNROLL:
-        for lvl in tl.static_range(L):
-            r = _level(lvl, r, base, u0, u1, u2, m2, rf, t_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr, rk, mk,
-                       L * F, F, BF, POW2, BLOCK)
-            base += T
+    if ENC == 0:
+        u0 = _hash_u(xn0)
+        u1 = _hash_u(xn1)
+        u2 = _hash_u(xn2)
+        base = tl.zeros((BLOCK,), dtype=tl.int64)  # first row of the level in the flat [L*T, F] table
+        if UNROLL:
+            for lvl in tl.static_range(L):
+                r = _level(lvl, r, base, u0, u1, u2, m2, rf, g_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr, rk,
+                           mk, D, F, BF, POW2, BLOCK)
+                base += T
+        else:
+            for lvl in range(L):
+                r = _level(lvl, r, base, u0, u1, u2, m2, rf, g_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr, rk,
+                           mk, D, F, BF, POW2, BLOCK)
+                base += T
     else:
-        for lvl in range(L):
-            r = _level(lvl, r, base, u0, u1, u2, m2, rf, t_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr, rk, mk,
-                       L * F, F, BF, POW2, BLOCK)
-            base += T
+        for e in range(EP):
+            r = _grid(e, e * F, r, mp_ptr, xn0, xn1, xn2, m2, rf, g_ptr, c_ptr, beta_ptr, rk, mk, D, F, BF, 2, BLOCK)
+        for e in range(EV):
+            r = _grid(e, (EP + e) * F, r, mv_ptr, xn0, xn1, xn2, m2, rf, g_ptr, c_ptr, beta_ptr, rk, mk, D, F, BF, 3,
+                      BLOCK)
     return r
 
 
@@ -129,12 +189,12 @@ def _colour_rows(sh_ptr, w_ptr, b_ptr, ray, mr, rk, mk, c: tl.constexpr, K, B: t
 
 @triton.jit
 def _fused_kernel(o_ptr, d_ptr, sh_ptr, tmin_ptr, tmax_ptr, bin_ptr, box_ptr, step_ptr, M, G0, G1, G2,
-                  lo_ptr, sc_ptr, t_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr, w_ptr, b_ptr, K,
-                  dscale, dshift, bg_ptr, early_stop, alpha_thre, stop_tau,
+                  lo_ptr, sc_ptr, g_ptr, res_ptr, hashed_ptr, T, mp_ptr, mv_ptr, EP, EV, c_ptr, beta_ptr, D, w_ptr,
+                  b_ptr, K, dscale, dshift, bg_ptr, early_stop, alpha_thre, stop_tau,
                   rgb_ptr, opa_ptr, dep_ptr, ev_ptr, R,
-                  L: tl.constexpr, F: tl.constexpr, BF: tl.constexpr, B: tl.constexpr, KERNEL: tl.constexpr,
-                  POW2: tl.constexpr, UNROLL: tl.constexpr,
-                  MAX_TAU: tl.constexpr, BLOCK: tl.constexpr, BK: tl.constexpr):
+                  ENC: tl.constexpr, L: tl.constexpr, F: tl.constexpr, BF: tl.constexpr, B: tl.constexpr,
+                  KERNEL: tl.constexpr, POW2: tl.constexpr, UNROLL: tl.constexpr, MAX_TAU: tl.constexpr,
+                  BLOCK: tl.constexpr, BK: tl.constexpr):
     ray = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mr = ray < R
     o0 = tl.load(o_ptr + ray * 3, mask=mr, other=0.0)
@@ -174,8 +234,9 @@ def _fused_kernel(o_ptr, d_ptr, sh_ptr, tmin_ptr, tmax_ptr, bin_ptr, box_ptr, st
                                                bin_ptr, G0, G1, G2)
             skip = left & (occ == 0)
         ev = left  # live rays at an occupied interval
-        r = _rbf_distances(o0 + d0 * mid, o1 + d1 * mid, o2 + d2 * mid, ev, lo_ptr, sc_ptr, t_ptr, res_ptr,
-                           hashed_ptr, T, c_ptr, beta_ptr, rk, mk, L, F, BF, POW2, UNROLL, BLOCK, BK)
+        r = _rbf_distances(_normalised(o0 + d0 * mid, lo_ptr, sc_ptr, 0), _normalised(o1 + d1 * mid, lo_ptr, sc_ptr, 1),
+                           _normalised(o2 + d2 * mid, lo_ptr, sc_ptr, 2), ev, g_ptr, res_ptr, hashed_ptr, T, mp_ptr,
+                           mv_ptr, EP, EV, c_ptr, beta_ptr, rk, mk, D, ENC, L, F, BF, POW2, UNROLL, BLOCK, BK)
         phi = tl.where(mk[None, :], _phi(r, KERNEL), 0.0)
         z = tl.sum(phi * w0[None, :], axis=1) + b0 + dshift
         sigma = dscale * (tl.maximum(z, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(z))))  # softplus
@@ -212,21 +273,34 @@ def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, f
     evals = torch.empty(n, dtype=torch.int32, device=dev)
     if n == 0:
         return rgb, opacity, depth, evals
-    levels, tsize, feats = field.table.shape
-    res_t, hashed_t = hash_levels(field.resolutions, 3, tsize, dev)
+    enc = field.encoding
+    if hasattr(enc, "table"):  # HashEncoding
+        levels, tsize, feats = enc.table.shape
+        res_t, hashed_t = hash_levels(enc.resolutions, 3, tsize, dev)
+        grids, meta_p, meta_v, kind = enc.table.contiguous(), res_t, res_t, 0
+    else:  # TriPlaneEncoding: the grids back to back in one buffer, as triplane_grid reads them
+        all_grids = [*enc.planes, *enc.volumes]
+        grids = _flat_view(all_grids)
+        if grids is None:
+            grids = torch.cat([g.reshape(-1) for g in all_grids])
+        meta_p, meta_v = _meta(enc.planes, enc.volumes, dev)
+        levels, tsize, feats, kind = 0, 0, enc.planes[0].shape[0], 1
+        res_t = hashed_t = meta_p
     lo, hi = field.aabb[0], field.aabb[1]
     scale = (2.0 / (hi - lo)).contiguous()  # the reference's normalisation, rounded the same way
-    k = field.centers.shape[0]
+    k, width = field.centers.shape
     g0, g1, g2 = binary_u8.shape
     stop_tau = -math.log(early_stop) if early_stop > 0 else BIG
     with device_guard(dev):
         _fused_kernel[(triton.cdiv(n, BLOCK),)](
             origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, g0, g1, g2,
-            lo.contiguous(), scale, field.table.contiguous(), res_t, hashed_t, tsize,
-            field.centers.contiguous(), field.log_prec.exp().contiguous(), field.head_w.contiguous(),
-            field.head_b.contiguous(), k, float(field.density_scale), float(field.density_shift), background,
-            float(early_stop), float(alpha_thre), stop_tau, rgb, opacity, depth, evals, n,
-            L=levels, F=feats, BF=triton.next_power_of_2(max(feats, 1)), B=sh.shape[1], KERNEL=KERNEL_IDS[field.kernel],
-            POW2=(tsize & (tsize - 1)) == 0, UNROLL=UNROLL_LEVELS, MAX_TAU=COMPOSITE_MAX_OPTICAL_DEPTH, BLOCK=BLOCK,
-            BK=triton.next_power_of_2(max(k, 1)), num_warps=WARPS, enable_fp_fusion=False)
+            lo.contiguous(), scale, grids, res_t, hashed_t, tsize, meta_p, meta_v, meta_p.shape[0] * kind,
+            meta_v.shape[0] * kind, field.centers.contiguous(), field.log_prec.exp().contiguous(), width,
+            field.head_w.contiguous(), field.head_b.contiguous(), k, float(field.density_scale),
+            float(field.density_shift), background, float(early_stop), float(alpha_thre), stop_tau,
+            rgb, opacity, depth, evals, n,
+            ENC=kind, L=levels, F=feats, BF=triton.next_power_of_2(max(feats, 1)), B=sh.shape[1],
+            KERNEL=KERNEL_IDS[field.kernel], POW2=tsize > 0 and (tsize & (tsize - 1)) == 0, UNROLL=UNROLL_LEVELS,
+            MAX_TAU=COMPOSITE_MAX_OPTICAL_DEPTH, BLOCK=BLOCK, BK=triton.next_power_of_2(max(k, 1)), num_warps=WARPS,
+            enable_fp_fusion=False)
     return rgb, opacity, depth, evals

@@ -1,10 +1,10 @@
-"""A whole frame in one kernel: occupancy march, hash-grid RBF field and compositing, per ray (no gradient).
+"""A whole frame in one kernel: occupancy march, RBF radiance field and compositing, per ray (no gradient).
 
 The frame path of the other ops launches a few hundred kernels and syncs the device between
 marching rounds; at 800x800 on an H200 that host work, not arithmetic, set the frame time. Here one
 program marches a block of rays together: each ray skips to its next occupied interval, the block
-evaluates the field there (hash grid -> RBF layer -> linear head -> density and SH colour, all in
-registers) and composites, until every ray is opaque or out of intervals. Nothing per sample is
+evaluates the field there (hash grid or tri-plane -> RBF layer -> linear head -> density and SH
+colour, all in registers) and composites, until every ray is opaque or out of intervals. Nothing per sample is
 written to memory.
 
 Semantics (``_fused_ref.render_fused_ref``): the intervals of ``traverse_occupancy`` (no jitter);
@@ -28,18 +28,33 @@ _OP = "render_fused"
 
 
 @dataclass
-class HashRBFField:
-    """The tensors of a hash-grid RBF radiance field (``RadianceRBF`` with a ``HashGrid`` and an RBF decoder).
+class HashEncoding:
+    """instant-ngp hash grid (``hash_grid``): tables [L,T,F], L resolutions."""
+
+    table: torch.Tensor
+    resolutions: tuple
+
+
+@dataclass
+class TriPlaneEncoding:
+    """Tri-plane (``triplane_grid``): 3L planes [F,R,R] (xy, xz, yz per level) and dense volumes [F,R,R,R]."""
+
+    planes: list
+    volumes: list
+
+
+@dataclass
+class RBFField:
+    """The tensors of an RBF radiance field (``RadianceRBF`` with a hash grid or a tri-plane and an RBF decoder).
 
     density = density_scale * softplus(raw_0 + density_shift), rgb_c = sigmoid(sum_b sh_b raw_{1 + c B + b}),
-    raw = head_w phi + head_b, phi = rbf(hash_grid((x - lo) * 2 / (hi - lo) - 1)).
+    raw = head_w phi + head_b, phi = rbf(encoding((x - lo) * 2 / (hi - lo) - 1)).
     """
 
     aabb: torch.Tensor  # [2,3] box the grid covers
-    table: torch.Tensor  # [L,T,F] hash tables
-    resolutions: tuple  # L ints
-    centers: torch.Tensor  # [K, L*F]
-    log_prec: torch.Tensor  # [K, L*F]
+    encoding: HashEncoding | TriPlaneEncoding
+    centers: torch.Tensor  # [K, D], D the encoding's features
+    log_prec: torch.Tensor  # [K, D]
     kernel: str
     head_w: torch.Tensor  # [1 + 3B, K]
     head_b: torch.Tensor  # [1 + 3B]
@@ -49,8 +64,8 @@ class HashRBFField:
 
 def render_fused(origins: torch.Tensor, dirs: torch.Tensor, sh: torch.Tensor, t_min: torch.Tensor,
                  t_max: torch.Tensor, binary: torch.Tensor, aabb: torch.Tensor, step_size: float, max_steps: int,
-                 field: HashRBFField, background: torch.Tensor, early_stop: float, alpha_thre: float):
-    """Render rays through an occupancy grid and a hash-grid RBF field (module docstring for the rule).
+                 field: RBFField, background: torch.Tensor, early_stop: float, alpha_thre: float):
+    """Render rays through an occupancy grid and an RBF radiance field (module docstring for the rule).
 
     Args:
         origins, dirs: [R,3] float32; t_min, t_max: [R] (the span to march); binary, aabb, step_size,
@@ -80,20 +95,36 @@ def render_fused(origins: torch.Tensor, dirs: torch.Tensor, sh: torch.Tensor, t_
                                     background.contiguous(), float(early_stop), float(alpha_thre))
 
 
-def _check(origins, sh, field: HashRBFField, background) -> None:
+def _check(origins, sh, field: RBFField, background) -> None:
     r = origins.shape[0]
     like = ("origins", origins)
     _checks.tensor(_OP, "origins", origins, ("R", 3), dtype=torch.float32)
     _checks.tensor(_OP, "sh", sh, (r, "B"), like=like)
     _checks.tensor(_OP, "background", background, (3,), like=like)
     _checks.tensor(_OP, "field.aabb", field.aabb, (2, 3), like=like)
-    _checks.tensor(_OP, "field.table", field.table, ("L", "T", "F"), like=like)
-    levels, _, feats = field.table.shape
-    if len(field.resolutions) != levels:
-        raise ValueError(f"{_OP}: field.resolutions has {len(field.resolutions)} entries for {levels} table levels")
-    _checks.tensor(_OP, "field.centers", field.centers, ("K", levels * feats), like=like)
+    enc = field.encoding
+    if isinstance(enc, HashEncoding):
+        _checks.tensor(_OP, "field.encoding.table", enc.table, ("L", "T", "F"), like=like)
+        levels, _, feats = enc.table.shape
+        if len(enc.resolutions) != levels:
+            raise ValueError(f"{_OP}: field.encoding.resolutions has {len(enc.resolutions)} entries for {levels} "
+                             f"table levels")
+        width = levels * feats
+    elif isinstance(enc, TriPlaneEncoding):
+        if not enc.planes or len(enc.planes) % 3:
+            raise ValueError(f"{_OP}: field.encoding.planes must hold 3 grids per level, got {len(enc.planes)}")
+        feats = enc.planes[0].shape[0]
+        for name, grids, dims in (("planes", enc.planes, 2), ("volumes", enc.volumes, 3)):
+            for i, g in enumerate(grids):
+                _checks.tensor(_OP, f"field.encoding.{name}[{i}]", g, (feats,) + ("R",) * dims, like=like)
+                if len(set(g.shape[1:])) != 1:
+                    raise ValueError(f"{_OP}: field.encoding.{name}[{i}] must be square, got {list(g.shape)}")
+        width = feats * (len(enc.planes) + len(enc.volumes))
+    else:
+        raise TypeError(f"{_OP}: field.encoding must be a HashEncoding or a TriPlaneEncoding, got {type(enc).__name__}")
+    _checks.tensor(_OP, "field.centers", field.centers, ("K", width), like=like)
     k = field.centers.shape[0]
-    _checks.tensor(_OP, "field.log_prec", field.log_prec, (k, levels * feats), like=like)
+    _checks.tensor(_OP, "field.log_prec", field.log_prec, (k, width), like=like)
     _checks.tensor(_OP, "field.head_w", field.head_w, (1 + 3 * sh.shape[1], k), like=like)
     _checks.tensor(_OP, "field.head_b", field.head_b, (1 + 3 * sh.shape[1],), like=like)
     if field.kernel not in RBF_KERNELS:

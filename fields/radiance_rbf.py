@@ -126,15 +126,20 @@ class RadianceRBF(nn.Module):
 
     def fused_parts(self):
         """This field's tensors for ``fieldfit.cuda.render_fused`` (detached), or None where that kernel
-        does not apply (grids other than ``HashGrid``, the MLP decoder)."""
-        from fieldfit.cuda.fused import HashRBFField
+        does not apply (other grids, the MLP decoder)."""
+        from fieldfit.cuda.fused import HashEncoding, RBFField, TriPlaneEncoding
 
         enc, dec = self.encoding, self.decoder
-        if type(enc) is not HashGrid or enc.dim != 3 or not isinstance(dec, RBFDecoder):
+        if not isinstance(dec, RBFDecoder):
             return None
-        return HashRBFField(self.aabb, enc.table.detach(), tuple(enc.res), dec.rbf.centers.detach(),
-                            dec.rbf.log_prec.detach(), dec.rbf.kernel, dec.head.weight.detach(),
-                            dec.head.bias.detach(), self.density_scale, self.density_shift)
+        if type(enc) is HashGrid and enc.dim == 3:
+            parts = HashEncoding(enc.table.detach(), tuple(enc.res))
+        elif type(enc) is TriPlane:
+            parts = TriPlaneEncoding([p.detach() for p in enc.planes], [v.detach() for v in enc.volumes])
+        else:
+            return None
+        return RBFField(self.aabb, parts, dec.rbf.centers.detach(), dec.rbf.log_prec.detach(), dec.rbf.kernel,
+                        dec.head.weight.detach(), dec.head.bias.detach(), self.density_scale, self.density_shift)
 
     def param_groups(self) -> dict:
         """Parameter counts by part (grid vs decoder) for reports."""

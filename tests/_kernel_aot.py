@@ -70,11 +70,17 @@ def specs():
         for jit in (False, True):
             out.append((f"traverse jitter={jit} {dt}", T._traverse_kernel, tp, dict(HAS_JITTER=jit, BS=T.BS), 2, False))
     # the fused frame kernel is float32 only; the GPU default field: 16 levels x 2 features, 32 units, SH 3
-    fp = {"*": "*fp32", "bin_ptr": "*u8", "res_ptr": "*i32", "hashed_ptr": "*i32", "ev_ptr": "*i32",
-          "dscale": "fp32", "dshift": "fp32", "early_stop": "fp32", "alpha_thre": "fp32", "stop_tau": "fp32"}
+    fp = {"*": "*fp32", "bin_ptr": "*u8", "res_ptr": "*i32", "hashed_ptr": "*i32", "mp_ptr": "*i32", "mv_ptr": "*i32",
+          "ev_ptr": "*i32", "dscale": "fp32", "dshift": "fp32", "early_stop": "fp32", "alpha_thre": "fp32",
+          "stop_tau": "fp32"}
+    base = dict(B=16, KERNEL=0, MAX_TAU=64.0, BLOCK=FU.BLOCK, BK=32)
     for pow2, unroll in ((True, False), (False, False), (True, True)):
-        consts = dict(L=16, F=2, BF=2, B=16, KERNEL=0, POW2=pow2, UNROLL=unroll, MAX_TAU=64.0, BLOCK=FU.BLOCK, BK=32)
-        out.append((f"fused frame pow2={pow2} unroll={unroll} fp32", FU._fused_kernel, fp, consts, FU.WARPS, False))
+        consts = dict(base, ENC=0, L=16, F=2, BF=2, POW2=pow2, UNROLL=unroll)
+        out.append((f"fused frame hash pow2={pow2} unroll={unroll} fp32", FU._fused_kernel, fp, consts, FU.WARPS,
+                    False))
+    tri = dict(fp, res_ptr="*i64", hashed_ptr="*i64", mp_ptr="*i64", mv_ptr="*i64")  # entry tables in their place
+    consts = dict(base, ENC=1, L=0, F=4, BF=4, POW2=False, UNROLL=False)
+    out.append(("fused frame triplane fp32", FU._fused_kernel, tri, consts, FU.WARPS, False))
     return out
 
 

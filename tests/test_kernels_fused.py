@@ -1,4 +1,4 @@
-"""render_fused: the one-kernel frame (march + hash-grid RBF field + compositing) vs its reference.
+"""render_fused: the one-kernel frame (march + RBF field on a hash grid or tri-plane + compositing) vs its reference.
 
 The reference (cuda/_fused_ref.py) is checked against the renderer's own path
 (RadianceModel.render_rounds and render, float32, to the tolerances below); the Triton kernel
@@ -23,11 +23,17 @@ from fieldfit.methods.radiance_render import MarchConfig, RadianceModel
 from fieldfit.render import OccupancyGrid
 
 
-def _model(levels=3, units=6, table_log2=8, occupied=0.5, shift=0.0, scale=3.0, seed=0, kernel="gaussian"):
-    """A small random hash-grid RBF radiance model whose rays mix opaque, partly filled and empty ones."""
+def _model(levels=3, units=6, table_log2=8, occupied=0.5, shift=0.0, scale=3.0, seed=0, kernel="gaussian",
+           grid="hash"):
+    """A small random RBF radiance model (hash grid, or tri-plane with volumes for its two coarse levels)
+    whose rays mix opaque, partly filled and empty ones."""
     torch.manual_seed(seed)
-    grid = GridConfig(kind="hash", levels=levels, base_res=4, max_res=40, features=2, table_log2=table_log2,
-                      init_scale=1.0)
+    if grid == "hash":
+        grid = GridConfig(kind="hash", levels=levels, base_res=4, max_res=40, features=2, table_log2=table_log2,
+                          init_scale=1.0)
+    else:
+        grid = GridConfig(kind="triplane", levels=levels, base_res=4, max_res=24, features=3, volume_max_res=10,
+                          init_scale=1.0)
     field = RadianceRBF(FieldConfig(grid=grid, units=units, kernel=kernel), [[-1.0] * 3, [1.0] * 3],
                         density_shift=shift, density_scale=scale)
     with torch.no_grad():
@@ -59,10 +65,11 @@ def _compare(got, want, name=""):
         assert_close(a, b, rtol=0.0, atol_rel=2e-5 if what == "depth" else 2e-5 / top, name=f"{name} {what}")
 
 
+@pytest.mark.parametrize("grid", ["hash", "triplane"])
 @pytest.mark.parametrize("cfg", [MarchConfig(step=0.05, early_stop=1e-3, alpha_thre=1e-3),
                                  MarchConfig(step=0.05, early_stop=0.0, alpha_thre=0.0)], ids=["stop", "no-stop"])
-def test_reference_draws_the_renderers_image(cfg):
-    model = _model()
+def test_reference_draws_the_renderers_image(cfg, grid):
+    model = _model(grid=grid)
     o, d = _rays(300)
     want = model.render_rounds(o, d, BG, cfg)
     got = model.render_fused(o, d, BG, cfg)
@@ -76,7 +83,8 @@ def test_reference_draws_the_renderers_image(cfg):
 @pytest.mark.slow
 @pytest.mark.usefixtures("triton_kernels")
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("case", ["mixed", "opaque", "empty", "no-stop", "dense-levels", "unrolled-16"])
+@pytest.mark.parametrize("case", ["mixed", "opaque", "empty", "no-stop", "dense-levels", "unrolled-16", "triplane",
+                                  "triplane-opaque"])
 def test_kernel_matches_reference(device, case, monkeypatch):
     if case == "unrolled-16":  # the other launch shape bench/frame_gpu.py tries: levels unrolled, 16-ray blocks
         from fieldfit.cuda import _fused_triton
@@ -85,7 +93,8 @@ def test_kernel_matches_reference(device, case, monkeypatch):
         monkeypatch.setattr(_fused_triton, "WARPS", 4)
         monkeypatch.setattr(_fused_triton, "UNROLL_LEVELS", True)
     kw = {"opaque": dict(shift=4.0, scale=30.0), "empty": dict(shift=-30.0),
-          "dense-levels": dict(table_log2=16, kernel="inverse_quadratic")}.get(case, {})
+          "dense-levels": dict(table_log2=16, kernel="inverse_quadratic"), "triplane": dict(grid="triplane"),
+          "triplane-opaque": dict(grid="triplane", shift=4.0, scale=30.0)}.get(case, {})
     model = _model(**kw).to(device)
     cfg = MarchConfig(step=0.1, early_stop=0.0 if case == "no-stop" else 1e-3, alpha_thre=0.0 if case == "no-stop"
                       else 1e-3)
@@ -95,7 +104,7 @@ def test_kernel_matches_reference(device, case, monkeypatch):
     want = model.render_fused(o, d, BG.to(device), cfg)
     _compare(got, want, case)
     assert got[3] == want[3]  # the same field evaluations: each occupied sample once, none past the stop
-    if case == "opaque":
+    if case.endswith("opaque"):
         assert float(got[1][5:].min()) > 0.99
     if case == "empty":
         assert float(got[1].max()) < 1e-6 and torch.allclose(got[0], BG.to(device).expand(45, 3))
@@ -141,10 +150,10 @@ def test_arguments_are_checked_by_name():
         assert torch.equal(a, b)
 
 
-def test_models_without_a_hash_grid_are_refused():
-    field = RadianceRBF(FieldConfig(grid=GridConfig(kind="triplane", levels=2, max_res=16, features=2), units=4),
+def test_models_without_a_fused_path_are_refused():
+    field = RadianceRBF(FieldConfig(grid=GridConfig(kind="dense", levels=2, max_res=16, features=2), units=4),
                         [[-1.0] * 3, [1.0] * 3])
     model = RadianceModel(field, OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=4))
-    assert not model.fusable() and _model().fusable()
+    assert not model.fusable() and _model().fusable() and _model(grid="triplane").fusable()
     with pytest.raises(ValueError, match="FIELDFIT_MARCH"):
         model.render_fused(*_rays(3), BG, MarchConfig(step=0.1))

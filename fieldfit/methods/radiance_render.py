@@ -193,7 +193,7 @@ class RadianceModel(nn.Module):
         return parts() if parts is not None else None
 
     def fusable(self) -> bool:
-        """Whether ``render_fused`` can draw this model (a hash-grid RBF field with SH colour)."""
+        """Whether ``render_fused`` can draw this model (an RBF field on a hash grid or a tri-plane)."""
         return self._fused_parts() is not None
 
     @torch.no_grad()
@@ -207,8 +207,9 @@ class RadianceModel(nn.Module):
 
         parts = self._fused_parts()
         if parts is None:
-            raise ValueError(f"render_fused draws hash-grid RBF fields only, not {type(self.field).__name__} "
-                             f"with this grid/decoder; march frames with FIELDFIT_MARCH=packed or rounds")
+            raise ValueError(f"render_fused draws RBF fields on a hash grid or a tri-plane, not "
+                             f"{type(self.field).__name__} with this grid/decoder; march frames with "
+                             f"FIELDFIT_MARCH=packed or rounds")
         n = origins.shape[0]
         t0, t1, hit = ray_aabb(origins, dirs, self.occupied_box())
         near = torch.clamp(t0, min=cfg.near)
@@ -265,7 +266,7 @@ def render_chunk(device) -> int:
 
 
 # How frames are marched: "rounds" (RadianceModel.render_rounds), "packed" (RadianceModel.render) or
-# "fused" (RadianceModel.render_fused: one kernel per chunk; hash-grid RBF fields only).
+# "fused" (RadianceModel.render_fused: one kernel per chunk; RBF fields on a hash grid or a tri-plane).
 MARCH_MODES = ("rounds", "packed", "fused")
 
 
@@ -277,10 +278,10 @@ def march_mode(device) -> str:
     in rounds, chunks of 2^20 rays). Training always marches packed: marched in rounds (an experiment
     not kept) its march took 9.0 ms against 6.0 ms on the H200 (2^17 jittered rays), and a 300 s CPU
     fit of lego 200x200 made 6% more steps (4389 against 4142; 29.98 against 29.75 dB).
-    "fused" (one kernel: march, field and compositing; hash-grid RBF fields) is not the GPU default until
-    it is timed on a GPU. On a CPU it runs the torch reference, every occupied interval evaluated once (a
-    60 s hash-grid lego run at 64x64: 0.48 s per frame, against 1.40 s in rounds and 3.64 s packed;
-    hash grids are not the CPU default).
+    "fused" (one kernel: march, field and compositing; RBF fields on a hash grid or a tri-plane) is not the
+    GPU default until it is timed on a GPU. On a CPU it runs the torch reference, every occupied interval
+    evaluated once (a 60 s hash-grid lego run at 64x64: 0.48 s per frame, against 1.40 s in rounds and
+    3.64 s packed; hash grids are not the CPU default).
     """
     import os
 
