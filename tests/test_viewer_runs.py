@@ -81,6 +81,17 @@ def test_screenshot_of_an_sdf_run_modes_and_cameras(sdf_run, tmp_path):
     assert _png(tmp_path / "top.png").shape == (800, 800, 3)  # a camera's own size by default
 
 
+def test_forward_facing_runs_can_be_viewed(tmp_path):
+    """An NDC (LLFF) run's config.json holds its infinite far as 1e308; loading it used to overflow float32."""
+    from conftest import data_path
+
+    run = tmp_path / "run"
+    assert run_cli(data_path("fern_llff"), "--steps", "2", "--downscale", "16", "--out", run) == 0
+    shot = tmp_path / "shot.png"
+    assert run_cli("view", run, "--screenshot", shot, "--camera", "test:0") == 0
+    assert _psnr(_png(shot), _png(run / "renders" / "test_000.png")) >= 30.0
+
+
 @pytest.fixture(scope="module")
 def radiance_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("viewer_radiance")

@@ -35,6 +35,11 @@ class MarchConfig:
     early_stop: float = 1e-4  # drop samples where the transmittance before them is below this
     alpha_thre: float = 0.0  # drop samples whose alpha is below this (0: keep all)
 
+    def __post_init__(self):
+        # config.json holds an infinite far (NDC scenes) as 1e308 (JSON has no inf), which float32 cannot hold
+        if self.far >= 1e300:
+            self.far = math.inf
+
 
 class RadianceModel(nn.Module):
     """A radiance field plus its occupancy grid (buffers), saved and loaded together."""
