@@ -170,6 +170,9 @@ def cmd_export(argv) -> int:
     if fn is None:
         raise InputError(run.path, f"method {run.config().get('method')} cannot export meshes")
     m = fn(run, Path(a.mesh), opts)
+    if m.get("mesh_error") or not Path(a.mesh).is_file():  # e.g. a radiance field with no density yet
+        raise InputError(run.path, f"no mesh written: {m.get('mesh_error') or 'the export produced no file'}",
+                         "train longer (--time-budget / --steps)")
     print(f"wrote {a.mesh}: " + ", ".join(f"{k} {v}" for k, v in m.items() if k in ("faces", "watertight", "iou", "chamfer_l2")))
     return 0
 

@@ -133,6 +133,15 @@ def test_export_of_a_missing_run(tmp_path):
     _one_line_error(run_cli("export", tmp_path, "--mesh", tmp_path / "x.ply"), "not a run folder")
 
 
+def test_export_of_a_radiance_run_without_density_says_so(tmp_path):
+    """Two steps leave the field empty: export fails with the reason, not 'wrote x.ply' and no file."""
+    out = tmp_path / "run"
+    assert run_cli("blocks", "--steps", "2", "--resolution", "16", "--out", out).returncode == 0
+    mesh = tmp_path / "x.ply"
+    _one_line_error(run_cli("export", out, "--mesh", mesh, "--resolution", "32"), "no mesh written", "train longer")
+    assert not mesh.exists()
+
+
 @pytest.mark.data
 def test_broken_shared_mesh_fits(tmp_path):
     mesh = data_path("meshes", "bunny_zipper_res2.ply")
