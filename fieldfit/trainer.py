@@ -77,6 +77,26 @@ class Progress:
             self.run.log(line, echo=not self.tty)
 
 
+def counted(items, label: str, run: Run | None = None, every_s: float = 10.0):
+    """Yield the items of a sized sequence while showing "label k/n | elapsed | left": one line rewritten
+    in place on a terminal, else a line every ``every_s`` seconds and at the end (into the run's log
+    when ``run`` is given). For the long loops after training (test renders, videos)."""
+    n, tty, t0, last = len(items), sys.stdout.isatty(), time.perf_counter(), 0.0
+    for k, item in enumerate(items):
+        yield item
+        elapsed = time.perf_counter() - t0
+        line = f"{label} {k + 1}/{n} | {elapsed:6.1f}s | left {elapsed / (k + 1) * (n - k - 1):5.0f}s"
+        if tty:
+            sys.stdout.write("\r" + line + ("\n" if k + 1 == n else ""))
+            sys.stdout.flush()
+        if k + 1 == n or elapsed - last >= every_s:
+            last = elapsed
+            if run is not None:
+                run.log(line, echo=not tty)
+            elif not tty:
+                print(line, flush=True)
+
+
 def fit_loop(step, budget: Budget, run: Run, *, evaluate=None, state=None, metric_name="metric",
              eval_every_s=5.0, start_step=0, start_elapsed=0.0, history: History | None = None) -> History:
     """Run ``step`` until the budget is spent. Returns the loss/metric history."""

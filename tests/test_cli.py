@@ -152,3 +152,15 @@ def test_broken_shared_mesh_fits(tmp_path):
     log = (out / "log").read_text()
     assert "non-manifold" in log  # the log says what was wrong with the input
     assert json.loads((out / "metrics.json").read_text())["watertight"] is True
+
+
+def test_long_loops_after_training_show_progress(capsys, tmp_path):
+    """Test renders and videos print 'label k/n | elapsed | left' (here not a terminal: a line at the end)."""
+    from fieldfit.runs import Run
+    from fieldfit.trainer import counted
+
+    assert list(counted([1, 2, 3], "frames")) == [1, 2, 3]
+    assert "frames 3/3 |" in capsys.readouterr().out
+    run = Run.create(tmp_path / "run")
+    assert list(counted("ab", "test views", run)) == ["a", "b"]
+    assert "test views 2/2 |" in (run.path / "log").read_text()

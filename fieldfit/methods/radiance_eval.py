@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..runs import atomic_write
+from ..trainer import counted
 from .radiance_data import PixelStore, RayBatch, eval_background, frame_rays
 from .radiance_paths import path_frames, write_video
 from .radiance_render import render_rays
@@ -68,7 +69,7 @@ def evaluate_views(model, scene, march, run, device, render_fn=None) -> dict:
     ids = scene.split("test")
     lp = lpips_fn(device=device) if ids else None
     psnrs, ssims, lpipss, seconds, samples, rays = [], [], [], 0.0, 0, 0
-    for k, i in enumerate(ids):
+    for k, i in enumerate(counted(ids, "test views", run)):
         frame = scene.frames[i]
         t = time.perf_counter()
         pred, n = render_fn(frame) if render_fn else render_frame(model, scene, frame, march, device)
@@ -92,7 +93,7 @@ def evaluate_views(model, scene, march, run, device, render_fn=None) -> dict:
 def render_video(model, scene, march, path: str, out, n: int, device, render_fn=None) -> tuple[Path, str]:
     """Render a camera path (orbit | spiral | test) and write it as a video (``render_fn`` as evaluate_views)."""
     frames = []
-    for frame in path_frames(scene, path, n):
+    for frame in counted(path_frames(scene, path, n), f"{path} frames"):
         rgb, _ = render_fn(frame) if render_fn else render_frame(model, scene, frame, march, device)
         frames.append((np.clip(rgb, 0, 1) * 255.0 + 0.5).astype(np.uint8))
     return write_video(frames, Path(out))
