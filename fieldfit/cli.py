@@ -130,11 +130,20 @@ def cmd_fit(argv) -> int:
     except InputError:
         _drop_if_empty(fresh)
         raise
+    except KeyboardInterrupt:
+        if (run.path / "checkpoint.safetensors").is_file():
+            raise Interrupted(f"the last checkpoint is kept: continue with fieldfit --resume {run.path}") from None
+        raise Interrupted("before the first checkpoint (one per minute of training): nothing to resume, "
+                          "run it again") from None
     print(_summary(metrics))
     print(f"results: {run.path.resolve()}")
     if args.view:
         run.step_hook.finish()
     return 0
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a fit, with what is left of it (a checkpoint to resume, or nothing)."""
 
 
 def _drop_if_empty(path: Path | None) -> None:
@@ -250,8 +259,11 @@ def main(argv=None) -> int:
     except InputError as e:
         print(f"fieldfit: error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"\nfieldfit: interrupted {e}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("\nfieldfit: interrupted; the last checkpoint is kept (continue with --resume RUN)", file=sys.stderr)
+        print("\nfieldfit: interrupted", file=sys.stderr)
         return 130
     except (FloatingPointError, FitError) as e:
         print(f"fieldfit: error: {e}", file=sys.stderr)

@@ -164,3 +164,18 @@ def test_long_loops_after_training_show_progress(capsys, tmp_path):
     run = Run.create(tmp_path / "run")
     assert list(counted("ab", "test views", run)) == ["a", "b"]
     assert "test views 2/2 |" in (run.path / "log").read_text()
+
+
+def test_ctrl_c_says_whether_there_is_a_checkpoint(tmp_path, monkeypatch, capsys):
+    from fieldfit.cli import main
+    from fieldfit.methods import rbf
+
+    def stopped(inp, opts, run, checkpoint):
+        if checkpoint:
+            run.save_checkpoint({"model.w": __import__("torch").zeros(1)}, {"step": 3})
+        raise KeyboardInterrupt
+
+    for checkpoint, says in ((False, "nothing to resume"), (True, "continue with fieldfit --resume")):
+        monkeypatch.setattr(rbf, "fit", lambda i, o, r, c=checkpoint: stopped(i, o, r, c))
+        assert main(["rings", "--steps", "3", "--out", str(tmp_path / f"run{checkpoint}")]) == 130
+        assert says in capsys.readouterr().err

@@ -64,6 +64,21 @@ def test_export_eval_and_render(dnmp_run, tmp_path):
     assert main(["render", str(dnmp_run), "--path", "orbit", "--frames", "3", "--out", str(video)]) == 0
 
 
+def test_resume_continues_the_radiance_stage(dnmp_run, tmp_path):
+    import shutil
+
+    from fieldfit.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(dnmp_run, run)
+    before = json.loads((run / "metrics.json").read_text())
+    assert main(["--resume", str(run), "--steps", "130"]) == 0
+    assert "resumed the radiance stage from step 120" in (run / "log").read_text()
+    after = json.loads((run / "metrics.json").read_text())
+    assert after["steps"] == 130 and after["watertight"] is True
+    assert after["test"]["psnr"] > before["test"]["psnr"] - 0.3  # the optimizer states came back with the weights
+
+
 def test_viewer_draws_the_run(dnmp_run):
     from fieldfit.runs import Run
     from fieldfit.viewer.registry import open_view

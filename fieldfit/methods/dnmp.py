@@ -19,7 +19,8 @@ dnmp_edges), and the opacity reads the view angle (``rim``, fields.dnmp.Shader).
 Outputs: as rbf (renders/test_NNN.png, metrics.json, mesh.ply, curve.png, checkpoint) plus the
 paper's efficiency units ``render_ms_per_1k_pixels`` (wall time of a test view: rasterization,
 shading and compositing, per 1000 pixels) and ``peak_mb_per_1k_pixels`` (see dnmp_mesh.peak_mb).
-Resuming is not supported (the geometry stage is not checkpointed).
+``--resume RUN`` continues the radiance stage from the last checkpoint (written every minute of it and at
+its end); a run stopped earlier, in the point fit or the geometry stage, has nothing to resume.
 """
 
 import time
@@ -31,9 +32,9 @@ from fieldfit.errors import InputError
 from fieldfit.fields.dnmp import PrimitiveLevel, position_encoding
 from fieldfit.render.raster import PinholeCamera
 
-from ..runs import Run
-from ..trainer import Budget, fit_loop, plot_curve
-from .common import count_params, load_model, make_adam, model_state, psnr_from_mse, seed_everything
+from ..runs import Run, optimizer_tensors, restore_optimizer
+from ..trainer import Budget, History, fit_loop, plot_curve
+from .common import count_params, load_model, make_adam, psnr_from_mse, seed_everything
 from .dnmp_ae import pretrained
 from .dnmp_geometry import pixel_footprint, scene_points, voxelise
 from .dnmp_rows import RowAdam
@@ -135,10 +136,8 @@ def _setup(inp, opts, run: Run):
 
 
 def fit(inp, opts, run: Run) -> dict:
-    if opts.resume:
-        raise InputError(run.path, "dnmp runs cannot be resumed", "start a new run with a longer --time-budget")
     with cpu_threads(run, opts.device):
-        return _fit(inp, opts, run)
+        return _resume(inp, opts, run) if opts.resume else _fit(inp, opts, run)
 
 
 def _fit(inp, opts, run: Run) -> dict:
@@ -147,7 +146,6 @@ def _fit(inp, opts, run: Run) -> dict:
     extra, scene, model, cfg = _setup(inp, opts, run)
     ids = scene.split("train")
     store = PixelStore(scene, ids)
-    eval_batch = eval_rays_from(scene, extra["eval_rays"], opts.seed)
     total = opts.time_budget or extra["time_budget"]
     geo_params = [p for lv in model.levels for p in (lv.latents, lv.offsets)]
     mlp_params = [*model.shader.parameters(), *model.background.parameters()]
@@ -172,14 +170,66 @@ def _fit(inp, opts, run: Run) -> dict:
         i += 1
     geo_s = time.perf_counter() - t1
     run.log(f"dnmp geometry stage: {i} steps in {geo_s:.0f}s, last loss {last:.4g}")
-    # radiance stage: geometry frozen, fragments cached
+    stage = {"geometry_steps": i, "geometry_seconds": geo_s, "before_radiance_seconds": time.perf_counter() - t0}
+    return _radiance(model, scene, store, extra, opts, run, t0, stage, feats)
+
+
+def _resume(inp, opts, run: Run) -> dict:
+    """Continue the radiance stage of a run from its checkpoint (the geometry is frozen by then; the fragment
+    cache is rebuilt). Runs stopped before their radiance stage wrote a checkpoint start again."""
+    from .dnmp_ae import MeshDecoder
+
+    t0 = time.perf_counter()
+    cfg = run.config()
+    extra = {**DEFAULTS, **opts.extra}
+    tensors, meta = run.load_checkpoint("cpu")
+    if "dnmp_stage" not in meta:
+        raise InputError(run.path, "its checkpoint has no radiance-stage state (written by a fieldfit before resume "
+                         "existed)", "start a new run")
+    scene = load_radiance_scene(inp, extra)
+    model = build_model(cfg, MeshDecoder(), torch.zeros(8))
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    feats = RowAdam([lv.features for lv in model.levels], extra["lr"])
+    return _radiance(model, scene, PixelStore(scene, scene.split("train")), extra, opts, run, t0, meta["dnmp_stage"],
+                     feats, resume=(tensors, meta))
+
+
+def _state(model, adam, rows: RowAdam, stage: dict):
+    """Checkpoint (tensors, meta): weights, both optimizers' states and the stage bookkeeping (for resume)."""
+
+    def state():
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        t, meta = optimizer_tensors(adam)
+        tensors.update(t)
+        for k, (m, v) in enumerate(zip(rows.m, rows.v)):
+            tensors[f"rows.m.{k}"], tensors[f"rows.v.{k}"] = m, v
+        return tensors, dict(meta, rows_t=rows.t, dnmp_stage=stage)
+
+    return state
+
+
+def _radiance(model, scene, store, extra, opts, run: Run, t0: float, stage: dict, feats: RowAdam,
+              resume=None) -> dict:
+    """The radiance stage (geometry frozen, fragments cached), then test renders, mesh and metrics."""
+    ids = scene.split("train")
+    eval_batch = eval_rays_from(scene, extra["eval_rays"], opts.seed)
     t2 = time.perf_counter()
     model.freeze()
     cache = FragmentCache(model, scene, ids)
     cache_s = time.perf_counter() - t2
     run.log(f"dnmp fragment cache: {len(cache.pixels):,} of {store.count:,} training pixels hit, {cache_s:.0f}s")
-    opt = (make_adam([{"params": mlp_params, "lr": extra["lr"]}]), feats)
-    stepper = RadianceStepper(model, opt, store, scene, extra, opts.seed + 1, cache)
+    adam = make_adam([{"params": [*model.shader.parameters(), *model.background.parameters()], "lr": extra["lr"]}])
+    start, elapsed, history = 0, 0.0, None
+    if resume is not None:
+        tensors, meta = resume
+        restore_optimizer(adam, tensors, meta)
+        for k in range(len(feats.m)):
+            feats.m[k].copy_(tensors[f"rows.m.{k}"])
+            feats.v[k].copy_(tensors[f"rows.v.{k}"])
+        feats.t = int(meta["rows_t"])
+        start, elapsed, history = int(meta["step"]), float(meta["elapsed"]), History.from_meta(meta.get("history"))
+        run.log(f"resumed the radiance stage from step {start} ({elapsed:.0f}s of it)")
+    stepper = RadianceStepper(model, (adam, feats), store, scene, extra, opts.seed + 1 + start, cache)
     eval_layers = cache_eval(model, scene, extra["eval_rays"], opts.seed)
 
     def evaluate():
@@ -191,11 +241,16 @@ def _fit(inp, opts, run: Run) -> dict:
             rgb, _ = shade(model, eval_layers, eval_batch.dirs, bgr)
             return psnr_from_mse(torch.mean((rgb.clamp(0, 1) - eval_batch.target(bg)) ** 2).item())
 
-    left = max(1.0, total - (time.perf_counter() - t0))
-    budget = Budget(steps=max(1, opts.steps - i) if opts.steps else None, time_budget=None if opts.steps else left)
+    total = opts.time_budget or extra["time_budget"]
+    if resume is None or opts.time_budget:  # the stage's share of the total, once the cache is built
+        stage["radiance_budget_s"] = max(1.0, total - stage["before_radiance_seconds"] - cache_s)
+    geo_i = stage["geometry_steps"]
+    budget = Budget(steps=max(1, opts.steps - geo_i) if opts.steps else None,
+                    time_budget=None if opts.steps else stage["radiance_budget_s"])
     t3 = time.perf_counter()
-    history = fit_loop(stepper, budget, run, evaluate=evaluate, state=model_state(model, None), metric_name="psnr",
-                       eval_every_s=max(5.0, (budget.time_budget or 60) / 10))
+    history = fit_loop(stepper, budget, run, evaluate=evaluate, state=_state(model, adam, feats, stage),
+                       metric_name="psnr", eval_every_s=max(5.0, (budget.time_budget or 60) / 10), start_step=start,
+                       start_elapsed=elapsed, history=history)
     rad_s = time.perf_counter() - t3
     train_s = time.perf_counter() - t0
     metrics = _evaluate(model, scene, run)
@@ -205,9 +260,10 @@ def _fit(inp, opts, run: Run) -> dict:
     metrics.update(export_occupancy_mesh(model, run.path / "mesh.ply", int(extra["resolution"])))
     plot_curve(run, history, "psnr")
     metrics.update(task="radiance", params=count_params(model), primitives=[lv.count for lv in model.levels],
-                   train_seconds=train_s, geometry_seconds=geo_s, geometry_steps=i, cache_seconds=cache_s,
-                   radiance_seconds=rad_s, steps=i + stepper.calls, export_seconds=time.perf_counter() - t4,
-                   rays_per_second=stepper.rays / max(rad_s, 1e-9), points_source=cfg["points"])
+                   train_seconds=train_s, geometry_seconds=stage["geometry_seconds"], geometry_steps=geo_i,
+                   cache_seconds=cache_s, radiance_seconds=rad_s, steps=geo_i + start + stepper.calls,
+                   export_seconds=time.perf_counter() - t4, rays_per_second=stepper.rays / max(rad_s, 1e-9),
+                   points_source=run.config().get("points"))
     run.write_metrics(metrics)
     return metrics
 
