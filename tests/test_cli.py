@@ -179,3 +179,21 @@ def test_ctrl_c_says_whether_there_is_a_checkpoint(tmp_path, monkeypatch, capsys
         monkeypatch.setattr(rbf, "fit", lambda i, o, r, c=checkpoint: stopped(i, o, r, c))
         assert main(["rings", "--steps", "3", "--out", str(tmp_path / f"run{checkpoint}")]) == 130
         assert says in capsys.readouterr().err
+
+
+def test_video_frames_never_go_into_a_folder_with_other_files(tmp_path):
+    from fieldfit.errors import InputError
+    from fieldfit.methods.radiance_paths import write_video
+
+    frames = [np.zeros((4, 6, 3), np.uint8)] * 2
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.safetensors").write_bytes(b"x")
+    with pytest.raises(InputError, match="holds other files"):
+        write_video(frames, run)
+    out, note = write_video(frames, tmp_path / "run.render")  # a name with an unknown suffix is a folder
+    assert out == tmp_path / "run.render" and sorted(p.name for p in out.iterdir()) == ["frame_0000.png",
+                                                                                          "frame_0001.png"]
+    assert "PNG frames" in note and sorted(p.name for p in run.iterdir()) == ["checkpoint.safetensors"]
+    assert write_video(frames, out)[0] == out  # frames again into a folder of frames: fine
+    assert write_video(frames, tmp_path / "v.gif")[0].is_file()

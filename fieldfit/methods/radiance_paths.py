@@ -10,10 +10,12 @@ Poses are OpenGL camera-to-world [3,4] in the scene's world frame (before any ND
 """
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 
+from fieldfit.errors import InputError
 from fieldfit.scenes import Frame, Scene
 from fieldfit.scenes.nerfstudio import look_at_centre
 
@@ -90,7 +92,8 @@ def path_frames(scene: Scene, path: str, n: int) -> list[Frame]:
 
 
 def write_video(frames: list[np.ndarray], out: Path, fps: int = 24) -> tuple[Path, str]:
-    """Write uint8 [H,W,3] frames as .mp4 (imageio-ffmpeg), else .gif, else a folder of PNGs.
+    """Write uint8 [H,W,3] frames as .mp4 (imageio-ffmpeg), else .gif; any other ``out`` is a folder that
+    gets frame_NNNN.png (one that holds other files is refused, so a run folder is never filled).
 
     The requested suffix is kept when it can be written; otherwise the file actually written is
     returned with a message saying why (install the ``video`` extra for mp4).
@@ -112,11 +115,17 @@ def write_video(frames: list[np.ndarray], out: Path, fps: int = 24) -> tuple[Pat
     if out.suffix.lower() == ".gif":
         iio.imwrite(out, np.stack(frames), duration=1000.0 / fps, loop=0)
         return out, note
-    folder = out.with_suffix("") if out.suffix else out
+    folder = out
+    others = [p.name for p in folder.iterdir() if not re.fullmatch(r"frame_\d{4}\.png", p.name)] \
+        if folder.is_dir() else []
+    if folder.exists() and (not folder.is_dir() or others):
+        raise InputError(folder, "exists and is not a folder of frames" if not folder.is_dir() else
+                         f"is a folder that holds other files ({', '.join(sorted(others)[:3])})",
+                         "give a new folder, or a .mp4 / .gif file")
     folder.mkdir(parents=True, exist_ok=True)
     for k, f in enumerate(frames):
         iio.imwrite(folder / f"frame_{k:04d}.png", f)
-    return folder, f"unknown video suffix {out.suffix!r}: wrote PNG frames into {folder}"
+    return folder, f"not a .mp4 / .gif name: wrote PNG frames into the folder {folder}"
 
 
 __all__ = ["orbit_poses", "path_frames", "spiral_poses", "write_video"]
