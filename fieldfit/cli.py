@@ -207,9 +207,19 @@ def cmd_simple(name, argv) -> int:
             raise InputError(run.path, "this run cannot be re-evaluated yet")
         print(_summary(fn(run, opts)))
         return 0
+    task = run.config().get("task")
+    if task == "sdf":  # shapes: a turntable of the viewer's picture (the shaded surface, the convexes)
+        from fieldfit.viewer.turntable import turntable
+
+        if a.path != "orbit":
+            raise InputError(f"--path {a.path}", "shape runs have no scene cameras", "use --path orbit")
+        written, note = turntable(run, Path(a.out), a.frames, device=opts["device"])
+        print(f"wrote {written}" + (f" ({note})" if note else ""))
+        return 0
     fn = getattr(method, "render_path", None)
-    if fn is None:
-        raise InputError(run.path, f"a {run.config().get('task')} run has no camera path to render")
+    if fn is None or task == "image":
+        raise InputError(run.path, f"a {task} run has no camera path to render",
+                         "look at reconstruction.png or fieldfit view RUN" if task == "image" else "")
     print(f"wrote {fn(run, a.path, Path(a.out), dict(opts, frames=a.frames))}")
     return 0
 

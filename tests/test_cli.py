@@ -127,6 +127,16 @@ def test_sdf_fit_builtin_export_and_resume(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "resumed from step 200" in (out / "log").read_text()
     assert json.loads((out / "metrics.json").read_text())["steps"] >= 230
+    # a turntable of the shaded surface: frames differ as the camera turns, the part stands out of the background
+    import imageio.v3 as iio
+
+    gif = tmp_path / "turn.gif"
+    res = run_cli("render", out, "--out", gif, "--frames", "4")
+    assert res.returncode == 0, res.stderr
+    frames = iio.imread(gif)[..., :3].astype(int)
+    assert frames.shape == (4, 512, 512, 3) and np.abs(frames[0] - frames[1]).mean() > 1.0
+    assert frames[0].std() > 10
+    _one_line_error(run_cli("render", out, "--path", "spiral", "--out", gif), "--path spiral", "use --path orbit")
 
 
 def test_export_of_a_missing_run(tmp_path):
