@@ -67,6 +67,19 @@ def test_cli_reexport_from_the_checkpoint(bsp_run, tmp_path):
     assert abs(signed_volume(again.vertices, again.faces)) > 0
 
 
+def test_eval_measures_the_checkpoint_again(bsp_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(bsp_run, run)
+    before = json.loads((run / "metrics.json").read_text())
+    assert main(["eval", str(run)]) == 0
+    after = json.loads((run / "metrics.json").read_text())
+    for k in ("iou", "chamfer_l2", "faces", "convexes", "watertight"):
+        assert after[k] == before[k], k
+    assert after["train_seconds"] == before["train_seconds"]  # the fit's own keys stay
+
+
 def test_export_via_bsp_of_a_bsp_run(bsp_run, tmp_path):
     from fieldfit.methods.bsp import export_from_run
 

@@ -90,6 +90,13 @@ def test_image_fit_end_to_end(tmp_path):
     for name in ("config.json", "checkpoint.safetensors", "log", "curve.png"):
         assert (out / name).is_file(), name
     assert "results:" in res.stdout
+    # eval: the checkpoint against the input again gives the fit's numbers
+    res = run_cli("eval", out)
+    assert res.returncode == 0, res.stderr
+    again = json.loads((out / "metrics.json").read_text())
+    assert abs(again["psnr"] - m["psnr"]) < 1e-6 and again["train_seconds"] == m["train_seconds"]
+    iio.imwrite(tmp_path / "noise.png", img[:20])  # the input changed size since the fit
+    _one_line_error(run_cli("eval", out), "noise.png", "the run fitted 40x24x3")
 
 
 def test_image_fit_with_a_grid_ratio(tmp_path):
@@ -137,6 +144,11 @@ def test_sdf_fit_builtin_export_and_resume(tmp_path):
     assert frames.shape == (4, 512, 512, 3) and np.abs(frames[0] - frames[1]).mean() > 1.0
     assert frames[0].std() > 10
     _one_line_error(run_cli("render", out, "--path", "spiral", "--out", gif), "--path spiral", "use --path orbit")
+    before = json.loads((out / "metrics.json").read_text())
+    res = run_cli("eval", out)
+    assert res.returncode == 0, res.stderr
+    after = json.loads((out / "metrics.json").read_text())
+    assert after["iou"] == before["iou"] and after["chamfer_l2"] == before["chamfer_l2"]  # the same mesh again
 
 
 def test_export_of_a_missing_run(tmp_path):

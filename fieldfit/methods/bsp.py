@@ -209,6 +209,20 @@ def load(run: Run, device="cpu") -> tuple[BSPField, dict]:
     return model, cfg
 
 
+def evaluate(run: Run, opts: dict) -> dict:
+    """Mesh and metrics again from the checkpoint against the run's input shape, merged into metrics.json."""
+    from fieldfit.scenes.inputs import classify
+    from fieldfit.scenes.shapes import load_shape
+
+    model, cfg = load(run, opts.get("device", "cpu"))
+    inp = classify(cfg["input"])
+    shape = load_shape(inp.path, inp.builtin)
+    metrics = {**run.metrics(), **export(model, shape, run, options(cfg["options"]), run.path / "mesh.ply",
+                                         extras=True)}
+    run.write_metrics(metrics)
+    return metrics
+
+
 def export_mesh(run: Run, out: Path, opts: dict) -> dict:
     """Re-extract the mesh of a bsp run (its pruned convexes) to ``out``, from the checkpoint alone.
 

@@ -57,13 +57,22 @@ def export_mesh(run: Run, out: Path, opts: dict) -> dict:
 
 
 def evaluate(run: Run, opts: dict) -> dict:
-    """Metrics again from the checkpoint (radiance runs: re-render the test views)."""
+    """Metrics again from the checkpoint against the run's input (radiance: re-render the test views; image:
+    the reconstruction; sdf: mesh, IoU, Chamfer), merged into metrics.json."""
     task = run.config()["task"]
     if task == "radiance":
         from . import rbf_radiance
 
         return rbf_radiance.evaluate(run, opts)
-    raise InputError(run.path, f"a {task} run cannot be re-evaluated yet", "its metrics.json has the fit's metrics")
+    if task == "image":
+        from . import rbf_image
+
+        m = rbf_image.evaluate(run, opts)
+    else:
+        m = export_mesh(run, run.path / "mesh.ply", {"device": opts.get("device", "cpu")})
+    metrics = {**run.metrics(), **m}
+    run.write_metrics(metrics)
+    return metrics
 
 
 def render_path(run: Run, path: str, out: Path, opts: dict) -> Path:

@@ -136,6 +136,22 @@ def write_outputs(model, run: Run, h, w, target, device) -> dict:
     return {"psnr": psnr(pred, tgt), "ssim": ssim(pred, tgt)}
 
 
+def evaluate(run: Run, opts: dict) -> dict:
+    """psnr / ssim of the checkpoint's reconstruction against the run's input image (rewrites reconstruction.png)."""
+    from fieldfit.scenes.builtin import rings_image
+    from fieldfit.scenes.inputs import classify, load_image
+
+    device = torch.device(opts.get("device", "cpu"))
+    model, cfg = load(run, device)
+    inp = classify(cfg["input"])
+    image = rings_image() if inp.builtin else load_image(inp.path)
+    h, w, c = cfg["height"], cfg["width"], cfg["channels"]
+    if image.shape != (h, w, c):
+        raise InputError(inp.path, f"is {image.shape[1]}x{image.shape[0]}x{image.shape[2]} now; the run fitted "
+                         f"{w}x{h}x{c}", "restore the image the run was fitted to")
+    return write_outputs(model, run, h, w, torch.from_numpy(image).to(device), device)
+
+
 def load(run: Run, device="cpu") -> tuple[ImageRBF, dict]:
     cfg = run.config()
     model = ImageRBF(FieldConfig.from_dict(cfg["field"]), channels=cfg["channels"], device=device).to(device)
