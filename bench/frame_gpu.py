@@ -24,24 +24,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from _common import DATA, write
+from radiance_gpu import _timed
 
 MODES = ("packed", "rounds", "fused")
 # fused kernel launch shapes (rays per program, warps, levels unrolled) tried at the largest size
 SHAPES = ((16, 4, False), (64, 8, False), (16, 8, True), (32, 8, True))
-
-
-def _timed(fn, device: str, reps: int) -> float:
-    import torch
-
-    fn()  # warm-up (compilation)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / reps
 
 
 def _fit(budget: float, device: str, tmp: Path, grid: str | None) -> Path:

@@ -3,8 +3,9 @@
 One program marches BLOCK rays together. Per round: every live ray steps over unoccupied
 intervals (an inner loop that only reads the occupancy grid), then the block evaluates the field
 at each live ray's next occupied interval: the grid corners (hash levels, or tri-plane planes and
-volumes) are gathered and blended, each feature adds its term to the RBF distances r [BLOCK, K] (the direct form of ``_rbf_triton``), the
-head's density row and the three colour rows are dot products with phi. A ray's colour rows are
+volumes) are gathered and blended, each feature adds its term to the RBF distances r [BLOCK, K]
+(the direct form of ``_rbf_triton``), the head's density row and the three colour rows are dot
+products with phi. A ray's colour rows are
 folded with its SH bases once, before marching (V_c = sum_b sh_b W_{1+cB+b}), so colour costs three
 dot products per sample whatever the SH degree. Compositing runs in registers; nothing per sample
 is stored. Dead lanes mask their loads, so a block costs memory traffic only for its live rays.
@@ -23,6 +24,7 @@ from ._dispatch import device_guard
 from ._grid_triton import _corner, _hash_axis, _hash_index, hash_levels
 from ._rbf_triton import KERNEL_IDS, _phi
 from ._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH
+from ._traverse_triton import _cell
 from .triplane import _flat_view, _meta
 
 # Launch shape, from sm_90 AOT compiles of the default field (16 levels x 2, 32 units, SH 3); not yet timed on a GPU
@@ -30,17 +32,6 @@ from .triplane import _flat_view, _meta
 # spills); levels unrolled: 255 registers at 32 x 8, spills at 32 x 16.
 BLOCK, WARPS, UNROLL_LEVELS = 32, 8, False
 BIG = 1e30  # "no early stop" optical depth
-
-
-@triton.jit
-def _cell(x, i: tl.constexpr, box_ptr, G):
-    """(inside the tolerant aabb, clamped cell index) of coordinate x along axis i (as ``_traverse_triton``)."""
-    lo = tl.load(box_ptr + i)
-    extent = tl.load(box_ptr + 3 + i)
-    inside = (x >= tl.load(box_ptr + 6 + i)) & (x <= tl.load(box_ptr + 9 + i))
-    cell = tl.floor((x - lo) / extent * G)
-    cell = tl.minimum(tl.maximum(cell, 0.0), G - 1)
-    return inside, cell.to(tl.int32)
 
 
 @triton.jit

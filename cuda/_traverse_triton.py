@@ -23,7 +23,12 @@ BS = 64
 @triton.jit
 def _axis_cell(o_ptr, d_ptr, box_ptr, ray, mid, i: tl.constexpr, G):
     """Midpoint coordinate along axis i: (inside the tolerant aabb, clamped cell index)."""
-    x = tl.load(o_ptr + ray * 3 + i) + tl.load(d_ptr + ray * 3 + i) * mid
+    return _cell(tl.load(o_ptr + ray * 3 + i) + tl.load(d_ptr + ray * 3 + i) * mid, i, box_ptr, G)
+
+
+@triton.jit
+def _cell(x, i: tl.constexpr, box_ptr, G):
+    """(inside the tolerant aabb, clamped cell index) of coordinate x along axis i; box as ``traverse``."""
     lo = tl.load(box_ptr + i)
     extent = tl.load(box_ptr + 3 + i)
     inside = (x >= tl.load(box_ptr + 6 + i)) & (x <= tl.load(box_ptr + 9 + i))
