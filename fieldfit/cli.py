@@ -131,7 +131,8 @@ def cmd_fit(argv) -> int:
         _drop_if_empty(fresh)
         raise
     except KeyboardInterrupt:
-        if (run.path / "checkpoint.safetensors").is_file():
+        resumable = getattr(method, "resumable", lambda r: (r.path / "checkpoint.safetensors").is_file())
+        if resumable(run):
             raise Interrupted(f"the last checkpoint is kept: continue with fieldfit --resume {run.path}") from None
         raise Interrupted("before the first checkpoint (one per minute of training): nothing to resume, "
                           "run it again") from None

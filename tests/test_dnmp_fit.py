@@ -79,6 +79,24 @@ def test_resume_continues_the_radiance_stage(dnmp_run, tmp_path):
     assert after["test"]["psnr"] > before["test"]["psnr"] - 0.3  # the optimizer states came back with the weights
 
 
+def test_resume_before_the_radiance_stage_starts_from_the_kept_point_fit(dnmp_run, tmp_path):
+    import shutil
+
+    from fieldfit.cli import main
+
+    assert (dnmp_run / "points" / "checkpoint.safetensors").is_file()  # the rbf point fit, an rbf run
+    assert main(["view", str(dnmp_run / "points"), "--screenshot", str(tmp_path / "p.png"), "--size", "32x24"]) == 0
+    run = tmp_path / "run"
+    shutil.copytree(dnmp_run, run)
+    (run / "checkpoint.safetensors").unlink()  # stopped before the radiance stage wrote one
+    (run / "metrics.json").unlink()
+    assert main(["--resume", str(run), "--steps", "20"]) == 0
+    log = (run / "log").read_text()
+    assert "resume: the point fit" in log and "dnmp: points from the rbf run" in log
+    assert "rbf point fit" not in log.split("resume: the point fit")[1]  # no second point fit
+    assert json.loads((run / "metrics.json").read_text())["watertight"] is True
+
+
 def test_viewer_draws_the_run(dnmp_run):
     from fieldfit.runs import Run
     from fieldfit.viewer.registry import open_view

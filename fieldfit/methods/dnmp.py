@@ -20,10 +20,12 @@ Outputs: as rbf (renders/test_NNN.png, metrics.json, mesh.ply, curve.png, checkp
 paper's efficiency units ``render_ms_per_1k_pixels`` (wall time of a test view: rasterization,
 shading and compositing, per 1000 pixels) and ``peak_mb_per_1k_pixels`` (see dnmp_mesh.peak_mb).
 ``--resume RUN`` continues the radiance stage from the last checkpoint (written every minute of it and at
-its end); a run stopped earlier, in the point fit or the geometry stage, has nothing to resume.
+its end); a run stopped before that starts again from its rbf point fit, which is kept as an rbf run in
+RUN/points (``fieldfit view RUN/points`` shows it); one stopped during the point fit has nothing to resume.
 """
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -36,7 +38,7 @@ from ..runs import Run, optimizer_tensors, restore_optimizer
 from ..trainer import Budget, History, fit_loop, plot_curve
 from .common import count_params, load_model, make_adam, psnr_from_mse, seed_everything
 from .dnmp_ae import pretrained
-from .dnmp_geometry import pixel_footprint, scene_points, voxelise
+from .dnmp_geometry import POINT_FIT, pixel_footprint, scene_points, voxelise
 from .dnmp_rows import RowAdam
 from .dnmp_render import DNMPModel, rasterize_levels, render_image
 from .dnmp_train import FragmentCache, GeometryStepper, RadianceStepper, frame_dirs
@@ -174,18 +176,33 @@ def _fit(inp, opts, run: Run) -> dict:
     return _radiance(model, scene, store, extra, opts, run, t0, stage, feats)
 
 
+def resumable(run: Run) -> bool:
+    """Whether ``--resume`` has something to go on from: a radiance-stage checkpoint or a finished point fit."""
+    return any((p / "checkpoint.safetensors").is_file() for p in (run.path, run.path / POINT_FIT))
+
+
 def _resume(inp, opts, run: Run) -> dict:
     """Continue the radiance stage of a run from its checkpoint (the geometry is frozen by then; the fragment
-    cache is rebuilt). Runs stopped before their radiance stage wrote a checkpoint start again."""
+    cache is rebuilt). A run stopped after its rbf point fit (kept in RUN/points) but before the radiance
+    stage checkpointed starts again from that fit."""
     from .dnmp_ae import MeshDecoder
 
     t0 = time.perf_counter()
     cfg = run.config()
     extra = {**DEFAULTS, **opts.extra}
-    tensors, meta = run.load_checkpoint("cpu")
+    meta = run.load_checkpoint("cpu")[1] if (run.path / "checkpoint.safetensors").is_file() else {}
     if "dnmp_stage" not in meta:
-        raise InputError(run.path, "its checkpoint has no radiance-stage state (written by a fieldfit before resume "
-                         "existed)", "start a new run")
+        points = run.path / POINT_FIT
+        if not (points / "checkpoint.safetensors").is_file():
+            raise InputError(run.path, "nothing to resume: the run stopped before its point fit ended",
+                             "start a new run")
+        spent = float(Run.open(points).load_checkpoint("cpu")[1].get("elapsed", 0.0))
+        left = max(1.0, float(opts.time_budget or extra["time_budget"]) - spent)
+        run.log(f"resume: the point fit ({spent:.0f}s) is reused from {points}; the stages after it start again "
+                f"with the {left:.0f}s left")
+        return _fit(inp, replace(opts, resume=False, time_budget=None if opts.steps else left,
+                                 extra={**opts.extra, "points": str(points)}), run)
+    tensors, meta = run.load_checkpoint("cpu")
     scene = load_radiance_scene(inp, extra)
     model = build_model(cfg, MeshDecoder(), torch.zeros(8))
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})

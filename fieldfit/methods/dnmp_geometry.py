@@ -99,7 +99,21 @@ def rbf_points(scene, inp, seconds: float, device, run, steps: int | None = None
     model.update_grid(i, march.step, None, extra["grid_threshold"])
     pts, cell, solid, cells = density_points(model, march)
     run.log(f"dnmp: rbf point fit {i} steps in {time.perf_counter() - t0:.0f}s, {cells} solid cells")
+    save_point_fit(run, cfg, model, i, time.perf_counter() - t0)
     return pts, cell, solid
+
+
+POINT_FIT = "points"  # the rbf point fit, kept in the dnmp run folder as an rbf run (view it, resume from it)
+
+
+def save_point_fit(run, cfg: dict, model, steps: int, seconds: float) -> None:
+    """Write the point fit as an rbf radiance run in RUN/points (config.json + checkpoint.safetensors)."""
+    from fieldfit.runs import Run as RunFolder
+
+    out = RunFolder.create(run.path / POINT_FIT)
+    out.header = {"input": cfg["source"], "method": "rbf", "command": "dnmp point fit"}
+    out.write_config(cfg)
+    out.save_checkpoint({f"model.{k}": v for k, v in model.state_dict().items()}, {"step": steps, "elapsed": seconds})
 
 
 def density_points(model, march):
@@ -190,4 +204,5 @@ def voxelise(points: np.ndarray, size: float, origin: np.ndarray) -> torch.Tenso
     return torch.from_numpy(origin + (cells + 0.5) * size).float()
 
 
-__all__ = ["Density", "carve_points", "pixel_footprint", "rbf_points", "scene_points", "voxelise"]
+__all__ = ["Density", "POINT_FIT", "carve_points", "pixel_footprint", "rbf_points", "save_point_fit",
+           "scene_points", "voxelise"]
