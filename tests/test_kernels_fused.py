@@ -67,7 +67,9 @@ def _compare(got, want, name=""):
 
 @pytest.mark.parametrize("grid", ["hash", "triplane"])
 @pytest.mark.parametrize("cfg", [MarchConfig(step=0.05, early_stop=1e-3, alpha_thre=1e-3),
-                                 MarchConfig(step=0.05, early_stop=0.0, alpha_thre=0.0)], ids=["stop", "no-stop"])
+                                 MarchConfig(step=0.05, early_stop=1e-3, alpha_thre=0.0),
+                                 MarchConfig(step=0.05, early_stop=0.0, alpha_thre=0.0)],
+                         ids=["stop", "stop-all-alphas", "no-stop"])
 def test_reference_draws_the_renderers_image(cfg, grid):
     model = _model(grid=grid)
     o, d = _rays(300)
@@ -83,8 +85,8 @@ def test_reference_draws_the_renderers_image(cfg, grid):
 @pytest.mark.slow
 @pytest.mark.usefixtures("triton_kernels")
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("case", ["mixed", "opaque", "empty", "no-stop", "dense-levels", "unrolled-16", "triplane",
-                                  "triplane-opaque"])
+@pytest.mark.parametrize("case", ["mixed", "opaque", "empty", "no-stop", "all-alphas", "dense-levels", "unrolled-16",
+                                  "triplane", "triplane-opaque"])
 def test_kernel_matches_reference(device, case, monkeypatch):
     if case == "unrolled-16":  # the other launch shape bench/frame_gpu.py tries: levels unrolled, 16-ray blocks
         from fieldfit.cuda import _fused_triton
@@ -96,8 +98,8 @@ def test_kernel_matches_reference(device, case, monkeypatch):
           "dense-levels": dict(table_log2=16, kernel="inverse_quadratic"), "triplane": dict(grid="triplane"),
           "triplane-opaque": dict(grid="triplane", shift=4.0, scale=30.0)}.get(case, {})
     model = _model(**kw).to(device)
-    cfg = MarchConfig(step=0.1, early_stop=0.0 if case == "no-stop" else 1e-3, alpha_thre=0.0 if case == "no-stop"
-                      else 1e-3)
+    cfg = MarchConfig(step=0.1, early_stop=0.0 if case == "no-stop" else 1e-3,
+                      alpha_thre=0.0 if case in ("no-stop", "all-alphas") else 1e-3)
     o, d = (t.to(device) for t in _rays(45))  # not a multiple of the block; 5 rays miss the box
     got = model.render_fused(o, d, BG.to(device), cfg)
     monkeypatch.setenv("FIELDFIT_KERNELS", "torch")
