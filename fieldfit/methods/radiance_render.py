@@ -285,8 +285,9 @@ def march_mode(device) -> str:
     fit of lego 200x200 made 6% more steps (4389 against 4142; 29.98 against 29.75 dB).
     "fused" (one kernel: march, field and compositing; RBF fields on a hash grid or a tri-plane) is not the
     GPU default until it is timed on a GPU. On a CPU it runs the torch reference, every occupied interval
-    evaluated once (a 60 s hash-grid lego run at 64x64: 0.48 s per frame, against 1.40 s in rounds and
-    3.64 s packed; hash grids are not the CPU default).
+    evaluated once: faster for a barely trained hash-grid run (60 s of lego, 64x64: 0.19-0.24 s per frame,
+    rounds 0.69, packed 1.30-1.36), slower for a trained tri-plane run (900 s of lego, 200x200: 629 ms,
+    rounds 303, packed 370), which is the CPU default.
     """
     import os
 
