@@ -239,7 +239,8 @@ def test_training_while_viewing_with_pause(display, tmp_path):
     y, x = np.mgrid[0:24, 0:32]
     iio.imwrite(tmp_path / "g.png", (np.stack([x / 31, y / 23, x * 0 + 0.5], -1) * 255).astype(np.uint8))
     env = dict(os.environ, DISPLAY=display, FIELDFIT_NO_TCMALLOC="1")
-    proc = subprocess.Popen([sys.executable, "-m", "fieldfit", str(tmp_path / "g.png"), "--time-budget", "1.5",
+    # 6 s of training: P must arrive while it trains, also on a loaded machine (1.5 s was once over first)
+    proc = subprocess.Popen([sys.executable, "-m", "fieldfit", str(tmp_path / "g.png"), "--time-budget", "6",
                              "--batch", "768", "--out", str(tmp_path / "run"), "--view"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
