@@ -23,6 +23,7 @@ from ._dispatch import backend_for
 from ._fused_ref import render_fused_ref
 from ._torch_ref import RBF_KERNELS
 from .traverse import _box, _check_march
+from .triplane import check_grids
 
 _OP = "render_fused"
 
@@ -111,14 +112,7 @@ def _check(origins, sh, field: RBFField, background) -> None:
                              f"table levels")
         width = levels * feats
     elif isinstance(enc, TriPlaneEncoding):
-        if not enc.planes or len(enc.planes) % 3:
-            raise ValueError(f"{_OP}: field.encoding.planes must hold 3 grids per level, got {len(enc.planes)}")
-        feats = enc.planes[0].shape[0]
-        for name, grids, dims in (("planes", enc.planes, 2), ("volumes", enc.volumes, 3)):
-            for i, g in enumerate(grids):
-                _checks.tensor(_OP, f"field.encoding.{name}[{i}]", g, (feats,) + ("R",) * dims, like=like)
-                if len(set(g.shape[1:])) != 1:
-                    raise ValueError(f"{_OP}: field.encoding.{name}[{i}] must be square, got {list(g.shape)}")
+        feats = check_grids(_OP, enc.planes, enc.volumes, like, "field.encoding.")
         width = feats * (len(enc.planes) + len(enc.volumes))
     else:
         raise TypeError(f"{_OP}: field.encoding must be a HashEncoding or a TriPlaneEncoding, got {type(enc).__name__}")

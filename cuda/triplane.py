@@ -93,6 +93,21 @@ class _TriPlane(torch.autograd.Function):
         return (dx, None, None, None, *dgrids)
 
 
+def check_grids(op: str, planes, volumes, like: tuple, prefix: str = "") -> int:
+    """Check tri-plane grids: 3 planes [F, R, R] per level, volumes [F, R, R, R], one F, on ``like``'s device
+    and dtype; errors name ``op`` and ``prefix`` + the argument. Returns F."""
+    if not planes or len(planes) % 3:
+        raise ValueError(f"{op}: argument '{prefix}planes' must hold 3 grids per level, got {len(planes)}")
+    f = planes[0].shape[0]
+    for name, grids, dims in (("planes", planes, 2), ("volumes", volumes, 3)):
+        for i, g in enumerate(grids):
+            _checks.tensor(op, f"{prefix}{name}[{i}]", g, ("F",) + ("R",) * dims, like=like)
+            if g.shape[0] != f or len(set(g.shape[1:])) != 1:
+                raise ValueError(f"{op}: argument '{prefix}{name}[{i}]' must have shape "
+                                 f"[{f}, R{', R' * (dims - 1)}], got {list(g.shape)}")
+    return f
+
+
 def triplane_grid(x: torch.Tensor, planes, volumes=()) -> torch.Tensor:
     """Tri-plane features: bilinear lookups of ``planes`` and trilinear of ``volumes``, concatenated.
 
@@ -115,19 +130,11 @@ def triplane_grid(x: torch.Tensor, planes, volumes=()) -> torch.Tensor:
     if x.shape[1] != 3:
         raise ValueError(f"{op}: argument 'x' must have shape [N, 3], got {list(x.shape)}")
     planes, volumes = list(planes), list(volumes)
-    if not planes or len(planes) % 3:
-        raise ValueError(f"{op}: argument 'planes' must hold 3 grids per level, got {len(planes)}")
-    f = planes[0].shape[0]
-    for name, grids, dims in (("planes", planes, 2), ("volumes", volumes, 3)):
-        for i, g in enumerate(grids):
-            _checks.tensor(op, f"{name}[{i}]", g, ("F",) + ("R",) * dims, like=("x", x))
-            if g.shape[0] != f or len(set(g.shape[1:])) != 1:
-                raise ValueError(f"{op}: argument '{name}[{i}]' must have shape [{f}, R{', R' * (dims - 1)}], "
-                                 f"got {list(g.shape)}")
+    check_grids(op, planes, volumes, ("x", x))
     if backend_for(x) == "torch":
         return triplane_ref(x, planes, volumes)
     meta_p, meta_v = _meta(planes, volumes, x.device)
     return _TriPlane.apply(x.contiguous(), meta_p, meta_v, len(planes), *planes, *volumes)
 
 
-__all__ = ["PLANES", "pack", "triplane_grid"]
+__all__ = ["PLANES", "check_grids", "pack", "triplane_grid"]

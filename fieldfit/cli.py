@@ -131,7 +131,7 @@ def cmd_fit(argv) -> int:
         _drop_if_empty(fresh)
         raise
     except KeyboardInterrupt:
-        resumable = getattr(method, "resumable", lambda r: (r.path / "checkpoint.safetensors").is_file())
+        resumable = getattr(method, "resumable", lambda r: r.has_checkpoint())
         if resumable(run):
             raise Interrupted(f"the last checkpoint is kept: continue with fieldfit --resume {run.path}") from None
         raise Interrupted("before the first checkpoint (one per minute of training): nothing to resume, "
@@ -218,9 +218,8 @@ def cmd_simple(name, argv) -> int:
         print(f"wrote {written}" + (f" ({note})" if note else ""))
         return 0
     fn = getattr(method, "render_path", None)
-    if fn is None or task == "image":
-        raise InputError(run.path, f"a {task} run has no camera path to render",
-                         "look at reconstruction.png or fieldfit view RUN" if task == "image" else "")
+    if fn is None:
+        raise InputError(run.path, f"a {task} run has no camera path to render")
     print(f"wrote {fn(run, a.path, Path(a.out), dict(opts, frames=a.frames))}")
     return 0
 

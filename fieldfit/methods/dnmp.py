@@ -34,9 +34,9 @@ from fieldfit.errors import InputError
 from fieldfit.fields.dnmp import PrimitiveLevel, position_encoding
 from fieldfit.render.raster import PinholeCamera
 
-from ..runs import Run, optimizer_tensors, restore_optimizer
+from ..runs import Run, restore_optimizer
 from ..trainer import Budget, History, fit_loop, plot_curve
-from .common import count_params, load_model, make_adam, psnr_from_mse, seed_everything
+from .common import count_params, load_model, make_adam, model_state, psnr_from_mse, seed_everything
 from .dnmp_ae import pretrained
 from .dnmp_geometry import POINT_FIT, pixel_footprint, scene_points, voxelise
 from .dnmp_rows import RowAdam
@@ -173,12 +173,12 @@ def _fit(inp, opts, run: Run) -> dict:
     geo_s = time.perf_counter() - t1
     run.log(f"dnmp geometry stage: {i} steps in {geo_s:.0f}s, last loss {last:.4g}")
     stage = {"geometry_steps": i, "geometry_seconds": geo_s, "before_radiance_seconds": time.perf_counter() - t0}
-    return _radiance(model, scene, store, extra, opts, run, t0, stage, feats)
+    return _radiance(model, scene, store, extra, opts, run, t0, stage, feats, cfg)
 
 
 def resumable(run: Run) -> bool:
     """Whether ``--resume`` has something to go on from: a radiance-stage checkpoint or a finished point fit."""
-    return any((p / "checkpoint.safetensors").is_file() for p in (run.path, run.path / POINT_FIT))
+    return run.has_checkpoint() or Run(run.path / POINT_FIT).has_checkpoint()
 
 
 def _resume(inp, opts, run: Run) -> dict:
@@ -190,34 +190,33 @@ def _resume(inp, opts, run: Run) -> dict:
     t0 = time.perf_counter()
     cfg = run.config()
     extra = {**DEFAULTS, **opts.extra}
-    meta = run.load_checkpoint("cpu")[1] if (run.path / "checkpoint.safetensors").is_file() else {}
+    tensors, meta = run.load_checkpoint("cpu") if run.has_checkpoint() else ({}, {})
     if "dnmp_stage" not in meta:
-        points = run.path / POINT_FIT
-        if not (points / "checkpoint.safetensors").is_file():
+        points = Run(run.path / POINT_FIT)
+        if not points.has_checkpoint():
             raise InputError(run.path, "nothing to resume: the run stopped before its point fit ended",
                              "start a new run")
-        spent = float(Run.open(points).load_checkpoint("cpu")[1].get("elapsed", 0.0))
+        spent = float(points.load_checkpoint("cpu")[1].get("elapsed", 0.0))
         left = max(1.0, float(opts.time_budget or extra["time_budget"]) - spent)
-        run.log(f"resume: the point fit ({spent:.0f}s) is reused from {points}; the stages after it start again "
+        run.log(f"resume: the point fit ({spent:.0f}s) is reused from {points.path}; the stages after it start again "
                 f"with the {left:.0f}s left")
         return _fit(inp, replace(opts, resume=False, time_budget=None if opts.steps else left,
-                                 extra={**opts.extra, "points": str(points)}), run)
-    tensors, meta = run.load_checkpoint("cpu")
+                                 extra={**opts.extra, "points": str(points.path)}), run)
     scene = load_radiance_scene(inp, extra)
     model = build_model(cfg, MeshDecoder(), torch.zeros(8))
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     feats = RowAdam([lv.features for lv in model.levels], extra["lr"])
     return _radiance(model, scene, PixelStore(scene, scene.split("train")), extra, opts, run, t0, meta["dnmp_stage"],
-                     feats, resume=(tensors, meta))
+                     feats, cfg, resume=(tensors, meta))
 
 
 def _state(model, adam, rows: RowAdam, stage: dict):
     """Checkpoint (tensors, meta): weights, both optimizers' states and the stage bookkeeping (for resume)."""
 
+    weights_and_adam = model_state(model, adam)
+
     def state():
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        t, meta = optimizer_tensors(adam)
-        tensors.update(t)
+        tensors, meta = weights_and_adam()
         for k, (m, v) in enumerate(zip(rows.m, rows.v)):
             tensors[f"rows.m.{k}"], tensors[f"rows.v.{k}"] = m, v
         return tensors, dict(meta, rows_t=rows.t, dnmp_stage=stage)
@@ -225,7 +224,7 @@ def _state(model, adam, rows: RowAdam, stage: dict):
     return state
 
 
-def _radiance(model, scene, store, extra, opts, run: Run, t0: float, stage: dict, feats: RowAdam,
+def _radiance(model, scene, store, extra, opts, run: Run, t0: float, stage: dict, feats: RowAdam, cfg: dict,
               resume=None) -> dict:
     """The radiance stage (geometry frozen, fragments cached), then test renders, mesh and metrics."""
     ids = scene.split("train")
@@ -280,7 +279,7 @@ def _radiance(model, scene, store, extra, opts, run: Run, t0: float, stage: dict
                    train_seconds=train_s, geometry_seconds=stage["geometry_seconds"], geometry_steps=geo_i,
                    cache_seconds=cache_s, radiance_seconds=rad_s, steps=geo_i + start + stepper.calls,
                    export_seconds=time.perf_counter() - t4, rays_per_second=stepper.rays / max(rad_s, 1e-9),
-                   points_source=run.config().get("points"))
+                   points_source=cfg["points"])
     run.write_metrics(metrics)
     return metrics
 

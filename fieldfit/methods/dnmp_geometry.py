@@ -110,10 +110,12 @@ def save_point_fit(run, cfg: dict, model, steps: int, seconds: float) -> None:
     """Write the point fit as an rbf radiance run in RUN/points (config.json + checkpoint.safetensors)."""
     from fieldfit.runs import Run as RunFolder
 
+    from .common import model_state
+
     out = RunFolder.create(run.path / POINT_FIT)
     out.header = {"input": cfg["source"], "method": "rbf", "command": "dnmp point fit"}
     out.write_config(cfg)
-    out.save_checkpoint({f"model.{k}": v for k, v in model.state_dict().items()}, {"step": steps, "elapsed": seconds})
+    out.save_checkpoint(model_state(model, None)()[0], {"step": steps, "elapsed": seconds})
 
 
 def density_points(model, march):

@@ -139,6 +139,14 @@ class RadianceModel(nn.Module):
         out = self.field(x, dirs[ri])
         return composite(out.density, out.rgb, samples, background=background), samples
 
+    def _spans(self, origins: torch.Tensor, dirs: torch.Tensor, cfg: MarchConfig):
+        """(t_min [R], t_max [R], steps of the longest span) of rays clipped to the occupied box, [near, far] and
+        the grid (syncs the device once)."""
+        t0, t1, hit = ray_aabb(origins, dirs, self.occupied_box())
+        near = torch.clamp(t0, min=cfg.near)
+        t_min, t_max = self.grid.span(origins, dirs, near, torch.where(hit, torch.clamp(t1, max=cfg.far), near))
+        return t_min, t_max, self.grid.max_steps(t_min, t_max, cfg.step) if origins.shape[0] else 0
+
     @torch.no_grad()
     def render_rounds(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor, cfg: MarchConfig,
                       first: int = 8, most: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
@@ -154,10 +162,7 @@ class RadianceModel(nn.Module):
         Returns (rgb [R,3] with background, opacity [R], depth [R] (sum w t_mid), field evaluations).
         """
         n, dev = origins.shape[0], origins.device
-        t0, t1, hit = ray_aabb(origins, dirs, self.occupied_box())
-        near = torch.clamp(t0, min=cfg.near)
-        t_min, t_max = self.grid.span(origins, dirs, near, torch.where(hit, torch.clamp(t1, max=cfg.far), near))
-        max_steps = self.grid.max_steps(t_min, t_max, cfg.step) if n else 0
+        t_min, t_max, max_steps = self._spans(origins, dirs, cfg)
         rgb = torch.zeros(n, 3, device=dev)
         opacity, depth = torch.zeros(n, device=dev), torch.zeros(n, device=dev)
         tau_all, tau_kept = torch.zeros(n, device=dev), torch.zeros(n, device=dev)  # optical depth so far
@@ -215,11 +220,7 @@ class RadianceModel(nn.Module):
             raise ValueError(f"render_fused draws RBF fields on a hash grid or a tri-plane, not "
                              f"{type(self.field).__name__} with this grid/decoder; march frames with "
                              f"FIELDFIT_MARCH=packed or rounds")
-        n = origins.shape[0]
-        t0, t1, hit = ray_aabb(origins, dirs, self.occupied_box())
-        near = torch.clamp(t0, min=cfg.near)
-        t_min, t_max = self.grid.span(origins, dirs, near, torch.where(hit, torch.clamp(t1, max=cfg.far), near))
-        max_steps = self.grid.max_steps(t_min, t_max, cfg.step) if n else 0
+        t_min, t_max, max_steps = self._spans(origins, dirs, cfg)
         bg = torch.as_tensor(background, dtype=origins.dtype, device=origins.device).expand(3).contiguous()
         rgb, opacity, depth, evals = render_fused(origins, dirs, sh_bases(dirs, SH_DEGREE), t_min, t_max,
                                                   self.grid.binary, self.grid.aabb, cfg.step, max_steps, parts, bg,

@@ -82,4 +82,5 @@ def render_path(run: Run, path: str, out: Path, opts: dict) -> Path:
         from . import rbf_radiance
 
         return rbf_radiance.render_path(run, path, out, opts)
-    raise InputError(run.path, f"a {task} run has no camera path to render")
+    raise InputError(run.path, f"a {task} run has no camera path to render",
+                     "look at reconstruction.png or fieldfit view RUN" if task == "image" else "")
