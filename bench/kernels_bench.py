@@ -34,7 +34,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # kernel(*inputs), reference(*inputs); outputs are a tensor or a tuple of tensors.
 
 
-def _rbf_case(d, k):
+def _rbf_case(d, k, gemm_backward=False):
     def make(n, dev):
         g = torch.Generator(device="cpu").manual_seed(0)
         x = torch.randn(n, d, generator=g).to(dev)
@@ -42,7 +42,32 @@ def _rbf_case(d, k):
         lp = (torch.randn(k, d, generator=g) * 0.3 - 1).to(dev)
         return [x, c, lp], [0, 1, 2]
 
-    return dict(name=f"rbf_layer D={d} K={k}", make=make, kernel=K.rbf_layer, reference=R.rbf_layer_ref)
+    if not gemm_backward:
+        return dict(name=f"rbf_layer D={d} K={k}", make=make, kernel=K.rbf_layer, reference=R.rbf_layer_ref)
+    return dict(name=f"rbf_layer D={d} K={k}, GEMM backward (the design the fused backward replaced)", make=make,
+                kernel=_rbf_gemm_backward, reference=R.rbf_layer_ref)
+
+
+class _RBFGemmBackward(torch.autograd.Function):
+    """The forward kernel with the GEMM backward, for an A/B against the fused backward kernel."""
+
+    @staticmethod
+    def forward(ctx, x, c, lp):
+        from fieldfit.cuda import _rbf_triton  # noqa: PLC0415
+
+        phi = _rbf_triton.forward(x, c, lp, "gaussian")
+        ctx.save_for_backward(x, c, lp, phi)
+        return phi
+
+    @staticmethod
+    def backward(ctx, grad):
+        from fieldfit.cuda import rbf  # noqa: PLC0415
+
+        return rbf._gemm_backward(*ctx.saved_tensors, grad, "gaussian", ctx.needs_input_grad)
+
+
+def _rbf_gemm_backward(x, c, lp):
+    return _RBFGemmBackward.apply(x, c, lp)
 
 
 def _dense_case(d, f, res, channels_last):
@@ -154,7 +179,7 @@ def _fused_case(g=128, m=256):
 
 
 CASES = {
-    "rbf": [_rbf_case(32, 64), _rbf_case(3, 64)],
+    "rbf": [_rbf_case(32, 64), _rbf_case(32, 64, gemm_backward=True), _rbf_case(3, 64)],
     "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True)],
     "hash": [_hash_case(16, 19, 2)],
     "triplane": [_triplane_case(512)],

@@ -4,11 +4,16 @@ Forward: one program per (BN points x BK units) tile; a loop over D accumulates
 r = sum_d exp(b_kd) (x_nd - mu_kd)^2 in registers (direct form: no cancellation, r >= 0), then
 phi = kernel(r) is stored. Nothing of size N x K x D exists anywhere.
 
-Backward (g = dL/dphi * phi'(r), recomputed per tile from x, centers, log_prec):
-- dx kernel: one program per BN points, looping over all K in BK tiles; the program owns its rows
-  of dx, so it accumulates them in place without atomics.
-- param kernel: one program per (BK units, split of N); each loops over its slice of N and owns
-  its [split, BK, D] slice of a float partial buffer; torch sums the splits. Deterministic.
+Backward (float32): one pass over the saved phi and the incoming dL/dphi. A program owns BK units
+and a strided set of BN-point tiles; per tile it forms dr = dL/dphi * phi'(r) in registers and
+feeds it to four small matrix products (tl.dot, tf32x3 on tensor cores: about float32 accuracy):
+    dx = 2 (x * (dr @ beta) - dr @ (beta mu))      stored per tile (per unit tile when K > BK)
+    A += dr^T x,  B += dr^T x^2,  s += sum_n dr      kept in registers over the program's tiles
+Each program writes its A, B, s once to a [programs, K, D] partial buffer; a second small kernel
+sums the partials in a fixed order (deterministic, no atomics) into
+    dmu = 2 beta (mu s - A),   dlog_prec = beta (B - 2 mu A + mu^2 s).
+dr, phi' and the products never reach memory: the GEMM backward it replaces wrote dr [N,K] and
+read it back four times.
 """
 
 import torch
@@ -22,6 +27,8 @@ KERNEL_IDS = {"gaussian": 0, "inverse_quadratic": 1, "inverse_multiquadric": 2, 
 # Tiles and warps keep ~8-16 tile elements per thread: no register spills in fp32 or fp64 at
 # D = 3..32 (checked by AOT-compiling for sm_90: 64-141 registers), which larger tiles hit.
 BN_FWD, BK_FWD, WARPS_FWD = 64, 64, 8
+# Backward: BN points x BK units per tile, D padded to DP (tl.dot needs every side >= 16).
+BN_BWD, WARPS_BWD, STAGES_BWD, MAX_DP_BWD = 32, 8, 1, 64
 
 
 @triton.jit
@@ -34,6 +41,20 @@ def _phi(r, KERNEL: tl.constexpr):
         out = 1.0 / tl.sqrt(1.0 + r)
     else:
         out = tl.sqrt(1.0 + r)
+    return out
+
+
+@triton.jit
+def _dphi(phi, KERNEL: tl.constexpr):
+    """phi'(r) in terms of phi (the backward needs no r)."""
+    if KERNEL == 0:
+        out = -0.5 * phi
+    elif KERNEL == 1:
+        out = -phi * phi
+    elif KERNEL == 2:
+        out = -0.5 * phi * phi * phi
+    else:
+        out = 0.5 / phi
     return out
 
 
@@ -72,3 +93,105 @@ def forward(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Tensor, kern
         _rbf_fwd_kernel[grid](x, centers, log_prec, out, n, k, D=d, KERNEL=KERNEL_IDS[kernel],
                               BN=BN_FWD, BK=BK_FWD, num_warps=WARPS_FWD, enable_fp_fusion=True)
     return out
+
+
+@triton.jit
+def _rbf_bwd_kernel(x_ptr, c_ptr, lp_ptr, phi_ptr, g_ptr, dx_ptr, pa_ptr, pb_ptr, ps_ptr, N, K,
+                    D: tl.constexpr, DP: tl.constexpr, KERNEL: tl.constexpr, NEED_X: tl.constexpr,
+                    NEED_P: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
+    pid = tl.program_id(0)
+    nprog = tl.num_programs(0)
+    kt = tl.program_id(1)
+    rk = kt * BK + tl.arange(0, BK)
+    rd = tl.arange(0, DP)
+    mk = rk < K
+    md = rd < D
+    mkd = mk[:, None] & md[None, :]
+    centers = tl.load(c_ptr + rk[:, None] * D + rd[None, :], mask=mkd, other=0.0)
+    beta = tl.where(mkd, tl.exp(tl.load(lp_ptr + rk[:, None] * D + rd[None, :], mask=mkd, other=0.0)), 0.0)
+    beta_mu = beta * centers
+    acc_a = tl.zeros((BK, DP), dtype=tl.float32)
+    acc_b = tl.zeros((BK, DP), dtype=tl.float32)
+    acc_s = tl.zeros((BK,), dtype=tl.float32)
+    for t in range(pid, tl.cdiv(N, BN), nprog):
+        rn = t * BN + tl.arange(0, BN).to(tl.int64)
+        mn = rn < N
+        mnd = mn[:, None] & md[None, :]
+        mnk = mn[:, None] & mk[None, :]
+        x = tl.load(x_ptr + rn[:, None] * D + rd[None, :], mask=mnd, other=0.0)
+        phi = tl.load(phi_ptr + rn[:, None] * K + rk[None, :], mask=mnk, other=1.0)
+        g = tl.load(g_ptr + rn[:, None] * K + rk[None, :], mask=mnk, other=0.0)
+        dr = tl.where(mnk, g * _dphi(phi, KERNEL), 0.0)
+        if NEED_X:
+            dx = 2.0 * (x * tl.dot(dr, beta, input_precision=PREC) - tl.dot(dr, beta_mu, input_precision=PREC))
+            tl.store(dx_ptr + kt.to(tl.int64) * N * D + rn[:, None] * D + rd[None, :], dx, mask=mnd)
+        if NEED_P:
+            drt = tl.trans(dr)
+            acc_a += tl.dot(drt, x, input_precision=PREC)
+            acc_b += tl.dot(drt, x * x, input_precision=PREC)
+            acc_s += tl.sum(dr, axis=0)
+    if NEED_P:
+        off = pid.to(tl.int64) * K * D + rk[:, None] * D + rd[None, :]
+        tl.store(pa_ptr + off, acc_a, mask=mkd)
+        tl.store(pb_ptr + off, acc_b, mask=mkd)
+        tl.store(ps_ptr + pid.to(tl.int64) * K + rk, acc_s, mask=mk)
+
+
+@triton.jit
+def _rbf_param_kernel(c_ptr, lp_ptr, pa_ptr, pb_ptr, ps_ptr, dc_ptr, dlp_ptr, P, K, D: tl.constexpr,
+                      DP: tl.constexpr, NEED_C: tl.constexpr, NEED_LP: tl.constexpr, BK: tl.constexpr):
+    rk = tl.program_id(0) * BK + tl.arange(0, BK)
+    rd = tl.arange(0, DP)
+    mk = rk < K
+    mkd = mk[:, None] & (rd < D)[None, :]
+    off = rk[:, None] * D + rd[None, :]
+    a = tl.zeros((BK, DP), dtype=tl.float32)
+    b = tl.zeros((BK, DP), dtype=tl.float32)
+    s = tl.zeros((BK,), dtype=tl.float32)
+    for p in range(P):
+        a += tl.load(pa_ptr + p * K * D + off, mask=mkd, other=0.0)
+        b += tl.load(pb_ptr + p * K * D + off, mask=mkd, other=0.0)
+        s += tl.load(ps_ptr + p * K + rk, mask=mk, other=0.0)
+    mu = tl.load(c_ptr + off, mask=mkd, other=0.0)
+    beta = tl.exp(tl.load(lp_ptr + off, mask=mkd, other=0.0))
+    if NEED_C:
+        tl.store(dc_ptr + off, 2.0 * beta * (mu * s[:, None] - a), mask=mkd)
+    if NEED_LP:
+        tl.store(dlp_ptr + off, beta * (b - 2.0 * mu * a + mu * mu * s[:, None]), mask=mkd)
+
+
+def fused_backward_ok(x: torch.Tensor) -> bool:
+    """The fused backward runs float32 with D <= MAX_DP_BWD; other inputs take the GEMM backward."""
+    return x.dtype == torch.float32 and x.shape[1] <= MAX_DP_BWD
+
+
+def backward(x, centers, log_prec, phi, grad_phi, kernel: str, needs):
+    """(dx, dcenters, dlog_prec) of rbf_layer, None where ``needs`` is False (float32 only)."""
+    n, d = x.shape
+    k = centers.shape[0]
+    need_x, need_c, need_lp = needs
+    need_p = need_c or need_lp
+    bk = max(16, min(64, triton.next_power_of_2(k)))
+    dp = max(16, triton.next_power_of_2(d))
+    kt = triton.cdiv(k, bk)
+    tiles = triton.cdiv(n, BN_BWD)
+    progs = max(1, min(tiles, num_programs_hint(x.device) // kt))
+    dx_parts = torch.empty((kt, n, d), dtype=x.dtype, device=x.device) if need_x else x
+    pa = torch.empty((progs, k, d), dtype=x.dtype, device=x.device) if need_p else x
+    pb = torch.empty_like(pa) if need_p else x
+    ps = torch.empty((progs, k), dtype=x.dtype, device=x.device) if need_p else x
+    # interpreter (CPU): plain float32 products; GPU: tf32x3 on tensor cores
+    prec = "tf32x3" if x.is_cuda else "ieee"
+    with device_guard(x.device):
+        _rbf_bwd_kernel[(progs, kt)](x, centers, log_prec, phi, grad_phi.contiguous(), dx_parts, pa, pb, ps, n, k,
+                                     D=d, DP=dp, KERNEL=KERNEL_IDS[kernel], NEED_X=need_x, NEED_P=need_p,
+                                     BN=BN_BWD, BK=bk, PREC=prec, num_warps=WARPS_BWD, num_stages=STAGES_BWD)
+        dc = torch.empty_like(centers) if need_c else None
+        dlp = torch.empty_like(log_prec) if need_lp else None
+        if need_p:
+            _rbf_param_kernel[(kt,)](centers, log_prec, pa, pb, ps, dc if need_c else pa, dlp if need_lp else pa,
+                                     progs, k, D=d, DP=dp, NEED_C=need_c, NEED_LP=need_lp, BK=bk, num_warps=4)
+    dx = None
+    if need_x:
+        dx = dx_parts[0] if kt == 1 else dx_parts.sum(0)
+    return dx, dc, dlp

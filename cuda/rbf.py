@@ -14,12 +14,14 @@ _OP = "rbf_layer"
 
 
 class _RBFLayer(torch.autograd.Function):
-    """Forward: the fused kernel (no N x K x D tensor). Backward: dr = dphi * phi'(r) in one
-    elementwise pass over the saved phi [N,K], then every gradient is a matrix product:
+    """Forward: the fused kernel (no N x K x D tensor); phi is saved for backward.
+
+    Backward, float32: the fused backward kernel (one pass over phi and dL/dphi; see _rbf_triton).
+    float64 (and D > 64): dr = dphi * phi'(r) in one elementwise pass, then matrix products
         dx  = 2 (x * (dr @ beta) - dr @ (beta mu))
         dmu = 2 beta (mu * sum_n dr - dr^T x)
         db  = beta (dr^T x^2 - 2 mu * dr^T x + mu^2 * sum_n dr)
-    (beta = exp(log_prec)); GEMMs run at tensor-core speed where a per-tile reduction does not."""
+    (beta = exp(log_prec)). create_graph=True differentiates the reference instead."""
 
     @staticmethod
     def forward(ctx, x, centers, log_prec, kernel):
@@ -32,23 +34,34 @@ class _RBFLayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_phi):
+        from . import _rbf_triton  # noqa: PLC0415
+
         x, centers, log_prec, phi = ctx.saved_tensors
-        need_x, need_c, need_lp = ctx.needs_input_grad[:3]
+        needs = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
-            return (*_reference_vjp(x, centers, log_prec, ctx.kernel, grad_phi, ctx.needs_input_grad[:3]), None)
-        dr = grad_phi * _dphi_dr(phi, ctx.kernel)
-        beta = log_prec.exp()
-        dx = dc = dlp = None
-        if need_x:
-            dx = 2.0 * (x * (dr @ beta) - dr @ (beta * centers))
-        if need_c or need_lp:
-            s = dr.sum(0).unsqueeze(1)
-            a = dr.t() @ x
-            if need_c:
-                dc = 2.0 * beta * (centers * s - a)
-            if need_lp:
-                dlp = beta * (dr.t() @ (x * x) - 2.0 * centers * a + centers * centers * s)
-        return dx, dc, dlp, None
+            return (*_reference_vjp(x, centers, log_prec, ctx.kernel, grad_phi, needs), None)
+        if min(phi.shape) == 0 or x.shape[1] == 0:
+            return tuple(torch.zeros_like(t) if need else None for t, need in zip((x, centers, log_prec), needs)) + (None,)
+        if _rbf_triton.fused_backward_ok(x):
+            return (*_rbf_triton.backward(x, centers, log_prec, phi, grad_phi, ctx.kernel, needs), None)
+        return (*_gemm_backward(x, centers, log_prec, phi, grad_phi, ctx.kernel, needs), None)
+
+
+def _gemm_backward(x, centers, log_prec, phi, grad_phi, kernel, needs):
+    need_x, need_c, need_lp = needs
+    dr = grad_phi * _dphi_dr(phi, kernel)
+    beta = log_prec.exp()
+    dx = dc = dlp = None
+    if need_x:
+        dx = 2.0 * (x * (dr @ beta) - dr @ (beta * centers))
+    if need_c or need_lp:
+        s = dr.sum(0).unsqueeze(1)
+        a = dr.t() @ x
+        if need_c:
+            dc = 2.0 * beta * (centers * s - a)
+        if need_lp:
+            dlp = beta * (dr.t() @ (x * x) - 2.0 * centers * a + centers * centers * s)
+    return dx, dc, dlp
 
 
 def _dphi_dr(phi: torch.Tensor, kernel: str) -> torch.Tensor:

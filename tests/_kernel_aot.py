@@ -43,6 +43,15 @@ def specs():
         out += [
             (f"rbf fwd {dt}", R._rbf_fwd_kernel, p, dict(rbf, BN=R.BN_FWD, BK=R.BK_FWD), R.WARPS_FWD, True),
         ]
+    # the fused rbf backward is float32 only (tf32x3 products); D = 7 and 32, K = 13 and 64
+    for d, dp, bk in ((7, 16, 16), (32, 32, 64)):
+        consts = dict(D=d, DP=dp, KERNEL=0, NEED_X=True, NEED_P=True, BN=R.BN_BWD, BK=bk, PREC="tf32x3")
+        out += [
+            (f"rbf bwd D={d} fp32", R._rbf_bwd_kernel, {"*": "*fp32"}, consts, R.WARPS_BWD, True,
+             dict(num_stages=R.STAGES_BWD)),
+            (f"rbf param grads D={d} fp32", R._rbf_param_kernel, {"*": "*fp32"},
+             dict(D=d, DP=dp, NEED_C=True, NEED_LP=True, BK=bk), 4, True),
+        ]
         for dim in (2, 3):
             fwd = G._dense_launch(forward=True)
             bwd = G._dense_launch(need_x=True)
@@ -96,10 +105,11 @@ def _registers(kernel) -> str:
 def main():
     target = GPUTarget("cuda", 90, 32)
     failed = 0
-    for name, fn, types, consts, warps, fusion in specs():
+    for name, fn, types, consts, warps, fusion, *more in specs():
         try:
             src = ASTSource(fn, _sig(fn, types, consts), consts)
-            kernel = triton.compile(src, target=target, options=dict(num_warps=warps, enable_fp_fusion=fusion))
+            options = dict(num_warps=warps, enable_fp_fusion=fusion, **(more[0] if more else {}))
+            kernel = triton.compile(src, target=target, options=options)
             print(f"ok   {name}{_registers(kernel)}")
         except Exception as exc:  # noqa: BLE001 - report every kernel, then fail
             text = str(exc)

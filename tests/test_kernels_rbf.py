@@ -50,8 +50,32 @@ def test_rbf_matches_reference(device, dtype, kernel):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", [(1000, 13, 7), (150, 70, 3)], ids=["N1000", "K70"])
 def test_rbf_multi_tile(device, shape):
-    # several N tiles (and N splits of the parameter-grad kernel), several K tiles
+    # several N tiles per backward program (partials summed by the param kernel), several K tiles
     _check_against_ref(_inputs(*shape, torch.float32, device), "gaussian", torch.float32)
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_rbf_backward_paths(device):
+    # float32 D <= 64 takes the fused backward kernel, D > 64 the GEMM backward: both match
+    from fieldfit.cuda import _rbf_triton
+
+    for d, fused in ((64, True), (70, False)):
+        inputs = _inputs(50, 9, d, torch.float32, device)
+        assert _rbf_triton.fused_backward_ok(inputs[0]) == fused
+        _check_against_ref(inputs, "inverse_quadratic", torch.float32)
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_rbf_backward_strided_cotangent(device):
+    # a transposed (non-contiguous) dL/dphi gives the same gradients as its contiguous copy
+    x, c, lp = _inputs(40, 6, 5, torch.float32, device)
+    cot = torch.randn(6, 40, generator=torch.Generator().manual_seed(3)).to(device).t()
+    _, grads = vjp(rbf_layer, [x, c, lp], [cot])
+    _, grads_contig = vjp(rbf_layer, [x, c, lp], [cot.contiguous()])
+    for g, gc in zip(grads, grads_contig):
+        assert torch.equal(g, gc)
 
 
 @pytest.mark.usefixtures("triton_kernels")
