@@ -43,15 +43,6 @@ def specs():
         out += [
             (f"rbf fwd {dt}", R._rbf_fwd_kernel, p, dict(rbf, BN=R.BN_FWD, BK=R.BK_FWD), R.WARPS_FWD, True),
         ]
-    # the fused rbf backward is float32 only (tf32x3 products); D = 7 and 32, K = 13 and 64
-    for d, dp, bk in ((7, 16, 16), (32, 32, 64)):
-        consts = dict(D=d, DP=dp, KERNEL=0, NEED_X=True, NEED_P=True, BN=R.BN_BWD, BK=bk, PREC="tf32x3")
-        out += [
-            (f"rbf bwd D={d} fp32", R._rbf_bwd_kernel, {"*": "*fp32"}, consts, R.WARPS_BWD, True,
-             dict(num_stages=R.STAGES_BWD)),
-            (f"rbf param grads D={d} fp32", R._rbf_param_kernel, {"*": "*fp32"},
-             dict(D=d, DP=dp, NEED_C=True, NEED_LP=True, BK=bk), 4, True),
-        ]
         for dim in (2, 3):
             fwd = G._dense_launch(forward=True)
             bwd = G._dense_launch(need_x=True)
@@ -78,6 +69,15 @@ def specs():
         tp = dict(p, bin_ptr="*u8", count_ptr="*i32", offs_ptr="*i64", ri_ptr="*i64")
         for jit in (False, True):
             out.append((f"traverse jitter={jit} {dt}", T._traverse_kernel, tp, dict(HAS_JITTER=jit, BS=T.BS), 2, False))
+    # the fused rbf backward is float32 only (tf32x3 products); D = 7 and 32, K = 13 and 64
+    for d, dp, bk in ((7, 16, 16), (32, 32, 64)):
+        consts = dict(D=d, DP=dp, KERNEL=0, NEED_X=True, NEED_P=True, BN=R.BN_BWD, BK=bk, PREC="tf32x3")
+        out += [
+            (f"rbf bwd D={d} fp32", R._rbf_bwd_kernel, {"*": "*fp32"}, consts, R.WARPS_BWD, True,
+             dict(num_stages=R.STAGES_BWD)),
+            (f"rbf param grads D={d} fp32", R._rbf_param_kernel, {"*": "*fp32"},
+             dict(D=d, DP=dp, NEED_C=True, NEED_LP=True, BK=bk), 4, True),
+        ]
     # the fused frame kernel is float32 only; the GPU default field: 16 levels x 2 features, 32 units, SH 3
     fp = {"*": "*fp32", "bin_ptr": "*u8", "res_ptr": "*i32", "hashed_ptr": "*i32", "mp_ptr": "*i32", "mv_ptr": "*i32",
           "ev_ptr": "*i32", "dscale": "fp32", "dshift": "fp32", "early_stop": "fp32", "alpha_thre": "fp32",

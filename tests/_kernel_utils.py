@@ -19,6 +19,32 @@ import torch  # noqa: E402
 
 from fieldfit.cuda._dispatch import interpreter_enabled  # noqa: E402
 
+
+def _old_interpreter_shim():
+    """Triton <= 3.6's interpreter passes int kernel arguments as 1-element arrays and takes
+    ``int(array)`` where a loop bound needs an index (``range(0, F, BF)``); NumPy >= 2.4 refuses
+    that, so every kernel with a runtime loop bound failed there (torch 2.11's CUDA wheels pin
+    triton 3.6). Newer Triton squeezes first; this does the same on the old one, nothing else."""
+    try:
+        import inspect  # noqa: PLC0415
+
+        from triton.runtime import interpreter  # noqa: PLC0415
+    except Exception:  # noqa: BLE001 - no triton: the kernel tests skip or fail on their own
+        return
+    patch_tensor = getattr(interpreter, "_patch_lang_tensor", None)
+    if patch_tensor is None or "int(self.handle.data))" not in inspect.getsource(patch_tensor):
+        return
+
+    def patched(tensor, scope):
+        patch_tensor(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    interpreter._patch_lang_tensor = patched
+
+
+if interpreter_enabled():
+    _old_interpreter_shim()
+
 # skipif on the CALLED is_available() (nerfacc's uncalled `torch.cuda.is_available` never skips);
 # tests/test_kernels_dispatch.py has the meta-test that this really skips on CPU.
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
