@@ -105,6 +105,10 @@ def _registers(kernel) -> str:
 def main():
     target = GPUTarget("cuda", 90, 32)
     failed = 0
+    names = [spec[0] for spec in specs()]
+    if len(set(names)) != len(names):  # a repeated name means a spec list built wrongly
+        print(f"FAIL spec list: repeated names {sorted({n for n in names if names.count(n) > 1})}")
+        return 1
     for name, fn, types, consts, warps, fusion, *more in specs():
         try:
             src = ASTSource(fn, _sig(fn, types, consts), consts)
