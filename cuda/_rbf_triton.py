@@ -185,12 +185,14 @@ def backward(x, centers, log_prec, phi, grad_phi, kernel: str, needs):
     with device_guard(x.device):
         _rbf_bwd_kernel[(progs, kt)](x, centers, log_prec, phi, grad_phi.contiguous(), dx_parts, pa, pb, ps, n, k,
                                      D=d, DP=dp, KERNEL=KERNEL_IDS[kernel], NEED_X=need_x, NEED_P=need_p,
-                                     BN=BN_BWD, BK=bk, PREC=prec, num_warps=WARPS_BWD, num_stages=STAGES_BWD)
+                                     BN=BN_BWD, BK=bk, PREC=prec, num_warps=WARPS_BWD, num_stages=STAGES_BWD,
+                                     enable_fp_fusion=True)
         dc = torch.empty_like(centers) if need_c else None
         dlp = torch.empty_like(log_prec) if need_lp else None
         if need_p:
             _rbf_param_kernel[(kt,)](centers, log_prec, pa, pb, ps, dc if need_c else pa, dlp if need_lp else pa,
-                                     progs, k, D=d, DP=dp, NEED_C=need_c, NEED_LP=need_lp, BK=bk, num_warps=4)
+                                     progs, k, D=d, DP=dp, NEED_C=need_c, NEED_LP=need_lp, BK=bk, num_warps=4,
+                                     enable_fp_fusion=True)
     dx = None
     if need_x:
         dx = dx_parts[0] if kt == 1 else dx_parts.sum(0)
