@@ -9,8 +9,8 @@ and a strided set of BN-point tiles; per tile it forms dr = dL/dphi * phi'(r) in
 feeds it to four small matrix products (tl.dot, tf32x3 on tensor cores: about float32 accuracy):
     dx = 2 (x * (dr @ beta) - dr @ (beta mu))      stored per tile (per unit tile when K > BK)
     A += dr^T x,  B += dr^T x^2,  s += sum_n dr      kept in registers over the program's tiles
-Each program writes its A, B, s once to a [programs, K, D] partial buffer; a second small kernel
-sums the partials in a fixed order (deterministic, no atomics) into
+Each program writes its A, B, s once as a row of a [programs, 2KD + K] partial buffer; torch sums
+the rows (deterministic, no atomics) and a small kernel forms
     dmu = 2 beta (mu s - A),   dlog_prec = beta (B - 2 mu A + mu^2 s).
 dr, phi' and the products never reach memory: the GEMM backward it replaces wrote dr [N,K] and
 read it back four times.
@@ -96,7 +96,7 @@ def forward(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Tensor, kern
 
 
 @triton.jit
-def _rbf_bwd_kernel(x_ptr, c_ptr, lp_ptr, phi_ptr, g_ptr, dx_ptr, pa_ptr, pb_ptr, ps_ptr, N, K,
+def _rbf_bwd_kernel(x_ptr, c_ptr, lp_ptr, phi_ptr, g_ptr, dx_ptr, part_ptr, N, K,
                     D: tl.constexpr, DP: tl.constexpr, KERNEL: tl.constexpr, NEED_X: tl.constexpr,
                     NEED_P: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
     pid = tl.program_id(0)
@@ -130,28 +130,26 @@ def _rbf_bwd_kernel(x_ptr, c_ptr, lp_ptr, phi_ptr, g_ptr, dx_ptr, pa_ptr, pb_ptr
             acc_a += tl.dot(drt, x, input_precision=PREC)
             acc_b += tl.dot(drt, x * x, input_precision=PREC)
             acc_s += tl.sum(dr, axis=0)
-    if NEED_P:
-        off = pid.to(tl.int64) * K * D + rk[:, None] * D + rd[None, :]
-        tl.store(pa_ptr + off, acc_a, mask=mkd)
-        tl.store(pb_ptr + off, acc_b, mask=mkd)
-        tl.store(ps_ptr + pid.to(tl.int64) * K + rk, acc_s, mask=mk)
+    if NEED_P:  # this program's row of the partials: [A (K*D), B (K*D), s (K)]
+        row = part_ptr + pid.to(tl.int64) * (2 * K * D + K)
+        off = rk[:, None] * D + rd[None, :]
+        tl.store(row + off, acc_a, mask=mkd)
+        tl.store(row + K * D + off, acc_b, mask=mkd)
+        tl.store(row + 2 * K * D + rk, acc_s, mask=mk)
 
 
 @triton.jit
-def _rbf_param_kernel(c_ptr, lp_ptr, pa_ptr, pb_ptr, ps_ptr, dc_ptr, dlp_ptr, P, K, D: tl.constexpr,
-                      DP: tl.constexpr, NEED_C: tl.constexpr, NEED_LP: tl.constexpr, BK: tl.constexpr):
+def _rbf_param_kernel(c_ptr, lp_ptr, tot_ptr, dc_ptr, dlp_ptr, K, D: tl.constexpr, DP: tl.constexpr,
+                      NEED_C: tl.constexpr, NEED_LP: tl.constexpr, BK: tl.constexpr):
+    """dcenters and dlog_prec from the summed partials ``tot`` = [A, B, s]."""
     rk = tl.program_id(0) * BK + tl.arange(0, BK)
     rd = tl.arange(0, DP)
     mk = rk < K
     mkd = mk[:, None] & (rd < D)[None, :]
     off = rk[:, None] * D + rd[None, :]
-    a = tl.zeros((BK, DP), dtype=tl.float32)
-    b = tl.zeros((BK, DP), dtype=tl.float32)
-    s = tl.zeros((BK,), dtype=tl.float32)
-    for p in range(P):
-        a += tl.load(pa_ptr + p * K * D + off, mask=mkd, other=0.0)
-        b += tl.load(pb_ptr + p * K * D + off, mask=mkd, other=0.0)
-        s += tl.load(ps_ptr + p * K + rk, mask=mk, other=0.0)
+    a = tl.load(tot_ptr + off, mask=mkd, other=0.0)
+    b = tl.load(tot_ptr + K * D + off, mask=mkd, other=0.0)
+    s = tl.load(tot_ptr + 2 * K * D + rk, mask=mk, other=0.0)
     mu = tl.load(c_ptr + off, mask=mkd, other=0.0)
     beta = tl.exp(tl.load(lp_ptr + off, mask=mkd, other=0.0))
     if NEED_C:
@@ -177,21 +175,20 @@ def backward(x, centers, log_prec, phi, grad_phi, kernel: str, needs):
     tiles = triton.cdiv(n, BN_BWD)
     progs = max(1, min(tiles, num_programs_hint(x.device) // kt))
     dx_parts = torch.empty((kt, n, d), dtype=x.dtype, device=x.device) if need_x else x
-    pa = torch.empty((progs, k, d), dtype=x.dtype, device=x.device) if need_p else x
-    pb = torch.empty_like(pa) if need_p else x
-    ps = torch.empty((progs, k), dtype=x.dtype, device=x.device) if need_p else x
+    part = torch.empty((progs, 2 * k * d + k), dtype=x.dtype, device=x.device) if need_p else x
     # interpreter (CPU): plain float32 products; GPU: tf32x3 on tensor cores
     prec = "tf32x3" if x.is_cuda else "ieee"
     with device_guard(x.device):
-        _rbf_bwd_kernel[(progs, kt)](x, centers, log_prec, phi, grad_phi.contiguous(), dx_parts, pa, pb, ps, n, k,
+        _rbf_bwd_kernel[(progs, kt)](x, centers, log_prec, phi, grad_phi.contiguous(), dx_parts, part, n, k,
                                      D=d, DP=dp, KERNEL=KERNEL_IDS[kernel], NEED_X=need_x, NEED_P=need_p,
                                      BN=BN_BWD, BK=bk, PREC=prec, num_warps=WARPS_BWD, num_stages=STAGES_BWD,
                                      enable_fp_fusion=True)
         dc = torch.empty_like(centers) if need_c else None
         dlp = torch.empty_like(log_prec) if need_lp else None
-        if need_p:
-            _rbf_param_kernel[(kt,)](centers, log_prec, pa, pb, ps, dc if need_c else pa, dlp if need_lp else pa,
-                                     progs, k, D=d, DP=dp, NEED_C=need_c, NEED_LP=need_lp, BK=bk, num_warps=4,
+        if need_p:  # torch's reduction over the programs: parallel and deterministic
+            tot = part.sum(0)
+            _rbf_param_kernel[(kt,)](centers, log_prec, tot, dc if need_c else tot, dlp if need_lp else tot, k,
+                                     D=d, DP=dp, NEED_C=need_c, NEED_LP=need_lp, BK=bk, num_warps=4,
                                      enable_fp_fusion=True)
     dx = None
     if need_x:
