@@ -70,6 +70,20 @@ def _rbf_gemm_backward(x, c, lp):
     return _RBFGemmBackward.apply(x, c, lp)
 
 
+def _rbf_dot_case(d, k):
+    """Forward only: the expanded form on tensor cores (bench/_rbf_dot_forward.py), an experiment."""
+    make = _rbf_case(d, k)["make"]
+
+    def kernel(x, c, lp):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _rbf_dot_forward import rbf_forward_dot  # noqa: PLC0415 - imports triton; CUDA only
+
+        return rbf_forward_dot(x, c, lp)
+
+    return dict(name=f"rbf_layer D={d} K={k}, expanded-form forward on tensor cores (experiment)",
+                make=lambda n, dev: (make(n, dev)[0], []), kernel=kernel, reference=R.rbf_layer_ref, kernel_only=True)
+
+
 def _dense_case(d, f, res, channels_last):
     def make(n, dev):
         x = torch.rand(n, d, device=dev) * 2 - 1
@@ -179,7 +193,7 @@ def _fused_case(g=128, m=256):
 
 
 CASES = {
-    "rbf": [_rbf_case(32, 64), _rbf_case(32, 64, gemm_backward=True), _rbf_case(3, 64)],
+    "rbf": [_rbf_case(32, 64), _rbf_case(32, 64, gemm_backward=True), _rbf_dot_case(32, 64), _rbf_case(3, 64)],
     "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True)],
     "hash": [_hash_case(16, 19, 2)],
     "triplane": [_triplane_case(512)],
