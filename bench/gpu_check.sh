@@ -23,7 +23,7 @@
 # repo) and GPU_CHECK_HOOKS (bench script names) narrow a rerun.
 # GPU_CHECK_FORCE_SHIM=1 builds the import shim even when fieldfit already resolves (to test it).
 # With a few minutes of device time, the frame-rate check (fused marcher vs packed, viewer) and the
-# fused rbf backward (vs its GEMM backward and the reference):
+# fused rbf backward (vs its GEMM backward and the reference) and the tensor-core rbf forward experiment:
 #   GPU_CHECK_TESTS='tests/test_kernels_rbf.py tests/test_kernels_fused.py tests/test_viewer_resolution.py' \
 #   KERNELS_BENCH_ARGS='--ops rbf,fused' GPU_CHECK_HOOKS=frame_gpu.py bash bench/gpu_check.sh
 set -uo pipefail
