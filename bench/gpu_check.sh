@@ -22,6 +22,9 @@
 # GPU_CHECK_SKIP=tests,bench skips those steps; GPU_CHECK_TESTS (test files, relative to the
 # repo) and GPU_CHECK_HOOKS (bench script names) narrow a rerun.
 # GPU_CHECK_FORCE_SHIM=1 builds the import shim even when fieldfit already resolves (to test it).
+# On a device with no network and no ../shared: `bash bench/make_devdata.sh` here first (lego_400,
+# armadillo, trimesh/libigl wheels -> .devdata/), carry .devdata, install the wheels there with
+# `pip install --no-index --find-links .devdata/wheels trimesh libigl`, and set FIELDFIT_DATA=$PWD/.devdata.
 # With a few minutes of device time, the frame-rate check (fused marcher vs packed, viewer) and the
 # fused rbf backward (vs its GEMM backward and the reference) and the tensor-core rbf forward experiment:
 #   GPU_CHECK_TESTS='tests/test_kernels_rbf.py tests/test_kernels_fused.py tests/test_viewer_resolution.py' \
