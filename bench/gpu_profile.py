@@ -33,6 +33,34 @@ def timed(device, fn, *args, **kw):
     return out, (time.perf_counter() - t) * 1e3
 
 
+def terminate_ab(model, store, march, n, device, reps=20) -> dict:
+    """The training march's early termination on the same candidates: in rounds (fieldfit's) against
+    one density pass (bench/_terminate_single_pass.py, an experiment); and whether they keep the same
+    samples."""
+    from _terminate_single_pass import terminate_single_pass
+
+    from fieldfit.render import ray_aabb
+
+    rng = np.random.default_rng(2)
+    times = {"rounds_ms": [], "single_pass_ms": []}
+    same = True
+    for _ in range(reps):
+        batch = store.sample(n, rng).to(device)
+        o, d = batch.origins, batch.dirs
+        t0, t1, hit = ray_aabb(o, d, model.occupied_box())
+        near = torch.clamp(t0, min=march.near)
+        far = torch.where(hit, torch.clamp(t1, max=march.far), near)
+        cand = model.grid.sample(o, d, near, far, march.step, stratified=False)
+        a, ms = timed(device, model._terminate, o, d, cand, march)
+        times["rounds_ms"].append(ms)
+        b, ms = timed(device, terminate_single_pass, model, o, d, cand, march)
+        times["single_pass_ms"].append(ms)
+        same &= bool(torch.equal(a.t_starts, b.t_starts) and torch.equal(a.ray_indices, b.ray_indices))
+    out = {k: round(float(np.median(v)), 3) for k, v in times.items()}
+    out.update(candidates=int(cand.n_samples), kept=int(a.n_samples), same_samples=same)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scene", default="lego_400")
@@ -128,6 +156,8 @@ def main() -> int:
         parts["adam"].append(ms)
     step_parts = {k: float(np.median(v)) for k, v in parts.items()}
     print("step parts (median ms): " + ", ".join(f"{k} {v:.2f}" for k, v in step_parts.items()), flush=True)
+    terminate = terminate_ab(model, store, march, n, device)
+    print("early termination (median ms): " + ", ".join(f"{k} {v}" for k, v in terminate.items()), flush=True)
 
     # Profile a few steps.
     from torch.profiler import ProfilerActivity, profile
@@ -163,7 +193,7 @@ def main() -> int:
     name = torch.cuda.get_device_name().replace(" ", "-").lower() if device.type == "cuda" else "cpu"
     write(f"gpu_profile_{name}", {"scene": a.scene, "train_ms_per_step_first": train_ms, "train_ms_per_step": steady_ms,
                                   "rays_per_step": rays_step, "samples_per_ray": spr, "step_parts_ms": step_parts,
-                                  "step_size_sweep": sweep,
+                                  "step_size_sweep": sweep, "terminate_rounds_vs_single_pass": terminate,
                                   "render": render, "size": a.size})
     return 0
 
