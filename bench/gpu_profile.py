@@ -5,8 +5,10 @@
 
 Trains the rbf lego model for ``--steps`` steps (the CLI's defaults), then times each part of
 one step (pixel batch to the device, march, field, compositing, backward, optimiser) with a
-device synchronisation around each, profiles a few steps, and times an 800x800 render split
-into ray generation (host) and marching + field (device). Diagnostics, not a target check.
+device synchronisation around each, times the march's early termination in rounds against one
+density pass (an experiment, bench/_terminate_single_pass.py), profiles a few steps, and times an
+800x800 render split into ray generation (host) and marching + field (device). Diagnostics, not a
+target check.
 """
 
 import argparse
