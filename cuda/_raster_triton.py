@@ -121,7 +121,7 @@ def forward(tri: torch.Tensor, width: int, height: int, k: int, near: float) -> 
             d = torch.empty_like(prev_d)
             f = torch.empty_like(prev_f)
             _peel_kernel[(tiles_x * tiles_y,)](x, y, z, fids, offs, prev_d, prev_f, d, f, width, height, tiles_x,
-                                               FIRST=j == 0, TILE=TILE)
+                                               FIRST=j == 0, TILE=TILE, enable_fp_fusion=True)  # as tested so far
             out[:, j] = torch.where(f >= 0, ids[f.clamp(min=0)], f)
             prev_d, prev_f = d, f
     return out

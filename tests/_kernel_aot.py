@@ -19,6 +19,7 @@ from triton.compiler import ASTSource  # noqa: E402
 from fieldfit.cuda import _composite_triton as C  # noqa: E402
 from fieldfit.cuda import _fused_triton as FU  # noqa: E402
 from fieldfit.cuda import _grid_triton as G  # noqa: E402
+from fieldfit.cuda import _raster_triton as RA  # noqa: E402
 from fieldfit.cuda import _rbf_triton as R  # noqa: E402
 from fieldfit.cuda import _traverse_triton as T  # noqa: E402
 
@@ -78,6 +79,10 @@ def specs():
             (f"rbf param grads D={d} fp32", R._rbf_param_kernel, {"*": "*fp32"},
              dict(D=d, DP=dp, NEED_C=True, NEED_LP=True, BK=bk), 4, True),
         ]
+    # the depth-peeling rasteriser (float32 screen coordinates, int32 face lists, int64 face ids)
+    rp = {"*": "*fp32", "fid_ptr": "*i32", "offs_ptr": "*i64", "prev_f_ptr": "*i64", "out_f_ptr": "*i64"}
+    for first in (True, False):
+        out.append((f"raster peel first={first} fp32", RA._peel_kernel, rp, dict(FIRST=first, TILE=RA.TILE), 4, True))
     # the fused frame kernel is float32 only; the GPU default field: 16 levels x 2 features, 32 units, SH 3
     fp = {"*": "*fp32", "bin_ptr": "*u8", "res_ptr": "*i32", "hashed_ptr": "*i32", "mp_ptr": "*i32", "mv_ptr": "*i32",
           "ev_ptr": "*i32", "dscale": "fp32", "dshift": "fp32", "early_stop": "fp32", "alpha_thre": "fp32",
