@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+from fieldfit.cuda._rbf_triton import _dot_precision
+
 BN, BK, WARPS = 64, 64, 4
 
 
@@ -42,7 +44,7 @@ def rbf_forward_dot(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Tens
     n, d = x.shape
     k = centers.shape[0]
     out = torch.empty((n, k), dtype=x.dtype, device=x.device)
-    prec = "tf32x3" if x.is_cuda else "ieee"
+    prec = _dot_precision(x.device)
     grid = (triton.cdiv(n, BN), triton.cdiv(k, BK))
     _fwd_dot_kernel[grid](x, centers, log_prec, out, n, k, D=d, DP=max(16, triton.next_power_of_2(d)), BN=BN, BK=BK,
                           PREC=prec, num_warps=WARPS, enable_fp_fusion=True)

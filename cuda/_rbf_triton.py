@@ -6,7 +6,8 @@ phi = kernel(r) is stored. Nothing of size N x K x D exists anywhere.
 
 Backward (float32): one pass over the saved phi and the incoming dL/dphi. A program owns BK units
 and a strided set of BN-point tiles; per tile it forms dr = dL/dphi * phi'(r) in registers and
-feeds it to four small matrix products (tl.dot, tf32x3 on tensor cores: about float32 accuracy):
+feeds it to four small matrix products (tl.dot; tf32x3 on tensor cores, about float32 accuracy, where
+the GPU has tf32 (`_dot_precision`), else plain float32):
     dx = 2 (x * (dr @ beta) - dr @ (beta mu))      stored per tile (per unit tile when K > BK)
     A += dr^T x,  B += dr^T x^2,  s += sum_n dr      kept in registers over the program's tiles
 Each program writes its A, B, s once as a row of a [programs, 2KD + K] partial buffer; torch sums
@@ -158,6 +159,15 @@ def _rbf_param_kernel(c_ptr, lp_ptr, tot_ptr, dc_ptr, dlp_ptr, K, D: tl.constexp
         tl.store(dlp_ptr + off, beta * (b - 2.0 * mu * a + mu * mu * s[:, None]), mask=mkd)
 
 
+def _dot_precision(device: torch.device) -> str:
+    """tf32x3 (three tf32 tensor-core products, about float32 accuracy) on NVIDIA GPUs with tf32
+    (compute capability 8.0+); plain float32 products elsewhere (the CPU interpreter, older or
+    non-NVIDIA GPUs)."""
+    if device.type != "cuda" or torch.version.hip is not None:
+        return "ieee"
+    return "tf32x3" if torch.cuda.get_device_capability(device)[0] >= 8 else "ieee"
+
+
 def fused_backward_ok(x: torch.Tensor) -> bool:
     """The fused backward runs float32 with D <= MAX_DP_BWD; other inputs take the GEMM backward."""
     return x.dtype == torch.float32 and x.shape[1] <= MAX_DP_BWD
@@ -176,8 +186,7 @@ def backward(x, centers, log_prec, phi, grad_phi, kernel: str, needs):
     progs = max(1, min(tiles, num_programs_hint(x.device) // kt))
     dx_parts = torch.empty((kt, n, d), dtype=x.dtype, device=x.device) if need_x else x
     part = torch.empty((progs, 2 * k * d + k), dtype=x.dtype, device=x.device) if need_p else x
-    # interpreter (CPU): plain float32 products; GPU: tf32x3 on tensor cores
-    prec = "tf32x3" if x.is_cuda else "ieee"
+    prec = _dot_precision(x.device)
     with device_guard(x.device):
         _rbf_bwd_kernel[(progs, kt)](x, centers, log_prec, phi, grad_phi.contiguous(), dx_parts, part, n, k,
                                      D=d, DP=dp, KERNEL=KERNEL_IDS[kernel], NEED_X=need_x, NEED_P=need_p,
