@@ -41,18 +41,13 @@ def terminate_ab(model, store, march, n, device, reps=20) -> dict:
     samples."""
     from _terminate_single_pass import terminate_single_pass
 
-    from fieldfit.render import ray_aabb
-
     rng = np.random.default_rng(2)
     times = {"rounds_ms": [], "single_pass_ms": []}
     same = True
     for _ in range(reps):
         batch = store.sample(n, rng).to(device)
         o, d = batch.origins, batch.dirs
-        t0, t1, hit = ray_aabb(o, d, model.occupied_box())
-        near = torch.clamp(t0, min=march.near)
-        far = torch.where(hit, torch.clamp(t1, max=march.far), near)
-        cand = model.grid.sample(o, d, near, far, march.step, stratified=False)
+        cand = model.candidates(o, d, march)
         a, ms = timed(device, model._terminate, o, d, cand, march)
         times["rounds_ms"].append(ms)
         b, ms = timed(device, terminate_single_pass, model, o, d, cand, march)

@@ -21,11 +21,11 @@ import triton
 import triton.language as tl
 
 from ._dispatch import device_guard
-from ._grid_triton import _corner, _hash_axis, _hash_index, hash_levels
+from ._grid_triton import _corner, _gs_axis, _hash_axis, _hash_index, hash_levels
 from ._rbf_triton import KERNEL_IDS, _phi
 from ._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH
 from ._traverse_triton import _cell
-from .triplane import _flat_view, _meta
+from .triplane import _flat, _meta
 
 # Launch shape, from sm_90 AOT compiles of the default field (16 levels x 2, 32 units, SH 3); not yet timed on a GPU
 # (bench/frame_gpu.py tries others). Levels looped: 32 rays x 8 warps use 128 registers, no spills (32 x 2
@@ -92,17 +92,6 @@ def _level(lvl, r, base, u0, u1, u2, m2, rf, t_ptr, res_ptr, hashed_ptr, T, c_pt
 
 
 @triton.jit
-def _gs_axis(xc, S):
-    """grid_sample (align_corners=True, border) along an axis of S vertices: (lower, upper, fraction)."""
-    ix = (xc + 1.0) * 0.5 * (S - 1)
-    ix = tl.where(ix == ix, ix, 0.0)  # NaN -> 0 keeps the gathers in bounds
-    ix = tl.minimum(tl.maximum(ix, 0.0), S - 1)
-    lo_f = tl.floor(ix)
-    lo = lo_f.to(tl.int64)
-    return lo, tl.minimum(lo + 1, S - 1), ix - lo_f
-
-
-@triton.jit
 def _grid(e, col0, r, meta_ptr, xn0, xn1, xn2, m2, rf, g_ptr, c_ptr, beta_ptr, rk, mk, D, F: tl.constexpr,
           BF: tl.constexpr, DIM: tl.constexpr, BLOCK: tl.constexpr):
     """r plus the terms of tri-plane grid ``e`` of ``meta`` (a plane, DIM 2, or a volume, DIM 3; the
@@ -112,10 +101,10 @@ def _grid(e, col0, r, meta_ptr, xn0, xn1, xn2, m2, rf, g_ptr, c_ptr, beta_ptr, r
     S = tl.load(meta_ptr + e * 4 + 1)
     a0 = tl.load(meta_ptr + e * 4 + 2)
     a1 = tl.load(meta_ptr + e * 4 + 3)
-    lo0, hi0, f0 = _gs_axis(tl.where(a0 == 0, xn0, tl.where(a0 == 1, xn1, xn2)), S)
-    lo1, hi1, f1 = _gs_axis(tl.where(a1 == 0, xn0, tl.where(a1 == 1, xn1, xn2)), S)
+    lo0, hi0, f0, _ = _gs_axis(tl.where(a0 == 0, xn0, tl.where(a0 == 1, xn1, xn2)), S)
+    lo1, hi1, f1, _ = _gs_axis(tl.where(a1 == 0, xn0, tl.where(a1 == 1, xn1, xn2)), S)
     if DIM == 3:
-        lo2, hi2, f2 = _gs_axis(xn2, S)
+        lo2, hi2, f2, _ = _gs_axis(xn2, S)
         stf = S * S * S
     else:
         f2 = tl.zeros(f0.shape, dtype=f0.dtype)
@@ -270,10 +259,7 @@ def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, f
         res_t, hashed_t = hash_levels(enc.resolutions, 3, tsize, dev)
         grids, meta_p, meta_v, kind = enc.table.contiguous(), res_t, res_t, 0
     else:  # TriPlaneEncoding: the grids back to back in one buffer, as triplane_grid reads them
-        all_grids = [*enc.planes, *enc.volumes]
-        grids = _flat_view(all_grids)
-        if grids is None:
-            grids = torch.cat([g.reshape(-1) for g in all_grids])
+        grids = _flat([*enc.planes, *enc.volumes])
         meta_p, meta_v = _meta(enc.planes, enc.volumes, dev)
         levels, tsize, feats, kind = 0, 0, enc.planes[0].shape[0], 1
         res_t = hashed_t = meta_p

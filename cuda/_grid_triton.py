@@ -66,18 +66,24 @@ def _corner(c: tl.constexpr, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2):
 
 
 @triton.jit
+def _gs_axis(xc, S):
+    """grid_sample(align_corners=True, padding_mode='border') of coordinates xc in [-1, 1] along an axis of
+    S vertices: (lower vertex, upper vertex, fraction, strictly inside: grid_sample zeroes the position-grad
+    on the border)."""
+    ix = (xc + 1.0) * 0.5 * (S - 1)
+    inside = (ix > 0.0) & (ix < S - 1)
+    ix = tl.where(ix == ix, ix, 0.0)  # NaN -> 0 keeps the gathers in bounds
+    ix = tl.minimum(tl.maximum(ix, 0.0), S - 1)
+    lo_f = tl.floor(ix)
+    lo = lo_f.to(tl.int64)
+    return lo, tl.minimum(lo + 1, S - 1), ix - lo_f, inside
+
+
+@triton.jit
 def _dense_axis(x_ptr, rn, mn, i: tl.constexpr, DIM: tl.constexpr, S):
-    """grid_sample(align_corners=True, padding_mode='border') along one axis."""
+    """grid_sample(align_corners=True, padding_mode='border') along axis i of the points' coordinates."""
     if i < DIM:
-        xc = tl.load(x_ptr + rn * DIM + i, mask=mn, other=0.0)
-        ix = (xc + 1.0) * 0.5 * (S - 1)
-        inside = (ix > 0.0) & (ix < S - 1)  # grid_sample zeroes the position-grad on the border
-        ix = tl.where(ix == ix, ix, 0.0)  # NaN -> 0 keeps the gathers in bounds
-        ix = tl.minimum(tl.maximum(ix, 0.0), S - 1)
-        lo_f = tl.floor(ix)
-        frac = ix - lo_f
-        lo = lo_f.to(tl.int64)
-        hi = tl.minimum(lo + 1, S - 1)
+        lo, hi, frac, inside = _gs_axis(tl.load(x_ptr + rn * DIM + i, mask=mn, other=0.0), S)
     else:
         frac = tl.zeros(rn.shape, dtype=x_ptr.dtype.element_ty)
         lo = tl.zeros(rn.shape, dtype=tl.int64)

@@ -14,21 +14,12 @@ import triton
 import triton.language as tl
 
 from ._dispatch import device_guard
-from ._grid_triton import _corner, _dense_launch, _feature_block
+from ._grid_triton import _corner, _dense_launch, _feature_block, _gs_axis
 
 
 @triton.jit
 def _axis(x_ptr, rn, mn, ax, S):
-    xc = tl.load(x_ptr + rn * 3 + ax, mask=mn, other=0.0)
-    ix = (xc + 1.0) * 0.5 * (S - 1)
-    inside = (ix > 0.0) & (ix < S - 1)
-    ix = tl.where(ix == ix, ix, 0.0)
-    ix = tl.minimum(tl.maximum(ix, 0.0), S - 1)
-    lo_f = tl.floor(ix)
-    frac = ix - lo_f
-    lo = lo_f.to(tl.int64)
-    hi = tl.minimum(lo + 1, S - 1)
-    return lo, hi, frac, inside
+    return _gs_axis(tl.load(x_ptr + rn * 3 + ax, mask=mn, other=0.0), S)
 
 
 @triton.jit

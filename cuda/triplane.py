@@ -27,6 +27,12 @@ def _flat_view(grids) -> torch.Tensor | None:
     return first.detach().as_strided((at - first.storage_offset(),), (1,), first.storage_offset())
 
 
+def _flat(grids) -> torch.Tensor:
+    """``grids`` as one 1-D buffer, back to back: a view when they are packed (``pack``), else a copy."""
+    flat = _flat_view(grids)
+    return flat if flat is not None else torch.cat([g.reshape(-1) for g in grids])
+
+
 def pack(grids) -> None:
     """Move ``grids`` (tensors or Parameters of one device and dtype) into one storage, back to back."""
     grids = list(grids)
@@ -62,9 +68,7 @@ class _TriPlane(torch.autograd.Function):
     def forward(ctx, x, meta_p, meta_v, n_planes, *grids):
         from . import _triplane_triton  # noqa: PLC0415 - triton is imported lazily
 
-        flat = _flat_view(grids)
-        if flat is None:
-            flat = torch.cat([g.reshape(-1) for g in grids])
+        flat = _flat(grids)
         ctx.shapes = [g.shape for g in grids]
         ctx.f = grids[0].shape[0]
         ctx.save_for_backward(x, flat, meta_p, meta_v, *grids)

@@ -134,20 +134,26 @@ class Run:
 
     def load_checkpoint(self, device="cpu") -> tuple[dict, dict]:
         """Return (tensors, meta). safetensors never executes code while loading."""
-        from safetensors import SafetensorError
+        return self._read_checkpoint(device, tensors=True)
+
+    def checkpoint_meta(self) -> dict:
+        """The checkpoint's meta (step, elapsed, ...) without reading its tensors."""
+        return self._read_checkpoint("cpu", tensors=False)[1]
+
+    def _read_checkpoint(self, device, tensors: bool) -> tuple[dict, dict]:
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
-        from safetensors import safe_open
 
         p = self.path / CHECKPOINT
         if not p.is_file():
             raise InputError(p, "checkpoint missing", "the fit did not save one; run it again")
         try:
-            tensors = load_file(str(p), device=str(device))
+            out = load_file(str(p), device=str(device)) if tensors else {}
             with safe_open(str(p), framework="pt") as f:
                 meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
         except (SafetensorError, OSError, ValueError) as e:
             raise InputError(p, f"unreadable checkpoint ({e})", "re-run the fit") from None
-        return tensors, meta
+        return out, meta
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:

@@ -56,9 +56,10 @@ class History:
 
 
 class Progress:
-    """One status line on a terminal (rewritten in place), one log line now and then."""
+    """One status line on a terminal (rewritten in place), one log line now and then (into the run's log,
+    or printed when there is no run)."""
 
-    def __init__(self, run: Run, metric_name: str, log_every_s: float = 10.0):
+    def __init__(self, run: Run | None, metric_name: str = "", log_every_s: float = 10.0):
         self.run, self.metric_name = run, metric_name
         self.tty = sys.stdout.isatty()
         self.last_log = -1e9
@@ -68,33 +69,31 @@ class Progress:
         left = elapsed / progress - elapsed if progress > 1e-6 else float("nan")
         m = f" | {self.metric_name} {metric:.4g}" if metric is not None else ""
         bar = "#" * int(progress * 20)
-        line = f"[{bar:<20}] step {step:6d} | loss {loss:.3e}{m} | {elapsed:6.1f}s | left {left:5.0f}s"
+        self.show(f"[{bar:<20}] step {step:6d} | loss {loss:.3e}{m} | {elapsed:6.1f}s | left {left:5.0f}s", elapsed,
+                  final)
+
+    def show(self, line: str, elapsed: float, final=False):
         if self.tty:
             sys.stdout.write("\r" + line + ("\n" if final else ""))
             sys.stdout.flush()
         if final or elapsed - self.last_log >= self.log_every_s:
             self.last_log = elapsed
-            self.run.log(line, echo=not self.tty)
+            if self.run is not None:
+                self.run.log(line, echo=not self.tty)
+            elif not self.tty:
+                print(line, flush=True)
 
 
 def counted(items, label: str, run: Run | None = None, every_s: float = 10.0):
-    """Yield the items of a sized sequence while showing "label k/n | elapsed | left": one line rewritten
-    in place on a terminal, else a line every ``every_s`` seconds and at the end (into the run's log
-    when ``run`` is given). For the long loops after training (test renders, videos)."""
-    n, tty, t0, last = len(items), sys.stdout.isatty(), time.perf_counter(), 0.0
+    """Yield the items of a sized sequence while showing "label k/n | elapsed | left" (``Progress``'s line:
+    rewritten in place on a terminal, else logged every ``every_s`` seconds and at the end). For the long
+    loops after training (test renders, videos)."""
+    n, t0, status = len(items), time.perf_counter(), Progress(run, log_every_s=every_s)
     for k, item in enumerate(items):
         yield item
         elapsed = time.perf_counter() - t0
-        line = f"{label} {k + 1}/{n} | {elapsed:6.1f}s | left {elapsed / (k + 1) * (n - k - 1):5.0f}s"
-        if tty:
-            sys.stdout.write("\r" + line + ("\n" if k + 1 == n else ""))
-            sys.stdout.flush()
-        if k + 1 == n or elapsed - last >= every_s:
-            last = elapsed
-            if run is not None:
-                run.log(line, echo=not tty)
-            elif not tty:
-                print(line, flush=True)
+        status.show(f"{label} {k + 1}/{n} | {elapsed:6.1f}s | left {elapsed / (k + 1) * (n - k - 1):5.0f}s",
+                    elapsed, final=k + 1 == n)
 
 
 def fit_loop(step, budget: Budget, run: Run, *, evaluate=None, state=None, metric_name="metric",

@@ -13,7 +13,6 @@ from _terminate_single_pass import terminate_single_pass  # noqa: E402
 
 from fieldfit.methods import rbf_radiance as rr  # noqa: E402
 from fieldfit.methods.radiance_data import PixelStore, load_radiance_scene  # noqa: E402
-from fieldfit.render import ray_aabb  # noqa: E402
 from fieldfit.scenes.inputs import classify  # noqa: E402
 
 
@@ -25,9 +24,7 @@ def test_single_pass_keeps_the_samples_of_the_rounds():
     model, march = rr.build_model(rr.run_config(scene, inp, extra, 0), "cpu")
     batch = PixelStore(scene, scene.split("train")).sample(512, np.random.default_rng(0))
     o, d = batch.origins, batch.dirs
-    t0, t1, hit = ray_aabb(o, d, model.occupied_box())
-    near = torch.clamp(t0, min=march.near)
-    cand = model.grid.sample(o, d, near, torch.where(hit, torch.clamp(t1, max=march.far), near), march.step)
+    cand = model.candidates(o, d, march)
 
     def density(x):  # an opaque ball, a faint shell (alpha below the threshold), a thin fog around them
         r = x.norm(dim=-1)

@@ -196,7 +196,7 @@ def _resume(inp, opts, run: Run) -> dict:
         if not points.has_checkpoint():
             raise InputError(run.path, "nothing to resume: the run stopped before its point fit ended",
                              "start a new run")
-        spent = float(points.load_checkpoint("cpu")[1].get("elapsed", 0.0))
+        spent = float(points.checkpoint_meta().get("elapsed", 0.0))
         left = max(1.0, float(opts.time_budget or extra["time_budget"]) - spent)
         run.log(f"resume: the point fit ({spent:.0f}s) is reused from {points.path}; the stages after it start again "
                 f"with the {left:.0f}s left")

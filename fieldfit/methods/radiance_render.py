@@ -79,13 +79,22 @@ class RadianceModel(nn.Module):
     @torch.no_grad()
     def march(self, origins: torch.Tensor, dirs: torch.Tensor, cfg: MarchConfig, stratified: bool) -> RaySamples:
         """Packed samples of rays [R,3] (no gradient) through occupied cells, early-terminated."""
-        t0, t1, hit = ray_aabb(origins, dirs, self.occupied_box())
-        near = torch.clamp(t0, min=cfg.near)
-        far = torch.where(hit, torch.clamp(t1, max=cfg.far), near)
-        cand = self.grid.sample(origins, dirs, near, far, cfg.step, stratified=stratified)
+        cand = self.candidates(origins, dirs, cfg, stratified)
         if cand.n_samples == 0 or (cfg.early_stop <= 0 and cfg.alpha_thre <= 0):
             return cand
         return self._terminate(origins, dirs, cand, cfg)
+
+    @torch.no_grad()
+    def candidates(self, origins: torch.Tensor, dirs: torch.Tensor, cfg: MarchConfig,
+                   stratified: bool = False) -> RaySamples:
+        """Every occupied interval of rays [R,3] within the occupied box and [near, far] (before termination)."""
+        return self.grid.sample(origins, dirs, *self._near_far(origins, dirs, cfg), cfg.step, stratified=stratified)
+
+    def _near_far(self, origins: torch.Tensor, dirs: torch.Tensor, cfg: MarchConfig):
+        """(near [R], far [R]) of rays clipped to the occupied box and [cfg.near, cfg.far] (far = near: a miss)."""
+        t0, t1, hit = ray_aabb(origins, dirs, self.occupied_box())
+        near = torch.clamp(t0, min=cfg.near)
+        return near, torch.where(hit, torch.clamp(t1, max=cfg.far), near)
 
     def _terminate(self, origins, dirs, cand: RaySamples, cfg: MarchConfig, per_round: int | None = None,
                    grow: int | None = None) -> RaySamples:
@@ -142,9 +151,7 @@ class RadianceModel(nn.Module):
     def _spans(self, origins: torch.Tensor, dirs: torch.Tensor, cfg: MarchConfig):
         """(t_min [R], t_max [R], steps of the longest span) of rays clipped to the occupied box, [near, far] and
         the grid (syncs the device once)."""
-        t0, t1, hit = ray_aabb(origins, dirs, self.occupied_box())
-        near = torch.clamp(t0, min=cfg.near)
-        t_min, t_max = self.grid.span(origins, dirs, near, torch.where(hit, torch.clamp(t1, max=cfg.far), near))
+        t_min, t_max = self.grid.span(origins, dirs, *self._near_far(origins, dirs, cfg))
         return t_min, t_max, self.grid.max_steps(t_min, t_max, cfg.step) if origins.shape[0] else 0
 
     @torch.no_grad()
