@@ -10,7 +10,9 @@ ms per frame as ``fieldfit render`` makes it (rays made on the device, marched, 
 launch shapes (rays per program, warps, hash levels unrolled); each marcher's frame against packed's (max abs
 difference, PSNR: the same image up to float rounding); and the viewer's frame rate at 800x800
 while orbiting (full resolution and dynamic resolution at a 60 fps target) per marcher, with a
-frame's parts timed alone (the view's render at 800 and 200, its composition to 800x800).
+frame's parts timed alone (the view's render at 800 and 200, its composition to 800x800), and on a GPU
+with the viewer's own marcher choice (viewer/marcher.py: each marcher timed on the first frames of
+each frame size, then the fastest kept; its trial frames are inside the timed window).
 On a CPU the fused marcher runs the torch reference (slow; a smoke test of this script).
 """
 
@@ -101,6 +103,8 @@ def viewer(run: Path, device: str, modes) -> dict:
     from fieldfit.viewer.session import Session
 
     view = open_view(Run.open(run), device)
+    auto = view.choice  # on a GPU: the viewer's own choice (viewer/marcher.py), measured last
+    view.choice = None
     out = {}
     camera = Session(view, aspect=1.0).camera
     for mode in modes:
@@ -118,6 +122,14 @@ def viewer(run: Path, device: str, modes) -> dict:
                     f"viewer_800_{mode}_dynamic_scale": dynamic["scale"]})
         print(f"viewer {mode}: full {full['fps']:.1f} fps, dynamic {dynamic['fps']:.1f} fps at {dynamic['scale']:.2f}",
               flush=True)
+    if auto is not None:  # the viewer as users get it: it times the marchers on its first frames, then keeps one
+        view.choice = auto
+        full = measure(view, (800, 800), 30, 60.0, 1.0, 20.0)
+        dynamic = measure(view, (800, 800), 60, 60.0, None, 20.0)
+        out.update({"viewer_800_auto_full_fps": full["fps"], "viewer_800_auto_dynamic_fps": dynamic["fps"],
+                    "viewer_800_auto_dynamic_scale": dynamic["scale"],
+                    "viewer_auto_choices": {str(k): m for k, (m, _) in auto.chosen.items()}})
+        print(f"viewer auto: full {full['fps']:.1f} fps, dynamic {dynamic['fps']:.1f} fps; chose {auto.chosen}", flush=True)
     return out
 
 

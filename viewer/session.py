@@ -98,6 +98,9 @@ class Session:
         pin = " (pinned)" if self.res.pinned is not None else ""
         fps = f"{self.fps:5.1f}" if self.fps > 0 else "    -"
         line = f"{fps} fps | scale {scale:.2f}{pin} | mode {self.mode}"
+        note = getattr(self.view, "status", None)  # e.g. the radiance view's marcher
+        if note is not None:
+            line += f" | {note()}"
         if self.live:
             state = "training PAUSED (P)" if self.paused else "training"
             line += f" | {state} {self.info}".rstrip()

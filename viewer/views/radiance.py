@@ -38,7 +38,8 @@ class RadianceView:
         from fieldfit.methods.radiance_render import march_mode, render_chunk
 
         self.model, self.march, self.scene, self.device = model, march, scene, torch.device(device)
-        self.mode = march_mode(self.device)  # the marcher of the method's own renders
+        self.mode = march_mode(self.device)  # the marcher of the method's own renders: pinned on a CPU
+        self.choice = self._auto_choice()  # on a GPU: the fastest marcher, timed on the frames (viewer/marcher.py)
         self.chunk = render_chunk(self.device)  # and its rays per chunk
         from fieldfit.methods.radiance_data import eval_background
 
@@ -58,10 +59,30 @@ class RadianceView:
             model, march, cfg = rbf_radiance.load(run, device)
         return cls(model, march, rbf_radiance._scene_of(cfg), device)
 
+    def _auto_choice(self):
+        import os
+
+        from fieldfit.methods.radiance_render import MARCH_MODES
+
+        from ..marcher import MarcherChoice
+
+        if self.device.type != "cuda" or os.environ.get("FIELDFIT_MARCH", "").strip():
+            return None
+        usable = [m for m in MARCH_MODES if m != "fused" or self.model.fusable()]
+        return MarcherChoice(sorted(usable, key=lambda m: m != self.mode))  # the default first: timed first
+
     def sync(self, tensors: dict) -> None:
         sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(sd)
         self.model.refresh()
+        if self.choice is not None:
+            self.choice.weights_changed()
+
+    def status(self) -> str:
+        """The marcher drawing frames, for the status line ("auto": still timing them)."""
+        if self.choice is None:
+            return f"march {self.mode}"
+        return f"march {self.choice.last or 'auto'}" + ("" if self.choice.settled else " (timing)")
 
     def presets(self) -> list[Preset]:
         return scene_presets(self.scene)
@@ -96,12 +117,43 @@ class RadianceView:
     @torch.no_grad()
     def composite(self, origins, dirs):
         """(rgb [R,3] clamped, opacity [R], expected t [R]) on the view's device, for rays there, in chunks."""
-        from fieldfit.methods.radiance_render import render_chunked
-
-        rgb, opacity, depth, _ = render_chunked(self.model, origins, dirs, self.background, self.march, self.chunk,
-                                                self.mode)
+        rgb, opacity, depth = self._march(origins, dirs)
         t = depth / opacity.clamp_min(1e-10)  # RenderOutput.normalized_depth
         return rgb.clamp(0, 1), opacity, t
+
+    def _march(self, origins, dirs):
+        """render_chunked by the pinned marcher, or on a GPU by the one ``choice`` picks (timed here)."""
+        import logging
+        import time
+
+        from fieldfit.methods.radiance_render import render_chunked
+
+        def draw(mode):
+            return render_chunked(self.model, origins, dirs, self.background, self.march, self.chunk, mode)[:3]
+
+        if self.choice is None:
+            return draw(self.mode)
+        n = origins.shape[0]
+        while True:
+            mode = self.choice.pick(n)
+            self._sync()
+            start = time.perf_counter()
+            try:
+                out = draw(mode)
+                self._sync()
+            except Exception as exc:  # noqa: BLE001 - a marcher that fails (a kernel that does not compile) is dropped
+                if len(self.choice.candidates) == 1:
+                    raise
+                logging.getLogger("fieldfit").warning("viewer: the %s marcher failed (%s: %s); using the others",
+                                                      mode, type(exc).__name__, exc)
+                self.choice.failed(mode)
+                continue
+            self.choice.record(n, mode, time.perf_counter() - start)
+            return out
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def normals(self, x: torch.Tensor, chunk: int = 1 << 15) -> torch.Tensor:
         """Unit normals [N,3] = -grad(density) / |grad(density)| at points x [N,3] (marching space)."""
