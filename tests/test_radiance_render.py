@@ -158,6 +158,30 @@ def test_pixel_store_keeps_premultiplied_colour_and_rays():
     torch.testing.assert_close(batch.dirs, d)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_pixel_store_batches_are_the_drawn_pixels_wherever_they_live(device, monkeypatch):
+    scene = load_scene(blocks_scene_dir(), downscale=4)
+    store = PixelStore(scene, scene.split("train")[:2])
+    arrays = (store.origins, store.dirs, store.rgb, store.alpha)
+    assert store.nbytes == sum(a.nbytes for a in arrays) and store.device.type == "cpu"
+    if device == "cuda":  # a GPU without room keeps them on the host
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (store.nbytes, 10 * store.nbytes))
+        assert not store.keep_on(device) and store.device.type == "cpu"
+        monkeypatch.undo()
+    assert store.keep_on(device) and store.device.type == device
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    batch = store.sample(1000, a)
+    idx = b.integers(0, store.count, 1000)  # the same draws as before the store could move: same batches
+    for got, want in zip((batch.origins, batch.dirs, batch.rgb, batch.alpha), arrays):
+        assert got.device.type == device
+        np.testing.assert_array_equal(got.cpu().numpy(), want[idx])
+    assert store.take(np.zeros(0, np.int64)).rgb.shape == (0, 3)
+    if device == "cpu":  # (on a GPU an index out of range is a device-side assert, fatal to the process)
+        with pytest.raises((IndexError, RuntimeError)):
+            store.take(np.array([store.count]))
+
+
 def test_ndc_points_map_back_to_the_world():
     class P:  # the scene fields ndc_to_world reads
         class ndc_params:

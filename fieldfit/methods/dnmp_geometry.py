@@ -91,7 +91,9 @@ def rbf_points(scene, inp, seconds: float, device, run, steps: int | None = None
     cfg = rr.run_config(scene, inp, extra, 0)
     model, march = rr.build_model(cfg, device)
     opt = make_adam(rr._param_groups(model, extra))
-    stepper = rr.Stepper(model, opt, PixelStore(scene, scene.split("train")), march, extra, device, 0)
+    store = PixelStore(scene, scene.split("train"))
+    store.keep_on(device)
+    stepper = rr.Stepper(model, opt, store, march, extra, device, 0)
     t0, i = time.perf_counter(), 0
     while (i < steps) if steps else (time.perf_counter() - t0 < seconds or i < 64):
         stepper(i, i / steps if steps else min(1.0, (time.perf_counter() - t0) / max(seconds, 1e-6)))

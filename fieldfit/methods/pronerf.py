@@ -166,6 +166,7 @@ def _fit(inp, opts, run: Run) -> dict:
     opt = make_adam(_param_groups(model, extra))
     train = cfg["source_views"]["ids"]
     store = PixelStore(scene, train)
+    store.keep_on(device)  # on a GPU (when the pixels fit): batches gathered there
     sizes = [scene.frames[i].width * scene.frames[i].height for i in train]
     bg = eval_background(scene)
     params = count_params(model)

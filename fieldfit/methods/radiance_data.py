@@ -113,7 +113,12 @@ class RayBatch:
 
 
 class PixelStore:
-    """Every pixel of some frames, with its ray, in host memory; ``sample`` draws batches."""
+    """Every pixel of some frames, with its ray; ``sample`` / ``take`` draw batches.
+
+    The pixels live in host memory, or on a GPU after ``keep_on`` (when they fit): batches are then gathered
+    there, with no host gather and no copy per step (on a 2-core CPU the host gather of 52,000 rays of
+    lego 400x400 takes 3.1 ms with torch's index_select, 12.0 ms with numpy's fancy indexing; the H200's
+    training step of 2026-11-26 spent 6.3 of 54 ms making its batch on the host)."""
 
     def __init__(self, scene: Scene, ids: list[int]):
         if not ids:
@@ -121,6 +126,7 @@ class PixelStore:
         parts = [self._frame(scene, i) for i in ids]
         self.origins, self.dirs, self.rgb, self.alpha = (np.concatenate(p) for p in zip(*parts))
         self.count = len(self.rgb)
+        self._tensors = tuple(torch.from_numpy(a) for a in (self.origins, self.dirs, self.rgb, self.alpha))
 
     @staticmethod
     def _frame(scene: Scene, i: int):
@@ -128,10 +134,30 @@ class PixelStore:
         o, d = frame_rays(scene, scene.frames[i])
         return o.numpy(), d.numpy(), rgb.reshape(-1, 3), alpha.reshape(-1)
 
+    @property
+    def device(self) -> torch.device:
+        return self._tensors[0].device
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self._tensors)
+
+    def keep_on(self, device, share: float = 0.25) -> bool:
+        """Move the pixels to ``device`` when it is a GPU and they take at most ``share`` of its free memory
+        (lego 400x400: 16 M pixels, 640 MB). Returns whether they are there."""
+        device = torch.device(device)
+        if device.type != "cuda":
+            return self.device == device
+        free, _ = torch.cuda.mem_get_info(device)
+        if self.nbytes > share * free:
+            return False
+        self._tensors = tuple(t.to(device) for t in self._tensors)
+        return True
+
     def take(self, idx: np.ndarray) -> RayBatch:
-        """The pixels ``idx`` [R] as a CPU RayBatch."""
-        arrays = (self.origins[idx], self.dirs[idx], self.rgb[idx], self.alpha[idx])
-        return RayBatch(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
+        """The pixels ``idx`` [R] as a RayBatch where the pixels live (the host, or the GPU of ``keep_on``)."""
+        idx = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64)).to(self.device)
+        return RayBatch(*(t.index_select(0, idx) for t in self._tensors))
 
     def sample(self, n: int, rng: np.random.Generator) -> RayBatch:
         """n pixels drawn uniformly with replacement."""

@@ -267,11 +267,12 @@ def _fit(inp, opts, run: Run) -> dict:
     model, march = build_model(cfg, device)
     opt = make_adam(_param_groups(model, extra))
     store = PixelStore(scene, scene.split("train"))
+    where = f" (on {device})" if device.type != "cpu" and store.keep_on(device) else ""  # batches gathered there
     eval_batch = eval_rays_from(scene, extra["eval_rays"], opts.seed)
     params = count_params(model)
     run.log(f"scene {scene.name} ({scene.kind}{', NDC' if scene.ndc else ''}): {len(scene.split('train'))} train / "
             f"{len(scene.split('test'))} test views of {scene.frames[0].width}x{scene.frames[0].height}, "
-            f"{store.count:,} training pixels; field {params:,} parameters {model.field.param_groups()}; "
+            f"{store.count:,} training pixels{where}; field {params:,} parameters {model.field.param_groups()}; "
             f"march step {march.step:.4g}")
     start, elapsed, history = resume_state(run, model, opt, device) if opts.resume else (0, 0.0, None)
     model.refresh()
