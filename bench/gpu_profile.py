@@ -84,10 +84,12 @@ def main() -> int:
     model, march = rr.build_model(cfg, device)
     opt = make_adam(rr._param_groups(model, extra))
     store = PixelStore(scene, scene.split("train"))
+    on_device = store.keep_on(device)  # as rbf_radiance._fit: batches gathered on the GPU when the pixels fit
     model.refresh()
     stepper = rr.Stepper(model, opt, store, march, extra, device, 0)
     prep = time.perf_counter() - t0
-    print(f"prepare {prep:.1f} s, {store.count:,} pixels, step {march.step:.4g}, grid {cfg['grid_res']}", flush=True)
+    print(f"prepare {prep:.1f} s, {store.count:,} pixels{' on the device' if on_device else ''}, "
+          f"step {march.step:.4g}, grid {cfg['grid_res']}", flush=True)
 
     # Train (includes Triton compilation in the first steps).
     sync(device)
