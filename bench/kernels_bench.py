@@ -70,18 +70,18 @@ def _rbf_gemm_backward(x, c, lp):
     return _RBFGemmBackward.apply(x, c, lp)
 
 
-def _rbf_dot_case(d, k):
-    """Forward only: the expanded form on tensor cores (bench/_rbf_dot_forward.py), an experiment."""
+def _rbf_forward_case(d, k, impl):
+    """Forward only, one of rbf_layer's two forward kernels forced (``rbf_layer`` times both and keeps the faster)."""
     make = _rbf_case(d, k)["make"]
+    what = {"loop": "loop over D (direct form)", "dot": "expanded form on tensor cores"}[impl]
 
     def kernel(x, c, lp):
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from _rbf_dot_forward import rbf_forward_dot  # noqa: PLC0415 - imports triton; CUDA only
+        from fieldfit.cuda import _rbf_triton  # noqa: PLC0415 - imports triton; CUDA only
 
-        return rbf_forward_dot(x, c, lp)
+        return getattr(_rbf_triton, f"forward_{impl}")(x, c, lp, "gaussian")
 
-    return dict(name=f"rbf_layer D={d} K={k}, expanded-form forward on tensor cores (experiment)",
-                make=lambda n, dev: (make(n, dev)[0], []), kernel=kernel, reference=R.rbf_layer_ref, kernel_only=True)
+    return dict(name=f"rbf_layer D={d} K={k}, forward: {what}", make=lambda n, dev: (make(n, dev)[0], []),
+                kernel=kernel, reference=R.rbf_layer_ref, kernel_only=True)
 
 
 def _dense_case(d, f, res, channels_last):
@@ -193,7 +193,8 @@ def _fused_case(g=128, m=256):
 
 
 CASES = {
-    "rbf": [_rbf_case(32, 64), _rbf_case(32, 64, gemm_backward=True), _rbf_dot_case(32, 64), _rbf_case(3, 64)],
+    "rbf": [_rbf_case(32, 64), _rbf_case(32, 64, gemm_backward=True), _rbf_forward_case(32, 64, "loop"),
+            _rbf_forward_case(32, 64, "dot"), _rbf_case(3, 64)],
     "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True)],
     "hash": [_hash_case(16, 19, 2)],
     "triplane": [_triplane_case(512)],
@@ -307,7 +308,8 @@ def main(argv=None):
             "CPU: reference only (the Triton kernels need CUDA; the interpreter is for tests), median of 3")
     print(f"# fieldfit.cuda kernels on {dev} -- {note}")
     rows = []
-    for key in [k.strip() for k in args.ops.split(",") if k.strip()]:
+    keys = [k.strip() for k in args.ops.split(",") if k.strip()]
+    for key in keys:
         for case in CASES[key]:
             if case.get("kernel_only") and not on_cuda:  # its reference row is another case's
                 continue
@@ -320,7 +322,13 @@ def main(argv=None):
     slug = re.sub(r"[^a-z0-9]+", "-", (torch.cuda.get_device_name(dev) if on_cuda else "cpu").lower()).strip("-")
     out = args.out or RESULTS / f"kernels_{slug}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(dict(machine=machine(dev), note=note, results=rows), indent=1))
+    extra = {}
+    if on_cuda and "rbf" in keys:  # which forward rbf_layer chose per shape (timed at its first large call)
+        from fieldfit.cuda import _rbf_triton  # noqa: PLC0415
+
+        extra["rbf_forward_chosen"] = {f"D={key[1]} K={key[2]} {key[3]}": m for key, m in _rbf_triton._choice.chosen.items()}
+        print(f"# rbf_layer forward chosen: {extra['rbf_forward_chosen']}")
+    out.write_text(json.dumps(dict(machine=machine(dev), note=note, results=rows, **extra), indent=1))
     print(f"# wrote {out}")
     return 0
 

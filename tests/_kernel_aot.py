@@ -70,6 +70,10 @@ def specs():
         tp = dict(p, bin_ptr="*u8", count_ptr="*i32", offs_ptr="*i64", ri_ptr="*i64")
         for jit in (False, True):
             out.append((f"traverse jitter={jit} {dt}", T._traverse_kernel, tp, dict(HAS_JITTER=jit, BS=T.BS), 2, False))
+    # the tensor-core forward is float32 only (tf32x3 products), 16 <= D <= 64
+    for d in (16, 32, 64):
+        out.append((f"rbf fwd dot D={d} fp32", R._rbf_fwd_dot_kernel, {"*": "*fp32"},
+                    dict(D=d, DP=d, KERNEL=0, BN=R.BN_DOT, BK=R.BK_DOT, PREC="tf32x3"), R.WARPS_DOT, True))
     # the fused rbf backward is float32 only (tf32x3 products); D = 7 and 32, K = 13 and 64
     for d, dp, bk in ((7, 16, 16), (32, 32, 64)):
         consts = dict(D=d, DP=dp, KERNEL=0, NEED_X=True, NEED_P=True, BN=R.BN_BWD, BK=bk, PREC="tf32x3")

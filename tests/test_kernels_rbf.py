@@ -7,7 +7,7 @@ Tolerances (kernel in dtype vs reference in float64; atol is relative to max|ref
 
 import pytest
 import torch
-from _kernel_utils import DEVICES, DTYPES, as64, assert_close, triton_kernels, vjp  # noqa: F401
+from _kernel_utils import DEVICES, DTYPES, as64, assert_close, requires_cuda, triton_kernels, vjp  # noqa: F401
 
 from fieldfit.cuda import RBF_KERNELS, rbf_layer
 from fieldfit.cuda._dispatch import interpreter_enabled
@@ -204,3 +204,89 @@ def test_radiance_field_grads_match_reference(monkeypatch, grid):
     assert_close(runs["triton"][0], runs["torch"][0], rtol=1e-5, atol_rel=1e-6, name="density")
     for name, g in runs["torch"][1].items():
         assert_close(runs["triton"][1][name], g, rtol=1e-4, atol_rel=1e-5, name=name)
+
+
+# -- the tensor-core forward (expanded form) and the measured choice between the two forwards ------------
+
+def _forward_impls():
+    from fieldfit.cuda import _rbf_triton
+
+    return _rbf_triton
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(37, 13, 7), (150, 70, 3), (200, 64, 32), (70, 20, 64)],
+                         ids=["odd", "K70", "D32", "D64"])
+def test_rbf_forward_dot_matches_reference(device, shape):
+    R = _forward_impls()
+    x, c, lp = _inputs(*shape, torch.float32, device)
+    for kernel in RBF_KERNELS if shape == (37, 13, 7) else ("gaussian",):
+        want = rbf_layer_ref(*as64([x, c, lp]), kernel=kernel)
+        got = R.forward_dot(x, c, lp, kernel)
+        assert got.dtype == torch.float32 and got.shape == want.shape
+        # the expanded form: float32 rounding of terms up to sum_d beta (x^2 + mu^2), not of r itself
+        assert_close(got, want, rtol=1e-5, atol_rel=1e-5, name=f"phi {kernel}")
+        assert_close(R.forward_loop(x, c, lp, kernel), want, rtol=1e-5, atol_rel=1e-6, name=f"loop {kernel}")
+    assert R.forward_dot(x[:0], c, lp, "gaussian").shape == (0, shape[1])
+    with pytest.raises(ValueError, match="float32"):
+        R.forward_dot(x.double(), c.double(), lp.double(), "gaussian")
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_rbf_forward_dot_cancellation_is_the_references(device):
+    # |x|, |mu| ~ 30 with |x - mu| ~ 0.3 and beta ~ e^3 (METHODS.md 1.9.4): the expanded form loses digits to
+    # cancellation. The tensor-core forward may lose what the float32 reference (the CPU path) loses, not more;
+    # the loop (direct form) loses nothing.
+    R = _forward_impls()
+    g = torch.Generator().manual_seed(3)
+    c = 30.0 + torch.randn(16, 8, generator=g, dtype=torch.float64)
+    x = c[torch.randint(0, 16, (300,), generator=g)] + 0.3 * torch.randn(300, 8, generator=g, dtype=torch.float64)
+    lp = 3.0 + 0.1 * torch.randn(16, 8, generator=g, dtype=torch.float64)
+    exact = rbf_layer_ref(x, c, lp)  # float64
+    exact_direct = torch.exp(-0.5 * ((x[:, None] - c[None]) ** 2 * lp.exp()[None]).sum(-1))
+    torch.testing.assert_close(exact, exact_direct, rtol=1e-9, atol=1e-12)
+    x32, c32, lp32 = (t.float().to(device) for t in (x, c, lp))
+    err = {name: float((fn(x32, c32, lp32, "gaussian").double().cpu() - exact).abs().max())
+           for name, fn in (("dot", R.forward_dot), ("loop", R.forward_loop))}
+    err["reference"] = float((rbf_layer_ref(x32, c32, lp32).double().cpu() - exact).abs().max())
+    assert err["reference"] > 1e-4  # the regime is real: float32's expanded form is off in the 4th digit
+    assert err["dot"] <= 4 * err["reference"], err
+    assert err["loop"] < 1e-5, err
+
+
+def test_rbf_forward_choice_times_each_candidate_once_per_shape():
+    R = _forward_impls()
+    calls = {"loop": 0, "dot": 0}
+    cost = {"loop": 3.0, "dot": 1.0}
+
+    def fn(name):
+        def run():
+            calls[name] += 1
+            return name
+        return run
+
+    timer = lambda f, device: cost[f()]  # noqa: E731 - a fake clock: each run "takes" its cost
+    choice = R._ForwardChoice(timer=timer)
+    cands = {m: fn(m) for m in ("loop", "dot")}
+    assert choice(("cuda0", 32, 64, "gaussian"), cands) == "dot"
+    assert calls == {"loop": 4, "dot": 4}  # one uncounted warm-up (compilation) + 3 timed runs each
+    assert choice(("cuda0", 32, 64, "gaussian"), cands) == "dot" and calls == {"loop": 4, "dot": 4}  # cached
+    cost["loop"] = 0.5
+    assert choice(("cuda0", 3, 64, "gaussian"), cands) == "loop"  # another shape, timed on its own
+    assert choice.chosen == {("cuda0", 32, 64, "gaussian"): "dot", ("cuda0", 3, 64, "gaussian"): "loop"}
+
+
+@requires_cuda
+@pytest.mark.requires_cuda
+@pytest.mark.usefixtures("triton_kernels")
+def test_rbf_forward_on_a_gpu_takes_the_faster_kernel():
+    # N >= 2^14 on a GPU: the first call times both forwards; whichever wins, phi and its grads are right
+    R = _forward_impls()
+    inputs = _inputs(R.MIN_N_CHOICE + 5, 64, 32, torch.float32, "cuda")
+    key = (inputs[0].device.index, 32, 64, "gaussian")
+    R._choice.chosen.pop(key, None)
+    phi = rbf_layer(*inputs)
+    assert R._choice.chosen[key] in ("loop", "dot")
+    assert_close(phi, rbf_layer_ref(*as64(inputs)), rtol=1e-5, atol_rel=1e-5, name=f"phi ({R._choice.chosen[key]})")
