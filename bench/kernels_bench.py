@@ -4,7 +4,9 @@ On CUDA every op is timed both ways with ``triton.testing.do_bench`` (median, wi
 2^18 points (2^20 samples for compositing, 2^18 rays for traversal, 2^16 rays for the fused frame
 kernel), and the forward outputs of
 the two are compared (max |kernel - reference| is recorded: a benchmark of a wrong kernel is
-worthless). On CPU only the reference is timed (there is no compiled kernel; the interpreter is a
+worthless), and torch.profiler sums the time the GPU spent in each side's kernels (``*_busy_ms``, with the
+three longest kernels): far below the timed ms, a call is bound by host-side launch overhead, not by its
+kernels. On CPU only the reference is timed (there is no compiled kernel; the interpreter is a
 test tool), at 2^14 points unless --full, and the JSON says so.
 
 Writes bench/results/kernels_<device>.json with the machine description. Run from anywhere:
@@ -236,6 +238,34 @@ def _time_cuda(run, grads):
     return triton.testing.do_bench(run, warmup=25, rep=100, grad_to_none=grads or None, return_mode="median")
 
 
+def _busy_cuda(run, grads, iters=10):
+    """(ms per call the GPU spent in kernels, the 3 longest kernels as [name, us per call]) from torch.profiler.
+    Far below do_bench's time (which counts the gaps between kernels too): the call is bound by host-side
+    launch overhead, not by its kernels."""
+    try:
+        return _profiled(run, grads, iters)
+    except Exception as exc:  # noqa: BLE001 - a profiler that fails costs this column, not the run
+        return None, [f"profiler failed: {type(exc).__name__}: {exc}"[:200]]
+
+
+def _profiled(run, grads, iters):
+    from torch.autograd import DeviceType  # noqa: PLC0415
+    from torch.profiler import ProfilerActivity, profile  # noqa: PLC0415
+
+    run()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(iters):
+            for g in grads:
+                g.grad = None
+            run()
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA and e.self_device_time_total > 0]
+    kernels.sort(key=lambda e: -e.self_device_time_total)
+    top = [[e.key[:80], round(e.self_device_time_total / iters, 2)] for e in kernels[:3]]
+    return sum(e.self_device_time_total for e in kernels) / iters / 1e3, top
+
+
 def _time_cpu(run, grads, reps=3):
     run()
     times = []
@@ -270,8 +300,10 @@ def run_case(case, n, dev, on_cuda):
         run, grads = _step(case["reference"], inputs, grad_idx, backward)
         row["reference_ms"] = timer(run, grads)
         if on_cuda:
+            row["reference_busy_ms"], row["reference_top"] = _busy_cuda(run, grads)
             run, grads = _step(case["kernel"], inputs, grad_idx, backward)
             row["kernel_ms"] = timer(run, grads)
+            row["kernel_busy_ms"], row["kernel_top"] = _busy_cuda(run, grads)
             row["speedup"] = row["reference_ms"] / row["kernel_ms"]
             row["fwd_max_abs_err"] = err
             if note:
@@ -337,7 +369,9 @@ def _fmt(row):
     s = f"{row['op']:<44} {row['pass_']:<8} n={row['n']:<8} ref {row['reference_ms']:9.3f} ms"
     if "kernel_ms" in row:
         err = row["fwd_max_abs_err"]
-        s += f"  kernel {row['kernel_ms']:8.3f} ms  x{row['speedup']:6.2f}  err " + \
+        busy = row.get("kernel_busy_ms")
+        s += f"  kernel {row['kernel_ms']:8.3f} ms (busy {busy if busy is None else round(busy, 3)})" \
+             f"  x{row['speedup']:6.2f}  err " + \
             (f"{err:.1e}" if err is not None else row.get("note", "?"))
     return s
 

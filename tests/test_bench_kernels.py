@@ -25,6 +25,7 @@ def kernels_bench(monkeypatch):
     import kernels_bench  # noqa: PLC0415
 
     monkeypatch.setattr(kernels_bench, "_time_cuda", lambda run, grads: (run(), 1.0)[1])
+    monkeypatch.setattr(kernels_bench, "_busy_cuda", lambda run, grads: (run(), 0.5, [["k", 500.0]])[1:])
     yield kernels_bench
     sys.modules.pop("kernels_bench", None)
 
@@ -37,6 +38,8 @@ def test_every_case_runs_on_the_gpu_branch(kernels_bench):
         for case in cases:
             rows = kernels_bench.run_case(case, 64, "cpu", True)
             assert rows and all(r["kernel_ms"] == 1.0 and r["speedup"] == r["reference_ms"] for r in rows), case["name"]
+            assert all(r["kernel_busy_ms"] == r["reference_busy_ms"] == 0.5 for r in rows), case["name"]
+            kernels_bench._fmt(rows[0])  # the printed line
             err = rows[0]["fwd_max_abs_err"]
             if err is None:
                 assert "differ" in rows[0]["note"], case["name"]
