@@ -25,10 +25,11 @@
 # On a device with no network and no ../shared: `bash bench/make_devdata.sh` here first (lego_400,
 # armadillo, trimesh/libigl wheels -> .devdata/), carry .devdata, install the wheels there with
 # `pip install --no-index --find-links .devdata/wheels trimesh libigl`, and set FIELDFIT_DATA=$PWD/.devdata.
-# With a few minutes of device time, the frame-rate check (fused marcher vs packed, viewer) and the
-# fused rbf backward (vs its GEMM backward and the reference) and the tensor-core rbf forward experiment:
-#   GPU_CHECK_TESTS='tests/test_kernels_rbf.py tests/test_kernels_fused.py tests/test_viewer_resolution.py' \
-#   KERNELS_BENCH_ARGS='--ops rbf,fused' GPU_CHECK_HOOKS=frame_gpu.py bash bench/gpu_check.sh
+# With a few minutes of device time, the frame-rate check (fused marcher vs packed, the viewer with its
+# own marcher choice) and the rbf layer (both forwards and the one chosen, the fused backward vs its GEMM
+# backward and the reference), with the GPU's time in kernels per call:
+#   GPU_CHECK_TESTS='tests/test_kernels_rbf.py tests/test_kernels_fused.py tests/test_viewer_resolution.py tests/test_radiance_render.py' \
+#   KERNELS_BENCH_ARGS='--ops rbf,fused,composite,dense' GPU_CHECK_HOOKS=frame_gpu.py bash bench/gpu_check.sh
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -124,10 +125,13 @@ if not sys.argv[1] or not path.is_file():
     sys.exit("kernel benchmark: no JSON written (see gpu_check_bench.log)")
 data = json.loads(path.read_text())
 print(f"benchmark {path}: {data['machine'].get('device_name')}, torch {data['machine']['torch']}")
-print(f"{'op':<44} {'pass':<8} {'ref ms':>9} {'kernel ms':>10} {'speedup':>8} {'fwd err':>8}")
+print(f"{'op':<44} {'pass':<8} {'ref ms':>9} {'kernel ms':>10} {'busy ms':>8} {'speedup':>8} {'fwd err':>8}")
+nan = float("nan")
 for r in data["results"]:
-    print(f"{r['op']:<44} {r['pass_']:<8} {r['reference_ms']:9.3f} {r.get('kernel_ms', float('nan')):10.3f} "
-          f"{r.get('speedup', float('nan')):8.2f} {r.get('fwd_max_abs_err') or 0:8.1e}")
+    print(f"{r['op'][:44]:<44} {r['pass_']:<8} {r['reference_ms']:9.3f} {r.get('kernel_ms', nan):10.3f} "
+          f"{r.get('kernel_busy_ms') or nan:8.3f} {r.get('speedup', nan):8.2f} {r.get('fwd_max_abs_err') or 0:8.1e}")
+if data.get("rbf_forward_chosen"):
+    print(f"rbf_layer forward chosen: {data['rbf_forward_chosen']}")
 EOF
 printf "%s" "$HOOK_LINES"
 echo "exit codes: tests $TESTS_RC, kernel bench $BENCH_RC, hooks $HOOKS_RC"
