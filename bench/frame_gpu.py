@@ -129,7 +129,8 @@ def viewer(run: Path, device: str, modes) -> dict:
         out.update({"viewer_800_auto_full_fps": full["fps"], "viewer_800_auto_dynamic_fps": dynamic["fps"],
                     "viewer_800_auto_dynamic_scale": dynamic["scale"],
                     "viewer_auto_choices": {str(k): m for k, (m, _) in auto.chosen.items()}})
-        print(f"viewer auto: full {full['fps']:.1f} fps, dynamic {dynamic['fps']:.1f} fps; chose {auto.chosen}", flush=True)
+        print(f"viewer auto: full {full['fps']:.1f} fps, dynamic {dynamic['fps']:.1f} fps; chose {auto.chosen}",
+              flush=True)
     return out
 
 

@@ -358,7 +358,8 @@ def main(argv=None):
     if on_cuda and "rbf" in keys:  # which forward rbf_layer chose per shape (timed at its first large call)
         from fieldfit.cuda import _rbf_triton  # noqa: PLC0415
 
-        extra["rbf_forward_chosen"] = {f"D={key[1]} K={key[2]} {key[3]}": m for key, m in _rbf_triton._choice.chosen.items()}
+        chosen = _rbf_triton._forward_choice.chosen
+        extra["rbf_forward_chosen"] = {f"D={key[1]} K={key[2]} {key[3]}": m for key, m in chosen.items()}
         print(f"# rbf_layer forward chosen: {extra['rbf_forward_chosen']}")
     out.write_text(json.dumps(dict(machine=machine(dev), note=note, results=rows, **extra), indent=1))
     print(f"# wrote {out}")

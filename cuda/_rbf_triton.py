@@ -8,7 +8,7 @@ Forward, two kernels, one program per (BN points x BK units) tile; nothing of si
   accuracy; the reference's cancellation where |x|, |mu| >> |x - mu|, METHODS.md 1.9.4, and no more). About a
   fifth of the loop's instructions per tile (sm_90 SASS: 4 warps x 1352 against 8 warps x ~3400 at D = 32).
 On a GPU ``forward`` times both on the first call of each (D, K, kernel) with 16 <= D <= 64 and at least 2^14
-points and keeps the faster for the process (``_ForwardChoice``). Everything else takes the loop: CPUs, float64,
+points and keeps the faster for the process (``cuda/_choice.py``). Everything else takes the loop: CPUs, float64,
 small calls, and D < 16, where the inputs are coordinates (2D images, 3D shapes) whose narrow units (large
 beta) the expanded form would blur (float32 reference, |x|, |mu| ~ 30, beta ~ e^3: phi off by 0.010; the
 dot kernel by 0.006; the loop by 4e-6; tests/test_kernels_rbf.py) and where the loop is already 8-11x the
@@ -27,12 +27,11 @@ dr, phi' and the products never reach memory: the GEMM backward it replaces wrot
 read it back four times.
 """
 
-import time
-
 import torch
 import triton
 import triton.language as tl
 
+from ._choice import Choice
 from ._dispatch import device_guard, num_programs_hint
 
 KERNEL_IDS = {"gaussian": 0, "inverse_quadratic": 1, "inverse_multiquadric": 2, "multiquadric": 3}
@@ -146,34 +145,7 @@ def forward_dot(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Tensor, 
     return out
 
 
-class _ForwardChoice:
-    """The faster forward per (device, D, K, kernel), timed once on real inputs (first call of each
-    uncounted: compilation). Both give phi to about float32 rounding, so the choice changes no result
-    beyond that (GPU training is not bitwise reproducible anyway: its grid gradients are atomic sums)."""
-
-    def __init__(self, timer=None):
-        self.chosen: dict[tuple, str] = {}
-        self.timer = timer or _device_seconds
-
-    def __call__(self, key: tuple, candidates: dict, device=None, reps: int = 3) -> str:
-        if key not in self.chosen:
-            times = {}
-            for name, fn in candidates.items():
-                fn()  # compile, allocate
-                times[name] = min(self.timer(fn, device) for _ in range(reps))
-            self.chosen[key] = min(times, key=times.get)
-        return self.chosen[key]
-
-
-def _device_seconds(fn, device) -> float:
-    torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
-_choice = _ForwardChoice()
+_forward_choice = Choice()  # forward kernel per (device, D, K, kernel)
 
 
 def forward(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Tensor, kernel: str) -> torch.Tensor:
@@ -184,7 +156,8 @@ def forward(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Tensor, kern
         return forward_loop(x, centers, log_prec, kernel)
     impls = {"loop": forward_loop, "dot": forward_dot}
     key = (x.device.index, d, centers.shape[0], kernel)
-    name = _choice(key, {m: (lambda f=f: f(x, centers, log_prec, kernel)) for m, f in impls.items()}, x.device)
+    runs = {m: (lambda f=f: f(x, centers, log_prec, kernel)) for m, f in impls.items()}
+    name = _forward_choice(key, runs, x.device)
     return impls[name](x, centers, log_prec, kernel)
 
 

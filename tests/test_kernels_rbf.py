@@ -256,8 +256,7 @@ def test_rbf_forward_dot_cancellation_is_the_references(device):
     assert err["loop"] < 1e-5, err
 
 
-def test_rbf_forward_choice_times_each_candidate_once_per_shape():
-    R = _forward_impls()
+def test_kernel_choice_times_each_candidate_once_per_shape():
     calls = {"loop": 0, "dot": 0}
     cost = {"loop": 3.0, "dot": 1.0}
 
@@ -268,7 +267,9 @@ def test_rbf_forward_choice_times_each_candidate_once_per_shape():
         return run
 
     timer = lambda f, device: cost[f()]  # noqa: E731 - a fake clock: each run "takes" its cost
-    choice = R._ForwardChoice(timer=timer)
+    from fieldfit.cuda._choice import Choice
+
+    choice = Choice(timer=timer)
     cands = {m: fn(m) for m in ("loop", "dot")}
     assert choice(("cuda0", 32, 64, "gaussian"), cands) == "dot"
     assert calls == {"loop": 4, "dot": 4}  # one uncounted warm-up (compilation) + 3 timed runs each
@@ -286,7 +287,8 @@ def test_rbf_forward_on_a_gpu_takes_the_faster_kernel():
     R = _forward_impls()
     inputs = _inputs(R.MIN_N_CHOICE + 5, 64, 32, torch.float32, "cuda")
     key = (inputs[0].device.index, 32, 64, "gaussian")
-    R._choice.chosen.pop(key, None)
+    R._forward_choice.chosen.pop(key, None)
     phi = rbf_layer(*inputs)
-    assert R._choice.chosen[key] in ("loop", "dot")
-    assert_close(phi, rbf_layer_ref(*as64(inputs)), rtol=1e-5, atol_rel=1e-5, name=f"phi ({R._choice.chosen[key]})")
+    chosen = R._forward_choice.chosen[key]
+    assert chosen in ("loop", "dot")
+    assert_close(phi, rbf_layer_ref(*as64(inputs)), rtol=1e-5, atol_rel=1e-5, name=f"phi ({chosen})")
