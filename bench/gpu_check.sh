@@ -130,8 +130,9 @@ nan = float("nan")
 for r in data["results"]:
     print(f"{r['op'][:44]:<44} {r['pass_']:<8} {r['reference_ms']:9.3f} {r.get('kernel_ms', nan):10.3f} "
           f"{r.get('kernel_busy_ms') or nan:8.3f} {r.get('speedup', nan):8.2f} {r.get('fwd_max_abs_err') or 0:8.1e}")
-if data.get("rbf_forward_chosen"):
-    print(f"rbf_layer forward chosen: {data['rbf_forward_chosen']}")
+for key in ("rbf_forward_chosen", "dense_backward_chosen"):
+    if data.get(key):
+        print(f"{key}: {data[key]}")
 EOF
 printf "%s" "$HOOK_LINES"
 echo "exit codes: tests $TESTS_RC, kernel bench $BENCH_RC, hooks $HOOKS_RC"

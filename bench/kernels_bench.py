@@ -86,6 +86,33 @@ def _rbf_forward_case(d, k, impl):
                 kernel=kernel, reference=R.rbf_layer_ref, kernel_only=True)
 
 
+class _DenseForced(torch.autograd.Function):
+    """dense_grid with one backward kernel forced (``dense_grid`` times both on a GPU and keeps the faster)."""
+
+    @staticmethod
+    def forward(ctx, x, grid, impl):
+        from fieldfit.cuda import _grid_triton  # noqa: PLC0415
+
+        ctx.impl = impl
+        ctx.save_for_backward(x, grid)
+        return _grid_triton.dense_forward(x, grid)
+
+    @staticmethod
+    def backward(ctx, grad):
+        from fieldfit.cuda import _grid_triton  # noqa: PLC0415
+
+        x, grid = ctx.saved_tensors
+        fn = getattr(_grid_triton, f"dense_backward_{ctx.impl}")
+        return (*fn(x, grid, grad.contiguous(), ctx.needs_input_grad[0], ctx.needs_input_grad[1]), None)
+
+
+def _dense_forced_case(d, f, res, channels_last, impl):
+    case = _dense_case(d, f, res, channels_last)
+    what = {"tile": "[points, features] tiles", "point": "one point per lane"}[impl]
+    return dict(case, name=f"{case['name']}, backward: {what}", kernel=lambda x, g: _DenseForced.apply(x, g, impl),
+                kernel_only=True)
+
+
 def _dense_case(d, f, res, channels_last):
     def make(n, dev):
         x = torch.rand(n, d, device=dev) * 2 - 1
@@ -197,7 +224,9 @@ def _fused_case(g=128, m=256):
 CASES = {
     "rbf": [_rbf_case(32, 64), _rbf_case(32, 64, gemm_backward=True), _rbf_forward_case(32, 64, "loop"),
             _rbf_forward_case(32, 64, "dot"), _rbf_case(3, 64)],
-    "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True)],
+    "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True),
+              *(_dense_forced_case(*shape, impl) for shape in ((2, 8, 512, True), (3, 8, 128, False))
+                for impl in ("tile", "point"))],
     "hash": [_hash_case(16, 19, 2)],
     "triplane": [_triplane_case(512)],
     "composite": [_composite_case()],
@@ -361,6 +390,12 @@ def main(argv=None):
         chosen = _rbf_triton._forward_choice.chosen
         extra["rbf_forward_chosen"] = {f"D={key[1]} K={key[2]} {key[3]}": m for key, m in chosen.items()}
         print(f"# rbf_layer forward chosen: {extra['rbf_forward_chosen']}")
+    if on_cuda and "dense" in keys:  # which backward dense_grid chose per problem
+        from fieldfit.cuda import _grid_triton  # noqa: PLC0415
+
+        chosen = _grid_triton._dense_backward_choice.chosen
+        extra["dense_backward_chosen"] = {f"d={k[1]} F={k[2]} strides={k[3]}": m for k, m in chosen.items()}
+        print(f"# dense_grid backward chosen: {extra['dense_backward_chosen']}")
     out.write_text(json.dumps(dict(machine=machine(dev), note=note, results=rows, **extra), indent=1))
     print(f"# wrote {out}")
     return 0

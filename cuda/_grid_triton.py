@@ -7,7 +7,8 @@ code path serves d = 1, 2, 3.
 
 Backward: the feature-grad scatters into the grid/table with relaxed ``tl.atomic_add``
 (non-deterministic summation order on GPU); the position-grad is accumulated in registers per
-point (no atomics).
+point (no atomics). Dense grids have a second backward kernel, one point per lane with a loop over
+features; on a GPU the faster of the two is timed and kept per problem (``dense_backward``).
 Dense grids are read through their strides, so a grid stored channels-last (a permuted view of a
 [*R, F] tensor) is used without a copy and its gradient comes back in the same layout.
 """
@@ -16,6 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._choice import Choice
 from ._dispatch import device_guard
 from ._torch_ref import HASH_PRIMES
 
@@ -146,6 +148,41 @@ def _dense_bwd_kernel(x_ptr, g_ptr, go_ptr, dg_ptr, dx_ptr, N, F, S0, S1, S2, st
             tl.store(dx_ptr + rn * DIM + 2, tl.where(in2, gx2 * (0.5 * (S2 - 1)), 0.0), mask=mn)
 
 
+@triton.jit
+def _dense_bwd_point_kernel(x_ptr, g_ptr, go_ptr, dg_ptr, dx_ptr, N, F, S0, S1, S2, st0, st1, st2, stf,
+                            NEED_G: tl.constexpr, NEED_X: tl.constexpr, DIM: tl.constexpr, BN: tl.constexpr):
+    """``_dense_bwd_kernel`` with one point per lane and a loop over features (grid_sample's structure): no
+    [points, features] tiles, so no layout conversions through shared memory and no barriers around the
+    atomics (the tile kernel's sm_90 SASS has four per feature chunk), and the x-grad sums stay in the
+    lane. Lanes past N add 0 to a valid cell: unmasked atomics, no branch around each."""
+    rn = tl.program_id(0).to(tl.int64) * BN + tl.arange(0, BN)
+    mn = rn < N
+    lo0, hi0, f0, in0 = _dense_axis(x_ptr, rn, mn, 0, DIM, S0)
+    lo1, hi1, f1, in1 = _dense_axis(x_ptr, rn, mn, 1, DIM, S1)
+    lo2, hi2, f2, in2 = _dense_axis(x_ptr, rn, mn, 2, DIM, S2)
+    gx0 = tl.zeros((BN,), dtype=f0.dtype)
+    gx1 = tl.zeros((BN,), dtype=f0.dtype)
+    gx2 = tl.zeros((BN,), dtype=f0.dtype)
+    for f in range(0, F):
+        go = tl.load(go_ptr + rn * F + f, mask=mn, other=0.0)
+        for c in tl.static_range(2**DIM):
+            i0, i1, i2, w, dw0, dw1, dw2 = _corner(c, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2)
+            off = i0 * st0 + i1 * st1 + i2 * st2 + f * stf
+            if NEED_G:
+                tl.atomic_add(dg_ptr + off, w * go, sem="relaxed")
+            if NEED_X:
+                s = go * tl.load(g_ptr + off)
+                gx0 += s * dw0
+                gx1 += s * dw1
+                gx2 += s * dw2
+    if NEED_X:
+        tl.store(dx_ptr + rn * DIM, tl.where(in0, gx0 * (0.5 * (S0 - 1)), 0.0), mask=mn)
+        if DIM > 1:
+            tl.store(dx_ptr + rn * DIM + 1, tl.where(in1, gx1 * (0.5 * (S1 - 1)), 0.0), mask=mn)
+        if DIM > 2:
+            tl.store(dx_ptr + rn * DIM + 2, tl.where(in2, gx2 * (0.5 * (S2 - 1)), 0.0), mask=mn)
+
+
 def _dense_geometry(grid: torch.Tensor):
     """Sizes and strides per x-coordinate (x[:,0] runs along the LAST grid axis), padded to 3."""
     dim = grid.dim() - 1
@@ -171,7 +208,19 @@ def dense_forward(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def dense_backward(x, grid, grad_out, need_x: bool, need_grid: bool):
+DENSE_BN_POINT, DENSE_WARPS_POINT = 128, 4
+_dense_backward_choice = Choice()  # backward kernel per (device, d, F, layout, needs)
+
+
+def dense_backward_tile(x, grid, grad_out, need_x: bool, need_grid: bool):
+    return _dense_backward(x, grid, grad_out, need_x, need_grid, point=False)
+
+
+def dense_backward_point(x, grid, grad_out, need_x: bool, need_grid: bool):
+    return _dense_backward(x, grid, grad_out, need_x, need_grid, point=True)
+
+
+def _dense_backward(x, grid, grad_out, need_x: bool, need_grid: bool, point: bool):
     n, f = x.shape[0], grid.shape[0]
     dgrid = torch.empty_strided(grid.shape, grid.stride(), dtype=grid.dtype, device=grid.device).zero_() \
         if need_grid else None
@@ -179,12 +228,28 @@ def dense_backward(x, grid, grad_out, need_x: bool, need_grid: bool):
     if n == 0 or f == 0:
         return dx, dgrid
     dim, s, st = _dense_geometry(grid)
-    cfg = _dense_launch(need_x=need_x)
+    args = (x, grid, grad_out, dgrid if need_grid else grid, dx if need_x else x, n, f, *s, *st, grid.stride(0))
     with device_guard(x.device):
-        _dense_bwd_kernel[(triton.cdiv(n, cfg["BN"]),)](
-            x, grid, grad_out, dgrid if need_grid else grid, dx if need_x else x, n, f, *s, *st, grid.stride(0),
-            NEED_G=need_grid, NEED_X=need_x, DIM=dim, BF=_feature_block(f), enable_fp_fusion=True, **cfg)
+        if point:
+            _dense_bwd_point_kernel[(triton.cdiv(n, DENSE_BN_POINT),)](
+                *args, NEED_G=need_grid, NEED_X=need_x, DIM=dim, BN=DENSE_BN_POINT, num_warps=DENSE_WARPS_POINT,
+                enable_fp_fusion=True)
+        else:
+            cfg = _dense_launch(need_x=need_x)
+            _dense_bwd_kernel[(triton.cdiv(n, cfg["BN"]),)](*args, NEED_G=need_grid, NEED_X=need_x, DIM=dim,
+                                                            BF=_feature_block(f), enable_fp_fusion=True, **cfg)
     return dx, dgrid
+
+
+def dense_backward(x, grid, grad_out, need_x: bool, need_grid: bool):
+    """(dx, dgrid). On a GPU with at least 2^14 points, the faster of the tile and the per-point kernel, timed
+    on the first such call of each (d, F, layout, needs) (cuda/_choice.py); otherwise the tile kernel."""
+    if not (x.is_cuda and x.shape[0] >= 1 << 14):
+        return dense_backward_tile(x, grid, grad_out, need_x, need_grid)
+    impls = {"tile": dense_backward_tile, "point": dense_backward_point}
+    key = (x.device.index, x.shape[1], grid.shape[0], tuple(grid.stride()), need_x, need_grid)
+    runs = {m: (lambda fn=fn: fn(x, grid, grad_out, need_x, need_grid)) for m, fn in impls.items()}
+    return impls[_dense_backward_choice(key, runs, x.device)](x, grid, grad_out, need_x, need_grid)
 
 
 # --------------------------------------------------------------------------- hash grid (instant-ngp)

@@ -52,6 +52,8 @@ def specs():
                  fwd["num_warps"], True),
                 (f"dense bwd {dim}d {dt}", G._dense_bwd_kernel, p,
                  dict(NEED_G=True, NEED_X=True, DIM=dim, BN=bwd["BN"], BF=G.DENSE_BF), bwd["num_warps"], True),
+                (f"dense bwd per point {dim}d {dt}", G._dense_bwd_point_kernel, p,
+                 dict(NEED_G=True, NEED_X=True, DIM=dim, BN=G.DENSE_BN_POINT), G.DENSE_WARPS_POINT, True),
             ]
         hp = dict(p, res_ptr="*i32", hashed_ptr="*i32")
         for dim, pow2 in ((3, True), (3, False), (1, True)):

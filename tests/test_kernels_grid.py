@@ -14,7 +14,7 @@ at most that times 2 max|table| (seen on an H200: 2.5e-5 at res 200, where ulp(1
 
 import pytest
 import torch
-from _kernel_utils import DEVICES, DTYPES, assert_close, triton_kernels, vjp  # noqa: F401
+from _kernel_utils import DEVICES, DTYPES, assert_close, requires_cuda, triton_kernels, vjp  # noqa: F401
 
 from fieldfit.cuda import dense_grid, hash_grid
 from fieldfit.cuda._torch_ref import dense_grid_ref, hash_grid_ref
@@ -77,7 +77,16 @@ DENSE_CASES = [
 ]
 
 
-@pytest.mark.usefixtures("triton_kernels")
+@pytest.fixture(params=["tile", "point"])
+def dense_backward(request, monkeypatch):
+    """Each dense test runs with each backward kernel (on a GPU dense_backward times both and keeps one)."""
+    from fieldfit.cuda import _grid_triton
+
+    monkeypatch.setattr(_grid_triton, "dense_backward", getattr(_grid_triton, f"dense_backward_{request.param}"))
+    return request.param
+
+
+@pytest.mark.usefixtures("triton_kernels", "dense_backward")
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("d", "shape"), DENSE_CASES)
@@ -88,7 +97,7 @@ def test_dense_matches_reference(device, dtype, d, shape):
     _compare(dense_grid, dense_grid_ref, [x, grid], dtype, ("features", "dx", "dgrid"))
 
 
-@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.usefixtures("triton_kernels", "dense_backward")
 @pytest.mark.parametrize("device", DEVICES)
 def test_dense_many_points_channels_last(device):
     # N=1000 (8 point tiles) and a channels-last grid, read through its strides without a copy
@@ -99,7 +108,7 @@ def test_dense_many_points_channels_last(device):
     _, (_, dgrid) = _compare(dense_grid, dense_grid_ref, [x, grid], torch.float32, ("features", "dx", "dgrid"))
 
 
-@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.usefixtures("triton_kernels", "dense_backward")
 @pytest.mark.parametrize("device", DEVICES)
 def test_dense_channels_last_grad_keeps_layout(device):
     grid = torch.randn(5, 6, 4, device=device).permute(2, 0, 1).requires_grad_()  # [F=4, 5, 6]
@@ -107,7 +116,7 @@ def test_dense_channels_last_grad_keeps_layout(device):
     assert grid.grad.stride() == grid.stride()
 
 
-@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.usefixtures("triton_kernels", "dense_backward")
 @pytest.mark.parametrize("device", DEVICES)
 def test_dense_vertices_and_border(device):
     # points exactly on vertices, on the border (x = +-1) and far outside: values exact,
@@ -120,7 +129,7 @@ def test_dense_vertices_and_border(device):
     assert torch.all(grads[0][[0, 1, 5], :] == 0)
 
 
-@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.usefixtures("triton_kernels", "dense_backward")
 @pytest.mark.parametrize("device", DEVICES)
 def test_dense_empty(device):
     x = torch.zeros(0, 3, device=device)
@@ -129,12 +138,30 @@ def test_dense_empty(device):
     assert out.shape == (0, 4) and dx.shape == (0, 3) and torch.all(dgrid == 0)
 
 
-@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.usefixtures("triton_kernels", "dense_backward")
 @pytest.mark.parametrize("device", DEVICES)
 def test_dense_gradcheck_kernel_f64(device):
     x = _points(4, 2, torch.float64, device, reach=0.9).requires_grad_()
     grid = torch.randn(2, 3, 4, dtype=torch.float64, device=device, requires_grad=True)
     assert torch.autograd.gradcheck(dense_grid, [x, grid], fast_mode=True)
+
+
+@requires_cuda
+@pytest.mark.requires_cuda
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("layout", ["channels-last", "channels-first"])
+def test_dense_backward_on_a_gpu_takes_the_faster_kernel(layout):
+    # >= 2^14 points on a GPU: the first backward times both kernels; whichever wins, the grads are right
+    from fieldfit.cuda import _grid_triton
+
+    x = _points(1 << 15, 2, torch.float32, "cuda")
+    base = torch.randn(64, 48, 8, generator=torch.Generator().manual_seed(4)).cuda()
+    grid = base.permute(2, 0, 1) if layout == "channels-last" else base.permute(2, 0, 1).contiguous()
+    key = (x.device.index, 2, 8, tuple(grid.stride()), True, True)
+    _grid_triton._dense_backward_choice.chosen.pop(key, None)
+    _compare(dense_grid, dense_grid_ref, [x, grid], torch.float32, ("features", "dx", "dgrid"),
+             dx_rows=_off_cell_boundaries(x, [64, 48]))
+    assert _grid_triton._dense_backward_choice.chosen[key] in ("tile", "point")
 
 
 @pytest.mark.usefixtures("triton_kernels")
