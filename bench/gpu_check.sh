@@ -130,7 +130,7 @@ nan = float("nan")
 for r in data["results"]:
     print(f"{r['op'][:44]:<44} {r['pass_']:<8} {r['reference_ms']:9.3f} {r.get('kernel_ms', nan):10.3f} "
           f"{r.get('kernel_busy_ms') or nan:8.3f} {r.get('speedup', nan):8.2f} {r.get('fwd_max_abs_err') or 0:8.1e}")
-for key in ("rbf_forward_chosen", "dense_backward_chosen"):
+for key in ("rbf_forward_chosen", "dense_backward_chosen", "triplane_backward_chosen"):
     if data.get(key):
         print(f"{key}: {data[key]}")
 EOF

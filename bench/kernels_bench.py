@@ -86,31 +86,17 @@ def _rbf_forward_case(d, k, impl):
                 kernel=kernel, reference=R.rbf_layer_ref, kernel_only=True)
 
 
-class _DenseForced(torch.autograd.Function):
-    """dense_grid with one backward kernel forced (``dense_grid`` times both on a GPU and keeps the faster)."""
-
-    @staticmethod
-    def forward(ctx, x, grid, impl):
-        from fieldfit.cuda import _grid_triton  # noqa: PLC0415
-
-        ctx.impl = impl
-        ctx.save_for_backward(x, grid)
-        return _grid_triton.dense_forward(x, grid)
-
-    @staticmethod
-    def backward(ctx, grad):
-        from fieldfit.cuda import _grid_triton  # noqa: PLC0415
-
-        x, grid = ctx.saved_tensors
-        fn = getattr(_grid_triton, f"dense_backward_{ctx.impl}")
-        return (*fn(x, grid, grad.contiguous(), ctx.needs_input_grad[0], ctx.needs_input_grad[1]), None)
-
-
 def _dense_forced_case(d, f, res, channels_last, impl):
     case = _dense_case(d, f, res, channels_last)
     what = {"tile": "[points, features] tiles", "point": "one point per lane"}[impl]
-    return dict(case, name=f"{case['name']}, backward: {what}", kernel=lambda x, g: _DenseForced.apply(x, g, impl),
-                kernel_only=True)
+
+    def kernel(x, g):
+        from fieldfit.cuda import _grid_triton  # noqa: PLC0415
+
+        _grid_triton._dense_backward_choice.pinned = impl  # this backward kernel, not the timed choice
+        return K.dense_grid(x, g)
+
+    return dict(case, name=f"{case['name']}, backward: {what}", kernel=kernel, kernel_only=True)
 
 
 def _dense_case(d, f, res, channels_last):
@@ -123,8 +109,13 @@ def _dense_case(d, f, res, channels_last):
         return [x, grid], [1]
 
     layout = "channels-last" if channels_last else "channels-first"
-    return dict(name=f"dense_grid {d}D F={f} R={res} {layout}", make=make, kernel=K.dense_grid,
-                reference=R.dense_grid_ref)
+    def kernel(x, g):
+        from fieldfit.cuda import _grid_triton  # noqa: PLC0415
+
+        _grid_triton._dense_backward_choice.pinned = None  # the timed choice
+        return K.dense_grid(x, g)
+
+    return dict(name=f"dense_grid {d}D F={f} R={res} {layout}", make=make, kernel=kernel, reference=R.dense_grid_ref)
 
 
 def _hash_case(levels, log2t, f):
@@ -139,7 +130,7 @@ def _hash_case(levels, log2t, f):
                 kernel=lambda x, t: K.hash_grid(x, t, res), reference=lambda x, t: R.hash_grid_ref(x, t, res))
 
 
-def _triplane_case(max_res, f=4, volume_max_res=32):
+def _triplane_case(max_res, f=4, volume_max_res=32, backward=None):
     """lego's rbf encoding on CUDA: 4 levels 16..max_res, 3 planes each, volumes up to 32 (15 grids)."""
     from fieldfit.cuda.triplane import pack
     from fieldfit.fields.components.encodings import GridConfig
@@ -155,9 +146,17 @@ def _triplane_case(max_res, f=4, volume_max_res=32):
         pack(grids)  # as TriPlane keeps them: one buffer, read in place
         return [torch.rand(n, 3, device=dev) * 2 - 1, *grids], list(range(1, 1 + len(grids)))
 
-    return dict(name=f"triplane_grid F={f} R={res} volumes<={volume_max_res} (vs {n_p} grid_sample + cat)",
-                make=make, kernel=lambda x, *g: K.triplane_grid(x, g[:n_p], g[n_p:]),
-                reference=lambda x, *g: R.triplane_ref(x, g[:n_p], g[n_p:]))
+    def kernel(x, *g):
+        from fieldfit.cuda import _triplane_triton  # noqa: PLC0415
+
+        _triplane_triton._backward_choice.pinned = backward  # None: timed; else this backward kernel, forced
+        return K.triplane_grid(x, g[:n_p], g[n_p:])
+
+    name = f"triplane_grid F={f} R={res} volumes<={volume_max_res} (vs {n_p} grid_sample + cat)"
+    if backward:
+        name += f", backward: {dict(tile='[points, features] tiles', point='one point per lane')[backward]}"
+    return dict(name=name, make=make, kernel=kernel, reference=lambda x, *g: R.triplane_ref(x, g[:n_p], g[n_p:]),
+                kernel_only=backward is not None)
 
 
 def _composite_case():
@@ -228,7 +227,7 @@ CASES = {
               *(_dense_forced_case(*shape, impl) for shape in ((2, 8, 512, True), (3, 8, 128, False))
                 for impl in ("tile", "point"))],
     "hash": [_hash_case(16, 19, 2)],
-    "triplane": [_triplane_case(512)],
+    "triplane": [_triplane_case(512), _triplane_case(512, backward="tile"), _triplane_case(512, backward="point")],
     "composite": [_composite_case()],
     "traverse": [_traverse_case(128, 256), _traverse_next_case(128, 256, 8)],
     "fused": [_fused_case()],
@@ -396,6 +395,12 @@ def main(argv=None):
         chosen = _grid_triton._dense_backward_choice.chosen
         extra["dense_backward_chosen"] = {f"d={k[1]} F={k[2]} strides={k[3]}": m for k, m in chosen.items()}
         print(f"# dense_grid backward chosen: {extra['dense_backward_chosen']}")
+    if on_cuda and "triplane" in keys:
+        from fieldfit.cuda import _triplane_triton  # noqa: PLC0415
+
+        chosen = _triplane_triton._backward_choice.chosen
+        extra["triplane_backward_chosen"] = {f"planes={k[1]} volumes={k[2]} F={k[3]}": m for k, m in chosen.items()}
+        print(f"# triplane_grid backward chosen: {extra['triplane_backward_chosen']}")
     out.write_text(json.dumps(dict(machine=machine(dev), note=note, results=rows, **extra), indent=1))
     print(f"# wrote {out}")
     return 0

@@ -6,13 +6,15 @@ Program (i, e) blends the 2^DIM corners of grid e for points [i*BN, (i+1)*BN) an
 columns of the output. Planes use DIM=2, volumes DIM=3 (axes 0, 1, 2): two launches per call
 instead of one per grid plus the index copies of ``x[:, [a, b]]``. Sampling is grid_sample's
 (align_corners=True, border), as ``_grid_triton``'s dense kernel; backward scatters grid-grads
-with relaxed atomics and adds position-grads atomically (several grids read each coordinate).
+with relaxed atomics and adds position-grads atomically (several grids read each coordinate). Two
+backward kernels, [points, features] tiles or one point per lane; on a GPU the faster is timed and kept.
 """
 
 import torch
 import triton
 import triton.language as tl
 
+from ._choice import Choice
 from ._dispatch import device_guard
 from ._grid_triton import _corner, _dense_launch, _feature_block, _gs_axis
 
@@ -95,6 +97,36 @@ def _bwd_kernel(x_ptr, g_ptr, meta_ptr, go_ptr, dg_ptr, dx_ptr, N, F, OUT_W, COL
             tl.atomic_add(dx_ptr + rn * 3 + 2, tl.where(in2, gx2 * half, 0.0), mask=mn, sem="relaxed")
 
 
+@triton.jit
+def _bwd_point_kernel(x_ptr, g_ptr, meta_ptr, go_ptr, dg_ptr, dx_ptr, N, F, OUT_W, COL0, NEED_G: tl.constexpr,
+                      NEED_X: tl.constexpr, DIM: tl.constexpr, BN: tl.constexpr):
+    """``_bwd_kernel`` with one point per lane and a loop over features (as ``_grid_triton``'s per-point dense
+    backward): no cross-lane feature sums, unmasked atomics (lanes past N add 0 to a valid cell)."""
+    (rn, mn, off, S, stf, col, a0, a1,
+     lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2) = _setup(x_ptr, meta_ptr, N, F, COL0, DIM, BN)
+    gx0 = tl.zeros((BN,), dtype=f0.dtype)
+    gx1 = tl.zeros((BN,), dtype=f0.dtype)
+    gx2 = tl.zeros((BN,), dtype=f0.dtype)
+    for f in range(0, F):
+        go = tl.load(go_ptr + rn * OUT_W + col + f, mask=mn, other=0.0)
+        for c in tl.static_range(2**DIM):
+            i0, i1, i2, w, dw0, dw1, dw2 = _corner(c, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2)
+            o = off + i0 + (i1 + i2 * S) * S + f * stf
+            if NEED_G:
+                tl.atomic_add(dg_ptr + o, w * go, sem="relaxed")
+            if NEED_X:
+                s = go * tl.load(g_ptr + o)
+                gx0 += s * dw0
+                gx1 += s * dw1
+                gx2 += s * dw2
+    if NEED_X:
+        half = 0.5 * (S - 1)
+        tl.atomic_add(dx_ptr + rn * 3 + a0, tl.where(in0, gx0 * half, 0.0), mask=mn, sem="relaxed")
+        tl.atomic_add(dx_ptr + rn * 3 + a1, tl.where(in1, gx1 * half, 0.0), mask=mn, sem="relaxed")
+        if DIM == 3:
+            tl.atomic_add(dx_ptr + rn * 3 + 2, tl.where(in2, gx2 * half, 0.0), mask=mn, sem="relaxed")
+
+
 def _launches(meta_p, meta_v):
     """(meta, DIM, first output column in grids) of the plane and volume launches that have entries."""
     out = []
@@ -119,17 +151,40 @@ def forward(x, flat, meta_p, meta_v, f: int) -> torch.Tensor:
     return out
 
 
-def backward(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid: bool):
+BN_POINT, WARPS_POINT = 128, 4
+_backward_choice = Choice()  # backward kernel per (device, planes, volumes, F, needs)
+
+
+def backward_tile(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid: bool):
+    return _backward(x, flat, meta_p, meta_v, f, grad_out, need_x, need_grid, point=False)
+
+
+def backward_point(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid: bool):
+    return _backward(x, flat, meta_p, meta_v, f, grad_out, need_x, need_grid, point=True)
+
+
+def _backward(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid: bool, point: bool):
     n, e = x.shape[0], meta_p.shape[0] + meta_v.shape[0]
     dflat = torch.zeros_like(flat) if need_grid else None
     dx = torch.zeros_like(x) if need_x else None
     if n == 0 or e == 0 or f == 0 or not (need_x or need_grid):
         return dx, dflat
-    cfg = _dense_launch(need_x=need_x)
+    cfg = dict(BN=BN_POINT, num_warps=WARPS_POINT) if point else dict(_dense_launch(need_x=need_x), BF=_feature_block(f))
+    kernel = _bwd_point_kernel if point else _bwd_kernel
     with device_guard(x.device):
         for meta, dim, first in _launches(meta_p, meta_v):
             grid = (triton.cdiv(n, cfg["BN"]), meta.shape[0])
-            _bwd_kernel[grid](x, flat, meta, grad_out, dflat if need_grid else flat, dx if need_x else x, n, f, e * f,
-                              first * f, NEED_G=need_grid, NEED_X=need_x, DIM=dim, BF=_feature_block(f),
-                              enable_fp_fusion=True, **cfg)
+            kernel[grid](x, flat, meta, grad_out, dflat if need_grid else flat, dx if need_x else x, n, f, e * f,
+                         first * f, NEED_G=need_grid, NEED_X=need_x, DIM=dim, enable_fp_fusion=True, **cfg)
     return dx, dflat
+
+
+def backward(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid: bool):
+    """(dx, dflat). On a GPU with at least 2^14 points, the faster of the tile and the per-point kernel, timed
+    on the first such call of each encoding shape (cuda/_choice.py); otherwise the tile kernel."""
+    args = (x, flat, meta_p, meta_v, f, grad_out, need_x, need_grid)
+    if not (x.is_cuda and x.shape[0] >= 1 << 14):
+        return backward_tile(*args)
+    impls = {"tile": backward_tile, "point": backward_point}
+    key = (x.device.index, meta_p.shape[0], meta_v.shape[0], f, flat.numel(), need_x, need_grid)
+    return impls[_backward_choice(key, {m: (lambda fn=fn: fn(*args)) for m, fn in impls.items()}, x.device)](*args)

@@ -22,6 +22,7 @@ from fieldfit.cuda import _grid_triton as G  # noqa: E402
 from fieldfit.cuda import _raster_triton as RA  # noqa: E402
 from fieldfit.cuda import _rbf_triton as R  # noqa: E402
 from fieldfit.cuda import _traverse_triton as T  # noqa: E402
+from fieldfit.cuda import _triplane_triton as TP  # noqa: E402
 
 
 def _sig(fn, types, consts):
@@ -54,6 +55,18 @@ def specs():
                  dict(NEED_G=True, NEED_X=True, DIM=dim, BN=bwd["BN"], BF=G.DENSE_BF), bwd["num_warps"], True),
                 (f"dense bwd per point {dim}d {dt}", G._dense_bwd_point_kernel, p,
                  dict(NEED_G=True, NEED_X=True, DIM=dim, BN=G.DENSE_BN_POINT), G.DENSE_WARPS_POINT, True),
+            ]
+        tp3 = dict(p, meta_ptr="*i64")  # tri-plane: planes (DIM 2) and volumes (DIM 3) of one flat buffer
+        for dim in (2, 3):
+            fwd = G._dense_launch(forward=True)
+            bwd = G._dense_launch(need_x=True)
+            out += [
+                (f"triplane fwd {dim}d {dt}", TP._fwd_kernel, tp3, dict(DIM=dim, BN=fwd["BN"], BF=4), fwd["num_warps"],
+                 True),
+                (f"triplane bwd {dim}d {dt}", TP._bwd_kernel, tp3,
+                 dict(NEED_G=True, NEED_X=True, DIM=dim, BN=bwd["BN"], BF=4), bwd["num_warps"], True),
+                (f"triplane bwd per point {dim}d {dt}", TP._bwd_point_kernel, tp3,
+                 dict(NEED_G=True, NEED_X=True, DIM=dim, BN=TP.BN_POINT), TP.WARPS_POINT, True),
             ]
         hp = dict(p, res_ptr="*i32", hashed_ptr="*i32")
         for dim, pow2 in ((3, True), (3, False), (1, True)):

@@ -47,3 +47,4 @@ def test_every_case_runs_on_the_gpu_branch(kernels_bench):
                 assert err < 1e-5, f"{case['name']}: kernel and reference differ by {err}"
             names.append(case["name"])
     assert any("GEMM backward" in n for n in names) and any("tensor cores" in n for n in names)
+    assert any("one point per lane" in n for n in names) and any("features] tiles" in n for n in names)

@@ -277,6 +277,9 @@ def test_kernel_choice_times_each_candidate_once_per_shape():
     cost["loop"] = 0.5
     assert choice(("cuda0", 3, 64, "gaussian"), cands) == "loop"  # another shape, timed on its own
     assert choice.chosen == {("cuda0", 32, 64, "gaussian"): "dot", ("cuda0", 3, 64, "gaussian"): "loop"}
+    choice.pinned = "loop"  # a benchmark's A/B: the pinned one, untimed
+    assert choice(("cuda0", 16, 64, "gaussian"), cands) == "loop" and calls == {"loop": 8, "dot": 8}
+    assert ("cuda0", 16, 64, "gaussian") not in choice.chosen
 
 
 @requires_cuda

@@ -8,7 +8,7 @@ multiply-adds may put a point a rounding error across one, where dx jumps).
 
 import pytest
 import torch
-from _kernel_utils import DEVICES, DTYPES, assert_close, triton_kernels, vjp  # noqa: F401
+from _kernel_utils import DEVICES, DTYPES, assert_close, requires_cuda, triton_kernels, vjp  # noqa: F401
 
 from fieldfit.cuda import triplane_grid
 from fieldfit.cuda._torch_ref import triplane_ref
@@ -67,7 +67,16 @@ CASES = [
 ]
 
 
-@pytest.mark.usefixtures("triton_kernels")
+@pytest.fixture(params=["tile", "point"])
+def triplane_backward(request, monkeypatch):
+    """Each test runs with each backward kernel (on a GPU ``backward`` times both and keeps one)."""
+    from fieldfit.cuda import _triplane_triton
+
+    monkeypatch.setattr(_triplane_triton, "backward", getattr(_triplane_triton, f"backward_{request.param}"))
+    return request.param
+
+
+@pytest.mark.usefixtures("triton_kernels", "triplane_backward")
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("f", "plane_res", "volume_res"), CASES)
@@ -77,7 +86,7 @@ def test_triplane_matches_reference(device, dtype, f, plane_res, volume_res):
     assert out.shape == (37, f * (3 * len(plane_res) + len(volume_res)))
 
 
-@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.usefixtures("triton_kernels", "triplane_backward")
 @pytest.mark.parametrize("device", DEVICES)
 def test_triplane_packed_grids_read_in_place(device):
     """Packed grids (one storage, back to back) are read without a copy; their grads keep shape."""
@@ -91,7 +100,7 @@ def test_triplane_packed_grids_read_in_place(device):
     assert all(g.grad.shape == g.shape for g in grids)
 
 
-@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.usefixtures("triton_kernels", "triplane_backward")
 @pytest.mark.parametrize("device", DEVICES)
 def test_triplane_empty_and_extremes(device):
     planes, volumes = _grids(2, (3,), (2,), torch.float64, device)
@@ -102,6 +111,18 @@ def test_triplane_empty_and_extremes(device):
     assert all(g is not None and torch.all(g == 0) for g in grads[1:])
     far = torch.tensor([[1e6, -1e6, 0.0], [-1.0, 1.0, 1.0]], dtype=torch.float64, device=device)
     _compare(far, planes, volumes, torch.float64)  # far outside reads the border, x-grad 0 there
+
+
+@requires_cuda
+@pytest.mark.requires_cuda
+@pytest.mark.usefixtures("triton_kernels")
+def test_triplane_backward_on_a_gpu_takes_the_faster_kernel():
+    from fieldfit.cuda import _triplane_triton
+
+    _triplane_triton._backward_choice.chosen.clear()
+    planes, volumes = _grids(4, (16, 40), (8,), torch.float32, "cuda")
+    _compare(_points(1 << 15, torch.float32, "cuda"), planes, volumes, torch.float32)
+    assert list(_triplane_triton._backward_choice.chosen.values()) in (["tile"], ["point"])
 
 
 def test_triplane_reference_gradcheck_f64():
