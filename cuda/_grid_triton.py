@@ -115,6 +115,16 @@ def _dense_fwd_kernel(x_ptr, g_ptr, out_ptr, N, F, S0, S1, S2, st0, st1, st2, st
 
 
 @triton.jit
+def _store_dx(dx_ptr, rn, mn, DIM: tl.constexpr, gx0, gx1, gx2, in0, in1, in2, S0, S1, S2):
+    """dx of grid_sample(align_corners=True, border): the sums per axis times (S - 1) / 2, 0 on the border."""
+    tl.store(dx_ptr + rn * DIM, tl.where(in0, gx0 * (0.5 * (S0 - 1)), 0.0), mask=mn)
+    if DIM > 1:
+        tl.store(dx_ptr + rn * DIM + 1, tl.where(in1, gx1 * (0.5 * (S1 - 1)), 0.0), mask=mn)
+    if DIM > 2:
+        tl.store(dx_ptr + rn * DIM + 2, tl.where(in2, gx2 * (0.5 * (S2 - 1)), 0.0), mask=mn)
+
+
+@triton.jit
 def _dense_bwd_kernel(x_ptr, g_ptr, go_ptr, dg_ptr, dx_ptr, N, F, S0, S1, S2, st0, st1, st2, stf,
                       NEED_G: tl.constexpr, NEED_X: tl.constexpr, DIM: tl.constexpr,
                       BN: tl.constexpr, BF: tl.constexpr):
@@ -141,11 +151,7 @@ def _dense_bwd_kernel(x_ptr, g_ptr, go_ptr, dg_ptr, dx_ptr, N, F, S0, S1, S2, st
                 gx1 += s * dw1
                 gx2 += s * dw2
     if NEED_X:
-        tl.store(dx_ptr + rn * DIM, tl.where(in0, gx0 * (0.5 * (S0 - 1)), 0.0), mask=mn)
-        if DIM > 1:
-            tl.store(dx_ptr + rn * DIM + 1, tl.where(in1, gx1 * (0.5 * (S1 - 1)), 0.0), mask=mn)
-        if DIM > 2:
-            tl.store(dx_ptr + rn * DIM + 2, tl.where(in2, gx2 * (0.5 * (S2 - 1)), 0.0), mask=mn)
+        _store_dx(dx_ptr, rn, mn, DIM, gx0, gx1, gx2, in0, in1, in2, S0, S1, S2)
 
 
 @triton.jit
@@ -176,11 +182,7 @@ def _dense_bwd_point_kernel(x_ptr, g_ptr, go_ptr, dg_ptr, dx_ptr, N, F, S0, S1, 
                 gx1 += s * dw1
                 gx2 += s * dw2
     if NEED_X:
-        tl.store(dx_ptr + rn * DIM, tl.where(in0, gx0 * (0.5 * (S0 - 1)), 0.0), mask=mn)
-        if DIM > 1:
-            tl.store(dx_ptr + rn * DIM + 1, tl.where(in1, gx1 * (0.5 * (S1 - 1)), 0.0), mask=mn)
-        if DIM > 2:
-            tl.store(dx_ptr + rn * DIM + 2, tl.where(in2, gx2 * (0.5 * (S2 - 1)), 0.0), mask=mn)
+        _store_dx(dx_ptr, rn, mn, DIM, gx0, gx1, gx2, in0, in1, in2, S0, S1, S2)
 
 
 def _dense_geometry(grid: torch.Tensor):

@@ -68,6 +68,16 @@ def _fwd_kernel(x_ptr, g_ptr, meta_ptr, out_ptr, N, F, OUT_W, COL0, DIM: tl.cons
 
 
 @triton.jit
+def _add_dx(dx_ptr, rn, mn, DIM: tl.constexpr, a0, a1, gx0, gx1, gx2, in0, in1, in2, S):
+    """Add one grid's dx to the points' x-grads (atomically: several grids read each coordinate)."""
+    half = 0.5 * (S - 1)
+    tl.atomic_add(dx_ptr + rn * 3 + a0, tl.where(in0, gx0 * half, 0.0), mask=mn, sem="relaxed")
+    tl.atomic_add(dx_ptr + rn * 3 + a1, tl.where(in1, gx1 * half, 0.0), mask=mn, sem="relaxed")
+    if DIM == 3:
+        tl.atomic_add(dx_ptr + rn * 3 + 2, tl.where(in2, gx2 * half, 0.0), mask=mn, sem="relaxed")
+
+
+@triton.jit
 def _bwd_kernel(x_ptr, g_ptr, meta_ptr, go_ptr, dg_ptr, dx_ptr, N, F, OUT_W, COL0, NEED_G: tl.constexpr,
                 NEED_X: tl.constexpr, DIM: tl.constexpr, BN: tl.constexpr, BF: tl.constexpr):
     (rn, mn, off, S, stf, col, a0, a1,
@@ -90,11 +100,7 @@ def _bwd_kernel(x_ptr, g_ptr, meta_ptr, go_ptr, dg_ptr, dx_ptr, N, F, OUT_W, COL
                 gx1 += s * dw1
                 gx2 += s * dw2
     if NEED_X:
-        half = 0.5 * (S - 1)
-        tl.atomic_add(dx_ptr + rn * 3 + a0, tl.where(in0, gx0 * half, 0.0), mask=mn, sem="relaxed")
-        tl.atomic_add(dx_ptr + rn * 3 + a1, tl.where(in1, gx1 * half, 0.0), mask=mn, sem="relaxed")
-        if DIM == 3:
-            tl.atomic_add(dx_ptr + rn * 3 + 2, tl.where(in2, gx2 * half, 0.0), mask=mn, sem="relaxed")
+        _add_dx(dx_ptr, rn, mn, DIM, a0, a1, gx0, gx1, gx2, in0, in1, in2, S)
 
 
 @triton.jit
@@ -120,11 +126,7 @@ def _bwd_point_kernel(x_ptr, g_ptr, meta_ptr, go_ptr, dg_ptr, dx_ptr, N, F, OUT_
                 gx1 += s * dw1
                 gx2 += s * dw2
     if NEED_X:
-        half = 0.5 * (S - 1)
-        tl.atomic_add(dx_ptr + rn * 3 + a0, tl.where(in0, gx0 * half, 0.0), mask=mn, sem="relaxed")
-        tl.atomic_add(dx_ptr + rn * 3 + a1, tl.where(in1, gx1 * half, 0.0), mask=mn, sem="relaxed")
-        if DIM == 3:
-            tl.atomic_add(dx_ptr + rn * 3 + 2, tl.where(in2, gx2 * half, 0.0), mask=mn, sem="relaxed")
+        _add_dx(dx_ptr, rn, mn, DIM, a0, a1, gx0, gx1, gx2, in0, in1, in2, S)
 
 
 def _launches(meta_p, meta_v):
