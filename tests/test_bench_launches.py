@@ -1,0 +1,34 @@
+"""bench/launches.py: the GPU code path's launches and host syncs, counted on the CPU (a tiny run)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fieldfit.cli import main as cli
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "launches.py"
+
+
+@pytest.mark.slow
+def test_counts_frames_and_a_step(tmp_path):
+    # a small field (one tri-plane level, 8 units): the interpreter runs every kernel of a GPU frame and step
+    assert cli(["blocks", "--steps", "3", "--resolution", "16", "--levels", "1", "--base-res", "8", "--max-res", "8",
+                "--units", "8", "--out", str(tmp_path / "run")]) == 0
+    out = tmp_path / "launches.json"
+    # its own process: the script sets TRITON_INTERPRET before triton is imported, and patches classes
+    res = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "run"), "--size", "4", "--modes", "packed,fused",
+                          "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    data = json.loads(out.read_text())
+    frames = data["frames"]
+    assert set(frames) == {"packed", "fused"}  # blocks trains an RBF tri-plane: fusable
+    for mode, row in frames.items():
+        assert row["aten_launches"] > 0 and row["triton_launches"] >= 1, (mode, row)
+    # the fused marcher: one kernel, syncs only for the step count; the others launch per round / pass
+    assert frames["fused"]["triton"] == {"_fused_kernel": 1} and frames["fused"]["host_syncs"] <= 2
+    assert frames["packed"]["host_syncs"] > frames["fused"]["host_syncs"]
+    assert frames["packed"]["aten_launches"] > 2 * frames["fused"]["aten_launches"]
+    assert "_rbf_bwd_kernel" in data["step"]["triton"] and data["step"]["host_syncs"] >= 1
