@@ -14,6 +14,7 @@ Writes bench/results/kernels_<device>.json with the machine description. Run fro
 """
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -86,20 +87,10 @@ def _rbf_forward_case(d, k, impl):
                 kernel=kernel, reference=R.rbf_layer_ref, kernel_only=True)
 
 
-def _dense_forced_case(d, f, res, channels_last, impl):
-    case = _dense_case(d, f, res, channels_last)
-    what = {"tile": "[points, features] tiles", "point": "one point per lane"}[impl]
-
-    def kernel(x, g):
-        from fieldfit.cuda import _grid_triton  # noqa: PLC0415
-
-        _grid_triton._dense_backward_choice.pinned = impl  # this backward kernel, not the timed choice
-        return K.dense_grid(x, g)
-
-    return dict(case, name=f"{case['name']}, backward: {what}", kernel=kernel, kernel_only=True)
+BACKWARDS = {"tile": "[points, features] tiles", "point": "one point per lane"}  # grid backward kernels
 
 
-def _dense_case(d, f, res, channels_last):
+def _dense_case(d, f, res, channels_last, backward=None):
     def make(n, dev):
         x = torch.rand(n, d, device=dev) * 2 - 1
         shape = (*([res] * d), f)
@@ -108,14 +99,15 @@ def _dense_case(d, f, res, channels_last):
             grid = grid.contiguous()
         return [x, grid], [1]
 
-    layout = "channels-last" if channels_last else "channels-first"
     def kernel(x, g):
         from fieldfit.cuda import _grid_triton  # noqa: PLC0415
 
-        _grid_triton._dense_backward_choice.pinned = None  # the timed choice
+        _grid_triton._dense_backward_choice.pinned = backward  # None: timed; else this backward kernel, forced
         return K.dense_grid(x, g)
 
-    return dict(name=f"dense_grid {d}D F={f} R={res} {layout}", make=make, kernel=kernel, reference=R.dense_grid_ref)
+    name = f"dense_grid {d}D F={f} R={res} {'channels-last' if channels_last else 'channels-first'}"
+    name += f", backward: {BACKWARDS[backward]}" if backward else ""
+    return dict(name=name, make=make, kernel=kernel, reference=R.dense_grid_ref, kernel_only=backward is not None)
 
 
 def _hash_case(levels, log2t, f):
@@ -153,8 +145,7 @@ def _triplane_case(max_res, f=4, volume_max_res=32, backward=None):
         return K.triplane_grid(x, g[:n_p], g[n_p:])
 
     name = f"triplane_grid F={f} R={res} volumes<={volume_max_res} (vs {n_p} grid_sample + cat)"
-    if backward:
-        name += f", backward: {dict(tile='[points, features] tiles', point='one point per lane')[backward]}"
+    name += f", backward: {BACKWARDS[backward]}" if backward else ""
     return dict(name=name, make=make, kernel=kernel, reference=lambda x, *g: R.triplane_ref(x, g[:n_p], g[n_p:]),
                 kernel_only=backward is not None)
 
@@ -220,14 +211,19 @@ def _fused_case(g=128, m=256):
                 reference=render_fused_ref, rays=True)
 
 
+# op -> (kernel module, its Choice, JSON key) of the ops whose kernel is chosen by timing on a GPU
+CHOICES = {"rbf": ("_rbf_triton", "_forward_choice", "rbf_forward_chosen"),
+           "dense": ("_grid_triton", "_dense_backward_choice", "dense_backward_chosen"),
+           "triplane": ("_triplane_triton", "_backward_choice", "triplane_backward_chosen")}
+
 CASES = {
     "rbf": [_rbf_case(32, 64), _rbf_case(32, 64, gemm_backward=True), _rbf_forward_case(32, 64, "loop"),
             _rbf_forward_case(32, 64, "dot"), _rbf_case(3, 64)],
     "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True),
-              *(_dense_forced_case(*shape, impl) for shape in ((2, 8, 512, True), (3, 8, 128, False))
-                for impl in ("tile", "point"))],
+              *(_dense_case(*shape, backward=b) for shape in ((2, 8, 512, True), (3, 8, 128, False))
+                for b in BACKWARDS)],
     "hash": [_hash_case(16, 19, 2)],
-    "triplane": [_triplane_case(512), _triplane_case(512, backward="tile"), _triplane_case(512, backward="point")],
+    "triplane": [_triplane_case(512), *(_triplane_case(512, backward=b) for b in BACKWARDS)],
     "composite": [_composite_case()],
     "traverse": [_traverse_case(128, 256), _traverse_next_case(128, 256, 8)],
     "fused": [_fused_case()],
@@ -383,24 +379,11 @@ def main(argv=None):
     out = args.out or RESULTS / f"kernels_{slug}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     extra = {}
-    if on_cuda and "rbf" in keys:  # which forward rbf_layer chose per shape (timed at its first large call)
-        from fieldfit.cuda import _rbf_triton  # noqa: PLC0415
-
-        chosen = _rbf_triton._forward_choice.chosen
-        extra["rbf_forward_chosen"] = {f"D={key[1]} K={key[2]} {key[3]}": m for key, m in chosen.items()}
-        print(f"# rbf_layer forward chosen: {extra['rbf_forward_chosen']}")
-    if on_cuda and "dense" in keys:  # which backward dense_grid chose per problem
-        from fieldfit.cuda import _grid_triton  # noqa: PLC0415
-
-        chosen = _grid_triton._dense_backward_choice.chosen
-        extra["dense_backward_chosen"] = {f"d={k[1]} F={k[2]} strides={k[3]}": m for k, m in chosen.items()}
-        print(f"# dense_grid backward chosen: {extra['dense_backward_chosen']}")
-    if on_cuda and "triplane" in keys:
-        from fieldfit.cuda import _triplane_triton  # noqa: PLC0415
-
-        chosen = _triplane_triton._backward_choice.chosen
-        extra["triplane_backward_chosen"] = {f"planes={k[1]} volumes={k[2]} F={k[3]}": m for k, m in chosen.items()}
-        print(f"# triplane_grid backward chosen: {extra['triplane_backward_chosen']}")
+    for key, (module, attr, label) in CHOICES.items():  # which kernel each timed choice kept, per problem
+        if on_cuda and key in keys:
+            chosen = getattr(importlib.import_module(f"fieldfit.cuda.{module}"), attr).chosen
+            extra[label] = {str(problem): name for problem, name in chosen.items()}
+            print(f"# {label}: {extra[label]}")
     out.write_text(json.dumps(dict(machine=machine(dev), note=note, results=rows, **extra), indent=1))
     print(f"# wrote {out}")
     return 0

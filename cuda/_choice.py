@@ -12,6 +12,8 @@ import time
 
 import torch
 
+MIN_POINTS = 1 << 14  # smaller calls take the default kernel: too short to time, too short to matter
+
 
 def device_seconds(fn, device) -> float:
     """Seconds of one call of ``fn``, the device synchronised before and after."""
@@ -39,3 +41,8 @@ class Choice:
                 times[name] = min(self.timer(fn, device) for _ in range(reps))
             self.chosen[key] = min(times, key=times.get)
         return self.chosen[key]
+
+    def call(self, key: tuple, impls: dict, *args, device=None):
+        """``impls`` (name -> function) is the candidates: the fastest for ``key``, called with ``args``."""
+        name = self(key, {m: (lambda fn=fn: fn(*args)) for m, fn in impls.items()}, device)
+        return impls[name](*args)

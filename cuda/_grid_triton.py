@@ -17,7 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._choice import Choice
+from ._choice import MIN_POINTS, Choice
 from ._dispatch import device_guard
 from ._torch_ref import HASH_PRIMES
 
@@ -95,13 +95,20 @@ def _dense_axis(x_ptr, rn, mn, i: tl.constexpr, DIM: tl.constexpr, S):
 
 
 @triton.jit
-def _dense_fwd_kernel(x_ptr, g_ptr, out_ptr, N, F, S0, S1, S2, st0, st1, st2, stf,
-                      DIM: tl.constexpr, BN: tl.constexpr, BF: tl.constexpr):
+def _dense_setup(x_ptr, N, S0, S1, S2, DIM: tl.constexpr, BN: tl.constexpr):
+    """This program's points (rn, mask) and per-axis corners (lo, hi, fraction, inside)."""
     rn = tl.program_id(0).to(tl.int64) * BN + tl.arange(0, BN)
     mn = rn < N
     lo0, hi0, f0, in0 = _dense_axis(x_ptr, rn, mn, 0, DIM, S0)
     lo1, hi1, f1, in1 = _dense_axis(x_ptr, rn, mn, 1, DIM, S1)
     lo2, hi2, f2, in2 = _dense_axis(x_ptr, rn, mn, 2, DIM, S2)
+    return rn, mn, lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2
+
+
+@triton.jit
+def _dense_fwd_kernel(x_ptr, g_ptr, out_ptr, N, F, S0, S1, S2, st0, st1, st2, stf,
+                      DIM: tl.constexpr, BN: tl.constexpr, BF: tl.constexpr):
+    rn, mn, lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2 = _dense_setup(x_ptr, N, S0, S1, S2, DIM, BN)
     for fb in range(0, F, BF):
         rf = fb + tl.arange(0, BF)
         m2 = mn[:, None] & (rf < F)[None, :]
@@ -128,11 +135,7 @@ def _store_dx(dx_ptr, rn, mn, DIM: tl.constexpr, gx0, gx1, gx2, in0, in1, in2, S
 def _dense_bwd_kernel(x_ptr, g_ptr, go_ptr, dg_ptr, dx_ptr, N, F, S0, S1, S2, st0, st1, st2, stf,
                       NEED_G: tl.constexpr, NEED_X: tl.constexpr, DIM: tl.constexpr,
                       BN: tl.constexpr, BF: tl.constexpr):
-    rn = tl.program_id(0).to(tl.int64) * BN + tl.arange(0, BN)
-    mn = rn < N
-    lo0, hi0, f0, in0 = _dense_axis(x_ptr, rn, mn, 0, DIM, S0)
-    lo1, hi1, f1, in1 = _dense_axis(x_ptr, rn, mn, 1, DIM, S1)
-    lo2, hi2, f2, in2 = _dense_axis(x_ptr, rn, mn, 2, DIM, S2)
+    rn, mn, lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2 = _dense_setup(x_ptr, N, S0, S1, S2, DIM, BN)
     gx0 = tl.zeros((BN,), dtype=f0.dtype)
     gx1 = tl.zeros((BN,), dtype=f0.dtype)
     gx2 = tl.zeros((BN,), dtype=f0.dtype)
@@ -161,11 +164,7 @@ def _dense_bwd_point_kernel(x_ptr, g_ptr, go_ptr, dg_ptr, dx_ptr, N, F, S0, S1, 
     [points, features] tiles, so no layout conversions through shared memory and no barriers around the
     atomics (the tile kernel's sm_90 SASS has four per feature chunk), and the x-grad sums stay in the
     lane. Lanes past N add 0 to a valid cell: unmasked atomics, no branch around each."""
-    rn = tl.program_id(0).to(tl.int64) * BN + tl.arange(0, BN)
-    mn = rn < N
-    lo0, hi0, f0, in0 = _dense_axis(x_ptr, rn, mn, 0, DIM, S0)
-    lo1, hi1, f1, in1 = _dense_axis(x_ptr, rn, mn, 1, DIM, S1)
-    lo2, hi2, f2, in2 = _dense_axis(x_ptr, rn, mn, 2, DIM, S2)
+    rn, mn, lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2 = _dense_setup(x_ptr, N, S0, S1, S2, DIM, BN)
     gx0 = tl.zeros((BN,), dtype=f0.dtype)
     gx1 = tl.zeros((BN,), dtype=f0.dtype)
     gx2 = tl.zeros((BN,), dtype=f0.dtype)
@@ -246,12 +245,12 @@ def _dense_backward(x, grid, grad_out, need_x: bool, need_grid: bool, point: boo
 def dense_backward(x, grid, grad_out, need_x: bool, need_grid: bool):
     """(dx, dgrid). On a GPU with at least 2^14 points, the faster of the tile and the per-point kernel, timed
     on the first such call of each (d, F, layout, needs) (cuda/_choice.py); otherwise the tile kernel."""
-    if not (x.is_cuda and x.shape[0] >= 1 << 14):
-        return dense_backward_tile(x, grid, grad_out, need_x, need_grid)
-    impls = {"tile": dense_backward_tile, "point": dense_backward_point}
+    args = (x, grid, grad_out, need_x, need_grid)
+    if not (x.is_cuda and x.shape[0] >= MIN_POINTS):
+        return dense_backward_tile(*args)
     key = (x.device.index, x.shape[1], grid.shape[0], tuple(grid.stride()), need_x, need_grid)
-    runs = {m: (lambda fn=fn: fn(x, grid, grad_out, need_x, need_grid)) for m, fn in impls.items()}
-    return impls[_dense_backward_choice(key, runs, x.device)](x, grid, grad_out, need_x, need_grid)
+    return _dense_backward_choice.call(key, {"tile": dense_backward_tile, "point": dense_backward_point}, *args,
+                                       device=x.device)
 
 
 # --------------------------------------------------------------------------- hash grid (instant-ngp)

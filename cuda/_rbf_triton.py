@@ -32,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._choice import Choice
+from ._choice import MIN_POINTS, Choice
 from ._dispatch import device_guard, num_programs_hint
 
 KERNEL_IDS = {"gaussian": 0, "inverse_quadratic": 1, "inverse_multiquadric": 2, "multiquadric": 3}
@@ -113,7 +113,6 @@ def _rbf_fwd_dot_kernel(x_ptr, c_ptr, lp_ptr, out_ptr, N, K, D: tl.constexpr, DP
 
 
 MIN_D_DOT, MAX_D_DOT, BN_DOT, BK_DOT, WARPS_DOT = 16, 64, 64, 64, 4
-MIN_N_CHOICE = 1 << 14  # smaller calls take the loop: too short to time, too short to matter
 
 
 def forward_loop(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Tensor, kernel: str) -> torch.Tensor:
@@ -153,13 +152,11 @@ def forward(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Tensor, kern
     """phi [N,K]: on a GPU, float32 with 16 <= D <= 64 and N >= 2^14, by the faster of the two kernels (timed on
     the first such call of each shape); otherwise by the loop."""
     n, d = x.shape
-    if not (x.is_cuda and x.dtype == torch.float32 and MIN_D_DOT <= d <= MAX_D_DOT and n >= MIN_N_CHOICE):
+    if not (x.is_cuda and x.dtype == torch.float32 and MIN_D_DOT <= d <= MAX_D_DOT and n >= MIN_POINTS):
         return forward_loop(x, centers, log_prec, kernel)
-    impls = {"loop": forward_loop, "dot": forward_dot}
-    key = (x.device.index, d, centers.shape[0], kernel)
-    runs = {m: (lambda f=f: f(x, centers, log_prec, kernel)) for m, f in impls.items()}
-    name = _forward_choice(key, runs, x.device)
-    return impls[name](x, centers, log_prec, kernel)
+    return _forward_choice.call((x.device.index, d, centers.shape[0], kernel),
+                                {"loop": forward_loop, "dot": forward_dot}, x, centers, log_prec, kernel,
+                                device=x.device)
 
 
 @triton.jit

@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._choice import Choice
+from ._choice import MIN_POINTS, Choice
 from ._dispatch import device_guard
 from ._grid_triton import _corner, _dense_launch, _feature_block, _gs_axis
 
@@ -171,7 +171,10 @@ def _backward(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid
     dx = torch.zeros_like(x) if need_x else None
     if n == 0 or e == 0 or f == 0 or not (need_x or need_grid):
         return dx, dflat
-    cfg = dict(BN=BN_POINT, num_warps=WARPS_POINT) if point else dict(_dense_launch(need_x=need_x), BF=_feature_block(f))
+    if point:
+        cfg = dict(BN=BN_POINT, num_warps=WARPS_POINT)
+    else:
+        cfg = dict(_dense_launch(need_x=need_x), BF=_feature_block(f))
     kernel = _bwd_point_kernel if point else _bwd_kernel
     with device_guard(x.device):
         for meta, dim, first in _launches(meta_p, meta_v):
@@ -185,8 +188,7 @@ def backward(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid:
     """(dx, dflat). On a GPU with at least 2^14 points, the faster of the tile and the per-point kernel, timed
     on the first such call of each encoding shape (cuda/_choice.py); otherwise the tile kernel."""
     args = (x, flat, meta_p, meta_v, f, grad_out, need_x, need_grid)
-    if not (x.is_cuda and x.shape[0] >= 1 << 14):
+    if not (x.is_cuda and x.shape[0] >= MIN_POINTS):
         return backward_tile(*args)
-    impls = {"tile": backward_tile, "point": backward_point}
     key = (x.device.index, meta_p.shape[0], meta_v.shape[0], f, flat.numel(), need_x, need_grid)
-    return impls[_backward_choice(key, {m: (lambda fn=fn: fn(*args)) for m, fn in impls.items()}, x.device)](*args)
+    return _backward_choice.call(key, {"tile": backward_tile, "point": backward_point}, *args, device=x.device)

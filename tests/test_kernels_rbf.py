@@ -277,6 +277,7 @@ def test_kernel_choice_times_each_candidate_once_per_shape():
     cost["loop"] = 0.5
     assert choice(("cuda0", 3, 64, "gaussian"), cands) == "loop"  # another shape, timed on its own
     assert choice.chosen == {("cuda0", 32, 64, "gaussian"): "dot", ("cuda0", 3, 64, "gaussian"): "loop"}
+    assert choice.call(("cuda0", 32, 64, "gaussian"), {"loop": lambda a: a + 1, "dot": lambda a: a * 10}, 3) == 30
     choice.pinned = "loop"  # a benchmark's A/B: the pinned one, untimed
     assert choice(("cuda0", 16, 64, "gaussian"), cands) == "loop" and calls == {"loop": 8, "dot": 8}
     assert ("cuda0", 16, 64, "gaussian") not in choice.chosen
@@ -288,7 +289,9 @@ def test_kernel_choice_times_each_candidate_once_per_shape():
 def test_rbf_forward_on_a_gpu_takes_the_faster_kernel():
     # N >= 2^14 on a GPU: the first call times both forwards; whichever wins, phi and its grads are right
     R = _forward_impls()
-    inputs = _inputs(R.MIN_N_CHOICE + 5, 64, 32, torch.float32, "cuda")
+    from fieldfit.cuda._choice import MIN_POINTS
+
+    inputs = _inputs(MIN_POINTS + 5, 64, 32, torch.float32, "cuda")
     key = (inputs[0].device.index, 32, 64, "gaussian")
     R._forward_choice.chosen.pop(key, None)
     phi = rbf_layer(*inputs)
