@@ -7,8 +7,8 @@ Without --run, fits lego_400 for --budget seconds first (the device's defaults: 
 grid, which the fused kernel draws). Then, for a test camera at each size (intrinsics scaled):
 ms per frame as ``fieldfit render`` makes it (rays made on the device, marched, copied back;
 ``render_rays``) for each marcher, packed being the baseline; the fused kernel also at other
-launch shapes (rays per program, warps, hash levels unrolled); each marcher's frame against packed's (max abs
-difference, PSNR: the same image up to float rounding); and the viewer's frame rate at 800x800
+launch shapes (rays per program, warps, hash levels unrolled, lane refill); each marcher's frame against
+packed's (max abs difference, PSNR: the same image up to float rounding); and the viewer's frame rate at 800x800
 while orbiting (full resolution and dynamic resolution at a 60 fps target) per marcher, with a
 frame's parts timed alone (the view's render at 800 and 200, its composition to 800x800), and on a GPU
 with the viewer's own marcher choice (viewer/marcher.py: each marcher timed on the first frames of
@@ -29,8 +29,11 @@ from _common import DATA, write
 from radiance_gpu import _timed
 
 MODES = ("packed", "rounds", "fused")
-# fused kernel launch shapes (rays per program, warps, levels unrolled) tried at the largest size
-SHAPES = ((16, 4, False), (64, 8, False), (16, 8, True), (32, 8, True))
+# fused kernel launch shapes (rays per program, warps, levels unrolled, lanes done before a refill) tried at the
+# largest size; refill = rays per program: a program takes its next rays only once all of its rays are done
+SHAPES = ((32, 8, False, 32), (32, 8, False, 16), (32, 8, False, 1), (16, 4, False, 4), (64, 8, False, 16),
+          (16, 8, True, 4), (32, 8, True, 8))
+LAUNCH = ("BLOCK", "WARPS", "UNROLL_LEVELS", "REFILL")
 
 
 def _fit(budget: float, device: str, tmp: Path, grid: str | None) -> Path:
@@ -78,16 +81,18 @@ def frames(run: Path, device: str, sizes, reps: int) -> dict:
                 out[f"frame_{size}_{mode}_vs_packed_psnr"] = 10 * torch.log10(torch.tensor(1 / max(mse, 1e-20))).item()
                 print(f"{size}x{size} {mode}: {out[f'frame_{size}_ms_{mode}']:.1f} ms", flush=True)
             if "fused" in modes and device.startswith("cuda") and size == max(sizes):
-                default = (_fused_triton.BLOCK, _fused_triton.WARPS, _fused_triton.UNROLL_LEVELS)
+                default = [getattr(_fused_triton, name) for name in LAUNCH]
                 try:
                     for shape in SHAPES:
-                        _fused_triton.BLOCK, _fused_triton.WARPS, _fused_triton.UNROLL_LEVELS = shape
-                        key = "frame_{}_ms_fused_block{}_warps{}_unroll{}".format(size, *shape)
+                        for name, value in zip(LAUNCH, shape):
+                            setattr(_fused_triton, name, value)
+                        key = "frame_{}_ms_fused_block{}_warps{}_unroll{}_refill{}".format(size, *shape)
                         out[key] = 1e3 * _timed(lambda: render_rays(model, *frame_rays(scene, f, device=device), bg,
                                                                     march, device, mode="fused"), device, reps)
                         print(f"{key}: {out[key]:.1f}", flush=True)
                 finally:
-                    _fused_triton.BLOCK, _fused_triton.WARPS, _fused_triton.UNROLL_LEVELS = default
+                    for name, value in zip(LAUNCH, default):
+                        setattr(_fused_triton, name, value)
     return out
 
 

@@ -189,12 +189,18 @@ def _traverse_next_case(g, m, k):
                 reference=R.traverse_next_ref)
 
 
-def _fused_case(g=128, m=256):
-    """A random 16-level hash grid (2^19 x 2), 32 RBF units, SH 3 head; 30% occupied cells."""
+def _fused_case(g=128, m=256, refill=None):
+    """A random 16-level hash grid (2^19 x 2), 32 RBF units, SH 3 head; 30% occupied cells. refill: the
+    kernel's REFILL for this case (None: its default; its BLOCK: no lane refill, the design it replaced)."""
     from fieldfit.cuda._fused_ref import render_fused_ref
     from fieldfit.cuda.fused import HashEncoding, RBFField
 
     def make(n, dev):
+        if dev.type == "cuda":
+            from fieldfit.cuda import _fused_triton
+
+            default = _FUSED_DEFAULTS.setdefault("REFILL", _fused_triton.REFILL)
+            _fused_triton.REFILL = refill or default
         gen = torch.Generator().manual_seed(0)
         args, _ = _traverse_case(g, m)["make"](n, dev)
         o, d, tmin, tmax, binary, aabb, step, steps, _ = args
@@ -207,8 +213,11 @@ def _fused_case(g=128, m=256):
         bg = torch.ones(3, device=dev)
         return [o, d, sh, tmin, tmax, binary, aabb, step, steps, field, bg, 1e-3, 1e-3], []
 
-    return dict(name=f"render_fused G={g} steps={m} hash L=16 K=32", make=make, kernel=K.render_fused,
-                reference=render_fused_ref, rays=True)
+    name = f"render_fused G={g} steps={m} hash L=16 K=32" + (f", refill after {refill} lanes" if refill else "")
+    return dict(name=name, make=make, kernel=K.render_fused, reference=render_fused_ref, rays=True)
+
+
+_FUSED_DEFAULTS = {}  # the fused kernel's settings as imported (the cases above change them)
 
 
 # op -> (kernel module, its Choice, JSON key) of the ops whose kernel is chosen by timing on a GPU
@@ -226,7 +235,7 @@ CASES = {
     "triplane": [_triplane_case(512), *(_triplane_case(512, backward=b) for b in BACKWARDS)],
     "composite": [_composite_case()],
     "traverse": [_traverse_case(128, 256), _traverse_next_case(128, 256, 8)],
-    "fused": [_fused_case()],
+    "fused": [_fused_case(), _fused_case(refill=32)],
 }
 
 

@@ -1,12 +1,16 @@
 """Triton kernel of ``render_fused`` (imported lazily; importing this imports triton).
 
-One program marches BLOCK rays together. Per round: every live ray steps over unoccupied
+A program marches BLOCK rays together, one per lane, and takes them from a queue: the programs share one
+counter of rays handed out, and once REFILL of a program's lanes are done (opaque or out of intervals), they
+write their results and take the next rays of the queue. A frame's rays take very different numbers of
+samples (a lego test view: 0 for the background, dozens near edges), so blocks of rays fixed at launch idle
+most lanes while their slowest ray finishes. Per pass: every live ray steps over unoccupied
 intervals (an inner loop that only reads the occupancy grid), then the block evaluates the field
 at each live ray's next occupied interval: the grid corners (hash levels, or tri-plane planes and
 volumes) are gathered and blended, each feature adds its term to the RBF distances r [BLOCK, K]
 (the direct form of ``_rbf_triton``), the head's density row and the three colour rows are dot
 products with phi. A ray's colour rows are
-folded with its SH bases once, before marching (V_c = sum_b sh_b W_{1+cB+b}), so colour costs three
+folded with its SH bases once, when its lane takes it (V_c = sum_b sh_b W_{1+cB+b}), so colour costs three
 dot products per sample whatever the SH degree. Compositing runs in registers; nothing per sample
 is stored. Dead lanes mask their loads, so a block costs memory traffic only for its live rays.
 
@@ -24,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._dispatch import device_guard
+from ._dispatch import device_guard, num_programs_hint
 from ._grid_triton import _corner, _gs_axis, _hash_axis, _hash_index, hash_levels
 from ._rbf_triton import KERNEL_IDS, _phi
 from ._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH
@@ -32,9 +36,17 @@ from ._traverse_triton import _cell
 from .triplane import _flat, _meta
 
 # Launch shape, from sm_90 AOT compiles of the default field (16 levels x 2, 32 units, SH 3); not yet timed on a GPU
-# (bench/frame_gpu.py tries others). Levels looped: 32 rays x 8 warps use 128 registers, no spills (32 x 2
-# spills); levels unrolled: 255 registers at 32 x 8, spills at 32 x 16.
+# (bench/frame_gpu.py tries others). With lane refill, 32 rays x 8 warps: 128 registers and 16 bytes of stack
+# (8 for the tri-plane, 0 for tables not a power of 2), levels looped or unrolled; 2232 SASS instructions, 1928
+# before the refill.
 BLOCK, WARPS, UNROLL_LEVELS = 32, 8, False
+# Lane refill: a program's lanes whose rays are done take new rays from the queue once REFILL of them are done.
+# Counted by bench/fused_lanes.py (a trained lego tri-plane run, 30.4 dB; its test view in image order; 264
+# programs at once, an H100's 132 SMs x 2), block passes (field evaluations of 32 lanes) and, in brackets, those
+# of the busiest program: at 800x800, REFILL 8 92.2k (353), 16 106.2k (405), 1 85.5k (327) but 78% more skip
+# iterations than 8; fixed blocks (REFILL = BLOCK) 148.1k (563), in span order 226.2k (878). At 400x400: 8
+# 25.0k (128), fixed blocks 43.8k (176), in span order 54.3k (229). Not yet timed on a GPU.
+REFILL, PROGRAMS_PER_HINT = 8, 1
 BIG = 1e30  # "no early stop" optical depth
 
 
@@ -161,92 +173,137 @@ def _rbf_distances(xn0, xn1, xn2, ev, g_ptr, res_ptr, hashed_ptr, T, mp_ptr, mv_
 
 
 @triton.jit
-def _colour_rows(sh_ptr, w_ptr, b_ptr, ray, mr, rk, mk, c: tl.constexpr, K, B: tl.constexpr, BLOCK: tl.constexpr,
-                 BK: tl.constexpr):
-    """Channel c's head rows folded with each ray's SH bases: (V [BLOCK, BK], bias [BLOCK])."""
-    v = tl.zeros((BLOCK, BK), dtype=tl.float32)
-    vb = tl.zeros((BLOCK,), dtype=tl.float32)
-    for b in tl.static_range(B):
-        s = tl.load(sh_ptr + ray * B + b, mask=mr, other=0.0)
+def _colour_rows(v, vb, new, sh_ptr, w_ptr, b_ptr, ray, rk, mk, c: tl.constexpr, K, B: tl.constexpr):
+    """(V [BLOCK, BK], bias [BLOCK]) with the lanes ``new`` set to channel c's head rows folded with their
+    rays' SH bases; the other lanes add 0 (their bases load as 0), so they keep their rows."""
+    v = tl.where(new[:, None], 0.0, v)
+    vb = tl.where(new, 0.0, vb)
+    for b in range(B):  # tl.static_range instead: all 3B rows in flight at once, 238-255 registers and spills
+        s = tl.load(sh_ptr + ray * B + b, mask=new, other=0.0)
         v += s[:, None] * tl.load(w_ptr + (1 + c * B + b) * K + rk, mask=mk, other=0.0)[None, :]
         vb += s * tl.load(b_ptr + 1 + c * B + b)
     return v, vb
 
 
 @triton.jit
+def _take(new, x, ptr, i):
+    """x with the lanes ``new`` replaced by ptr[i] (a masked load: other lanes read nothing)."""
+    return tl.where(new, tl.load(ptr + i, mask=new, other=0.0), x)
+
+
+@triton.jit
+def _store(done, ray, acc_r, acc_g, acc_b, opa, dep, evals, bg_ptr, rgb_ptr, opa_ptr, dep_ptr, ev_ptr):
+    """Write the results of the lanes ``done`` (colour over the background)."""
+    rest = 1.0 - opa
+    tl.store(rgb_ptr + ray * 3, acc_r + rest * tl.load(bg_ptr), mask=done)
+    tl.store(rgb_ptr + ray * 3 + 1, acc_g + rest * tl.load(bg_ptr + 1), mask=done)
+    tl.store(rgb_ptr + ray * 3 + 2, acc_b + rest * tl.load(bg_ptr + 2), mask=done)
+    tl.store(opa_ptr + ray, opa, mask=done)
+    tl.store(dep_ptr + ray, dep, mask=done)
+    tl.store(ev_ptr + ray, evals, mask=done)
+
+
+@triton.jit
 def _fused_kernel(o_ptr, d_ptr, sh_ptr, tmin_ptr, tmax_ptr, bin_ptr, box_ptr, step_ptr, M, G0, G1, G2,
                   lo_ptr, sc_ptr, g_ptr, res_ptr, hashed_ptr, T, mp_ptr, mv_ptr, EP, EV, c_ptr, beta_ptr, D, w_ptr,
                   b_ptr, K, dscale, dshift, bg_ptr, early_stop, alpha_thre, stop_tau,
-                  rgb_ptr, opa_ptr, dep_ptr, ev_ptr, R,
+                  rgb_ptr, opa_ptr, dep_ptr, ev_ptr, next_ptr, R,
                   ENC: tl.constexpr, L: tl.constexpr, F: tl.constexpr, BF: tl.constexpr, B: tl.constexpr,
                   KERNEL: tl.constexpr, POW2: tl.constexpr, UNROLL: tl.constexpr, MAX_TAU: tl.constexpr,
-                  BLOCK: tl.constexpr, BK: tl.constexpr):
-    ray = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mr = ray < R
-    o0 = tl.load(o_ptr + ray * 3, mask=mr, other=0.0)
-    o1 = tl.load(o_ptr + ray * 3 + 1, mask=mr, other=0.0)
-    o2 = tl.load(o_ptr + ray * 3 + 2, mask=mr, other=0.0)
-    d0 = tl.load(d_ptr + ray * 3, mask=mr, other=0.0)
-    d1 = tl.load(d_ptr + ray * 3 + 1, mask=mr, other=0.0)
-    d2 = tl.load(d_ptr + ray * 3 + 2, mask=mr, other=0.0)
-    tmin = tl.load(tmin_ptr + ray, mask=mr, other=0.0)
-    tmax = tl.load(tmax_ptr + ray, mask=mr, other=0.0)
-    step = tl.load(step_ptr)
+                  REFILL: tl.constexpr, BLOCK: tl.constexpr, BK: tl.constexpr):
+    lane = tl.arange(0, BLOCK)
     rk = tl.arange(0, BK)
     mk = rk < K
     w0 = tl.load(w_ptr + rk, mask=mk, other=0.0)
     b0 = tl.load(b_ptr)
-    v_r, vb_r = _colour_rows(sh_ptr, w_ptr, b_ptr, ray, mr, rk, mk, 0, K, B, BLOCK, BK)
-    v_g, vb_g = _colour_rows(sh_ptr, w_ptr, b_ptr, ray, mr, rk, mk, 1, K, B, BLOCK, BK)
-    v_b, vb_b = _colour_rows(sh_ptr, w_ptr, b_ptr, ray, mr, rk, mk, 2, K, B, BLOCK, BK)
-
-    acc_r = tl.zeros((BLOCK,), dtype=tl.float32)
-    acc_g = tl.zeros((BLOCK,), dtype=tl.float32)
-    acc_b = tl.zeros((BLOCK,), dtype=tl.float32)
-    opa = tl.zeros((BLOCK,), dtype=tl.float32)
-    dep = tl.zeros((BLOCK,), dtype=tl.float32)
-    tau_all = tl.zeros((BLOCK,), dtype=tl.float32)
-    tau_kept = tl.zeros((BLOCK,), dtype=tl.float32)
+    step = tl.load(step_ptr)
+    # lane state: its ray (owned: taken, result not yet written), that ray's march and sums
+    ray = tl.zeros((BLOCK,), dtype=tl.int64)
+    owned = lane < 0
+    alive = lane < 0
+    zero = tl.zeros((BLOCK,), dtype=tl.float32)
+    o0, o1, o2, d0, d1, d2, tmin, tmax = zero, zero, zero, zero, zero, zero, zero, zero
+    acc_r, acc_g, acc_b, opa, dep, tau_all, tau_kept = zero, zero, zero, zero, zero, zero, zero
     evals = tl.zeros((BLOCK,), dtype=tl.int32)
     k = tl.zeros((BLOCK,), dtype=tl.int32)
-    alive = mr & (tmax > tmin)
-    while tl.max(alive.to(tl.int32), axis=0) > 0:
-        ts, te, mid, left, occ = _interval(o0, o1, o2, d0, d1, d2, tmin, tmax, k, step, M, alive, box_ptr, bin_ptr,
-                                           G0, G1, G2)
-        skip = left & (occ == 0)
-        while tl.max(skip.to(tl.int32), axis=0) > 0:  # step over empty cells (occupancy reads only)
-            k = tl.where(skip, k + 1, k)
+    v_r = tl.zeros((BLOCK, BK), dtype=tl.float32)
+    v_g, v_b = v_r, v_r
+    vb_r, vb_g, vb_b = zero, zero, zero
+    more = 1  # the queue may hold rays
+    n_alive = 0
+    while (n_alive > 0) | (more > 0):
+        n_dead = BLOCK - n_alive
+        if (more > 0) & (n_dead >= REFILL):  # dead lanes write their rays and take the next ones of the queue
+            dead = alive == 0
+            _store(owned & dead, ray, acc_r, acc_g, acc_b, opa, dep, evals, bg_ptr, rgb_ptr, opa_ptr, dep_ptr,
+                   ev_ptr)
+            first = tl.atomic_add(next_ptr, n_dead)
+            more = (first + n_dead < R).to(tl.int32)
+            idx = first.to(tl.int64) + tl.cumsum(dead.to(tl.int32), axis=0).to(tl.int64) - 1
+            new = dead & (idx < R)
+            ray = tl.where(new, idx, ray)
+            owned = alive | new
+            o0 = _take(new, o0, o_ptr, idx * 3)
+            o1 = _take(new, o1, o_ptr, idx * 3 + 1)
+            o2 = _take(new, o2, o_ptr, idx * 3 + 2)
+            d0 = _take(new, d0, d_ptr, idx * 3)
+            d1 = _take(new, d1, d_ptr, idx * 3 + 1)
+            d2 = _take(new, d2, d_ptr, idx * 3 + 2)
+            tmin = _take(new, tmin, tmin_ptr, idx)
+            tmax = _take(new, tmax, tmax_ptr, idx)
+            v_r, vb_r = _colour_rows(v_r, vb_r, new, sh_ptr, w_ptr, b_ptr, idx, rk, mk, 0, K, B)
+            v_g, vb_g = _colour_rows(v_g, vb_g, new, sh_ptr, w_ptr, b_ptr, idx, rk, mk, 1, K, B)
+            v_b, vb_b = _colour_rows(v_b, vb_b, new, sh_ptr, w_ptr, b_ptr, idx, rk, mk, 2, K, B)
+            acc_r = tl.where(new, 0.0, acc_r)
+            acc_g = tl.where(new, 0.0, acc_g)
+            acc_b = tl.where(new, 0.0, acc_b)
+            opa = tl.where(new, 0.0, opa)
+            dep = tl.where(new, 0.0, dep)
+            tau_all = tl.where(new, 0.0, tau_all)
+            tau_kept = tl.where(new, 0.0, tau_kept)
+            evals = tl.where(new, 0, evals)
+            k = tl.where(new, 0, k)
+            alive = alive | (new & (tmax > tmin))
+        if tl.max(alive.to(tl.int32), axis=0) > 0:  # one pass: each live ray's next occupied interval
             ts, te, mid, left, occ = _interval(o0, o1, o2, d0, d1, d2, tmin, tmax, k, step, M, alive, box_ptr,
                                                bin_ptr, G0, G1, G2)
             skip = left & (occ == 0)
-        ev = left  # live rays at an occupied interval
-        r = _rbf_distances(_normalised(o0 + d0 * mid, lo_ptr, sc_ptr, 0), _normalised(o1 + d1 * mid, lo_ptr, sc_ptr, 1),
-                           _normalised(o2 + d2 * mid, lo_ptr, sc_ptr, 2), ev, g_ptr, res_ptr, hashed_ptr, T, mp_ptr,
-                           mv_ptr, EP, EV, c_ptr, beta_ptr, rk, mk, D, ENC, L, F, BF, POW2, UNROLL, BLOCK, BK)
-        phi = tl.where(mk[None, :], _phi(r, KERNEL), 0.0)
-        z = tl.sum(phi * w0[None, :], axis=1) + b0 + dshift
-        sigma = dscale * (tl.maximum(z, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(z))))  # softplus
-        tau = tl.minimum(sigma * (te - ts), MAX_TAU)
-        alpha = 1.0 - tl.exp(-tau)
-        kept = ev & (tl.exp(-tau_all) >= early_stop) & ((alpha >= alpha_thre) | (alpha_thre <= 0.0))
-        w = tl.where(kept, tl.exp(-tau_kept) * alpha, 0.0)
-        acc_r += w / (1.0 + tl.exp(-(tl.sum(phi * v_r, axis=1) + vb_r)))
-        acc_g += w / (1.0 + tl.exp(-(tl.sum(phi * v_g, axis=1) + vb_g)))
-        acc_b += w / (1.0 + tl.exp(-(tl.sum(phi * v_b, axis=1) + vb_b)))
-        opa += w
-        dep += w * mid
-        tau_all += tl.where(ev, tau, 0.0)
-        tau_kept += tl.where(kept, tau, 0.0)
-        evals += ev.to(tl.int32)
-        k = tl.where(ev, k + 1, k)
-        alive = ev & (tau_all < stop_tau)
-    rest = 1.0 - opa
-    tl.store(rgb_ptr + ray * 3, acc_r + rest * tl.load(bg_ptr), mask=mr)
-    tl.store(rgb_ptr + ray * 3 + 1, acc_g + rest * tl.load(bg_ptr + 1), mask=mr)
-    tl.store(rgb_ptr + ray * 3 + 2, acc_b + rest * tl.load(bg_ptr + 2), mask=mr)
-    tl.store(opa_ptr + ray, opa, mask=mr)
-    tl.store(dep_ptr + ray, dep, mask=mr)
-    tl.store(ev_ptr + ray, evals, mask=mr)
+            while tl.max(skip.to(tl.int32), axis=0) > 0:  # step over empty cells (occupancy reads only)
+                k = tl.where(skip, k + 1, k)
+                ts, te, mid, left, occ = _interval(o0, o1, o2, d0, d1, d2, tmin, tmax, k, step, M, alive, box_ptr,
+                                                   bin_ptr, G0, G1, G2)
+                skip = left & (occ == 0)
+            ev = left  # live rays at an occupied interval
+            r = _rbf_distances(_normalised(o0 + d0 * mid, lo_ptr, sc_ptr, 0),
+                               _normalised(o1 + d1 * mid, lo_ptr, sc_ptr, 1),
+                               _normalised(o2 + d2 * mid, lo_ptr, sc_ptr, 2), ev, g_ptr, res_ptr, hashed_ptr, T,
+                               mp_ptr, mv_ptr, EP, EV, c_ptr, beta_ptr, rk, mk, D, ENC, L, F, BF, POW2, UNROLL, BLOCK,
+                               BK)
+            phi = tl.where(mk[None, :], _phi(r, KERNEL), 0.0)
+            z = tl.sum(phi * w0[None, :], axis=1) + b0 + dshift
+            sigma = dscale * (tl.maximum(z, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(z))))  # softplus
+            tau = tl.minimum(sigma * (te - ts), MAX_TAU)
+            alpha = 1.0 - tl.exp(-tau)
+            kept = ev & (tl.exp(-tau_all) >= early_stop) & ((alpha >= alpha_thre) | (alpha_thre <= 0.0))
+            w = tl.where(kept, tl.exp(-tau_kept) * alpha, 0.0)
+            acc_r += w / (1.0 + tl.exp(-(tl.sum(phi * v_r, axis=1) + vb_r)))
+            acc_g += w / (1.0 + tl.exp(-(tl.sum(phi * v_g, axis=1) + vb_g)))
+            acc_b += w / (1.0 + tl.exp(-(tl.sum(phi * v_b, axis=1) + vb_b)))
+            opa += w
+            dep += w * mid
+            tau_all += tl.where(ev, tau, 0.0)
+            tau_kept += tl.where(kept, tau, 0.0)
+            evals += ev.to(tl.int32)
+            k = tl.where(ev, k + 1, k)
+            alive = ev & (tau_all < stop_tau)
+        n_alive = tl.sum(alive.to(tl.int32), axis=0)
+    _store(owned, ray, acc_r, acc_g, acc_b, opa, dep, evals, bg_ptr, rgb_ptr, opa_ptr, dep_ptr, ev_ptr)
+
+
+def programs(n: int, device) -> int:
+    """Programs of a launch: enough to fill the device (``num_programs_hint`` x PROGRAMS_PER_HINT), never more
+    than the blocks of rays; they take rays from one queue until it is empty."""
+    return max(1, min(triton.cdiv(n, BLOCK), PROGRAMS_PER_HINT * num_programs_hint(device)))
 
 
 def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, field, background, early_stop,
@@ -274,16 +331,17 @@ def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, f
     k, width = field.centers.shape
     g0, g1, g2 = binary_u8.shape
     stop_tau = -math.log(early_stop) if early_stop > 0 else BIG
+    refill = min(max(int(REFILL), 1), BLOCK)  # above BLOCK no lane would ever take a ray
     with device_guard(dev):
-        _fused_kernel[(triton.cdiv(n, BLOCK),)](
+        _fused_kernel[(programs(n, dev),)](
             origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, g0, g1, g2,
             lo.contiguous(), scale, grids, res_t, hashed_t, tsize, meta_p, meta_v, meta_p.shape[0] * kind,
             meta_v.shape[0] * kind, field.centers.contiguous(), field.log_prec.exp().contiguous(), width,
             field.head_w.contiguous(), field.head_b.contiguous(), k, float(field.density_scale),
             float(field.density_shift), background, float(early_stop), float(alpha_thre), stop_tau,
-            rgb, opacity, depth, evals, n,
+            rgb, opacity, depth, evals, torch.zeros(1, dtype=torch.int32, device=dev), n,
             ENC=kind, L=levels, F=feats, BF=triton.next_power_of_2(max(feats, 1)), B=sh.shape[1],
             KERNEL=KERNEL_IDS[field.kernel], POW2=tsize > 0 and (tsize & (tsize - 1)) == 0, UNROLL=UNROLL_LEVELS,
-            MAX_TAU=COMPOSITE_MAX_OPTICAL_DEPTH, BLOCK=BLOCK, BK=triton.next_power_of_2(max(k, 1)), num_warps=WARPS,
-            enable_fp_fusion=False)
+            MAX_TAU=COMPOSITE_MAX_OPTICAL_DEPTH, REFILL=refill, BLOCK=BLOCK, BK=triton.next_power_of_2(max(k, 1)),
+            num_warps=WARPS, enable_fp_fusion=False)
     return rgb, opacity, depth, evals

@@ -4,8 +4,8 @@ The frame path of the other ops launches a few hundred kernels and syncs the dev
 marching rounds; at 800x800 on an H200 that host work, not arithmetic, set the frame time. Here one
 program marches a block of rays together: each ray skips to its next occupied interval, the block
 evaluates the field there (hash grid or tri-plane -> RBF layer -> linear head -> density and SH
-colour, all in registers) and composites, until every ray is opaque or out of intervals. Nothing per sample is
-written to memory.
+colour, all in registers) and composites; a lane whose ray is opaque or out of intervals writes it and
+takes the next ray of a queue the programs share. Nothing per sample is written to memory.
 
 Semantics (``_fused_ref.render_fused_ref``): the intervals of ``traverse_occupancy`` (no jitter);
 sample i of a ray has tau_i = min(sigma_i (t_end - t_start), 64) at its midpoint; it counts when

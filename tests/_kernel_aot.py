@@ -104,9 +104,9 @@ def specs():
         out.append((f"raster peel first={first} fp32", RA._peel_kernel, rp, dict(FIRST=first, TILE=RA.TILE), 4, True))
     # the fused frame kernel is float32 only; the GPU default field: 16 levels x 2 features, 32 units, SH 3
     fp = {"*": "*fp32", "bin_ptr": "*u8", "res_ptr": "*i32", "hashed_ptr": "*i32", "mp_ptr": "*i32", "mv_ptr": "*i32",
-          "ev_ptr": "*i32", "dscale": "fp32", "dshift": "fp32", "early_stop": "fp32", "alpha_thre": "fp32",
-          "stop_tau": "fp32"}
-    base = dict(B=16, KERNEL=0, MAX_TAU=64.0, BLOCK=FU.BLOCK, BK=32)
+          "ev_ptr": "*i32", "next_ptr": "*i32", "dscale": "fp32", "dshift": "fp32", "early_stop": "fp32",
+          "alpha_thre": "fp32", "stop_tau": "fp32"}
+    base = dict(B=16, KERNEL=0, MAX_TAU=64.0, REFILL=FU.REFILL, BLOCK=FU.BLOCK, BK=32)
     for pow2, unroll in ((True, False), (False, False), (True, True)):
         consts = dict(base, ENC=0, L=16, F=2, BF=2, POW2=pow2, UNROLL=unroll)
         out.append((f"fused frame hash pow2={pow2} unroll={unroll} fp32", FU._fused_kernel, fp, consts, FU.WARPS,

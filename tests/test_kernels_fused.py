@@ -82,6 +82,21 @@ def test_reference_draws_the_renderers_image(cfg, grid):
     assert 0.0 <= float(want[1].min()) and float(want[1].max()) > 0.99 and float(want[1][:37].min()) == 0.0
 
 
+def test_render_rays_fused_keeps_each_pixels_colour():
+    # render_rays sorts rays by span for the other marchers and puts them back; the fused one takes them in
+    # the given order: either way each pixel gets its own ray's colour
+    from fieldfit.methods.radiance_render import render_rays
+
+    model = _model()
+    o, d = _rays(200, seed=5)
+    cfg = MarchConfig(step=0.05, early_stop=1e-3, alpha_thre=1e-3)
+    fused = render_rays(model, o, d, BG, cfg, "cpu", chunk=64, mode="fused")
+    packed = render_rays(model, o, d, BG, cfg, "cpu", chunk=64, mode="packed")
+    assert float(packed[1].min()) < 0.01 and float(packed[1].max()) > 0.9  # some rays clear, some opaque
+    torch.testing.assert_close(fused[0], packed[0], atol=2e-5, rtol=0)
+    torch.testing.assert_close(fused[1], packed[1], atol=2e-5, rtol=0)
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("triton_kernels")
 @pytest.mark.parametrize("device", DEVICES)
@@ -110,6 +125,35 @@ def test_kernel_matches_reference(device, case, monkeypatch):
         assert float(got[1][5:].min()) > 0.99
     if case == "empty":
         assert float(got[1].max()) < 1e-6 and torch.allclose(got[0], BG.to(device).expand(45, 3))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_lane_refill_schedules_draw_the_same_frame(device, monkeypatch):
+    # programs take rays from one queue, and a lane whose ray is done takes the next once REFILL lanes are done:
+    # whatever the schedule (one program draining 100 rays refilling each lane at once, two refilling 8 at a
+    # time, or blocks of 32 without refill), every ray is computed alike: the frames are equal, bit for bit.
+    # (The grid's part of the kernel does not see the schedule: the hash grid stands for both.)
+    from fieldfit.cuda import _fused_triton
+
+    model = _model().to(device)
+    cfg = MarchConfig(step=0.1, early_stop=1e-3, alpha_thre=1e-3)
+    o, d = (t.to(device) for t in _rays(100, seed=3))
+    frames = {}
+    for programs, refill in ((1, 1), (2, 8), (4, 32)):
+        monkeypatch.setattr(_fused_triton, "programs", lambda n, dev, p=programs: p)
+        monkeypatch.setattr(_fused_triton, "REFILL", refill)
+        frames[programs, refill] = model.render_fused(o, d, BG.to(device), cfg)
+    monkeypatch.setenv("FIELDFIT_KERNELS", "torch")
+    want = model.render_fused(o, d, BG.to(device), cfg)
+    first = frames[1, 1]
+    _compare(first, want, "one program, refill 1")
+    assert first[3] == want[3]
+    for key, got in frames.items():
+        for a, b in zip(got[:3], first[:3]):
+            assert torch.equal(a, b), key
+        assert got[3] == first[3], key
 
 
 @pytest.mark.usefixtures("triton_kernels")
