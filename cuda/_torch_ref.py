@@ -172,8 +172,9 @@ class _OccupancyTest:
     def __init__(self, binary: torch.Tensor, aabb: torch.Tensor, dtype):
         self.res = torch.tensor(binary.shape, device=binary.device)
         self.lo, hi = aabb[0].to(dtype), aabb[1].to(dtype)
-        self.extent = hi - self.lo
-        tol = 1e-6 * self.extent
+        extent = hi - self.lo
+        self.inv_extent = 1.0 / extent  # cells by a product, which a GPU kernel rounds as here (its x / y may not)
+        tol = 1e-6 * extent
         self.lo_tol, self.hi_tol = self.lo - tol, hi + tol
         self.flat = binary.reshape(-1)
         self.strides = torch.tensor([binary.shape[1] * binary.shape[2], binary.shape[2], 1], device=binary.device)
@@ -181,7 +182,7 @@ class _OccupancyTest:
     def __call__(self, o, d, mid):
         x = o[:, None, :] + d[:, None, :] * mid[..., None]  # [r, m, 3]
         inside = ((x >= self.lo_tol) & (x <= self.hi_tol)).all(-1)
-        cell = ((x - self.lo) / self.extent * self.res).floor().long()
+        cell = ((x - self.lo) * self.inv_extent * self.res).floor().long()
         cell = torch.minimum(cell.clamp_min(0), self.res - 1)
         return inside & self.flat[(cell * self.strides).sum(-1)]
 

@@ -146,11 +146,11 @@ def _check_jitter(op, jitter, origins):
 
 
 def _box(aabb, step: float, origins):
-    """[4,3] lo, extent, lo - tol, hi + tol in origins' dtype (the reference's arithmetic, op for op),
+    """[4,3] lo, 1 / extent, lo - tol, hi + tol in origins' dtype (the reference's arithmetic, op for op),
     and the step as a one-element tensor."""
     dt = origins.dtype
     lo, hi = aabb[0].to(dt), aabb[1].to(dt)
     extent = hi - lo
     tol = 1e-6 * extent
-    box = torch.stack([lo, extent, lo - tol, hi + tol]).contiguous()
+    box = torch.stack([lo, 1.0 / extent, lo - tol, hi + tol]).contiguous()
     return box, torch.tensor([step], dtype=dt, device=origins.device)
