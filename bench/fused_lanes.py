@@ -46,7 +46,7 @@ def marches(run: Path, size: int):
     o, d = frame_rays(scene, f)
     bg = torch.as_tensor(eval_background(scene), dtype=torch.float32).expand(3).contiguous()
     with torch.no_grad():
-        t_min, t_max, m = model._spans(o, d, march)
+        t_min, t_max, m, _ = model._spans(o, d, march)
         *_, evals = render_fused(o, d, sh_bases(d, SH_DEGREE), t_min, t_max, model.grid.binary, model.grid.aabb,
                                  march.step, m, model._fused_parts(), bg, march.early_stop, march.alpha_thre)
         ts, _, ri = traverse_occupancy_ref(o, d, t_min, t_max, model.grid.binary, model.grid.aabb, march.step, m)

@@ -1,7 +1,8 @@
 """fieldfit.cuda: GPU kernels (Triton) for the hot paths, each beside a pure-torch reference.
 
 Public ops: ``rbf_layer``, ``dense_grid``, ``hash_grid``, ``triplane_grid``, ``composite_packed``,
-``traverse_occupancy``, ``traverse_occupancy_next``, ``render_fused`` (a whole frame). CUDA tensors run the Triton kernels,
+``traverse_occupancy``, ``traverse_occupancy_next``, ``render_fused`` (a whole frame) and ``ray_setup`` (its rays'
+spans and SH bases). CUDA tensors run the Triton kernels,
 everything else the references in ``_torch_ref``; ``FIELDFIT_KERNELS=torch|triton`` forces one
 (see ``_dispatch``). Importing this package imports no triton and compiles nothing; kernels are
 imported and compiled on first use.
@@ -19,6 +20,7 @@ from ._torch_ref import RBF_KERNELS
 from .composite import composite_packed
 from .fused import render_fused
 from .grid import dense_grid, hash_grid
+from .ray_setup import ray_setup
 from .rbf import rbf_layer
 from .traverse import traverse_occupancy, traverse_occupancy_next
 from .triplane import triplane_grid
@@ -29,6 +31,7 @@ __all__ = [
     "composite_packed",
     "dense_grid",
     "hash_grid",
+    "ray_setup",
     "rbf_layer",
     "render_fused",
     "traverse_occupancy",

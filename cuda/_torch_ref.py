@@ -7,6 +7,8 @@ Notation: N points, D feature dims, K RBF units, F features per level,
 L levels, S packed samples, R rays.
 """
 
+import math
+
 import torch
 
 RBF_KERNELS = ("gaussian", "inverse_quadratic", "inverse_multiquadric", "multiquadric")
@@ -327,3 +329,66 @@ def hash_grid_vectorized(x: torch.Tensor, table: torch.Tensor, resolutions) -> t
     idx = idx + (torch.arange(levels, device=x.device) * tsize)[None, :, None]
     feat = table.reshape(levels * tsize, feats)[idx]  # [N,L,C,F]
     return (w.unsqueeze(-1).to(feat.dtype) * feat).sum(2).reshape(n, levels * feats)
+
+
+# Real SH bases up to degree 3, in the order and signs of svox2 / plenoxels (fields/components/sh.py).
+SH_C0 = 0.28209479177387814
+SH_C1 = 0.4886025119029199
+SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
+SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154, -0.4570457994644658,
+         1.445305721320277, -0.5900435899266435)
+
+
+def sh_bases_ref(d: torch.Tensor, degree: int) -> torch.Tensor:
+    """[N, (degree+1)^2] real SH bases at unit directions d [N,3] (degree 0..3; d not normalised here)."""
+    x, y, z = d.unbind(-1)
+    out = [torch.full_like(x, SH_C0)]
+    if degree >= 1:
+        out += [-SH_C1 * y, SH_C1 * z, -SH_C1 * x]
+    if degree >= 2:
+        xx, yy, zz = x * x, y * y, z * z
+        out += [SH_C2[0] * x * y, SH_C2[1] * y * z, SH_C2[2] * (2.0 * zz - xx - yy), SH_C2[3] * x * z,
+                SH_C2[4] * (xx - yy)]
+    if degree >= 3:
+        out += [
+            SH_C3[0] * y * (3.0 * xx - yy),
+            SH_C3[1] * x * y * z,
+            SH_C3[2] * y * (4.0 * zz - xx - yy),
+            SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy),
+            SH_C3[4] * x * (4.0 * zz - xx - yy),
+            SH_C3[5] * z * (xx - yy),
+            SH_C3[6] * x * (xx - 3.0 * yy),
+        ]
+    return torch.stack(out, dim=-1)
+
+
+def ray_box_ref(origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor):
+    """(t_near, t_far, hit) [N] of rays [N,3] through the box aabb [2,3] (render.rays.ray_aabb's contract)."""
+    aabb = torch.as_tensor(aabb, dtype=origins.dtype, device=origins.device)
+    parallel = dirs == 0
+    safe = torch.where(parallel, torch.ones_like(dirs), dirs)
+    t0 = (aabb[0] - origins) / safe
+    t1 = (aabb[1] - origins) / safe
+    # a component of d equal to 0: the slab is all t if the origin is inside it (faces included), else empty
+    inside = (origins >= aabb[0]) & (origins <= aabb[1])
+    inf = torch.full_like(t0, math.inf)
+    lo = torch.where(parallel, torch.where(inside, -inf, inf), torch.minimum(t0, t1))
+    hi = torch.where(parallel, torch.where(inside, inf, -inf), torch.maximum(t0, t1))
+    t_near = lo.amax(-1).clamp_min(0.0)
+    t_far = hi.amin(-1)
+    hit = t_far > t_near
+    zero = torch.zeros_like(t_near)
+    return torch.where(hit, t_near, zero), torch.where(hit, t_far, zero), hit
+
+
+def ray_setup_ref(origins: torch.Tensor, dirs: torch.Tensor, box: torch.Tensor, aabb: torch.Tensor, near: float,
+                  far: float, sh_degree):
+    """(t_min [R], t_max [R], SH bases [R,B] or None) of rays: clipped to ``box`` and [near, far], then to
+    ``aabb`` (t_max = t_min: nothing to march); the bases of degree ``sh_degree`` (None: none)."""
+    t0, t1, hit = ray_box_ref(origins, dirs, box)
+    lo = torch.clamp(t0, min=near)
+    hi = torch.where(hit, torch.clamp(t1, max=far), lo)
+    t_near, t_far, hit = ray_box_ref(origins, dirs, aabb)
+    t_min, t_max = torch.maximum(t_near, lo), torch.minimum(t_far, hi)
+    sh = None if sh_degree is None else sh_bases_ref(dirs, sh_degree)
+    return t_min, torch.where(hit & (t_max > t_min), t_max, t_min), sh

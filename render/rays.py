@@ -20,9 +20,9 @@ Conventions:
   the camera centre (not z-depth: z = t * cos of the angle to the optical axis).
 """
 
-import math
-
 import torch
+
+from fieldfit.cuda._torch_ref import ray_box_ref
 
 
 def _dist_coeffs(dist: torch.Tensor, like: torch.Tensor):
@@ -208,18 +208,4 @@ def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor):
         the origin or merely touched is a miss). On a miss t_near = t_far = 0.
         Axis-parallel rays are handled (a zero component never produces NaN).
     """
-    aabb = torch.as_tensor(aabb, dtype=origins.dtype, device=origins.device)
-    parallel = dirs == 0
-    safe = torch.where(parallel, torch.ones_like(dirs), dirs)
-    t0 = (aabb[0] - origins) / safe
-    t1 = (aabb[1] - origins) / safe
-    # a component of d equal to 0: the slab is all t if the origin is inside it (faces included), else empty
-    inside = (origins >= aabb[0]) & (origins <= aabb[1])
-    inf = torch.full_like(t0, math.inf)
-    lo = torch.where(parallel, torch.where(inside, -inf, inf), torch.minimum(t0, t1))
-    hi = torch.where(parallel, torch.where(inside, inf, -inf), torch.maximum(t0, t1))
-    t_near = lo.amax(-1).clamp_min(0.0)
-    t_far = hi.amin(-1)
-    hit = t_far > t_near
-    zero = torch.zeros_like(t_near)
-    return torch.where(hit, t_near, zero), torch.where(hit, t_far, zero), hit
+    return ray_box_ref(origins, dirs, aabb)  # fieldfit.cuda's reference: ray_setup's kernel computes the same

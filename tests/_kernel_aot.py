@@ -20,6 +20,7 @@ from fieldfit.cuda import _composite_triton as C  # noqa: E402
 from fieldfit.cuda import _fused_triton as FU  # noqa: E402
 from fieldfit.cuda import _grid_triton as G  # noqa: E402
 from fieldfit.cuda import _raster_triton as RA  # noqa: E402
+from fieldfit.cuda import _ray_setup_triton as RS  # noqa: E402
 from fieldfit.cuda import _rbf_triton as R  # noqa: E402
 from fieldfit.cuda import _traverse_triton as T  # noqa: E402
 from fieldfit.cuda import _triplane_triton as TP  # noqa: E402
@@ -114,6 +115,11 @@ def specs():
     tri = dict(fp, res_ptr="*i64", hashed_ptr="*i64", mp_ptr="*i64", mv_ptr="*i64")  # entry tables in their place
     consts = dict(base, ENC=1, L=0, F=4, BF=4, POW2=False, UNROLL=False)
     out.append(("fused frame triplane fp32", FU._fused_kernel, tri, consts, FU.WARPS, False))
+    # a fused frame's ray setup (float32 only): spans alone (the rounds marcher) and with SH degree 3
+    rs = {"*": "*fp32", "near": "fp32", "far": "fp32"}
+    for degree in (-1, 3):
+        out.append((f"ray setup sh={degree} fp32", RS._ray_setup_kernel, rs, dict(DEGREE=degree, BLOCK=RS.BLOCK), 4,
+                    False))
     return out
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fieldfit.cuda import render_fused, traverse_occupancy_next
+from fieldfit.cuda import ray_setup, render_fused, traverse_occupancy_next
 from fieldfit.cuda._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH
 from fieldfit.render import OccupancyGrid, RaySamples, composite, ray_aabb
 
@@ -148,11 +148,13 @@ class RadianceModel(nn.Module):
         out = self.field(x, dirs[ri])
         return composite(out.density, out.rgb, samples, background=background), samples
 
-    def _spans(self, origins: torch.Tensor, dirs: torch.Tensor, cfg: MarchConfig):
-        """(t_min [R], t_max [R], steps of the longest span) of rays clipped to the occupied box, [near, far] and
-        the grid (syncs the device once)."""
-        t_min, t_max = self.grid.span(origins, dirs, *self._near_far(origins, dirs, cfg))
-        return t_min, t_max, self.grid.max_steps(t_min, t_max, cfg.step) if origins.shape[0] else 0
+    def _spans(self, origins: torch.Tensor, dirs: torch.Tensor, cfg: MarchConfig, sh_degree: int | None = None):
+        """(t_min [R], t_max [R], steps of the longest span, SH bases [R,B] or None) of rays clipped to the
+        occupied box, [near, far] and the grid (``ray_setup``: one kernel on a GPU, about ninety elementwise
+        ops in torch; syncs the device once, for the steps)."""
+        box, aabb = (b.to(origins.dtype) for b in (self.occupied_box(), self.grid.aabb))
+        t_min, t_max, sh = ray_setup(origins, dirs, box, aabb, cfg.near, cfg.far, sh_degree)
+        return t_min, t_max, self.grid.max_steps(t_min, t_max, cfg.step) if origins.shape[0] else 0, sh
 
     @torch.no_grad()
     def render_rounds(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor, cfg: MarchConfig,
@@ -169,7 +171,7 @@ class RadianceModel(nn.Module):
         Returns (rgb [R,3] with background, opacity [R], depth [R] (sum w t_mid), field evaluations).
         """
         n, dev = origins.shape[0], origins.device
-        t_min, t_max, max_steps = self._spans(origins, dirs, cfg)
+        t_min, t_max, max_steps, _ = self._spans(origins, dirs, cfg)
         rgb = torch.zeros(n, 3, device=dev)
         opacity, depth = torch.zeros(n, device=dev), torch.zeros(n, device=dev)
         tau_all, tau_kept = torch.zeros(n, device=dev), torch.zeros(n, device=dev)  # optical depth so far
@@ -219,7 +221,6 @@ class RadianceModel(nn.Module):
         """``render_rounds``' result from one fused kernel (``fieldfit.cuda.render_fused``): march, field and
         compositing per ray block, no packed samples, one device sync (the march's step count).
         Raises ValueError for fields it cannot draw (``fusable``)."""
-        from fieldfit.fields.components.sh import sh_bases
         from fieldfit.fields.radiance_rbf import SH_DEGREE
 
         parts = self._fused_parts()
@@ -227,9 +228,9 @@ class RadianceModel(nn.Module):
             raise ValueError(f"render_fused draws RBF fields on a hash grid or a tri-plane, not "
                              f"{type(self.field).__name__} with this grid/decoder; march frames with "
                              f"FIELDFIT_MARCH=packed or rounds")
-        t_min, t_max, max_steps = self._spans(origins, dirs, cfg)
+        t_min, t_max, max_steps, sh = self._spans(origins, dirs, cfg, SH_DEGREE)
         bg = torch.as_tensor(background, dtype=origins.dtype, device=origins.device).expand(3).contiguous()
-        rgb, opacity, depth, evals = render_fused(origins, dirs, sh_bases(dirs, SH_DEGREE), t_min, t_max,
+        rgb, opacity, depth, evals = render_fused(origins, dirs, sh, t_min, t_max,
                                                   self.grid.binary, self.grid.aabb, cfg.step, max_steps, parts, bg,
                                                   cfg.early_stop, cfg.alpha_thre)
         return rgb, opacity, depth, int(evals.sum())

@@ -8,11 +8,7 @@ Y_l^0 (m = 0). They are orthonormal on the unit sphere; Y_00 = 1 / (2 sqrt(pi)).
 
 import torch
 
-C0 = 0.28209479177387814
-C1 = 0.4886025119029199
-C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
-C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154, -0.4570457994644658,
-      1.445305721320277, -0.5900435899266435)
+from fieldfit.cuda._torch_ref import sh_bases_ref
 
 
 def sh_count(degree: int) -> int:
@@ -31,29 +27,12 @@ def sh_bases(d: torch.Tensor, degree: int = 3) -> torch.Tensor:
         [N, (degree+1)^2] bases, differentiable in d.
 
     Examples:
-        >>> sh_bases(torch.tensor([[0.0, 0.0, 1.0]]), 1).tolist()
+        >>> sh_bases(torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64), 1).tolist()
         [[0.28209479177387814, -0.0, 0.4886025119029199, -0.0]]
     """
     if not 0 <= degree <= 3:
         raise ValueError(f"sh_bases: degree must be 0..3, got {degree}")
-    x, y, z = d.unbind(-1)
-    out = [torch.full_like(x, C0)]
-    if degree >= 1:
-        out += [-C1 * y, C1 * z, -C1 * x]
-    if degree >= 2:
-        xx, yy, zz = x * x, y * y, z * z
-        out += [C2[0] * x * y, C2[1] * y * z, C2[2] * (2.0 * zz - xx - yy), C2[3] * x * z, C2[4] * (xx - yy)]
-    if degree >= 3:
-        out += [
-            C3[0] * y * (3.0 * xx - yy),
-            C3[1] * x * y * z,
-            C3[2] * y * (4.0 * zz - xx - yy),
-            C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy),
-            C3[4] * x * (4.0 * zz - xx - yy),
-            C3[5] * z * (xx - yy),
-            C3[6] * x * (xx - 3.0 * yy),
-        ]
-    return torch.stack(out, dim=-1)
+    return sh_bases_ref(d, degree)  # fieldfit.cuda's reference: ray_setup's kernel computes the same
 
 
 def sh_colour(coeffs: torch.Tensor, d: torch.Tensor, degree: int = 3) -> torch.Tensor:

@@ -1,0 +1,47 @@
+"""The per-ray setup of a fused frame in one op: the span to march and the SH bases of each ray (no gradient).
+
+``RadianceModel`` clips each ray to the occupied box and to [near, far], then to the grid's box, and
+``render_fused`` reads each ray's SH bases; in torch that is about ninety elementwise kernels per frame
+(bench/launches.py), here one. The reference (``_torch_ref.ray_setup_ref``) is the code the renderer and
+the fields run (``render.ray_aabb``, ``fields.components.sh.sh_bases``); the kernel rounds as it does, op for op.
+"""
+
+import torch
+
+from . import _checks
+from ._dispatch import backend_for
+from ._torch_ref import ray_setup_ref
+
+_OP = "ray_setup"
+
+
+def ray_setup(origins: torch.Tensor, dirs: torch.Tensor, box: torch.Tensor, aabb: torch.Tensor, near: float,
+              far: float, sh_degree: int | None = None):
+    """(t_min [R], t_max [R], sh [R, (sh_degree + 1)^2] or None) of rays.
+
+    t_min, t_max: the ray clipped to ``box`` (the occupied cells' box) and to [near, far], then to ``aabb``
+    (the grid's box); t_max = t_min where nothing is left to march. sh: the real SH bases of the
+    directions (``sh_bases``), when ``sh_degree`` (0..3) is given.
+
+    Args:
+        origins, dirs: [R,3] float32 or float64 (dirs of any nonzero length; t in units of |d|).
+        box, aabb: [2,3] (min row, max row), same dtype and device.
+        near, far: floats (far may be inf).
+    """
+    _checks.tensor(_OP, "origins", origins, ("R", 3))
+    like = ("origins", origins)
+    _checks.tensor(_OP, "dirs", dirs, (origins.shape[0], 3), like=like)
+    _checks.tensor(_OP, "box", box, (2, 3), like=like)
+    _checks.tensor(_OP, "aabb", aabb, (2, 3), like=like)
+    if sh_degree is not None and sh_degree not in (0, 1, 2, 3):
+        raise ValueError(f"{_OP}: sh_degree must be 0..3 or None, got {sh_degree!r}")
+    near, far = float(near), float(far)
+    if not near <= far:
+        raise ValueError(f"{_OP}: need near <= far, got near={near}, far={far}")
+    if backend_for(origins) == "torch" or origins.dtype != torch.float32:  # the kernel is float32 only
+        return ray_setup_ref(origins, dirs, box, aabb, near, far, sh_degree)
+    from . import _ray_setup_triton  # noqa: PLC0415 - triton is imported lazily
+
+    with torch.no_grad():
+        return _ray_setup_triton.ray_setup(origins.contiguous(), dirs.contiguous(), box.contiguous(),
+                                           aabb.contiguous(), near, far, sh_degree)
