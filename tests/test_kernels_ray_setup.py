@@ -43,7 +43,8 @@ def _same(a, b, name):
 
 
 def test_reference_is_the_renderers_path():
-    # what RadianceModel._near_far then OccupancyGrid.span compute, and sh_bases
+    # what the renderer computed before ray_setup (the occupied box and [near, far], then OccupancyGrid.span), and
+    # sh_bases
     o, d = _rays()
     near, far = 0.2, 3.5
     t0, t1, hit = ray_aabb(o, d, BOX)

@@ -88,13 +88,8 @@ class RadianceModel(nn.Module):
     def candidates(self, origins: torch.Tensor, dirs: torch.Tensor, cfg: MarchConfig,
                    stratified: bool = False) -> RaySamples:
         """Every occupied interval of rays [R,3] within the occupied box and [near, far] (before termination)."""
-        return self.grid.sample(origins, dirs, *self._near_far(origins, dirs, cfg), cfg.step, stratified=stratified)
-
-    def _near_far(self, origins: torch.Tensor, dirs: torch.Tensor, cfg: MarchConfig):
-        """(near [R], far [R]) of rays clipped to the occupied box and [cfg.near, cfg.far] (far = near: a miss)."""
-        t0, t1, hit = ray_aabb(origins, dirs, self.occupied_box())
-        near = torch.clamp(t0, min=cfg.near)
-        return near, torch.where(hit, torch.clamp(t1, max=cfg.far), near)
+        t_min, t_max, max_steps, _ = self._spans(origins, dirs, cfg)
+        return self.grid.march_spans(origins, dirs, t_min, t_max, cfg.step, max_steps, stratified)
 
     def _terminate(self, origins, dirs, cand: RaySamples, cfg: MarchConfig, per_round: int | None = None,
                    grow: int | None = None) -> RaySamples:

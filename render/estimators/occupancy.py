@@ -133,6 +133,18 @@ class OccupancyGrid(nn.Module):
         return int(math.ceil(longest / step_size)) + 1
 
     @torch.no_grad()
+    def march_spans(self, origins: torch.Tensor, dirs: torch.Tensor, t_min: torch.Tensor, t_max: torch.Tensor,
+                    step_size: float, max_steps: int, stratified: bool = False) -> RaySamples:
+        """``sample`` without termination for rays already clipped to [t_min, t_max] [R] (``span``; ``max_steps``
+        from ``max_steps``): their occupied intervals, the first shifted by a random fraction of a step if
+        ``stratified``."""
+        n_rays = origins.shape[0]
+        jitter = torch.rand(n_rays, device=origins.device, dtype=origins.dtype) if stratified else None
+        t_s, t_e, ri = traverse_occupancy(origins, dirs, t_min, t_max, self.binary, self.aabb, step_size, max_steps,
+                                          jitter)
+        return RaySamples(t_s, t_e, ri, n_rays)
+
+    @torch.no_grad()
     def sample(
         self,
         origins: torch.Tensor,
@@ -170,12 +182,9 @@ class OccupancyGrid(nn.Module):
         if n_rays == 0:
             return RaySamples.empty(0, origins.device, origins.dtype)
         t_min, t_max = self.span(origins, dirs, near, far)
-        max_samples = self.max_steps(t_min, t_max, step_size)
-        jitter = torch.rand(n_rays, device=origins.device, dtype=origins.dtype) if stratified else None
-        t_s, t_e, ri = traverse_occupancy(
-            origins, dirs, t_min, t_max, self.binary, self.aabb, step_size, max_samples, jitter
-        )
-        samples = RaySamples(t_s, t_e, ri, n_rays)
+        samples = self.march_spans(origins, dirs, t_min, t_max, step_size, self.max_steps(t_min, t_max, step_size),
+                                   stratified)
+        t_s, t_e, ri = samples.t_starts, samples.t_ends, samples.ray_indices
         if density_fn is None or samples.n_samples == 0 or (early_stop_eps <= 0 and alpha_thre <= 0):
             return samples
         sigmas = _eval_chunked(density_fn, samples.positions(origins, dirs), chunk).to(t_s.dtype)
