@@ -132,14 +132,14 @@ def test_kernel_matches_reference(device, case, monkeypatch):
 @pytest.mark.parametrize("device", DEVICES)
 def test_lane_refill_schedules_draw_the_same_frame(device, monkeypatch):
     # programs take rays from one queue, and a lane whose ray is done takes the next once REFILL lanes are done:
-    # whatever the schedule (one program draining 100 rays refilling each lane at once, two refilling 8 at a
+    # whatever the schedule (one program draining 64 rays refilling each lane at once, two refilling 8 at a
     # time, or blocks of 32 without refill), every ray is computed alike: the frames are equal, bit for bit.
     # (The grid's part of the kernel does not see the schedule: the hash grid stands for both.)
     from fieldfit.cuda import _fused_triton
 
     model = _model().to(device)
     cfg = MarchConfig(step=0.1, early_stop=1e-3, alpha_thre=1e-3)
-    o, d = (t.to(device) for t in _rays(100, seed=3))
+    o, d = (t.to(device) for t in _rays(64, seed=3))
     frames = {}
     for programs, refill in ((1, 1), (2, 8), (4, 32)):
         monkeypatch.setattr(_fused_triton, "programs", lambda n, dev, p=programs: p)
