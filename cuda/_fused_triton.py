@@ -10,14 +10,15 @@ at each live ray's next occupied interval: the grid corners (hash levels, or tri
 volumes) are gathered and blended, each feature adds its term to the RBF distances r [BLOCK, K]
 (the direct form of ``_rbf_triton``), the head's density row and the three colour rows are dot
 products with phi. A ray's colour rows are
-folded with its SH bases once, when its lane takes it (V_c = sum_b sh_b W_{1+cB+b}), so colour costs three
+folded with its SH bases once, when its lane takes it (V_c = sum_b sh_b W_{1+cB+b}, a [BLOCK, B] x [B, K]
+product for the block's new lanes), so colour costs three
 dot products per sample whatever the SH degree. Compositing runs in registers; nothing per sample
 is stored. Dead lanes mask their loads, so a block costs memory traffic only for its live rays.
 
 FP contraction is off, as in ``_traverse_triton``: interval positions and occupancy tests are the
 reference's, rounding for rounding. The field's blends and RBF distances use explicit ``tl.fma`` instead
 (rounding there decides no step). Hash levels gather each feature as a [BLOCK, 1] column that broadcasts
-over the units as it is: sm_90 SASS of the default field, Triton 3.9, 231 instructions per level per thread
+over the units as it is: sm_90 SASS of the default field, Triton 3.9, 231-233 instructions per level per thread
 against 264 with [BLOCK, F] gathers (whose feature columns cost shuffles) and separate multiply-adds; the
 tri-plane keeps [BLOCK, F] gathers (per-feature columns were worse there: 249 against 230).
 """
@@ -36,10 +37,10 @@ from ._traverse_triton import _cell
 from .triplane import _flat, _meta
 
 # Launch shape, from sm_90 AOT compiles of the default field (16 levels x 2, 32 units, SH 3); not yet timed on a GPU
-# (bench/frame_gpu.py tries others). With lane refill, 32 rays x 8 warps: 128 registers and 16 bytes of stack
-# (8 for the tri-plane, 0 for tables not a power of 2), levels looped or unrolled; 2232 SASS instructions, 1928
-# before the refill.
-BLOCK, WARPS, UNROLL_LEVELS = 32, 8, False
+# (bench/frame_gpu.py tries others). 32 rays x 8 warps, registers capped at 128 (two programs per SM; uncapped,
+# ptxas takes 179): 48 bytes of stack, reloaded 3 words per pass, none in the level loop (233 instructions per
+# level); the refill branch is 613 instructions (1329 with the colour rows folded basis by basis, no dot).
+BLOCK, WARPS, UNROLL_LEVELS, MAX_REGISTERS = 32, 8, False, 128
 # Lane refill: a program's lanes whose rays are done take new rays from the queue once REFILL of them are done.
 # Counted by bench/fused_lanes.py (a trained lego tri-plane run, 30.4 dB; its test view in image order; 264
 # programs at once, an H100's 132 SMs x 2), block passes (field evaluations of 32 lanes) and, in brackets, those
@@ -173,15 +174,17 @@ def _rbf_distances(xn0, xn1, xn2, ev, g_ptr, res_ptr, hashed_ptr, T, mp_ptr, mv_
 
 
 @triton.jit
-def _colour_rows(v, vb, new, sh_ptr, w_ptr, b_ptr, ray, rk, mk, c: tl.constexpr, K, B: tl.constexpr):
+def _colour_rows(v, vb, new, sh_ptr, w_ptr, b_ptr, ray, rk, mk, c: tl.constexpr, K, B: tl.constexpr,
+                 BB: tl.constexpr):
     """(V [BLOCK, BK], bias [BLOCK]) with the lanes ``new`` set to channel c's head rows folded with their
-    rays' SH bases; the other lanes add 0 (their bases load as 0), so they keep their rows."""
-    v = tl.where(new[:, None], 0.0, v)
-    vb = tl.where(new, 0.0, vb)
-    for b in range(B):  # tl.static_range instead: all 3B rows in flight at once, 238-255 registers and spills
-        s = tl.load(sh_ptr + ray * B + b, mask=new, other=0.0)
-        v += s[:, None] * tl.load(w_ptr + (1 + c * B + b) * K + rk, mask=mk, other=0.0)[None, :]
-        vb += s * tl.load(b_ptr + 1 + c * B + b)
+    rays' SH bases: one [BLOCK, BB] x [BB, BK] product (fp32 FMAs)."""
+    rb = tl.arange(0, BB)
+    mb = rb < B
+    s = tl.load(sh_ptr + ray[:, None] * B + rb[None, :], mask=new[:, None] & mb[None, :], other=0.0)
+    w = tl.load(w_ptr + (1 + c * B + rb[:, None]) * K + rk[None, :], mask=mb[:, None] & mk[None, :], other=0.0)
+    bias = tl.load(b_ptr + 1 + c * B + rb, mask=mb, other=0.0)
+    v = tl.where(new[:, None], tl.dot(s, w, input_precision="ieee"), v)
+    vb = tl.where(new, tl.sum(s * bias[None, :], axis=1), vb)
     return v, vb
 
 
@@ -210,7 +213,7 @@ def _fused_kernel(o_ptr, d_ptr, sh_ptr, tmin_ptr, tmax_ptr, bin_ptr, box_ptr, st
                   rgb_ptr, opa_ptr, dep_ptr, ev_ptr, next_ptr, R,
                   ENC: tl.constexpr, L: tl.constexpr, F: tl.constexpr, BF: tl.constexpr, B: tl.constexpr,
                   KERNEL: tl.constexpr, POW2: tl.constexpr, UNROLL: tl.constexpr, MAX_TAU: tl.constexpr,
-                  REFILL: tl.constexpr, BLOCK: tl.constexpr, BK: tl.constexpr):
+                  REFILL: tl.constexpr, BB: tl.constexpr, BLOCK: tl.constexpr, BK: tl.constexpr):
     lane = tl.arange(0, BLOCK)
     rk = tl.arange(0, BK)
     mk = rk < K
@@ -251,9 +254,9 @@ def _fused_kernel(o_ptr, d_ptr, sh_ptr, tmin_ptr, tmax_ptr, bin_ptr, box_ptr, st
             d2 = _take(new, d2, d_ptr, idx * 3 + 2)
             tmin = _take(new, tmin, tmin_ptr, idx)
             tmax = _take(new, tmax, tmax_ptr, idx)
-            v_r, vb_r = _colour_rows(v_r, vb_r, new, sh_ptr, w_ptr, b_ptr, idx, rk, mk, 0, K, B)
-            v_g, vb_g = _colour_rows(v_g, vb_g, new, sh_ptr, w_ptr, b_ptr, idx, rk, mk, 1, K, B)
-            v_b, vb_b = _colour_rows(v_b, vb_b, new, sh_ptr, w_ptr, b_ptr, idx, rk, mk, 2, K, B)
+            v_r, vb_r = _colour_rows(v_r, vb_r, new, sh_ptr, w_ptr, b_ptr, idx, rk, mk, 0, K, B, BB)
+            v_g, vb_g = _colour_rows(v_g, vb_g, new, sh_ptr, w_ptr, b_ptr, idx, rk, mk, 1, K, B, BB)
+            v_b, vb_b = _colour_rows(v_b, vb_b, new, sh_ptr, w_ptr, b_ptr, idx, rk, mk, 2, K, B, BB)
             acc_r = tl.where(new, 0.0, acc_r)
             acc_g = tl.where(new, 0.0, acc_g)
             acc_b = tl.where(new, 0.0, acc_b)
@@ -342,6 +345,7 @@ def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, f
             rgb, opacity, depth, evals, torch.zeros(1, dtype=torch.int32, device=dev), n,
             ENC=kind, L=levels, F=feats, BF=triton.next_power_of_2(max(feats, 1)), B=sh.shape[1],
             KERNEL=KERNEL_IDS[field.kernel], POW2=tsize > 0 and (tsize & (tsize - 1)) == 0, UNROLL=UNROLL_LEVELS,
-            MAX_TAU=COMPOSITE_MAX_OPTICAL_DEPTH, REFILL=refill, BLOCK=BLOCK, BK=triton.next_power_of_2(max(k, 1)),
-            num_warps=WARPS, enable_fp_fusion=False)
+            MAX_TAU=COMPOSITE_MAX_OPTICAL_DEPTH, REFILL=refill, BB=max(16, triton.next_power_of_2(sh.shape[1])),
+            BLOCK=BLOCK, BK=max(16, triton.next_power_of_2(k)),
+            num_warps=WARPS, maxnreg=MAX_REGISTERS, enable_fp_fusion=False)
     return rgb, opacity, depth, evals

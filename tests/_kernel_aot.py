@@ -107,14 +107,15 @@ def specs():
     fp = {"*": "*fp32", "bin_ptr": "*u8", "res_ptr": "*i32", "hashed_ptr": "*i32", "mp_ptr": "*i32", "mv_ptr": "*i32",
           "ev_ptr": "*i32", "next_ptr": "*i32", "dscale": "fp32", "dshift": "fp32", "early_stop": "fp32",
           "alpha_thre": "fp32", "stop_tau": "fp32"}
-    base = dict(B=16, KERNEL=0, MAX_TAU=64.0, REFILL=FU.REFILL, BLOCK=FU.BLOCK, BK=32)
+    base = dict(B=16, BB=16, KERNEL=0, MAX_TAU=64.0, REFILL=FU.REFILL, BLOCK=FU.BLOCK, BK=32)
     for pow2, unroll in ((True, False), (False, False), (True, True)):
         consts = dict(base, ENC=0, L=16, F=2, BF=2, POW2=pow2, UNROLL=unroll)
         out.append((f"fused frame hash pow2={pow2} unroll={unroll} fp32", FU._fused_kernel, fp, consts, FU.WARPS,
-                    False))
+                    False, dict(maxnreg=FU.MAX_REGISTERS)))
     tri = dict(fp, res_ptr="*i64", hashed_ptr="*i64", mp_ptr="*i64", mv_ptr="*i64")  # entry tables in their place
     consts = dict(base, ENC=1, L=0, F=4, BF=4, POW2=False, UNROLL=False)
-    out.append(("fused frame triplane fp32", FU._fused_kernel, tri, consts, FU.WARPS, False))
+    out.append(("fused frame triplane fp32", FU._fused_kernel, tri, consts, FU.WARPS, False,
+                dict(maxnreg=FU.MAX_REGISTERS)))
     # a fused frame's ray setup (float32 only): spans alone (the rounds marcher) and with SH degree 3
     rs = {"*": "*fp32", "near": "fp32", "far": "fp32"}
     for degree in (-1, 3):
