@@ -43,9 +43,10 @@ def fit(scene, *flags, budget: float | None = None, steps: int | None = None) ->
         return m
 
 
-def write(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    p = RESULTS / f"{name}.json"
+def write(name: str, payload: dict, path: Path | None = None) -> Path:
+    """payload with the machine's description, as JSON at ``path`` (default bench/results/NAME.json)."""
+    p = Path(path) if path else RESULTS / f"{name}.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
     print(f"wrote {p}")
     return p

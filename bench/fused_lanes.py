@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import write
 
 
 def marches(run: Path, size: int):
@@ -64,8 +64,8 @@ def marches(run: Path, size: int):
         plans[r] = (ks, int(steps[r]) if evals[r] == cand[r] else -1)  # all intervals seen: it runs out
     totals = {"rays": n, "rays_with_a_span": int(live.sum()), "candidate_intervals": int(cand.sum()),
               "field_evaluations": int(evals.sum())}
-    return plans, (t1 - t0).numpy(), totals, float(json.loads((run / "metrics.json").read_text())
-                                                   .get("test", {}).get("psnr", float("nan")))
+    psnr = json.loads((run / "metrics.json").read_text()).get("test", {}).get("psnr")
+    return plans, (t1 - t0).numpy(), totals, psnr
 
 
 def replay(plans, order, block: int, refill: int, programs: int) -> dict:
@@ -135,10 +135,7 @@ def main(argv=None) -> int:
         out["schedules"][name] = row
         print(f"{name:40s}: {row['block_passes']:8d} block passes, {row['skip_iterations']:9d} skip iterations, "
               f"{row['refills']:7d} refills, {row['rounds']:6d} rounds, lane use {row['lane_use']:.3f}", flush=True)
-    path = a.out or RESULTS / "fused_lanes.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1))
-    print(f"wrote {path}")
+    write("fused_lanes", out, a.out)
     return 0
 
 

@@ -20,7 +20,6 @@ os.environ["FIELDFIT_KERNELS"] = "triton"
 
 import argparse  # noqa: E402
 import collections  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import replace  # noqa: E402
@@ -29,7 +28,8 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import write  # noqa: E402
+
 NO_LAUNCH = {"view", "_unsafe_view", "expand", "permute", "select", "slice", "t", "transpose", "unsqueeze", "squeeze",
              "as_strided", "detach", "alias", "empty", "empty_like", "empty_strided", "new_empty", "split", "unbind",
              "lift_fresh", "_reshape_alias", "reshape", "split_with_sizes", "chunk", "view_as", "unfold", "diagonal",
@@ -159,10 +159,7 @@ def main(argv=None) -> int:
               "frames": frames(model, march, _scene_of(cfg), a.size, modes, counter)}
     if not a.no_step:
         result["step"] = step(Run.open(a.run), model, march, cfg, counter)
-    out = a.out or RESULTS / "launches.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}")
+    write("launches", result, a.out)
     return 0
 
 

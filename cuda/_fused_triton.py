@@ -47,7 +47,7 @@ BLOCK, WARPS, UNROLL_LEVELS, MAX_REGISTERS = 32, 8, False, 128
 # of the busiest program: at 800x800, REFILL 8 92.2k (353), 16 106.2k (405), 1 85.5k (327) but 78% more skip
 # iterations than 8; fixed blocks (REFILL = BLOCK) 148.1k (563), in span order 226.2k (878). At 400x400: 8
 # 25.0k (128), fixed blocks 43.8k (176), in span order 54.3k (229). Not yet timed on a GPU.
-REFILL, PROGRAMS_PER_HINT = 8, 1
+REFILL = 8
 BIG = 1e30  # "no early stop" optical depth
 
 
@@ -304,9 +304,9 @@ def _fused_kernel(o_ptr, d_ptr, sh_ptr, tmin_ptr, tmax_ptr, bin_ptr, box_ptr, st
 
 
 def programs(n: int, device) -> int:
-    """Programs of a launch: enough to fill the device (``num_programs_hint`` x PROGRAMS_PER_HINT), never more
-    than the blocks of rays; they take rays from one queue until it is empty."""
-    return max(1, min(triton.cdiv(n, BLOCK), PROGRAMS_PER_HINT * num_programs_hint(device)))
+    """Programs of a launch: enough to fill the device (``num_programs_hint``), never more than the blocks of
+    rays; they take rays from one queue until it is empty."""
+    return max(1, min(triton.cdiv(n, BLOCK), num_programs_hint(device)))
 
 
 def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, field, background, early_stop,
