@@ -18,6 +18,7 @@ On a CPU the fused marcher runs the torch reference (slow; a smoke test of this 
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -29,11 +30,13 @@ from _common import DATA, write
 from radiance_gpu import _timed
 
 MODES = ("packed", "rounds", "fused")
-# fused kernel launch shapes (rays per program, warps, levels unrolled, lanes done before a refill) tried at the
-# largest size; refill = rays per program: a program takes its next rays only once all of its rays are done
-SHAPES = ((32, 8, False, 32), (32, 8, False, 16), (32, 8, False, 1), (16, 4, False, 4), (64, 8, False, 16),
-          (16, 8, True, 4), (32, 8, True, 8))
-LAUNCH = ("BLOCK", "WARPS", "UNROLL_LEVELS", "REFILL")
+# fused kernel launch shapes tried at the largest size (the default first): rays per program, warps, hash levels
+# unrolled, lanes done before a refill (refill = rays per program: fixed blocks), programs per SM, register cap
+# (None: ptxas's choice)
+SHAPES = ((32, 2, False, 8, 4, 128), (32, 4, False, 8, 4, 128), (32, 1, False, 8, 4, 128), (16, 1, False, 4, 4, 128),
+          (64, 4, False, 16, 4, 128), (32, 2, False, 4, 4, 128), (32, 2, False, 16, 4, 128), (32, 2, False, 8, 8, 128),
+          (32, 2, False, 8, 2, 128), (32, 2, False, 8, 4, None))
+LAUNCH = ("BLOCK", "WARPS", "UNROLL_LEVELS", "REFILL", "PROGRAMS_PER_SM", "MAX_REGISTERS")
 
 
 def _fit(budget: float, device: str, tmp: Path, grid: str | None) -> Path:
@@ -73,23 +76,41 @@ def frames(run: Path, device: str, sizes, reps: int) -> dict:
                 def draw(mode=mode):
                     return render_rays(model, *frame_rays(scene, f, device=device), bg, march, device, mode=mode)
 
-                images[mode] = draw()[0]
-                out[f"frame_{size}_ms_{mode}"] = 1e3 * _timed(draw, device, reps)
+                try:  # one marcher failing (a kernel that does not compile) keeps the others' numbers
+                    images[mode] = draw()[0]
+                    out[f"frame_{size}_ms_{mode}"] = 1e3 * _timed(draw, device, reps)
+                except Exception as exc:  # noqa: BLE001
+                    out[f"frame_{size}_{mode}_error"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
+                    print(f"{size}x{size} {mode}: FAILED {out[f'frame_{size}_{mode}_error']}", flush=True)
+                    continue
+                if "packed" not in images:
+                    continue
                 diff = (images[mode] - images["packed"]).abs()
                 mse = float((diff**2).mean())
                 out[f"frame_{size}_{mode}_vs_packed_max_abs"] = float(diff.max())
                 out[f"frame_{size}_{mode}_vs_packed_psnr"] = 10 * torch.log10(torch.tensor(1 / max(mse, 1e-20))).item()
-                print(f"{size}x{size} {mode}: {out[f'frame_{size}_ms_{mode}']:.1f} ms", flush=True)
-            if "fused" in modes and device.startswith("cuda") and size == max(sizes):
+                print(f"{size}x{size} {mode}: {out[f'frame_{size}_ms_{mode}']:.1f} ms, "
+                      f"{out[f'frame_{size}_{mode}_vs_packed_psnr']:.1f} dB vs packed", flush=True)
+            if f"frame_{size}_ms_fused" in out and device.startswith("cuda") and size == max(sizes):
                 default = [getattr(_fused_triton, name) for name in LAUNCH]
                 try:
                     for shape in SHAPES:
                         for name, value in zip(LAUNCH, shape):
                             setattr(_fused_triton, name, value)
-                        key = "frame_{}_ms_fused_block{}_warps{}_unroll{}_refill{}".format(size, *shape)
-                        out[key] = 1e3 * _timed(lambda: render_rays(model, *frame_rays(scene, f, device=device), bg,
-                                                                    march, device, mode="fused"), device, reps)
-                        print(f"{key}: {out[key]:.1f}", flush=True)
+                        key = "frame_{}_ms_fused_block{}_warps{}_unroll{}_refill{}_persm{}_maxreg{}".format(size, *shape)
+
+                        def draw():
+                            return render_rays(model, *frame_rays(scene, f, device=device), bg, march, device,
+                                               mode="fused")
+
+                        try:  # each shape's image against packed's too: a launch shape must not change the frame
+                            out[key] = 1e3 * _timed(draw, device, reps)
+                            mse = float(((draw()[0] - images["packed"]) ** 2).mean()) if "packed" in images else None
+                            out[key + "_vs_packed_psnr"] = None if mse is None else -10 * math.log10(max(mse, 1e-20))
+                            print(f"{key}: {out[key]:.1f} ms, {out[key + '_vs_packed_psnr']} dB vs packed", flush=True)
+                        except Exception as exc:  # noqa: BLE001
+                            out[key + "_error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
+                            print(f"{key}: FAILED {out[key + '_error']}", flush=True)
                 finally:
                     for name, value in zip(LAUNCH, default):
                         setattr(_fused_triton, name, value)
@@ -148,6 +169,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="400,800")
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--no-viewer", action="store_true")
+    ap.add_argument("--viewer-modes", default=",".join(MODES), help="marchers the viewer is measured with")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,7 +180,8 @@ def main() -> int:
         row.update(frames(run, a.device, sizes, a.reps))
         if not a.no_viewer:
             try:
-                row.update(viewer(run, a.device, row["modes"]))
+                ok = [m for m in a.viewer_modes.split(",") if f"frame_{max(sizes)}_ms_{m}" in row]  # those that drew
+                row.update(viewer(run, a.device, ok))
             except Exception as exc:  # noqa: BLE001 - the frame times above are worth keeping
                 row["viewer_error"] = f"{type(exc).__name__}: {exc}"
     print(json.dumps(row, indent=1))

@@ -36,18 +36,24 @@ from ._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH
 from ._traverse_triton import _cell
 from .triplane import _flat, _meta
 
-# Launch shape, from sm_90 AOT compiles of the default field (16 levels x 2, 32 units, SH 3); not yet timed on a GPU
-# (bench/frame_gpu.py tries others). 32 rays x 8 warps, registers capped at 128 (two programs per SM; uncapped,
-# ptxas takes 179): 48 bytes of stack, reloaded 3 words per pass, none in the level loop (233 instructions per
-# level); the refill branch is 613 instructions (1329 with the colour rows folded basis by basis, no dot).
-BLOCK, WARPS, UNROLL_LEVELS, MAX_REGISTERS = 32, 8, False, 128
+# Launch shape, timed on an H200 (bench/frame_gpu.py; lego 400x400 fitted 60 s on the hash grid, 33.4 dB; an
+# 800x800 test view as `fieldfit render` makes it, 4 programs per SM, registers capped at 128): 32 rays x 2 warps
+# 8.1 ms, x 4 warps 9.7, x 8 warps 16.9; 64 rays x 4 warps 8.4, x 2 warps 10.4; 32 x 4 uncapped 11.9 ms
+# (bench/results/frame_h200_2026-11-27.json). sm_90 compile of 32 x 8: 48 bytes of stack, reloaded 3 words per
+# pass, none in the level loop (233 instructions per level); the refill branch is 613 instructions (1329 with the
+# colour rows folded basis by basis, no dot).
+BLOCK, WARPS, UNROLL_LEVELS, MAX_REGISTERS = 32, 2, False, 128
 # Lane refill: a program's lanes whose rays are done take new rays from the queue once REFILL of them are done.
 # Counted by bench/fused_lanes.py (a trained lego tri-plane run, 30.4 dB; its test view in image order; 264
 # programs at once, an H100's 132 SMs x 2), block passes (field evaluations of 32 lanes) and, in brackets, those
 # of the busiest program: at 800x800, REFILL 8 92.2k (353), 16 106.2k (405), 1 85.5k (327) but 78% more skip
 # iterations than 8; fixed blocks (REFILL = BLOCK) 148.1k (563), in span order 226.2k (878). At 400x400: 8
-# 25.0k (128), fixed blocks 43.8k (176), in span order 54.3k (229). Not yet timed on a GPU.
+# 25.0k (128), fixed blocks 43.8k (176), in span order 54.3k (229). On the H200 (32 x 4 above): REFILL 8 9.7 ms,
+# 16 10.4; an earlier run at 32 x 8 (frame_h200_2026-11-27_first.json): REFILL 8 18.5 ms, 1 19.6, fixed blocks 22.1.
 REFILL = 8
+# Programs per SM of a launch on a GPU (more than fit wait in line). H200, 32 x 4: 4 per SM 9.7 ms, 8 10.5; at
+# 32 x 8: 2 18.1, 4 18.5, 8 18.3.
+PROGRAMS_PER_SM = 4
 BIG = 1e30  # "no early stop" optical depth
 
 
@@ -206,7 +212,9 @@ def _store(done, ray, acc_r, acc_g, acc_b, opa, dep, evals, bg_ptr, rgb_ptr, opa
     tl.store(ev_ptr + ray, evals, mask=done)
 
 
-@triton.jit
+# the steps (M) and rays (R) of a frame change with the camera and the viewer's resolution: unspecialised, or each
+# new divisibility by 16 compiles the kernel again (seconds each, mid-interaction; seen in the viewer on an H200)
+@triton.jit(do_not_specialize=["M", "R"])
 def _fused_kernel(o_ptr, d_ptr, sh_ptr, tmin_ptr, tmax_ptr, bin_ptr, box_ptr, step_ptr, M, G0, G1, G2,
                   lo_ptr, sc_ptr, g_ptr, res_ptr, hashed_ptr, T, mp_ptr, mv_ptr, EP, EV, c_ptr, beta_ptr, D, w_ptr,
                   b_ptr, K, dscale, dshift, bg_ptr, early_stop, alpha_thre, stop_tau,
@@ -304,9 +312,13 @@ def _fused_kernel(o_ptr, d_ptr, sh_ptr, tmin_ptr, tmax_ptr, bin_ptr, box_ptr, st
 
 
 def programs(n: int, device) -> int:
-    """Programs of a launch: enough to fill the device (``num_programs_hint``), never more than the blocks of
-    rays; they take rays from one queue until it is empty."""
-    return max(1, min(triton.cdiv(n, BLOCK), num_programs_hint(device)))
+    """Programs of a launch: PROGRAMS_PER_SM per SM on a GPU (``num_programs_hint`` elsewhere), never more than
+    the blocks of rays; they take rays from one queue until it is empty."""
+    if device.type == "cuda":
+        limit = max(1, int(PROGRAMS_PER_SM)) * torch.cuda.get_device_properties(device).multi_processor_count
+    else:
+        limit = num_programs_hint(device)
+    return max(1, min(triton.cdiv(n, BLOCK), limit))
 
 
 def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, field, background, early_stop,

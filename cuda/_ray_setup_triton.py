@@ -47,7 +47,7 @@ def _box(o0, o1, o2, d0, d1, d2, box_ptr):
     return tl.where(hit, t_near, 0.0), tl.where(hit, t_far, 0.0), hit
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["R"])  # R changes with every frame size: one compile
 def _ray_setup_kernel(o_ptr, d_ptr, box_ptr, aabb_ptr, near, far, tmin_ptr, tmax_ptr, sh_ptr, R,
                       DEGREE: tl.constexpr, BLOCK: tl.constexpr):
     ray = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
