@@ -15,7 +15,7 @@ if __name__ != "fieldfit.cuda":
     # harmless; going on would re-enter the half-imported torch and crash.
     raise ImportError(f"{__file__} is the package fieldfit.cuda, not a top-level {__name__!r} package")
 
-from ._dispatch import backend_for
+from ._dispatch import backend_for, backend_for_device
 from ._torch_ref import RBF_KERNELS
 from .composite import composite_packed
 from .fused import render_fused
@@ -28,6 +28,7 @@ from .triplane import triplane_grid
 __all__ = [
     "RBF_KERNELS",
     "backend_for",
+    "backend_for_device",
     "composite_packed",
     "dense_grid",
     "hash_grid",

@@ -60,15 +60,21 @@ def interpreter_enabled() -> bool:
 
 def backend_for(tensor: torch.Tensor) -> str:
     """'triton' or 'torch' for an op whose main input is ``tensor`` (see the module docstring)."""
+    return backend_for_device(tensor.device)
+
+
+def backend_for_device(device) -> str:
+    """'triton' or 'torch' for an op whose main input is on ``device`` (see the module docstring)."""
     mode = kernel_mode()
     if mode == "torch":
         return "torch"
-    on_cuda = tensor.device.type == "cuda"
+    kind = torch.device(device).type
+    on_cuda = kind == "cuda"
     if mode == "auto":
         return "triton" if on_cuda and triton_available() else "torch"
     if not on_cuda and not interpreter_enabled():
         raise RuntimeError(
-            f"{ENV_VAR}=triton with {tensor.device.type} tensors needs TRITON_INTERPRET=1 "
+            f"{ENV_VAR}=triton with {kind} tensors needs TRITON_INTERPRET=1 "
             f"(set before the first kernel call); or set {ENV_VAR}=torch"
         )
     if not triton_available():

@@ -203,3 +203,27 @@ def test_models_without_a_fused_path_are_refused():
     assert not model.fusable() and _model().fusable() and _model(grid="triplane").fusable()
     with pytest.raises(ValueError, match="FIELDFIT_MARCH"):
         model.render_fused(*_rays(3), BG, MarchConfig(step=0.1))
+
+
+def test_gpu_frames_default_to_the_fused_marcher_where_it_applies(monkeypatch):
+    # march_mode only names a device: no CUDA is needed to check the choice
+    from fieldfit.cuda import _dispatch
+    from fieldfit.methods.radiance_render import march_mode
+
+    monkeypatch.delenv("FIELDFIT_MARCH", raising=False)
+    monkeypatch.delenv("FIELDFIT_KERNELS", raising=False)
+    monkeypatch.setattr(_dispatch, "triton_available", lambda: True)
+    dense = RadianceModel(RadianceRBF(FieldConfig(grid=GridConfig(kind="dense", levels=2, max_res=16, features=2),
+                                                  units=4), [[-1.0] * 3, [1.0] * 3]),
+                          OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=4))
+    assert march_mode("cuda", _model()) == "fused" and march_mode("cuda", _model(grid="triplane")) == "fused"
+    assert march_mode("cuda", dense) == "packed" and march_mode("cuda") == "packed"
+    assert march_mode("cpu", _model()) == "rounds"  # a CPU runs the fused path as its (slower) reference
+    monkeypatch.setenv("FIELDFIT_KERNELS", "torch")  # no kernels: the fused path would be the reference too
+    assert march_mode("cuda", _model()) == "packed"
+    monkeypatch.setenv("FIELDFIT_MARCH", "rounds")
+    assert march_mode("cuda", _model()) == "rounds"
+    monkeypatch.setattr(_dispatch, "triton_available", lambda: False)
+    monkeypatch.delenv("FIELDFIT_MARCH")
+    monkeypatch.delenv("FIELDFIT_KERNELS")
+    assert march_mode("cuda", _model()) == "packed"

@@ -116,7 +116,7 @@ def test_render_modes_give_one_image(monkeypatch):
     b = render_rays(model, o, d, torch.ones(3), cfg, "cpu", chunk=128, mode="rounds")
     torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=0)
     torch.testing.assert_close(a[1], b[1], atol=1e-5, rtol=0)
-    assert march_mode("cpu") == "rounds" and march_mode("cuda") == "packed"
+    assert march_mode("cpu") == "rounds" and march_mode("cpu", model) == "rounds"
     monkeypatch.setenv("FIELDFIT_MARCH", "rounds")
     assert march_mode("cuda") == "rounds"
     monkeypatch.setenv("FIELDFIT_MARCH", "fast")

@@ -279,19 +279,22 @@ def render_chunk(device) -> int:
 MARCH_MODES = ("rounds", "packed", "fused")
 
 
-def march_mode(device) -> str:
-    """How frames are marched: FIELDFIT_MARCH=rounds|packed|fused, else rounds on a CPU and packed on a GPU.
+def march_mode(device, model: RadianceModel | None = None) -> str:
+    """How frames are marched: FIELDFIT_MARCH=rounds|packed|fused, else rounds on a CPU, and on a GPU fused
+    where ``model`` has a fused path (``fusable``: RBF fields on a hash grid or a tri-plane) and the Triton
+    kernels draw (not FIELDFIT_KERNELS=torch), else packed.
 
     Measured: frames in rounds are 1.2-1.6x faster than packed for trained lego runs at 200x200 on a
-    2-core CPU (the same image); on an H200 at 800x800 packed was as fast or faster (29 ms against 32-36 ms
-    in rounds, chunks of 2^20 rays). Training always marches packed: marched in rounds (an experiment
-    not kept) its march took 9.0 ms against 6.0 ms on the H200 (2^17 jittered rays), and a 300 s CPU
-    fit of lego 200x200 made 6% more steps (4389 against 4142; 29.98 against 29.75 dB).
-    "fused" (one kernel: march, field and compositing; RBF fields on a hash grid or a tri-plane) is not the
-    GPU default until it is timed on a GPU. On a CPU it runs the torch reference, every occupied interval
-    evaluated once: faster for a barely trained hash-grid run (60 s of lego, 64x64: 0.19-0.24 s per frame,
-    rounds 0.69, packed 1.30-1.36), slower for a trained tri-plane run (900 s of lego, 200x200: 629 ms,
-    rounds 303, packed 370), which is the CPU default.
+    2-core CPU (the same image). On an H200, lego 400x400 fitted 60 s on the hash grid (33.4 dB), a test
+    view as ``fieldfit render`` makes it: 800x800 fused 9.6 ms, packed 19.7, rounds 26.5; 400x400 fused 4.4,
+    packed 8.1, rounds 13.5 (``bench/frame_gpu.py``, ``bench/results/frame_h200_2026-11-27.json``); fused
+    differs from packed by at most 7e-4 per channel (118 dB). Training always marches packed: marched in
+    rounds (an experiment not kept) its march took 9.0 ms against 6.0 ms on the H200 (2^17 jittered rays),
+    and a 300 s CPU fit of lego 200x200 made 6% more steps (4389 against 4142; 29.98 against 29.75 dB).
+    On a CPU the fused path runs the torch reference, every occupied interval evaluated once: faster for a
+    barely trained hash-grid run (60 s of lego, 64x64: 0.19-0.24 s per frame, rounds 0.69, packed
+    1.30-1.36), slower for a trained tri-plane run (900 s of lego, 200x200: 629 ms, rounds 303, packed 370),
+    so a CPU keeps rounds.
     """
     import os
 
@@ -299,7 +302,14 @@ def march_mode(device) -> str:
     if mode and mode not in MARCH_MODES:
         raise ValueError(f"FIELDFIT_MARCH={mode!r} is not recognised; set it to 'rounds', 'packed' or 'fused' "
                          f"(or unset it)")
-    return mode or ("rounds" if torch.device(device).type == "cpu" else "packed")
+    if mode:
+        return mode
+    if torch.device(device).type == "cpu":
+        return "rounds"
+    from fieldfit.cuda import backend_for_device
+
+    kernel = backend_for_device(device) == "triton"  # not FIELDFIT_KERNELS=torch
+    return "fused" if kernel and model is not None and model.fusable() else "packed"
 
 
 @torch.no_grad()
@@ -329,7 +339,7 @@ def render_chunked(model: RadianceModel, origins: torch.Tensor, dirs: torch.Tens
 def render_rays(model: RadianceModel, origins: torch.Tensor, dirs: torch.Tensor, background, cfg: MarchConfig,
                 device, chunk: int | None = None, mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Render many rays [R,3] (any device) in chunks of ``chunk`` rays on ``device``
-    (default ``render_chunk(device)``), marched by ``mode`` (default ``march_mode(device)``).
+    (default ``render_chunk(device)``), marched by ``mode`` (default ``march_mode(device, model)``).
 
     The packed traversal costs every ray of a chunk as much as the chunk's longest span through the
     occupied box, so rays are rendered in order of that span (1.5-2x faster frames); the fused kernel
@@ -339,7 +349,7 @@ def render_rays(model: RadianceModel, origins: torch.Tensor, dirs: torch.Tensor,
 
     Returns (rgb [R,3] on the CPU, clamped to [0,1]; opacity [R] on the CPU; number of field samples).
     """
-    mode = mode or march_mode(device)
+    mode = mode or march_mode(device, model)
     chunk = chunk or render_chunk(device)
     bg = torch.as_tensor(background, dtype=torch.float32, device=device)
     if mode == "fused":

@@ -38,7 +38,7 @@ class RadianceView:
         from fieldfit.methods.radiance_render import march_mode, render_chunk
 
         self.model, self.march, self.scene, self.device = model, march, scene, torch.device(device)
-        self.mode = march_mode(self.device)  # the marcher of the method's own renders: pinned on a CPU
+        self.mode = march_mode(self.device, model)  # the marcher of the method's own renders: pinned on a CPU
         self.choice = self._auto_choice()  # on a GPU: the fastest marcher, timed on the frames (viewer/marcher.py)
         self.chunk = render_chunk(self.device)  # and its rays per chunk
         from fieldfit.methods.radiance_data import eval_background
