@@ -23,13 +23,14 @@
 # repo) and GPU_CHECK_HOOKS (bench script names) narrow a rerun.
 # GPU_CHECK_FORCE_SHIM=1 builds the import shim even when fieldfit already resolves (to test it).
 # On a device with no network and no ../shared: `bash bench/make_devdata.sh` here first (lego_400,
-# armadillo, trimesh/libigl wheels -> .devdata/), carry .devdata, install the wheels there with
-# `pip install --no-index --find-links .devdata/wheels trimesh libigl`, and set FIELDFIT_DATA=$PWD/.devdata.
-# With a few minutes of device time, the frame-rate check (fused marcher vs packed, the viewer with its
-# own marcher choice) and the rbf layer (both forwards and the one chosen, the fused backward vs its GEMM
-# backward and the reference), with the GPU's time in kernels per call:
-#   GPU_CHECK_TESTS='tests/test_kernels_rbf.py tests/test_kernels_fused.py tests/test_viewer_resolution.py tests/test_radiance_render.py' \
-#   KERNELS_BENCH_ARGS='--ops rbf,fused,composite,dense' GPU_CHECK_HOOKS=frame_gpu.py bash bench/gpu_check.sh
+# armadillo, trimesh/libigl wheels -> .devdata/), carry .devdata and set FIELDFIT_DATA=$PWD/.devdata: this
+# script installs the wheels (step 0) when trimesh is missing.
+# With a few minutes of device time, the frame-rate check alone (a 60 s lego fit, the three marchers at
+# 400x400 and 800x800, the fused kernel's launch shapes, the viewer at 800x800; about 150 s on an H200):
+#   GPU_CHECK_SKIP=tests,bench GPU_CHECK_HOOKS=frame_gpu.py bash bench/gpu_check.sh
+# and the kernel tests and kernel benchmark of the ops below 5x (about 110 s):
+#   GPU_CHECK_HOOKS=' ' GPU_CHECK_TESTS='tests/test_kernels_fused.py tests/test_kernels_ray_setup.py tests/test_kernels_rbf.py' \
+#   KERNELS_BENCH_ARGS='--ops rbf,dense,triplane,composite' bash bench/gpu_check.sh
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,6 +41,15 @@ mkdir -p "$LOGS"
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK" || exit 2
 touch "$WORK/started"
+
+# --- 0. wheels that travelled with the data (bench/make_devdata.sh), where trimesh is missing ---------------------
+# --no-deps: the wheels' own needs (numpy, scipy) are on the device, and with an index of only these wheels pip
+# would find none of them and install nothing.
+if [ -n "${FIELDFIT_DATA:-}" ] && compgen -G "$FIELDFIT_DATA/wheels/*.whl" >/dev/null && ! "$PY" -c "import trimesh" 2>/dev/null; then
+    "$PY" -m pip install -q --no-deps --no-index --no-compile --target "$WORK/site" "$FIELDFIT_DATA"/wheels/*.whl 2>&1 | grep -v WARNING
+    export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+    "$PY" -c "import trimesh" && echo "[gpu_check] installed $FIELDFIT_DATA/wheels into $WORK/site"
+fi
 
 # --- 1. import path ------------------------------------------------------------------------------
 resolves_here() {

@@ -6,8 +6,8 @@
 #
 #   bash bench/make_devdata.sh            (needs ../shared/data and pip with network or a local index)
 #
-# Then on the device: pip install --no-index --find-links .devdata/wheels trimesh libigl, and
-# FIELDFIT_DATA=$PWD/.devdata bash bench/gpu_check.sh (see its header for the short call).
+# Then on the device: FIELDFIT_DATA=$PWD/.devdata bash bench/gpu_check.sh, which installs the wheels (see its
+# header for the short calls).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
