@@ -15,7 +15,8 @@
 #    (the cpu-interpret cases skip when TRITON_INTERPRET is not 1).
 # 3. Kernel benchmark -> bench/results/kernels_<gpu>.json.
 # 4. Hooks: bench/frame_gpu.py, bench/sdf_gpu.py, bench/gpu_profile.py and bench/radiance_gpu.py, each run only if
-#    present, each stopped after GPU_CHECK_HOOK_TIMEOUT seconds (default 360).
+#    present, each stopped after GPU_CHECK_HOOK_TIMEOUT seconds (default 360), each with the options in
+#    GPU_CHECK_ARGS_<name> (GPU_CHECK_ARGS_radiance_gpu='--budgets 180 --skip-fps').
 # 5. A short summary table. Exit status: non-zero if any test or step failed.
 # If $OUT is set (device runner), logs and JSON results are copied there.
 # KERNELS_BENCH_ARGS passes options to bench/kernels_bench.py (e.g. "--ops rbf,hash").
@@ -25,6 +26,12 @@
 # On a device with no network and no ../shared: `bash bench/make_devdata.sh` here first (lego_400,
 # armadillo, trimesh/libigl wheels -> .devdata/), carry .devdata and set FIELDFIT_DATA=$PWD/.devdata: this
 # script installs the wheels (step 0) when trimesh is missing.
+# A whole session's 15 minutes, as two calls on one machine (times from the H200, 2026-11-27):
+#   1. GPU_CHECK_HOOKS='frame_gpu.py sdf_gpu.py' KERNELS_BENCH_ARGS='--ops rbf,dense,triplane,composite,hash'
+#      GPU_CHECK_TESTS='tests/test_kernels_fused.py tests/test_kernels_ray_setup.py tests/test_kernels_rbf.py'
+#      bash bench/gpu_check.sh        (about 6 minutes: 1-minute lego PSNR, frame rates, viewer, armadillo, kernels)
+#   2. GPU_CHECK_SKIP=tests,bench GPU_CHECK_HOOKS=radiance_gpu.py GPU_CHECK_ARGS_radiance_gpu='--budgets 180
+#      --skip-fps' bash bench/gpu_check.sh        (about 4 minutes: the 3-minute lego PSNR)
 # With a few minutes of device time, the frame-rate check alone (a 60 s lego fit, the three marchers at
 # 400x400 and 800x800, the fused kernel's launch shapes, the viewer at 800x800; about 150 s on an H200):
 #   GPU_CHECK_SKIP=tests,bench GPU_CHECK_HOOKS=frame_gpu.py bash bench/gpu_check.sh
@@ -110,8 +117,10 @@ HOOKS_RC=0
 HOOK_LINES=""
 for hook in ${GPU_CHECK_HOOKS:-frame_gpu.py sdf_gpu.py gpu_profile.py radiance_gpu.py}; do
     if [ -f "$REPO/bench/$hook" ]; then
-        # shellcheck disable=SC2086  # the timeout is one word
-        TRITON_INTERPRET= timeout ${GPU_CHECK_HOOK_TIMEOUT:-360} "$PY" "$REPO/bench/$hook" 2>&1 | tee "$LOGS/gpu_check_${hook%.py}.log"
+        args_var="GPU_CHECK_ARGS_${hook%.py}"  # e.g. GPU_CHECK_ARGS_radiance_gpu='--budgets 180 --skip-fps'
+        # shellcheck disable=SC2086  # the timeout is one word; the hook's options are split on purpose
+        TRITON_INTERPRET= timeout ${GPU_CHECK_HOOK_TIMEOUT:-360} "$PY" "$REPO/bench/$hook" ${!args_var:-} 2>&1 \
+            | tee "$LOGS/gpu_check_${hook%.py}.log"
         rc=${PIPESTATUS[0]}
         [ "$rc" -ne 0 ] && HOOKS_RC=$rc
         HOOK_LINES+="bench/$hook: exit $rc"$'\n'
