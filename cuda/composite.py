@@ -23,6 +23,7 @@ class _CompositePacked(torch.autograd.Function):
         offsets = k.ray_offsets(ray_indices, n_rays)
         weights, trans = k.forward(sigmas, t_starts, t_ends, offsets)
         ctx.n_rays = n_rays
+        ctx.set_materialize_grads(False)  # an unused output's cotangent stays None: no zeros filled for it
         ctx.save_for_backward(sigmas, t_starts, t_ends, ray_indices, offsets, trans)
         return weights, trans
 
@@ -32,15 +33,16 @@ class _CompositePacked(torch.autograd.Function):
 
         sigmas, t_starts, t_ends, ray_indices, offsets, trans = ctx.saved_tensors
         need = ctx.needs_input_grad[:3]
-        grad_w = torch.zeros_like(sigmas) if grad_w is None else grad_w.contiguous()
-        grad_t = torch.zeros_like(sigmas) if grad_t is None else grad_t.contiguous()
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
+            grad_w = torch.zeros_like(sigmas) if grad_w is None else grad_w
+            grad_t = torch.zeros_like(sigmas) if grad_t is None else grad_t
             wanted = [t for t, n in zip((sigmas, t_starts, t_ends), need) if n]
             outs = composite_packed_ref(sigmas, t_starts, t_ends, ray_indices, ctx.n_rays)
             grads = iter(torch.autograd.grad(outs, wanted, (grad_w, grad_t), create_graph=True, allow_unused=True))
             return (*(next(grads) if n else None for n in need), None, None)
-        dsig, dts, dte = k.backward(sigmas, t_starts, t_ends, offsets, trans, grad_w, grad_t,
-                                    need[0], need[1] or need[2])
+        dsig, dts, dte = k.backward(sigmas, t_starts, t_ends, offsets, trans,
+                                    None if grad_w is None else grad_w.contiguous(),
+                                    None if grad_t is None else grad_t.contiguous(), need[0], need[1] or need[2])
         return dsig, dts if need[1] else None, dte if need[2] else None, None, None
 
 
@@ -55,7 +57,8 @@ def composite_packed(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch
         sigmas: [S] float32/float64 densities >= 0.
         t_starts, t_ends: [S], same dtype and device.
         ray_indices: [S] int64, sorted non-decreasing, values in [0, n_rays) (not checked: that
-            would cost a device sync; out-of-range samples get weight 0 on CUDA).
+            would cost a device sync; with the kernels, samples out of range get weight and
+            transmittance 0 and zero gradients).
         n_rays: number of rays (rays without samples are allowed).
 
     Returns:

@@ -81,7 +81,9 @@ def specs():
         out += [
             (f"composite fwd {dt}", C._composite_fwd_kernel, cp, dict(MAX_TAU=64.0, BS=C.BS), 2, True),
             (f"composite bwd {dt}", C._composite_bwd_kernel, cp,
-             dict(NEED_SIG=True, NEED_T=True, MAX_TAU=64.0, BS=C.BS), 2, True),
+             dict(NEED_SIG=True, NEED_T=True, HAS_GW=True, HAS_GT=True, MAX_TAU=64.0, BS=C.BS), 2, True),
+            (f"composite bwd weights only {dt}", C._composite_bwd_kernel, cp,  # training: transmittance unused
+             dict(NEED_SIG=True, NEED_T=False, HAS_GW=True, HAS_GT=False, MAX_TAU=64.0, BS=C.BS), 2, True),
         ]
         tp = dict(p, bin_ptr="*u8", count_ptr="*i32", offs_ptr="*i64", ri_ptr="*i64")
         for jit in (False, True):

@@ -95,6 +95,26 @@ def test_composite_empty(device, counts, n_rays):
 
 @pytest.mark.usefixtures("triton_kernels")
 @pytest.mark.parametrize("device", DEVICES)
+def test_composite_samples_of_no_ray_get_zeros(device):
+    # ray indices out of [0, n_rays) before the first and after the last ray (not checked, no sync): the kernels
+    # write zeros there (outputs and gradients start uninitialised), and the rays in range are unaffected
+    sig, ts, te, ri = _packed([2, 5, 3, 4], torch.float32, device)
+    ri = ri - 1  # rays -1 (2 samples), 0, 1, 2 (4 samples); n_rays = 2 leaves ray 2 out too
+    inside = (ri >= 0) & (ri < 2)
+    for _ in range(2):  # twice: the second call's fresh buffers may reuse the first's memory
+        leaves = [t.clone().requires_grad_() for t in (sig, ts, te)]
+        w, trans = composite_packed(*leaves, ri, 2)
+        (w * 2 + trans * 3).sum().backward()
+        for name, v in zip(("weights", "transmittance", "dsigmas", "dt_starts", "dt_ends"),
+                           (w, trans, *(t.grad for t in leaves))):
+            assert torch.all(v[~inside] == 0), name
+        ref = composite_packed_ref(sig[inside], ts[inside], te[inside], ri[inside], 2)
+        assert_close(w[inside], ref[0], rtol=1e-4, atol_rel=1e-5, name="weights in range")
+        sig = sig + 1.0  # different values on the second pass
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("used", ["weights", "transmittance"])
 def test_composite_one_output_and_sigma_only(device, used):
     # one output unused (its cotangent is None) and t_starts/t_ends without grad
