@@ -116,7 +116,8 @@ def frames(model, march, scene, size: int, modes, counter: Counter) -> dict:
 
 
 def step(run, model, march, cfg, counter: Counter, samples: int = 4096) -> dict:
-    """One training step of the run's model as a GPU fit makes it (its batch and termination settings)."""
+    """A training step of the run's model as a GPU fit makes it (its batch and termination settings): the second,
+    as every step after it."""
     import numpy as np
 
     from fieldfit.methods import rbf_radiance as rr
@@ -130,6 +131,7 @@ def step(run, model, march, cfg, counter: Counter, samples: int = 4096) -> dict:
     opt = make_adam(rr._param_groups(model, extra))
     stepper = rr.Stepper(model, opt, PixelStore(scene, scene.split("train")[:2]), march, extra, "cpu", 0)
     stepper.rng = np.random.default_rng(0)
+    stepper(10**6, 0.5)  # uncounted: the first step also creates Adam's state (a zeros per parameter, twice)
     counter.__init__()
     with counter:
         stepper(10**6, 0.5)
