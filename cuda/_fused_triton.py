@@ -39,9 +39,9 @@ from .triplane import _flat, _meta
 # Launch shape, timed on an H200 (bench/frame_gpu.py; lego 400x400 fitted 60 s on the hash grid, 33.4 dB; an
 # 800x800 test view as `fieldfit render` makes it, 4 programs per SM, registers capped at 128): 32 rays x 2 warps
 # 8.1 ms, x 4 warps 9.7, x 8 warps 16.9; 64 rays x 4 warps 8.4, x 2 warps 10.4; 32 x 4 uncapped 11.9 ms
-# (bench/results/frame_h200_2026-11-27.json). sm_90 compile of 32 x 8: 48 bytes of stack, reloaded 3 words per
-# pass, none in the level loop (233 instructions per level); the refill branch is 613 instructions (1329 with the
-# colour rows folded basis by basis, no dot).
+# (bench/results/frame_h200_2026-11-27.json). sm_90 compiles (stack bytes at 128 registers): 32 x 8 48 (none in
+# the level loop; its refill branch 613 instructions, 1329 with the colour rows folded basis by basis, no dot),
+# 32 x 4 448, 32 x 2 1000: fewer threads hold more of each [rays, units] tile, yet 32 x 2 was the fastest.
 BLOCK, WARPS, UNROLL_LEVELS, MAX_REGISTERS = 32, 2, False, 128
 # Lane refill: a program's lanes whose rays are done take new rays from the queue once REFILL of them are done.
 # Counted by bench/fused_lanes.py (a trained lego tri-plane run, 30.4 dB; its test view in image order; 264
