@@ -99,7 +99,8 @@ def frames(run: Path, device: str, sizes, reps: int) -> dict:
                     for shape in SHAPES:
                         for name, value in zip(LAUNCH, shape):
                             setattr(_fused_triton, name, value)
-                        key = "frame_{}_ms_fused_block{}_warps{}_unroll{}_refill{}_persm{}_maxreg{}".format(size, *shape)
+                        key = "frame_{}_ms_fused_block{}_warps{}_unroll{}_refill{}_persm{}_maxreg{}".format(
+                            size, *shape)
 
                         def draw():
                             return render_rays(model, *frame_rays(scene, f, device=device), bg, march, device,

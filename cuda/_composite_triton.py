@@ -150,5 +150,6 @@ def backward(sigmas, t_starts, t_ends, offsets, trans, grad_w, grad_t, need_sigm
             sigmas, t_starts, t_ends, offsets, trans, dummy if grad_w is None else grad_w,
             dummy if grad_t is None else grad_t,
             dsig if need_sigma else dummy, dts if need_t else dummy, dte if need_t else dummy, s,
-            NEED_SIG=need_sigma, NEED_T=need_t, HAS_GW=grad_w is not None, HAS_GT=grad_t is not None, MAX_TAU=COMPOSITE_MAX_OPTICAL_DEPTH, BS=BS, num_warps=2, enable_fp_fusion=True)
+            NEED_SIG=need_sigma, NEED_T=need_t, HAS_GW=grad_w is not None, HAS_GT=grad_t is not None,
+            MAX_TAU=COMPOSITE_MAX_OPTICAL_DEPTH, BS=BS, num_warps=2, enable_fp_fusion=True)
     return dsig, dts, dte
