@@ -47,6 +47,35 @@ def _box(o0, o1, o2, d0, d1, d2, box_ptr):
     return tl.where(hit, t_near, 0.0), tl.where(hit, t_far, 0.0), hit
 
 
+@triton.jit
+def _store_sh(sh_ptr, ray, m, x, y, z, DEGREE: tl.constexpr):
+    """The (DEGREE + 1)^2 SH bases of directions (x, y, z) as rows of sh_ptr, in the reference's products."""
+    B: tl.constexpr = (DEGREE + 1) * (DEGREE + 1)
+    row = sh_ptr + ray * B
+    tl.store(row, tl.full(x.shape, C0, x.dtype), mask=m)
+    if DEGREE >= 1:
+        tl.store(row + 1, y * -C1, mask=m)
+        tl.store(row + 2, z * C1, mask=m)
+        tl.store(row + 3, x * -C1, mask=m)
+    if DEGREE >= 2:
+        xx = x * x
+        yy = y * y
+        zz = z * z
+        tl.store(row + 4, x * C20 * y, mask=m)
+        tl.store(row + 5, y * C21 * z, mask=m)
+        tl.store(row + 6, (2.0 * zz - xx - yy) * C22, mask=m)
+        tl.store(row + 7, x * C23 * z, mask=m)
+        tl.store(row + 8, (xx - yy) * C24, mask=m)
+        if DEGREE >= 3:
+            tl.store(row + 9, y * C30 * (3.0 * xx - yy), mask=m)
+            tl.store(row + 10, x * C31 * y * z, mask=m)
+            tl.store(row + 11, y * C32 * (4.0 * zz - xx - yy), mask=m)
+            tl.store(row + 12, z * C33 * (2.0 * zz - 3.0 * xx - 3.0 * yy), mask=m)
+            tl.store(row + 13, x * C34 * (4.0 * zz - xx - yy), mask=m)
+            tl.store(row + 14, z * C35 * (xx - yy), mask=m)
+            tl.store(row + 15, x * C36 * (xx - 3.0 * yy), mask=m)
+
+
 @triton.jit(do_not_specialize=["R"])  # R changes with every frame size: one compile
 def _ray_setup_kernel(o_ptr, d_ptr, box_ptr, aabb_ptr, near, far, tmin_ptr, tmax_ptr, sh_ptr, R,
                       DEGREE: tl.constexpr, BLOCK: tl.constexpr):
@@ -67,30 +96,17 @@ def _ray_setup_kernel(o_ptr, d_ptr, box_ptr, aabb_ptr, near, far, tmin_ptr, tmax
     tl.store(tmin_ptr + ray, t_min, mask=m)
     tl.store(tmax_ptr + ray, tl.where(hit & (t_max > t_min), t_max, t_min), mask=m)
     if DEGREE >= 0:
-        B: tl.constexpr = (DEGREE + 1) * (DEGREE + 1)
-        row = sh_ptr + ray * B
-        tl.store(row, tl.full(x.shape, C0, x.dtype), mask=m)
-        if DEGREE >= 1:
-            tl.store(row + 1, y * -C1, mask=m)
-            tl.store(row + 2, z * C1, mask=m)
-            tl.store(row + 3, x * -C1, mask=m)
-        if DEGREE >= 2:
-            xx = x * x
-            yy = y * y
-            zz = z * z
-            tl.store(row + 4, x * C20 * y, mask=m)
-            tl.store(row + 5, y * C21 * z, mask=m)
-            tl.store(row + 6, (2.0 * zz - xx - yy) * C22, mask=m)
-            tl.store(row + 7, x * C23 * z, mask=m)
-            tl.store(row + 8, (xx - yy) * C24, mask=m)
-            if DEGREE >= 3:
-                tl.store(row + 9, y * C30 * (3.0 * xx - yy), mask=m)
-                tl.store(row + 10, x * C31 * y * z, mask=m)
-                tl.store(row + 11, y * C32 * (4.0 * zz - xx - yy), mask=m)
-                tl.store(row + 12, z * C33 * (2.0 * zz - 3.0 * xx - 3.0 * yy), mask=m)
-                tl.store(row + 13, x * C34 * (4.0 * zz - xx - yy), mask=m)
-                tl.store(row + 14, z * C35 * (xx - yy), mask=m)
-                tl.store(row + 15, x * C36 * (xx - 3.0 * yy), mask=m)
+        _store_sh(sh_ptr, ray, m, x, y, z, DEGREE)
+
+
+@triton.jit(do_not_specialize=["R"])
+def _sh_kernel(d_ptr, sh_ptr, R, DEGREE: tl.constexpr, BLOCK: tl.constexpr):
+    ray = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = ray < R
+    x = tl.load(d_ptr + ray * 3, mask=m, other=0.0)
+    y = tl.load(d_ptr + ray * 3 + 1, mask=m, other=0.0)
+    z = tl.load(d_ptr + ray * 3 + 2, mask=m, other=0.0)
+    _store_sh(sh_ptr, ray, m, x, y, z, DEGREE)
 
 
 def ray_setup(origins, dirs, box, aabb, near: float, far: float, sh_degree):
@@ -105,3 +121,13 @@ def ray_setup(origins, dirs, box, aabb, near: float, far: float, sh_degree):
                 origins, dirs, box, aabb, near, far, t_min, t_max, t_min if sh is None else sh, n,
                 DEGREE=-1 if sh_degree is None else sh_degree, BLOCK=BLOCK, enable_fp_fusion=False)
     return t_min, t_max, sh
+
+
+def sh_bases(dirs, degree: int):
+    """Launch ``_sh_kernel``: [N, (degree + 1)^2] SH bases of contiguous float32 dirs [N,3]."""
+    n = dirs.shape[0]
+    sh = dirs.new_empty(n, (degree + 1) ** 2)
+    if n:
+        with device_guard(dirs.device):
+            _sh_kernel[(triton.cdiv(n, BLOCK),)](dirs, sh, n, DEGREE=degree, BLOCK=BLOCK, enable_fp_fusion=False)
+    return sh

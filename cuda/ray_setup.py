@@ -4,13 +4,15 @@
 ``render_fused`` reads each ray's SH bases; in torch that is about ninety elementwise kernels per frame
 (bench/launches.py), here one. The reference (``_torch_ref.ray_setup_ref``) is the code the renderer and
 the fields run (``render.ray_aabb``, ``fields.components.sh.sh_bases``); the kernel rounds as it does, op for op.
+``sh_bases`` alone (the same kernel code, per direction) is what the fields call for the SH bases of every
+sample in training steps and frames.
 """
 
 import torch
 
 from . import _checks
 from ._dispatch import backend_for
-from ._torch_ref import ray_setup_ref
+from ._torch_ref import ray_setup_ref, sh_bases_ref
 
 _OP = "ray_setup"
 
@@ -45,3 +47,25 @@ def ray_setup(origins: torch.Tensor, dirs: torch.Tensor, box: torch.Tensor, aabb
     with torch.no_grad():
         return _ray_setup_triton.ray_setup(origins.contiguous(), dirs.contiguous(), box.contiguous(),
                                            aabb.contiguous(), near, far, sh_degree)
+
+
+def sh_bases(dirs: torch.Tensor, degree: int) -> torch.Tensor:
+    """[N, (degree + 1)^2] real SH bases of directions ``dirs`` [N,3] (``sh_bases_ref``, to the bit in float32).
+
+    One kernel where the reference is about forty-five elementwise ops; the fields call it per sample
+    in every training step and frame. Directions that need a gradient, float64 and CPU tensors take the
+    reference (the kernel has no backward).
+
+    Args:
+        dirs: [N,3] float32 or float64 unit directions (not normalised here).
+        degree: 0..3.
+    """
+    _checks.tensor("sh_bases", "dirs", dirs, ("N", 3))
+    if degree not in (0, 1, 2, 3):
+        raise ValueError(f"sh_bases: degree must be 0..3, got {degree!r}")
+    if (backend_for(dirs) == "torch" or dirs.dtype != torch.float32
+            or (dirs.requires_grad and torch.is_grad_enabled())):
+        return sh_bases_ref(dirs, degree)
+    from . import _ray_setup_triton  # noqa: PLC0415 - triton is imported lazily
+
+    return _ray_setup_triton.sh_bases(dirs.detach().contiguous(), degree)

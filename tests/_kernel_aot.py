@@ -123,6 +123,7 @@ def specs():
     for degree in (-1, 3):
         out.append((f"ray setup sh={degree} fp32", RS._ray_setup_kernel, rs, dict(DEGREE=degree, BLOCK=RS.BLOCK), 4,
                     False))
+    out.append(("sh bases degree 3 fp32", RS._sh_kernel, {"*": "*fp32"}, dict(DEGREE=3, BLOCK=RS.BLOCK), 4, False))
     return out
 
 

@@ -1,4 +1,4 @@
-"""ray_setup: each ray's span (occupied box, [near, far], grid box) and SH bases, kernel vs reference.
+"""ray_setup (each ray's span: occupied box, [near, far], grid box; its SH bases) and sh_bases: kernels vs reference.
 
 t_min and t_max place every marching interval, so the kernel must give the reference's values to the
 bit (float32; its divisions are IEEE, its min / max propagate NaN); the SH bases too (the same products
@@ -12,7 +12,8 @@ import torch
 from _kernel_utils import DEVICES, triton_kernels  # noqa: F401
 
 from fieldfit.cuda import ray_setup
-from fieldfit.cuda._torch_ref import ray_setup_ref
+from fieldfit.cuda import sh_bases as sh_kernel
+from fieldfit.cuda._torch_ref import ray_setup_ref, sh_bases_ref
 from fieldfit.fields.components.sh import sh_bases
 from fieldfit.render import ray_aabb
 
@@ -99,3 +100,43 @@ def test_arguments_are_checked_by_name():
         ray_setup(o, d, BOX, AABB, 0.0, 1.0, 4)
     with pytest.raises(ValueError, match="near <= far"):
         ray_setup(o, d, BOX, AABB, 2.0, 1.0)
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_sh_kernel_matches_reference_to_the_bit(device, degree):
+    # the fields' per-sample SH bases (fields.components.sh.sh_bases dispatches here); a NaN direction stays NaN
+    _, d = _rays(1029)
+    d[3] = float("nan")
+    d = d.to(device)
+    got = sh_kernel(d, degree)
+    _same(got, sh_bases_ref(d, degree), f"sh degree {degree}")
+    _same(sh_bases(d, degree), got, "fields' sh_bases")
+    assert sh_kernel(d[:0], degree).shape == (0, (degree + 1) ** 2)
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_sh_bases_keep_the_gradient_and_float64_through_the_reference(device):
+    _, d = _rays(40)
+    d = d.to(device).double().requires_grad_()
+    sh_kernel(d, 3).sum().backward()  # float64 with a gradient: the reference, differentiable
+    want = d.grad.clone()
+    d.grad = None
+    sh_bases_ref(d, 3).sum().backward()
+    _same(want, d.grad, "dL/dd")
+    f = d.detach().float().requires_grad_()
+    sh_kernel(f, 2).sum().backward()  # float32 needing a gradient: the reference too
+    assert f.grad is not None and f.grad.shape == (40, 3)
+    with torch.no_grad():  # no graph: the kernel, the same values
+        _same(sh_kernel(f, 2), sh_bases_ref(f.detach(), 2), "no_grad")
+
+
+def test_sh_arguments_are_checked_by_name():
+    with pytest.raises(ValueError, match="'dirs'"):
+        sh_kernel(torch.zeros(4, 2), 3)
+    with pytest.raises(ValueError, match="degree"):
+        sh_kernel(torch.zeros(4, 3), 4)
+    with pytest.raises(TypeError, match="'dirs'"):
+        sh_kernel(torch.zeros(4, 3, dtype=torch.int64), 1)

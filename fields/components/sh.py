@@ -8,7 +8,7 @@ Y_l^0 (m = 0). They are orthonormal on the unit sphere; Y_00 = 1 / (2 sqrt(pi)).
 
 import torch
 
-from fieldfit.cuda._torch_ref import sh_bases_ref
+from fieldfit import cuda as kernels
 
 
 def sh_count(degree: int) -> int:
@@ -32,7 +32,7 @@ def sh_bases(d: torch.Tensor, degree: int = 3) -> torch.Tensor:
     """
     if not 0 <= degree <= 3:
         raise ValueError(f"sh_bases: degree must be 0..3, got {degree}")
-    return sh_bases_ref(d, degree)  # fieldfit.cuda's reference: ray_setup's kernel computes the same
+    return kernels.sh_bases(d, degree)  # one kernel on a GPU (when d needs no gradient), else the reference
 
 
 def sh_colour(coeffs: torch.Tensor, d: torch.Tensor, degree: int = 3) -> torch.Tensor:
