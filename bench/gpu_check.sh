@@ -27,7 +27,7 @@
 # armadillo, trimesh/libigl wheels -> .devdata/), carry .devdata and set FIELDFIT_DATA=$PWD/.devdata: this
 # script installs the wheels (step 0) when trimesh is missing.
 # A whole session's 15 minutes, as two calls on one machine (times from the H200, 2026-11-27):
-#   1. GPU_CHECK_HOOKS='frame_gpu.py sdf_gpu.py' KERNELS_BENCH_ARGS='--ops rbf,dense,triplane,composite,hash'
+#   1. GPU_CHECK_HOOKS='frame_gpu.py sdf_gpu.py' KERNELS_BENCH_ARGS='--ops rbf,dense,triplane,composite,hash,setup'
 #      GPU_CHECK_TESTS='tests/test_kernels_fused.py tests/test_kernels_ray_setup.py tests/test_kernels_rbf.py'
 #      bash bench/gpu_check.sh        (about 6 minutes: 1-minute lego PSNR, frame rates, viewer, armadillo, kernels)
 #   2. GPU_CHECK_SKIP=tests,bench GPU_CHECK_HOOKS=radiance_gpu.py GPU_CHECK_ARGS_radiance_gpu='--budgets 180

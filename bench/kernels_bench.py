@@ -10,7 +10,7 @@ kernels. On CPU only the reference is timed (there is no compiled kernel; the in
 test tool), at 2^14 points unless --full, and the JSON says so.
 
 Writes bench/results/kernels_<device>.json with the machine description. Run from anywhere:
-    python bench/kernels_bench.py [--full] [--ops rbf,dense,hash,triplane,composite,traverse,fused] [--out PATH]
+    python bench/kernels_bench.py [--full] [--ops rbf,dense,hash,triplane,composite,traverse,fused,setup] [--out PATH]
 """
 
 import argparse
@@ -220,6 +220,27 @@ def _fused_case(g=128, m=256, refill=None):
 _FUSED_DEFAULTS = {}  # the fused kernel's settings as imported (the cases above change them)
 
 
+def _ray_setup_case(sh_degree=3):
+    """A frame's per-ray set-up: spans (occupied box, near/far, grid box) and SH bases, as render_fused takes them."""
+    def make(n, dev):
+        args, _ = _traverse_case(128, 256)["make"](n, dev)
+        o, d, *_ = args
+        box = torch.tensor([[-0.6, -0.5, -0.4], [0.5, 0.6, 0.7]], device=dev)
+        aabb = torch.tensor([[-1.0] * 3, [1.0] * 3], device=dev)
+        return [o, d, box, aabb, 0.1, 6.0, sh_degree], []
+
+    return dict(name=f"ray_setup SH {sh_degree}", make=make, kernel=K.ray_setup, reference=R.ray_setup_ref)
+
+
+def _sh_case(degree=3):
+    """The fields' SH bases of every sample (fields.components.sh.sh_bases)."""
+    def make(n, dev):
+        gen = torch.Generator().manual_seed(0)
+        return [torch.nn.functional.normalize(torch.randn(n, 3, generator=gen), dim=-1).to(dev), degree], []
+
+    return dict(name=f"sh_bases degree {degree}", make=make, kernel=K.sh_bases, reference=R.sh_bases_ref)
+
+
 # op -> (kernel module, its Choice, JSON key) of the ops whose kernel is chosen by timing on a GPU
 CHOICES = {"rbf": ("_rbf_triton", "_forward_choice", "rbf_forward_chosen"),
            "dense": ("_grid_triton", "_dense_backward_choice", "dense_backward_chosen"),
@@ -236,6 +257,7 @@ CASES = {
     "composite": [_composite_case()],
     "traverse": [_traverse_case(128, 256), _traverse_next_case(128, 256, 8)],
     "fused": [_fused_case(), _fused_case(refill=32)],
+    "setup": [_ray_setup_case(), _sh_case()],
 }
 
 
