@@ -28,7 +28,7 @@
 # script installs the wheels (step 0) when trimesh is missing.
 # A whole session's 15 minutes, as two calls on one machine (times from the H200, 2026-11-27):
 #   1. GPU_CHECK_HOOKS='frame_gpu.py sdf_gpu.py' KERNELS_BENCH_ARGS='--ops rbf,dense,triplane,composite,hash,setup'
-#      GPU_CHECK_TESTS='tests/test_kernels_fused.py tests/test_kernels_ray_setup.py tests/test_kernels_rbf.py'
+#      GPU_CHECK_TESTS='tests/test_kernels_fused.py tests/test_kernels_ray_setup.py tests/test_kernels_render.py'
 #      bash bench/gpu_check.sh        (about 6 minutes: 1-minute lego PSNR, frame rates, viewer, armadillo, kernels)
 #   2. GPU_CHECK_SKIP=tests,bench GPU_CHECK_HOOKS=radiance_gpu.py GPU_CHECK_ARGS_radiance_gpu='--budgets 180
 #      --skip-fps' bash bench/gpu_check.sh        (about 4 minutes: the 3-minute lego PSNR)
@@ -36,8 +36,8 @@
 # 400x400 and 800x800, the fused kernel's launch shapes, the viewer at 800x800; about 150 s on an H200):
 #   GPU_CHECK_SKIP=tests,bench GPU_CHECK_HOOKS=frame_gpu.py bash bench/gpu_check.sh
 # and the kernel tests and kernel benchmark of the ops below 5x (about 110 s):
-#   GPU_CHECK_HOOKS=' ' GPU_CHECK_TESTS='tests/test_kernels_fused.py tests/test_kernels_ray_setup.py tests/test_kernels_rbf.py' \
-#   KERNELS_BENCH_ARGS='--ops rbf,dense,triplane,composite' bash bench/gpu_check.sh
+#   GPU_CHECK_HOOKS=' ' GPU_CHECK_TESTS='tests/test_kernels_fused.py tests/test_kernels_ray_setup.py tests/test_kernels_render.py' \
+#   KERNELS_BENCH_ARGS='--ops rbf,dense,triplane,composite,setup' bash bench/gpu_check.sh
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
