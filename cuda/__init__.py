@@ -20,7 +20,7 @@ from ._torch_ref import RBF_KERNELS
 from .composite import composite_packed
 from .fused import render_fused
 from .grid import dense_grid, hash_grid
-from .ray_setup import ray_setup, sh_bases
+from .ray_setup import ray_setup, sample_positions, sh_bases
 from .rbf import rbf_layer
 from .traverse import traverse_occupancy, traverse_occupancy_next
 from .triplane import triplane_grid
@@ -35,6 +35,7 @@ __all__ = [
     "ray_setup",
     "rbf_layer",
     "render_fused",
+    "sample_positions",
     "sh_bases",
     "traverse_occupancy",
     "traverse_occupancy_next",

@@ -109,6 +109,18 @@ def _sh_kernel(d_ptr, sh_ptr, R, DEGREE: tl.constexpr, BLOCK: tl.constexpr):
     _store_sh(sh_ptr, ray, m, x, y, z, DEGREE)
 
 
+@triton.jit(do_not_specialize=["S"])  # S changes with every call
+def _positions_kernel(o_ptr, d_ptr, ri_ptr, ts_ptr, te_ptr, x_ptr, S, BLOCK: tl.constexpr):
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    m = i < S
+    r = tl.load(ri_ptr + i, mask=m, other=0)
+    mid = (tl.load(ts_ptr + i, mask=m, other=0.0) + tl.load(te_ptr + i, mask=m, other=0.0)) * 0.5
+    for c in tl.static_range(3):  # o + d * t_mid, rounded twice as torch rounds it (no contraction)
+        o = tl.load(o_ptr + r * 3 + c, mask=m, other=0.0)
+        d = tl.load(d_ptr + r * 3 + c, mask=m, other=0.0)
+        tl.store(x_ptr + i * 3 + c, o + d * mid, mask=m)
+
+
 def ray_setup(origins, dirs, box, aabb, near: float, far: float, sh_degree):
     """Launch ``_ray_setup_kernel`` (arguments as ``ray_setup``, contiguous)."""
     n, dev = origins.shape[0], origins.device
@@ -131,3 +143,14 @@ def sh_bases(dirs, degree: int):
         with device_guard(dirs.device):
             _sh_kernel[(triton.cdiv(n, BLOCK),)](dirs, sh, n, DEGREE=degree, BLOCK=BLOCK, enable_fp_fusion=False)
     return sh
+
+
+def sample_positions(origins, dirs, ray_indices, t_starts, t_ends):
+    """Launch ``_positions_kernel``: [S,3] interval midpoints (contiguous float32 inputs)."""
+    n = ray_indices.shape[0]
+    x = origins.new_empty(n, 3)
+    if n:
+        with device_guard(origins.device):
+            _positions_kernel[(triton.cdiv(n, BLOCK),)](origins, dirs, ray_indices, t_starts, t_ends, x, n,
+                                                        BLOCK=BLOCK, enable_fp_fusion=False)
+    return x

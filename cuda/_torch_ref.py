@@ -392,3 +392,10 @@ def ray_setup_ref(origins: torch.Tensor, dirs: torch.Tensor, box: torch.Tensor, 
     t_min, t_max = torch.maximum(t_near, lo), torch.minimum(t_far, hi)
     sh = None if sh_degree is None else sh_bases_ref(dirs, sh_degree)
     return t_min, torch.where(hit & (t_max > t_min), t_max, t_min), sh
+
+
+def sample_positions_ref(origins: torch.Tensor, dirs: torch.Tensor, ray_indices: torch.Tensor,
+                         t_starts: torch.Tensor, t_ends: torch.Tensor) -> torch.Tensor:
+    """[S,3] midpoints o + t_mid d of packed intervals (``RaySamples.positions``); origins, dirs [R,3]."""
+    t_mids = 0.5 * (t_starts + t_ends)
+    return origins[ray_indices] + dirs[ray_indices] * t_mids[:, None]

@@ -12,7 +12,7 @@ import torch
 
 from . import _checks
 from ._dispatch import backend_for
-from ._torch_ref import ray_setup_ref, sh_bases_ref
+from ._torch_ref import ray_setup_ref, sample_positions_ref, sh_bases_ref
 
 _OP = "ray_setup"
 
@@ -69,3 +69,34 @@ def sh_bases(dirs: torch.Tensor, degree: int) -> torch.Tensor:
     from . import _ray_setup_triton  # noqa: PLC0415 - triton is imported lazily
 
     return _ray_setup_triton.sh_bases(dirs.detach().contiguous(), degree)
+
+
+def sample_positions(origins: torch.Tensor, dirs: torch.Tensor, ray_indices: torch.Tensor, t_starts: torch.Tensor,
+                     t_ends: torch.Tensor) -> torch.Tensor:
+    """[S,3] midpoints o + t_mid d of packed intervals (``sample_positions_ref``, to the bit in float32).
+
+    One kernel where the reference is six ops (two gathers, the midpoint, a product and a sum); every
+    density round of a training step and frame calls it. Inputs that need a gradient, float64 and CPU
+    tensors take the reference (the kernel has no backward).
+
+    Args:
+        origins, dirs: [R,3] float32 or float64.
+        ray_indices: [S] int64 in [0, R) (not checked: that would cost a device sync).
+        t_starts, t_ends: [S] float, on the device of origins.
+    """
+    op = "sample_positions"
+    _checks.tensor(op, "origins", origins, ("R", 3))
+    like = ("origins", origins)
+    _checks.tensor(op, "dirs", dirs, (origins.shape[0], 3), like=like)
+    _checks.tensor(op, "ray_indices", ray_indices, ("S",), dtype=torch.int64, like=like)
+    _checks.tensor(op, "t_starts", t_starts, (ray_indices.shape[0],))
+    _checks.tensor(op, "t_ends", t_ends, (ray_indices.shape[0],))
+    floats = (origins, dirs, t_starts, t_ends)
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in floats)
+    float32 = all(t.dtype == torch.float32 and t.device == origins.device for t in floats)
+    if backend_for(origins) == "torch" or not float32 or grad:  # mixed dtypes: the reference's type promotion
+        return sample_positions_ref(origins, dirs, ray_indices, t_starts, t_ends)
+    from . import _ray_setup_triton  # noqa: PLC0415 - triton is imported lazily
+
+    return _ray_setup_triton.sample_positions(origins.contiguous(), dirs.contiguous(), ray_indices.contiguous(),
+                                              t_starts.contiguous(), t_ends.contiguous())

@@ -95,8 +95,9 @@ class RaySamples:
 
     def positions(self, origins: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
         """[S,3] midpoints o + t_mid d of the intervals; origins, dirs [R,3]. Differentiable."""
-        idx = self.ray_indices
-        return origins[idx] + dirs[idx] * self.t_mids[:, None]
+        from fieldfit.cuda import sample_positions  # noqa: PLC0415 - one kernel on a GPU (no gradient needed)
+
+        return sample_positions(origins, dirs, self.ray_indices, self.t_starts, self.t_ends)
 
     def to(self, device) -> "RaySamples":
         return RaySamples(self.t_starts.to(device), self.t_ends.to(device), self.ray_indices.to(device), self.n_rays)

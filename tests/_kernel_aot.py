@@ -124,6 +124,8 @@ def specs():
         out.append((f"ray setup sh={degree} fp32", RS._ray_setup_kernel, rs, dict(DEGREE=degree, BLOCK=RS.BLOCK), 4,
                     False))
     out.append(("sh bases degree 3 fp32", RS._sh_kernel, {"*": "*fp32"}, dict(DEGREE=3, BLOCK=RS.BLOCK), 4, False))
+    out.append(("sample positions fp32", RS._positions_kernel, {"*": "*fp32", "ri_ptr": "*i64"}, dict(BLOCK=RS.BLOCK),
+                4, False))
     return out
 
 

@@ -1,4 +1,5 @@
-"""ray_setup (each ray's span: occupied box, [near, far], grid box; its SH bases) and sh_bases: kernels vs reference.
+"""ray_setup (each ray's span: occupied box, [near, far], grid box; its SH bases), sh_bases and sample_positions:
+kernels vs reference.
 
 t_min and t_max place every marching interval, so the kernel must give the reference's values to the
 bit (float32; its divisions are IEEE, its min / max propagate NaN); the SH bases too (the same products
@@ -12,8 +13,9 @@ import torch
 from _kernel_utils import DEVICES, triton_kernels  # noqa: F401
 
 from fieldfit.cuda import ray_setup
+from fieldfit.cuda import sample_positions
 from fieldfit.cuda import sh_bases as sh_kernel
-from fieldfit.cuda._torch_ref import ray_setup_ref, sh_bases_ref
+from fieldfit.cuda._torch_ref import ray_setup_ref, sample_positions_ref, sh_bases_ref
 from fieldfit.fields.components.sh import sh_bases
 from fieldfit.render import ray_aabb
 
@@ -140,3 +142,48 @@ def test_sh_arguments_are_checked_by_name():
         sh_kernel(torch.zeros(4, 3), 4)
     with pytest.raises(TypeError, match="'dirs'"):
         sh_kernel(torch.zeros(4, 3, dtype=torch.int64), 1)
+
+
+def _packed(n_rays=37, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    o, d = _rays(n_rays, seed)
+    o[9] = 0.3  # no NaN origin here: the positions of ray 9 would be NaN in both
+    counts = torch.randint(0, 30, (n_rays,), generator=g)
+    ri = torch.repeat_interleave(torch.arange(n_rays), counts)
+    ts = torch.rand(ri.numel(), generator=g) * 3
+    return o, d, ri, ts, ts + torch.rand(ri.numel(), generator=g) * 0.1
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_sample_positions_match_reference_to_the_bit(device):
+    from fieldfit.render import RaySamples
+
+    o, d, ri, ts, te = (t.to(device) for t in _packed())
+    assert ri.numel() % 256 != 0
+    got = sample_positions(o, d, ri, ts, te)
+    _same(got, sample_positions_ref(o, d, ri, ts, te), "positions")
+    _same(RaySamples(ts, te, ri, o.shape[0]).positions(o, d), got, "RaySamples.positions")
+    assert sample_positions(o, d, ri[:0], ts[:0], te[:0]).shape == (0, 3)
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_sample_positions_keep_gradients_and_mixed_dtypes_through_the_reference(device):
+    o, d, ri, ts, te = (t.to(device) for t in _packed(13))
+    d = d.clone().requires_grad_()
+    sample_positions(o, d, ri, ts, te).sum().backward()  # a gradient: the reference, differentiable
+    want = torch.zeros_like(d).index_add_(0, ri, (0.5 * (ts + te))[:, None].expand(-1, 3))
+    torch.testing.assert_close(d.grad, want)
+    x = sample_positions(o, d.detach(), ri, ts.double(), te.double())  # mixed: the reference's promotion
+    assert x.dtype == torch.float64
+
+
+def test_sample_positions_arguments_are_checked_by_name():
+    o, d, ri, ts, te = _packed(13)
+    with pytest.raises(ValueError, match="'dirs'"):
+        sample_positions(o, d[:-1], ri, ts, te)
+    with pytest.raises(TypeError, match="'ray_indices'"):
+        sample_positions(o, d, ri.int(), ts, te)
+    with pytest.raises(ValueError, match="'t_ends'"):
+        sample_positions(o, d, ri, ts, te[:-1])

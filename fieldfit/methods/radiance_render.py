@@ -139,8 +139,7 @@ class RadianceModel(nn.Module):
         """
         samples = self.march(origins, dirs, cfg, stratified)
         ri = samples.ray_indices
-        x = origins[ri] + dirs[ri] * samples.t_mids[:, None]
-        out = self.field(x, dirs[ri])
+        out = self.field(samples.positions(origins, dirs), dirs[ri])
         return composite(out.density, out.rgb, samples, background=background), samples
 
     def _spans(self, origins: torch.Tensor, dirs: torch.Tensor, cfg: MarchConfig, sh_degree: int | None = None):
