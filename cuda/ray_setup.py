@@ -5,7 +5,7 @@
 (bench/launches.py), here one. The reference (``_torch_ref.ray_setup_ref``) is the code the renderer and
 the fields run (``render.ray_aabb``, ``fields.components.sh.sh_bases``); the kernel rounds as it does, op for op.
 ``sh_bases`` alone (the same kernel code, per direction) is what the fields call for the SH bases of every
-sample in training steps and frames.
+sample in training steps and frames; ``sample_positions`` gives those samples' points (``RaySamples.positions``).
 """
 
 import torch
