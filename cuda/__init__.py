@@ -22,6 +22,7 @@ from .fused import render_fused
 from .grid import dense_grid, hash_grid
 from .ray_setup import ray_setup, sample_positions, sh_bases
 from .rbf import rbf_layer
+from .terminate import terminate_round
 from .traverse import traverse_occupancy, traverse_occupancy_next
 from .triplane import triplane_grid
 
@@ -37,6 +38,7 @@ __all__ = [
     "render_fused",
     "sample_positions",
     "sh_bases",
+    "terminate_round",
     "traverse_occupancy",
     "traverse_occupancy_next",
     "triplane_grid",

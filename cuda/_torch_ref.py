@@ -399,3 +399,24 @@ def sample_positions_ref(origins: torch.Tensor, dirs: torch.Tensor, ray_indices:
     """[S,3] midpoints o + t_mid d of packed intervals (``RaySamples.positions``); origins, dirs [R,3]."""
     t_mids = 0.5 * (t_starts + t_ends)
     return origins[ray_indices] + dirs[ray_indices] * t_mids[:, None]
+
+
+def terminate_round_ref(tau: torch.Tensor, ray_indices: torch.Tensor, idx: torch.Tensor, tau_before: torch.Tensor,
+                        keep: torch.Tensor, early_stop: float, alpha_thre: float) -> None:
+    """One round of early termination (``RadianceModel._terminate``), in place.
+
+    tau [S'] are the optical depths of this round's samples (ray_indices [S'] sorted, idx [S'] their
+    places among all candidates); tau_before [R] is each ray's optical depth before the round. A sample
+    is kept (keep[idx] = True) where the transmittance in front of it, exp(-(tau_before + the ray's
+    earlier tau of this round)), is >= early_stop and, when alpha_thre > 0, its alpha 1 - exp(-tau) >=
+    alpha_thre; then tau_before += the round's tau per ray.
+    """
+    inside = torch.cumsum(tau, 0) - tau  # exclusive scan, made per ray below
+    counts = torch.bincount(ray_indices, minlength=tau_before.shape[0])
+    inside = inside - inside[(torch.cumsum(counts, 0) - counts)[ray_indices]]
+    trans = torch.exp(-(tau_before[ray_indices] + inside))
+    ok = trans >= early_stop
+    if alpha_thre > 0:
+        ok &= (1.0 - torch.exp(-tau)) >= alpha_thre
+    keep[idx[ok]] = True
+    tau_before.index_add_(0, ray_indices, tau)

@@ -22,6 +22,7 @@ from fieldfit.cuda import _grid_triton as G  # noqa: E402
 from fieldfit.cuda import _raster_triton as RA  # noqa: E402
 from fieldfit.cuda import _ray_setup_triton as RS  # noqa: E402
 from fieldfit.cuda import _rbf_triton as R  # noqa: E402
+from fieldfit.cuda import _terminate_triton as TE  # noqa: E402
 from fieldfit.cuda import _traverse_triton as T  # noqa: E402
 from fieldfit.cuda import _triplane_triton as TP  # noqa: E402
 
@@ -126,6 +127,12 @@ def specs():
     out.append(("sh bases degree 3 fp32", RS._sh_kernel, {"*": "*fp32"}, dict(DEGREE=3, BLOCK=RS.BLOCK), 4, False))
     out.append(("sample positions fp32", RS._positions_kernel, {"*": "*fp32", "ri_ptr": "*i64"}, dict(BLOCK=RS.BLOCK),
                 4, False))
+    # one round of early termination: float64 in the march (float32 allowed), with and without the alpha test
+    for dt in ("fp64", "fp32"):
+        for alpha in (True, False):
+            out.append((f"terminate round alpha={alpha} {dt}", TE._terminate_round_kernel,
+                        {"*": "*" + dt, "offs_ptr": "*i64", "idx_ptr": "*i64", "keep_ptr": "*u8"},
+                        dict(HAS_ALPHA=alpha, BS=TE.BS), 2, False))
     return out
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fieldfit.cuda import ray_setup, render_fused, traverse_occupancy_next
+from fieldfit.cuda import ray_setup, render_fused, terminate_round, traverse_occupancy_next
 from fieldfit.cuda._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH
 from fieldfit.render import OccupancyGrid, RaySamples, composite, ray_aabb
 
@@ -116,15 +116,7 @@ class RadianceModel(nn.Module):
             idx, pending = pending[now], pending[~now]
             sub = RaySamples(cand.t_starts[idx], cand.t_ends[idx], ri[idx], cand.n_rays)
             tau = self.field.density(sub.positions(origins, dirs)).double() * sub.deltas.double()
-            inside = torch.cumsum(tau, 0) - tau  # exclusive scan, made per ray below
-            counts_r = sub.counts()
-            inside = inside - inside[(torch.cumsum(counts_r, 0) - counts_r)[sub.ray_indices]]
-            trans = torch.exp(-(tau_before[sub.ray_indices] + inside))
-            ok = trans >= cfg.early_stop
-            if cfg.alpha_thre > 0:
-                ok &= (1.0 - torch.exp(-tau)) >= cfg.alpha_thre
-            keep[idx[ok]] = True
-            tau_before.index_add_(0, sub.ray_indices, tau)
+            terminate_round(tau, sub.ray_indices, idx, tau_before, keep, cfg.early_stop, cfg.alpha_thre)
             pending = pending[tau_before[ri[pending]] < stop_tau]
             r += per_round
             per_round *= grow
