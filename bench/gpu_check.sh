@@ -28,8 +28,8 @@
 # script installs the wheels (step 0) when trimesh is missing.
 # A whole session's 15 minutes, as two calls on one machine (times from the H200, 2026-11-27):
 #   1. GPU_CHECK_HOOKS='frame_gpu.py sdf_gpu.py' KERNELS_BENCH_ARGS='--ops rbf,dense,triplane,composite,hash,setup'
-#      GPU_CHECK_TESTS='tests/test_kernels_fused.py tests/test_kernels_ray_setup.py tests/test_kernels_render.py'
-#      bash bench/gpu_check.sh        (about 6 minutes: 1-minute lego PSNR, frame rates, viewer, armadillo, kernels)
+#      GPU_CHECK_TESTS='tests/test_kernels_fused.py tests/test_kernels_ray_setup.py tests/test_kernels_render.py
+#      tests/test_kernels_terminate.py' bash bench/gpu_check.sh        (about 6 minutes: 1-minute lego PSNR, frame rates, viewer, armadillo, kernels)
 #   2. GPU_CHECK_SKIP=tests,bench GPU_CHECK_HOOKS=radiance_gpu.py GPU_CHECK_ARGS_radiance_gpu='--budgets 180
 #      --skip-fps' bash bench/gpu_check.sh        (about 4 minutes: the 3-minute lego PSNR)
 # With a few minutes of device time, the frame-rate check alone (a 60 s lego fit, the three marchers at
