@@ -17,8 +17,8 @@ def tensor(op: str, name: str, t, shape: tuple, dtype=FLOATS, like=None) -> torc
     """
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
-    want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
     if t.dim() != len(shape) or any(isinstance(s, int) and t.shape[i] != s for i, s in enumerate(shape)):
+        want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"  # built for the message only
         raise ValueError(f"{op}: argument '{name}' must have shape {want}, got {list(t.shape)}")
     allowed = dtype if isinstance(dtype, tuple) else (dtype,)
     if t.dtype not in allowed:
