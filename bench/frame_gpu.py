@@ -51,6 +51,12 @@ def _fit(budget: float, device: str, tmp: Path, grid: str | None) -> Path:
     return run
 
 
+def _against(image, baseline) -> tuple[float, float]:
+    """(max abs difference, PSNR in dB) of a frame against the baseline marcher's."""
+    diff = (image - baseline).abs()
+    return float(diff.max()), -10 * math.log10(max(float((diff**2).mean()), 1e-20))
+
+
 def frames(run: Path, device: str, sizes, reps: int) -> dict:
     import torch
 
@@ -87,10 +93,8 @@ def frames(run: Path, device: str, sizes, reps: int) -> dict:
                     continue
                 if "packed" not in images:
                     continue
-                diff = (images[mode] - images["packed"]).abs()
-                mse = float((diff**2).mean())
-                out[f"frame_{size}_{mode}_vs_packed_max_abs"] = float(diff.max())
-                out[f"frame_{size}_{mode}_vs_packed_psnr"] = 10 * torch.log10(torch.tensor(1 / max(mse, 1e-20))).item()
+                (out[f"frame_{size}_{mode}_vs_packed_max_abs"],
+                 out[f"frame_{size}_{mode}_vs_packed_psnr"]) = _against(images[mode], images["packed"])
                 print(f"{size}x{size} {mode}: {out[f'frame_{size}_ms_{mode}']:.1f} ms, "
                       f"{out[f'frame_{size}_{mode}_vs_packed_psnr']:.1f} dB vs packed", flush=True)
             if f"frame_{size}_ms_fused" in out and device.startswith("cuda") and size == max(sizes):
@@ -108,8 +112,8 @@ def frames(run: Path, device: str, sizes, reps: int) -> dict:
 
                         try:  # each shape's image against packed's too: a launch shape must not change the frame
                             out[key] = 1e3 * _timed(draw, device, reps)
-                            mse = float(((draw()[0] - images["packed"]) ** 2).mean()) if "packed" in images else None
-                            out[key + "_vs_packed_psnr"] = None if mse is None else -10 * math.log10(max(mse, 1e-20))
+                            out[key + "_vs_packed_psnr"] = _against(draw()[0], images["packed"])[1] \
+                                if "packed" in images else None
                             print(f"{key}: {out[key]:.1f} ms, {out[key + '_vs_packed_psnr']} dB vs packed", flush=True)
                         except Exception as exc:  # noqa: BLE001
                             out[key + "_error"] = f"{type(exc).__name__}: {str(exc)[:500]}"

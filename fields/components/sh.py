@@ -30,8 +30,6 @@ def sh_bases(d: torch.Tensor, degree: int = 3) -> torch.Tensor:
         >>> sh_bases(torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64), 1).tolist()
         [[0.28209479177387814, -0.0, 0.4886025119029199, -0.0]]
     """
-    if not 0 <= degree <= 3:
-        raise ValueError(f"sh_bases: degree must be 0..3, got {degree}")
     return kernels.sh_bases(d, degree)  # one kernel on a GPU (when d needs no gradient), else the reference
 
 
