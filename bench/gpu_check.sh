@@ -27,9 +27,10 @@
 # armadillo, trimesh/libigl wheels -> .devdata/), carry .devdata and set FIELDFIT_DATA=$PWD/.devdata: this
 # script installs the wheels (step 0) when trimesh is missing.
 # A whole session's 15 minutes, as two calls on one machine (times from the H200, 2026-11-27):
-#   1. GPU_CHECK_HOOKS='frame_gpu.py sdf_gpu.py' KERNELS_BENCH_ARGS='--ops rbf,dense,triplane,composite,hash,setup'
+#   1. GPU_CHECK_HOOKS='frame_gpu.py sdf_gpu.py' KERNELS_BENCH_ARGS='--ops rbf,dense,triplane,composite,hash,setup,terminate'
 #      GPU_CHECK_TESTS='tests/test_kernels_fused.py tests/test_kernels_ray_setup.py tests/test_kernels_render.py
-#      tests/test_kernels_terminate.py' bash bench/gpu_check.sh        (about 6 minutes: 1-minute lego PSNR, frame rates, viewer, armadillo, kernels)
+#      tests/test_kernels_terminate.py tests/test_kernels_triplane.py tests/test_grid_layout.py' bash bench/gpu_check.sh
+#      (about 6 minutes: 1-minute lego PSNR, frame rates, viewer, armadillo, kernels)
 #   2. GPU_CHECK_SKIP=tests,bench GPU_CHECK_HOOKS=radiance_gpu.py GPU_CHECK_ARGS_radiance_gpu='--budgets 180
 #      --skip-fps' bash bench/gpu_check.sh        (about 4 minutes: the 3-minute lego PSNR)
 # With a few minutes of device time, the frame-rate check alone (a 60 s lego fit, the three marchers at
@@ -37,7 +38,7 @@
 #   GPU_CHECK_SKIP=tests,bench GPU_CHECK_HOOKS=frame_gpu.py bash bench/gpu_check.sh
 # and the kernel tests and kernel benchmark of the ops below 5x (about 110 s):
 #   GPU_CHECK_HOOKS=' ' GPU_CHECK_TESTS='tests/test_kernels_fused.py tests/test_kernels_ray_setup.py tests/test_kernels_render.py' \
-#   KERNELS_BENCH_ARGS='--ops rbf,dense,triplane,composite,setup' bash bench/gpu_check.sh
+#   KERNELS_BENCH_ARGS='--ops rbf,dense,triplane,composite,setup,terminate' bash bench/gpu_check.sh
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -96,7 +97,7 @@ fi
 TESTS_RC=0
 : > "$LOGS/gpu_check_tests.log"
 # shellcheck disable=SC2086  # the list is split and globbed in the repo on purpose
-for f in $(cd "$REPO" && echo ${GPU_CHECK_TESTS:-tests/test_kernels_*.py tests/test_render_raster.py tests/test_viewer_resolution.py}); do
+for f in $(cd "$REPO" && echo ${GPU_CHECK_TESTS:-tests/test_kernels_*.py tests/test_grid_layout.py tests/test_render_raster.py tests/test_viewer_resolution.py}); do
     f="$REPO/$f"
     [[ ",${GPU_CHECK_SKIP:-}," == *",tests,"* ]] && break
     TRITON_INTERPRET= "$PY" -m pytest -q -rf --tb=short -p no:cacheprovider --rootdir "$REPO" "$f" 2>&1 | tee -a "$LOGS/gpu_check_tests.log"

@@ -122,8 +122,10 @@ def _hash_case(levels, log2t, f):
                 kernel=lambda x, t: K.hash_grid(x, t, res), reference=lambda x, t: R.hash_grid_ref(x, t, res))
 
 
-def _triplane_case(max_res, f=4, volume_max_res=32, backward=None):
-    """lego's rbf encoding on CUDA: 4 levels 16..max_res, 3 planes each, volumes up to 32 (15 grids)."""
+def _triplane_case(max_res, f=4, volume_max_res=32, backward=None, channels_last=True):
+    """lego's rbf encoding on CUDA: 4 levels 16..max_res, 3 planes each, volumes up to 32 (15 grids), packed
+    channels-last as TriPlane keeps them on a GPU, or channels-first (the layout before; the reference reads
+    the same tensors, so compare each kernel row with the channels-first reference row too)."""
     from fieldfit.cuda.triplane import pack
     from fieldfit.fields.components.encodings import GridConfig
 
@@ -135,7 +137,7 @@ def _triplane_case(max_res, f=4, volume_max_res=32, backward=None):
         planes = [torch.randn(f, r, r, generator=g).to(dev) * 1e-2 for r in res for _ in range(3)]
         volumes = [torch.randn(f, r, r, r, generator=g).to(dev) * 1e-2 for r in res if r <= volume_max_res]
         grids = planes + volumes
-        pack(grids)  # as TriPlane keeps them: one buffer, read in place
+        pack(grids, channels_last=channels_last)  # as TriPlane keeps them: one buffer, read in place
         return [torch.rand(n, 3, device=dev) * 2 - 1, *grids], list(range(1, 1 + len(grids)))
 
     def kernel(x, *g):
@@ -144,7 +146,8 @@ def _triplane_case(max_res, f=4, volume_max_res=32, backward=None):
         _triplane_triton._backward_choice.pinned = backward  # None: timed; else this backward kernel, forced
         return K.triplane_grid(x, g[:n_p], g[n_p:])
 
-    name = f"triplane_grid F={f} R={res} volumes<={volume_max_res} (vs {n_p} grid_sample + cat)"
+    layout = "channels-last" if channels_last else "channels-first"
+    name = f"triplane_grid F={f} R={res} volumes<={volume_max_res} {layout} (vs {n_p} grid_sample + cat)"
     name += f", backward: {BACKWARDS[backward]}" if backward else ""
     return dict(name=name, make=make, kernel=kernel, reference=lambda x, *g: R.triplane_ref(x, g[:n_p], g[n_p:]),
                 kernel_only=backward is not None)
@@ -161,6 +164,42 @@ def _composite_case():
 
     return dict(name="composite_packed 64 samples/ray", make=make, kernel=K.composite_packed,
                 reference=R.composite_packed_ref, samples=True)
+
+
+def _terminate_case():
+    """One early-termination round over 2^20 samples, 64 per ray (both sides clone the two outputs first: the
+    op works in place)."""
+    def make(n_samples, dev):
+        gen = torch.Generator().manual_seed(0)
+        n_rays = max(1, n_samples // 64)
+        ri = torch.arange(n_samples) // 64
+        tau = torch.rand(n_samples, generator=gen, dtype=torch.float64) * 0.3
+        return [tau.to(dev), ri.to(dev), torch.arange(n_samples, device=dev),
+                torch.zeros(n_rays, dtype=torch.float64, device=dev), torch.zeros(n_samples, dtype=torch.bool,
+                                                                                 device=dev)], []
+
+    def wrap(fn):
+        def run(tau, ri, idx, before, keep):
+            before, keep = before.clone(), keep.clone()
+            fn(tau, ri, idx, before, keep, 1e-3, 1e-3)
+            return before, keep
+        return run
+
+    return dict(name="terminate_round 64 samples/ray", make=make, kernel=wrap(K.terminate_round),
+                reference=wrap(R.terminate_round_ref), samples=True)
+
+
+def _positions_case():
+    """Packed samples' midpoints (sample_positions), 2^20 samples of 64 per ray."""
+    def make(n_samples, dev):
+        gen = torch.Generator().manual_seed(0)
+        n_rays = max(1, n_samples // 64)
+        ts = torch.rand(n_samples, generator=gen)
+        return [torch.randn(n_rays, 3, generator=gen).to(dev), torch.randn(n_rays, 3, generator=gen).to(dev),
+                (torch.arange(n_samples) // 64).to(dev), ts.to(dev), (ts + 0.01).to(dev)], []
+
+    return dict(name="sample_positions 64 samples/ray", make=make, kernel=K.sample_positions,
+                reference=R.sample_positions_ref, samples=True)
 
 
 def _traverse_case(g, m):
@@ -253,8 +292,10 @@ CASES = {
               *(_dense_case(*shape, backward=b) for shape in ((2, 8, 512, True), (3, 8, 128, False))
                 for b in BACKWARDS)],
     "hash": [_hash_case(16, 19, 2)],
-    "triplane": [_triplane_case(512), *(_triplane_case(512, backward=b) for b in BACKWARDS)],
+    "triplane": [_triplane_case(512), _triplane_case(512, channels_last=False),
+                 *(_triplane_case(512, backward=b) for b in BACKWARDS)],
     "composite": [_composite_case()],
+    "terminate": [_terminate_case(), _positions_case()],
     "traverse": [_traverse_case(128, 256), _traverse_next_case(128, 256, 8)],
     "fused": [_fused_case(), _fused_case(refill=32)],
     "setup": [_ray_setup_case(), _sh_case()],

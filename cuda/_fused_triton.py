@@ -115,10 +115,10 @@ def _level(lvl, r, base, u0, u1, u2, live, t_ptr, res_ptr, hashed_ptr, T, c_ptr,
 
 @triton.jit
 def _grid(e, col0, r, meta_ptr, xn0, xn1, xn2, m2, rf, g_ptr, c_ptr, beta_ptr, rk, mk, D, F: tl.constexpr,
-          BF: tl.constexpr, DIM: tl.constexpr, BLOCK: tl.constexpr):
+          BF: tl.constexpr, DIM: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr):
     """r plus the terms of tri-plane grid ``e`` of ``meta`` (a plane, DIM 2, or a volume, DIM 3; the
     entry table of ``_triplane_triton``: offset in the flat buffer, R, axis along the last grid axis,
-    axis along the one before)."""
+    axis along the one before). CL: the buffer is channels-last."""
     off = tl.load(meta_ptr + e * 4)
     S = tl.load(meta_ptr + e * 4 + 1)
     a0 = tl.load(meta_ptr + e * 4 + 2)
@@ -127,16 +127,22 @@ def _grid(e, col0, r, meta_ptr, xn0, xn1, xn2, m2, rf, g_ptr, c_ptr, beta_ptr, r
     lo1, hi1, f1, _ = _gs_axis(tl.where(a1 == 0, xn0, tl.where(a1 == 1, xn1, xn2)), S)
     if DIM == 3:
         lo2, hi2, f2, _ = _gs_axis(xn2, S)
-        stf = S * S * S
     else:
         f2 = tl.zeros(f0.shape, dtype=f0.dtype)
         lo2 = tl.zeros(lo0.shape, dtype=tl.int64)
         hi2 = lo2
+    if CL:
+        stc = F
+        stf = 1
+    else:
+        stc = 1
         stf = S * S
+        if DIM == 3:
+            stf = stf * S
     feat = tl.zeros((BLOCK, BF), dtype=tl.float32)
     for c in tl.static_range(2**DIM):
         i0, i1, i2, w, dw0, dw1, dw2 = _corner(c, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2)
-        o = off + i0 + (i1 + i2 * S) * S
+        o = off + (i0 + (i1 + i2 * S) * S) * stc
         feat = tl.fma(w[:, None], tl.load(g_ptr + o[:, None] + rf[None, :] * stf, mask=m2, other=0.0), feat)
     for f in tl.static_range(F):  # each feature column, then its term
         r = _add_feature(r, tl.sum(tl.where(rf[None, :] == f, feat, 0.0), axis=1)[:, None], col0 + f, c_ptr,
@@ -150,8 +156,8 @@ def _rbf_distances(xn0, xn1, xn2, ev, g_ptr, res_ptr, hashed_ptr, T, mp_ptr, mv_
                    POW2: tl.constexpr, UNROLL: tl.constexpr, BLOCK: tl.constexpr, BK: tl.constexpr):
     """r [BLOCK, BK] = sum_d beta_kd (feature_d - mu_kd)^2 of the encoding's features at normalised points
     (lanes ev only). ENC 0: hash grid, L levels of table ``g_ptr`` (UNROLL unrolls the levels: all their
-    gathers can be in flight at once, at twice the registers); ENC 1: tri-plane, EP planes and EV volumes
-    of the flat buffer ``g_ptr``."""
+    gathers can be in flight at once, at twice the registers); ENC 1 / 2: tri-plane, EP planes and EV volumes
+    of the flat buffer ``g_ptr``, channels-first / channels-last."""
     rf = tl.arange(0, BF)
     m2 = ev[:, None] & (rf < F)[None, :]
     r = tl.zeros((BLOCK, BK), dtype=tl.float32)
@@ -172,10 +178,11 @@ def _rbf_distances(xn0, xn1, xn2, ev, g_ptr, res_ptr, hashed_ptr, T, mp_ptr, mv_
                 base += T
     else:
         for e in range(EP):
-            r = _grid(e, e * F, r, mp_ptr, xn0, xn1, xn2, m2, rf, g_ptr, c_ptr, beta_ptr, rk, mk, D, F, BF, 2, BLOCK)
+            r = _grid(e, e * F, r, mp_ptr, xn0, xn1, xn2, m2, rf, g_ptr, c_ptr, beta_ptr, rk, mk, D, F, BF, 2, ENC == 2,
+                      BLOCK)
         for e in range(EV):
             r = _grid(e, (EP + e) * F, r, mv_ptr, xn0, xn1, xn2, m2, rf, g_ptr, c_ptr, beta_ptr, rk, mk, D, F, BF, 3,
-                      BLOCK)
+                      ENC == 2, BLOCK)
     return r
 
 
@@ -337,9 +344,9 @@ def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, f
         res_t, hashed_t = hash_levels(enc.resolutions, 3, tsize, dev)
         grids, meta_p, meta_v, kind = enc.table.contiguous(), res_t, res_t, 0
     else:  # TriPlaneEncoding: the grids back to back in one buffer, as triplane_grid reads them
-        grids = _flat([*enc.planes, *enc.volumes])
+        grids, cl = _flat([*enc.planes, *enc.volumes])
         meta_p, meta_v = _meta(enc.planes, enc.volumes, dev)
-        levels, tsize, feats, kind = 0, 0, enc.planes[0].shape[0], 1
+        levels, tsize, feats, kind = 0, 0, enc.planes[0].shape[0], 2 if cl else 1
         res_t = hashed_t = meta_p
     lo, hi = field.aabb[0], field.aabb[1]
     scale = (2.0 / (hi - lo)).contiguous()  # the reference's normalisation, rounded the same way
@@ -350,8 +357,8 @@ def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, f
     with device_guard(dev):
         _fused_kernel[(programs(n, dev),)](
             origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, g0, g1, g2,
-            lo.contiguous(), scale, grids, res_t, hashed_t, tsize, meta_p, meta_v, meta_p.shape[0] * kind,
-            meta_v.shape[0] * kind, field.centers.contiguous(), field.log_prec.exp().contiguous(), width,
+            lo.contiguous(), scale, grids, res_t, hashed_t, tsize, meta_p, meta_v, meta_p.shape[0] * min(kind, 1),
+            meta_v.shape[0] * min(kind, 1), field.centers.contiguous(), field.log_prec.exp().contiguous(), width,
             field.head_w.contiguous(), field.head_b.contiguous(), k, float(field.density_scale),
             float(field.density_shift), background, float(early_stop), float(alpha_thre), stop_tau,
             rgb, opacity, depth, evals, torch.zeros(1, dtype=torch.int32, device=dev), n,

@@ -8,6 +8,8 @@ instead of one per grid plus the index copies of ``x[:, [a, b]]``. Sampling is g
 (align_corners=True, border), as ``_grid_triton``'s dense kernel; backward scatters grid-grads
 with relaxed atomics and adds position-grads atomically (several grids read each coordinate). Two
 backward kernels, [points, features] tiles or one point per lane; on a GPU the faster is timed and kept.
+The buffer is channels-first (grid e at [F, *R]) or, CL, channels-last ([*R, F]: a corner's features
+side by side, one memory sector per corner).
 """
 
 import torch
@@ -25,9 +27,9 @@ def _axis(x_ptr, rn, mn, ax, S):
 
 
 @triton.jit
-def _setup(x_ptr, meta_ptr, N, F, COL0, DIM: tl.constexpr, BN: tl.constexpr):
-    """This program's points (rn, mask), grid (offset, R, feature stride, first output column, axes)
-    and per-axis corners (lo, hi, fraction, inside)."""
+def _setup(x_ptr, meta_ptr, N, F, COL0, DIM: tl.constexpr, CL: tl.constexpr, BN: tl.constexpr):
+    """This program's points (rn, mask), grid (offset, R, cell stride, feature stride, first output column,
+    axes) and per-axis corners (lo, hi, fraction, inside). CL: the buffer is channels-last."""
     e = tl.program_id(1)
     rn = tl.program_id(0).to(tl.int64) * BN + tl.arange(0, BN)
     mn = rn < N
@@ -44,25 +46,30 @@ def _setup(x_ptr, meta_ptr, N, F, COL0, DIM: tl.constexpr, BN: tl.constexpr):
         lo2 = tl.zeros(lo0.shape, dtype=tl.int64)
         hi2 = lo2
         in2 = f2 == 0.0
-    stf = S * S
-    if DIM == 3:
-        stf = stf * S
-    return (rn, mn, off, S, stf, COL0 + e * F, a0, a1,
+    if CL:
+        stc = F
+        stf = 1
+    else:
+        stc = 1
+        stf = S * S
+        if DIM == 3:
+            stf = stf * S
+    return (rn, mn, off, S, stc, stf, COL0 + e * F, a0, a1,
             lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2)
 
 
 @triton.jit
-def _fwd_kernel(x_ptr, g_ptr, meta_ptr, out_ptr, N, F, OUT_W, COL0, DIM: tl.constexpr, BN: tl.constexpr,
-                BF: tl.constexpr):
-    (rn, mn, off, S, stf, col, a0, a1,
-     lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2) = _setup(x_ptr, meta_ptr, N, F, COL0, DIM, BN)
+def _fwd_kernel(x_ptr, g_ptr, meta_ptr, out_ptr, N, F, OUT_W, COL0, DIM: tl.constexpr, CL: tl.constexpr,
+                BN: tl.constexpr, BF: tl.constexpr):
+    (rn, mn, off, S, stc, stf, col, a0, a1,
+     lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2) = _setup(x_ptr, meta_ptr, N, F, COL0, DIM, CL, BN)
     for fb in range(0, F, BF):
         rf = fb + tl.arange(0, BF)
         m2 = mn[:, None] & (rf < F)[None, :]
         acc = tl.zeros((BN, BF), dtype=out_ptr.dtype.element_ty)
         for c in tl.static_range(2**DIM):
             i0, i1, i2, w, dw0, dw1, dw2 = _corner(c, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2)
-            o = off + i0 + (i1 + i2 * S) * S
+            o = off + (i0 + (i1 + i2 * S) * S) * stc
             acc += w[:, None] * tl.load(g_ptr + o[:, None] + rf[None, :] * stf, mask=m2, other=0.0)
         tl.store(out_ptr + rn[:, None] * OUT_W + col + rf[None, :], acc, mask=m2)
 
@@ -79,9 +86,9 @@ def _add_dx(dx_ptr, rn, mn, DIM: tl.constexpr, a0, a1, gx0, gx1, gx2, in0, in1, 
 
 @triton.jit
 def _bwd_kernel(x_ptr, g_ptr, meta_ptr, go_ptr, dg_ptr, dx_ptr, N, F, OUT_W, COL0, NEED_G: tl.constexpr,
-                NEED_X: tl.constexpr, DIM: tl.constexpr, BN: tl.constexpr, BF: tl.constexpr):
-    (rn, mn, off, S, stf, col, a0, a1,
-     lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2) = _setup(x_ptr, meta_ptr, N, F, COL0, DIM, BN)
+                NEED_X: tl.constexpr, DIM: tl.constexpr, CL: tl.constexpr, BN: tl.constexpr, BF: tl.constexpr):
+    (rn, mn, off, S, stc, stf, col, a0, a1,
+     lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2) = _setup(x_ptr, meta_ptr, N, F, COL0, DIM, CL, BN)
     gx0 = tl.zeros((BN,), dtype=f0.dtype)
     gx1 = tl.zeros((BN,), dtype=f0.dtype)
     gx2 = tl.zeros((BN,), dtype=f0.dtype)
@@ -91,7 +98,7 @@ def _bwd_kernel(x_ptr, g_ptr, meta_ptr, go_ptr, dg_ptr, dx_ptr, N, F, OUT_W, COL
         go = tl.load(go_ptr + rn[:, None] * OUT_W + col + rf[None, :], mask=m2, other=0.0)
         for c in tl.static_range(2**DIM):
             i0, i1, i2, w, dw0, dw1, dw2 = _corner(c, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2)
-            o = (off + i0 + (i1 + i2 * S) * S)[:, None] + rf[None, :] * stf
+            o = (off + (i0 + (i1 + i2 * S) * S) * stc)[:, None] + rf[None, :] * stf
             if NEED_G:
                 tl.atomic_add(dg_ptr + o, w[:, None] * go, mask=m2, sem="relaxed")
             if NEED_X:
@@ -105,11 +112,11 @@ def _bwd_kernel(x_ptr, g_ptr, meta_ptr, go_ptr, dg_ptr, dx_ptr, N, F, OUT_W, COL
 
 @triton.jit
 def _bwd_point_kernel(x_ptr, g_ptr, meta_ptr, go_ptr, dg_ptr, dx_ptr, N, F, OUT_W, COL0, NEED_G: tl.constexpr,
-                      NEED_X: tl.constexpr, DIM: tl.constexpr, BN: tl.constexpr):
+                      NEED_X: tl.constexpr, DIM: tl.constexpr, CL: tl.constexpr, BN: tl.constexpr):
     """``_bwd_kernel`` with one point per lane and a loop over features (as ``_grid_triton``'s per-point dense
     backward): no cross-lane feature sums, unmasked atomics (lanes past N add 0 to a valid cell)."""
-    (rn, mn, off, S, stf, col, a0, a1,
-     lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2) = _setup(x_ptr, meta_ptr, N, F, COL0, DIM, BN)
+    (rn, mn, off, S, stc, stf, col, a0, a1,
+     lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2) = _setup(x_ptr, meta_ptr, N, F, COL0, DIM, CL, BN)
     gx0 = tl.zeros((BN,), dtype=f0.dtype)
     gx1 = tl.zeros((BN,), dtype=f0.dtype)
     gx2 = tl.zeros((BN,), dtype=f0.dtype)
@@ -117,7 +124,7 @@ def _bwd_point_kernel(x_ptr, g_ptr, meta_ptr, go_ptr, dg_ptr, dx_ptr, N, F, OUT_
         go = tl.load(go_ptr + rn * OUT_W + col + f, mask=mn, other=0.0)
         for c in tl.static_range(2**DIM):
             i0, i1, i2, w, dw0, dw1, dw2 = _corner(c, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2)
-            o = off + i0 + (i1 + i2 * S) * S + f * stf
+            o = off + (i0 + (i1 + i2 * S) * S) * stc + f * stf
             if NEED_G:
                 tl.atomic_add(dg_ptr + o, w * go, sem="relaxed")
             if NEED_X:
@@ -139,7 +146,7 @@ def _launches(meta_p, meta_v):
     return out
 
 
-def forward(x, flat, meta_p, meta_v, f: int) -> torch.Tensor:
+def forward(x, flat, meta_p, meta_v, f: int, cl: bool = False) -> torch.Tensor:
     n, e = x.shape[0], meta_p.shape[0] + meta_v.shape[0]
     out = torch.empty((n, e * f), dtype=flat.dtype, device=x.device)
     if n == 0 or e == 0 or f == 0:
@@ -148,7 +155,7 @@ def forward(x, flat, meta_p, meta_v, f: int) -> torch.Tensor:
     with device_guard(x.device):
         for meta, dim, first in _launches(meta_p, meta_v):
             grid = (triton.cdiv(n, cfg["BN"]), meta.shape[0])
-            _fwd_kernel[grid](x, flat, meta, out, n, f, e * f, first * f, DIM=dim, BF=_feature_block(f),
+            _fwd_kernel[grid](x, flat, meta, out, n, f, e * f, first * f, DIM=dim, CL=cl, BF=_feature_block(f),
                               enable_fp_fusion=True, **cfg)
     return out
 
@@ -157,15 +164,15 @@ BN_POINT, WARPS_POINT = 128, 4
 _backward_choice = Choice()  # backward kernel per (device, planes, volumes, F, needs)
 
 
-def backward_tile(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid: bool):
-    return _backward(x, flat, meta_p, meta_v, f, grad_out, need_x, need_grid, point=False)
+def backward_tile(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid: bool, cl: bool = False):
+    return _backward(x, flat, meta_p, meta_v, f, grad_out, need_x, need_grid, cl, point=False)
 
 
-def backward_point(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid: bool):
-    return _backward(x, flat, meta_p, meta_v, f, grad_out, need_x, need_grid, point=True)
+def backward_point(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid: bool, cl: bool = False):
+    return _backward(x, flat, meta_p, meta_v, f, grad_out, need_x, need_grid, cl, point=True)
 
 
-def _backward(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid: bool, point: bool):
+def _backward(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid: bool, cl: bool, point: bool):
     n, e = x.shape[0], meta_p.shape[0] + meta_v.shape[0]
     dflat = torch.zeros_like(flat) if need_grid else None
     dx = torch.zeros_like(x) if need_x else None
@@ -180,15 +187,15 @@ def _backward(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid
         for meta, dim, first in _launches(meta_p, meta_v):
             grid = (triton.cdiv(n, cfg["BN"]), meta.shape[0])
             kernel[grid](x, flat, meta, grad_out, dflat if need_grid else flat, dx if need_x else x, n, f, e * f,
-                         first * f, NEED_G=need_grid, NEED_X=need_x, DIM=dim, enable_fp_fusion=True, **cfg)
+                         first * f, NEED_G=need_grid, NEED_X=need_x, DIM=dim, CL=cl, enable_fp_fusion=True, **cfg)
     return dx, dflat
 
 
-def backward(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid: bool):
+def backward(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid: bool, cl: bool = False):
     """(dx, dflat). On a GPU with at least 2^14 points, the faster of the tile and the per-point kernel, timed
     on the first such call of each encoding shape (cuda/_choice.py); otherwise the tile kernel."""
-    args = (x, flat, meta_p, meta_v, f, grad_out, need_x, need_grid)
+    args = (x, flat, meta_p, meta_v, f, grad_out, need_x, need_grid, cl)
     if not (x.is_cuda and x.shape[0] >= MIN_POINTS):
         return backward_tile(*args)
-    key = (x.device.index, meta_p.shape[0], meta_v.shape[0], f, flat.numel(), need_x, need_grid)
+    key = (x.device.index, meta_p.shape[0], meta_v.shape[0], f, flat.numel(), need_x, need_grid, cl)
     return _backward_choice.call(key, {"tile": backward_tile, "point": backward_point}, *args, device=x.device)

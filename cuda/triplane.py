@@ -3,7 +3,9 @@
 Three layers as in ``grid``: public function (checks, dispatch) -> ``_TriPlane`` (autograd) ->
 ``_triplane_triton`` (kernels, imported on first CUDA/forced use). The kernels read the grids from one
 flat buffer: when the grids already sit back to back in one storage (``pack`` puts them there), that
-buffer is a view and nothing is copied; otherwise they are concatenated once per call.
+buffer is a view and nothing is copied; otherwise they are concatenated once per call. A packed buffer
+is channels-first or channels-last (each corner's features side by side: on CUDA one memory sector per
+corner instead of one per feature, and the layout ``TriPlane`` keeps on a GPU).
 """
 
 import torch
@@ -15,49 +17,81 @@ from ._torch_ref import triplane_ref
 PLANES = ((0, 1), (0, 2), (1, 2))  # (axis along the grid's last axis, axis along the one before), per plane
 
 
-def _flat_view(grids) -> torch.Tensor | None:
-    """One 1-D view over ``grids`` when they are contiguous and back to back in one storage, else None."""
+def _layout(g: torch.Tensor) -> str | None:
+    """'cf' when ``g`` [F, *R] is contiguous, 'cl' when its features are the fastest axis (a permuted view of a
+    contiguous [*R, F] tensor, as ``pack(..., channels_last=True)`` leaves it), else None."""
+    if g.is_contiguous():
+        return "cf"
+    return "cl" if g.movedim(0, -1).is_contiguous() else None
+
+
+def _flat_view(grids) -> tuple[torch.Tensor, bool] | None:
+    """(one 1-D view over ``grids``, channels-last) when they share a layout (``_layout``) and lie back to back
+    in one storage, else None."""
     first = grids[0]
+    layout = _layout(first)
     at = first.storage_offset()
     for g in grids:
-        if not g.is_contiguous() or g.storage_offset() != at or \
+        if _layout(g) != layout or layout is None or g.storage_offset() != at or \
                 g.untyped_storage().data_ptr() != first.untyped_storage().data_ptr():
             return None
         at += g.numel()
-    return first.detach().as_strided((at - first.storage_offset(),), (1,), first.storage_offset())
+    flat = first.detach().as_strided((at - first.storage_offset(),), (1,), first.storage_offset())
+    return flat, layout == "cl"
 
 
-def _flat(grids) -> torch.Tensor:
-    """``grids`` as one 1-D buffer, back to back: a view when they are packed (``pack``), else a copy."""
-    flat = _flat_view(grids)
-    return flat if flat is not None else torch.cat([g.reshape(-1) for g in grids])
+def _flat(grids) -> tuple[torch.Tensor, bool]:
+    """(``grids`` as one 1-D buffer back to back, channels-last): a view when they are packed (``pack``), else a
+    channels-first copy."""
+    view = _flat_view(grids)
+    return view if view is not None else (torch.cat([g.reshape(-1) for g in grids]), False)
 
 
-def pack(grids) -> None:
-    """Move ``grids`` (tensors or Parameters of one device and dtype) into one storage, back to back."""
+def _unflatten(flat: torch.Tensor, shape, channels_last: bool) -> torch.Tensor:
+    """The grid of ``shape`` [F, *R] whose memory is the 1-D ``flat``, in the given layout."""
+    if channels_last:
+        return flat.view(*shape[1:], shape[0]).movedim(-1, 0)
+    return flat.view(shape)
+
+
+def pack(grids, channels_last: bool = False) -> None:
+    """Move ``grids`` (tensors or Parameters of one device and dtype) into one storage, back to back, each
+    channels-first ([F, *R] contiguous) or channels-last (features fastest: what the CUDA kernels read best)."""
     grids = list(grids)
-    if not grids or _flat_view(grids) is not None:
+    if not grids:
+        return
+    view = _flat_view(grids)
+    if view is not None and (view[1] or grids[0].shape[0] == 1) == channels_last:
         return
     with torch.no_grad():
-        flat = torch.cat([g.detach().reshape(-1) for g in grids])
+        parts = [(g.detach().movedim(0, -1) if channels_last else g.detach()).reshape(-1) for g in grids]
+        flat = torch.cat(parts)
         at = 0
         for g in grids:
-            g.data = flat[at:at + g.numel()].view(g.shape)
+            g.data = _unflatten(flat[at:at + g.numel()], g.shape, channels_last)
             at += g.numel()
 
 
+_META: dict = {}  # (device, grid shapes) -> entry tables: made once, not copied to the device per call
+
+
 def _meta(planes, volumes, device):
-    rows, at = [], 0
-    for i, p in enumerate(planes):
-        a, b = PLANES[i % 3]
-        rows.append([at, p.shape[-1], a, b])
-        at += p.numel()
-    vrows = []
-    for v in volumes:
-        vrows.append([at, v.shape[-1], 0, 1])
-        at += v.numel()
-    mk = lambda r: torch.tensor(r, dtype=torch.int64, device=device).reshape(-1, 4)  # noqa: E731
-    return mk(rows), mk(vrows)
+    """Entry tables [E,4] int64 of the planes and of the volumes: (offset in the flat buffer, R, axis of x along
+    the grid's last axis, axis along the one before), on ``device``."""
+    key = (str(device), tuple(tuple(p.shape) for p in planes), tuple(tuple(v.shape) for v in volumes))
+    if key not in _META:
+        rows, at = [], 0
+        for i, p in enumerate(planes):
+            a, b = PLANES[i % 3]
+            rows.append([at, p.shape[-1], a, b])
+            at += p.numel()
+        vrows = []
+        for v in volumes:
+            vrows.append([at, v.shape[-1], 0, 1])
+            at += v.numel()
+        mk = lambda r: torch.tensor(r, dtype=torch.int64).reshape(-1, 4).to(device)  # noqa: E731
+        _META[key] = (mk(rows), mk(vrows))
+    return _META[key]
 
 
 class _TriPlane(torch.autograd.Function):
@@ -68,11 +102,11 @@ class _TriPlane(torch.autograd.Function):
     def forward(ctx, x, meta_p, meta_v, n_planes, *grids):
         from . import _triplane_triton  # noqa: PLC0415 - triton is imported lazily
 
-        flat = _flat(grids)
+        flat, ctx.cl = _flat(grids)
         ctx.shapes = [g.shape for g in grids]
         ctx.f = grids[0].shape[0]
         ctx.save_for_backward(x, flat, meta_p, meta_v, *grids)
-        return _triplane_triton.forward(x, flat, meta_p, meta_v, ctx.f)
+        return _triplane_triton.forward(x, flat, meta_p, meta_v, ctx.f, ctx.cl)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -88,11 +122,11 @@ class _TriPlane(torch.autograd.Function):
             res = _reference_vjp(fn, (x, *grids), grad_out, (need_x, *[need_grid] * len(grids)))
             return (res[0], None, None, None, *res[1:])
         dx, dflat = _triplane_triton.backward(x, flat, meta_p, meta_v, ctx.f, grad_out.contiguous(), need_x,
-                                              need_grid)
+                                              need_grid, ctx.cl)
         dgrids, at = [], 0
-        for shape in ctx.shapes:
+        for shape in ctx.shapes:  # in the buffer's layout: a packed grid's grad is laid out as the grid
             n = int(torch.Size(shape).numel())
-            dgrids.append(dflat[at:at + n].view(shape) if dflat is not None else None)
+            dgrids.append(_unflatten(dflat[at:at + n], shape, ctx.cl) if dflat is not None else None)
             at += n
         return (dx, None, None, None, *dgrids)
 

@@ -186,3 +186,9 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> 
         g.update({k: v for k, v in saved.items() if k in g})
     sd["state"] = state
     opt.load_state_dict(sd)
+    for group in opt.param_groups:  # state laid out as its parameter (grids may sit channels-last on a GPU):
+        for p in group["params"]:   # fused Adam refuses tensors whose strides differ
+            st = opt.state.get(p, {})
+            for name, v in st.items():
+                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    st[name] = torch.empty_like(p, dtype=v.dtype).copy_(v)

@@ -59,16 +59,17 @@ def specs():
                  dict(NEED_G=True, NEED_X=True, DIM=dim, BN=G.DENSE_BN_POINT), G.DENSE_WARPS_POINT, True),
             ]
         tp3 = dict(p, meta_ptr="*i64")  # tri-plane: planes (DIM 2) and volumes (DIM 3) of one flat buffer
-        for dim in (2, 3):
+        for dim, cl in ((2, False), (3, False), (2, True), (3, True)):  # channels-first / -last buffers
             fwd = G._dense_launch(forward=True)
             bwd = G._dense_launch(need_x=True)
+            lay = "cl" if cl else "cf"
             out += [
-                (f"triplane fwd {dim}d {dt}", TP._fwd_kernel, tp3, dict(DIM=dim, BN=fwd["BN"], BF=4), fwd["num_warps"],
-                 True),
-                (f"triplane bwd {dim}d {dt}", TP._bwd_kernel, tp3,
-                 dict(NEED_G=True, NEED_X=True, DIM=dim, BN=bwd["BN"], BF=4), bwd["num_warps"], True),
-                (f"triplane bwd per point {dim}d {dt}", TP._bwd_point_kernel, tp3,
-                 dict(NEED_G=True, NEED_X=True, DIM=dim, BN=TP.BN_POINT), TP.WARPS_POINT, True),
+                (f"triplane fwd {dim}d {lay} {dt}", TP._fwd_kernel, tp3, dict(DIM=dim, CL=cl, BN=fwd["BN"], BF=4),
+                 fwd["num_warps"], True),
+                (f"triplane bwd {dim}d {lay} {dt}", TP._bwd_kernel, tp3,
+                 dict(NEED_G=True, NEED_X=True, DIM=dim, CL=cl, BN=bwd["BN"], BF=4), bwd["num_warps"], True),
+                (f"triplane bwd per point {dim}d {lay} {dt}", TP._bwd_point_kernel, tp3,
+                 dict(NEED_G=True, NEED_X=True, DIM=dim, CL=cl, BN=TP.BN_POINT), TP.WARPS_POINT, True),
             ]
         hp = dict(p, res_ptr="*i32", hashed_ptr="*i32")
         for dim, pow2 in ((3, True), (3, False), (1, True)):
@@ -116,9 +117,10 @@ def specs():
         out.append((f"fused frame hash pow2={pow2} unroll={unroll} fp32", FU._fused_kernel, fp, consts, FU.WARPS,
                     False, dict(maxnreg=FU.MAX_REGISTERS)))
     tri = dict(fp, res_ptr="*i64", hashed_ptr="*i64", mp_ptr="*i64", mv_ptr="*i64")  # entry tables in their place
-    consts = dict(base, ENC=1, L=0, F=4, BF=4, POW2=False, UNROLL=False)
-    out.append(("fused frame triplane fp32", FU._fused_kernel, tri, consts, FU.WARPS, False,
-                dict(maxnreg=FU.MAX_REGISTERS)))
+    for enc, lay in ((1, "channels-first"), (2, "channels-last")):
+        consts = dict(base, ENC=enc, L=0, F=4, BF=4, POW2=False, UNROLL=False)
+        out.append((f"fused frame triplane {lay} fp32", FU._fused_kernel, tri, consts, FU.WARPS, False,
+                    dict(maxnreg=FU.MAX_REGISTERS)))
     # a fused frame's ray setup (float32 only): spans alone (the rounds marcher) and with SH degree 3
     rs = {"*": "*fp32", "near": "fp32", "far": "fp32"}
     for degree in (-1, 3):

@@ -101,7 +101,7 @@ def test_render_rays_fused_keeps_each_pixels_colour():
 @pytest.mark.usefixtures("triton_kernels")
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", ["mixed", "opaque", "empty", "no-stop", "all-alphas", "dense-levels", "unrolled-16",
-                                  "triplane", "triplane-opaque"])
+                                  "triplane", "triplane-opaque", "triplane-channels-first"])
 def test_kernel_matches_reference(device, case, monkeypatch):
     if case == "unrolled-16":  # the other launch shape bench/frame_gpu.py tries: levels unrolled, 16-ray blocks
         from fieldfit.cuda import _fused_triton
@@ -111,8 +111,14 @@ def test_kernel_matches_reference(device, case, monkeypatch):
         monkeypatch.setattr(_fused_triton, "UNROLL_LEVELS", True)
     kw = {"opaque": dict(shift=4.0, scale=30.0), "empty": dict(shift=-30.0),
           "dense-levels": dict(table_log2=16, kernel="inverse_quadratic"), "triplane": dict(grid="triplane"),
-          "triplane-opaque": dict(grid="triplane", shift=4.0, scale=30.0)}.get(case, {})
-    model = _model(**kw).to(device)
+          "triplane-opaque": dict(grid="triplane", shift=4.0, scale=30.0),
+          "triplane-channels-first": dict(grid="triplane")}.get(case, {})
+    model = _model(**kw).to(device)  # with the kernels on, .to() lays the tri-plane out channels-last
+    if case.startswith("triplane"):
+        planes = model.field.encoding.planes
+        if case == "triplane-channels-first":
+            model.field.encoding.lay_out(False)
+        assert planes[0].is_contiguous() == (case == "triplane-channels-first")
     cfg = MarchConfig(step=0.1, early_stop=0.0 if case == "no-stop" else 1e-3,
                       alpha_thre=0.0 if case in ("no-stop", "all-alphas") else 1e-3)
     o, d = (t.to(device) for t in _rays(45))  # not a multiple of the block; 5 rays miss the box

@@ -88,16 +88,38 @@ def test_triplane_matches_reference(device, dtype, f, plane_res, volume_res):
 
 @pytest.mark.usefixtures("triton_kernels", "triplane_backward")
 @pytest.mark.parametrize("device", DEVICES)
-def test_triplane_packed_grids_read_in_place(device):
-    """Packed grids (one storage, back to back) are read without a copy; their grads keep shape."""
+@pytest.mark.parametrize("channels_last", [False, True], ids=["channels-first", "channels-last"])
+def test_triplane_packed_grids_read_in_place(device, channels_last, monkeypatch):
+    """Packed grids (one storage, back to back, either layout) are read without a copy; their grads come back
+    with their shape and strides (what fused Adam needs)."""
+    from fieldfit.cuda import triplane
+
     planes, volumes = _grids(4, (5, 8), (3,), torch.float32, device)
     grids = [torch.nn.Parameter(g) for g in planes + volumes]
-    pack(grids)
+    pack(grids, channels_last=channels_last)
     base = grids[0].untyped_storage().data_ptr()
     assert all(g.untyped_storage().data_ptr() == base for g in grids)
+    assert all(g.is_contiguous() != channels_last for g in grids)
+    buffers = []
+    flat = triplane._flat
+    monkeypatch.setattr(triplane, "_flat", lambda g: buffers.append(flat(g)) or buffers[-1])
     _compare(_points(300, torch.float32, device), grids[:6], grids[6:], torch.float32)
+    assert buffers and all(b.data_ptr() == base and cl == channels_last for b, cl in buffers)
     triplane_grid(_points(5, torch.float32, device), grids[:6], grids[6:]).sum().backward()
-    assert all(g.grad.shape == g.shape for g in grids)
+    assert all(g.grad.shape == g.shape and g.grad.stride() == g.stride() for g in grids)
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["from-channels-first", "from-channels-last"])
+def test_pack_switches_layout_and_keeps_values(first):
+    planes, volumes = _grids(3, (4, 6), (3,), torch.float64, "cpu")
+    grids = [torch.nn.Parameter(g.clone()) for g in planes + volumes]
+    pack(grids, channels_last=first)
+    pack(grids, channels_last=not first)
+    assert all(torch.equal(g, want) for g, want in zip(grids, planes + volumes))
+    assert all(g.is_contiguous() == first for g in grids)
+    ptr = grids[0].data_ptr()
+    pack(grids, channels_last=not first)  # already there: nothing moves
+    assert grids[0].data_ptr() == ptr
 
 
 @pytest.mark.usefixtures("triton_kernels", "triplane_backward")

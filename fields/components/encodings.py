@@ -56,8 +56,57 @@ def _param(shape, scale):
     return nn.Parameter(torch.empty(shape).uniform_(-scale, scale))
 
 
-class DenseGrid(nn.Module):
-    """Dense multi-resolution grids; level l has shape [F, R_l, R_l(, R_l)]."""
+def _kernels_read(t: torch.Tensor) -> bool:
+    """Whether the grids on ``t``'s device go through the Triton kernels (which read them channels-last best)."""
+    try:
+        return kernels.backend_for(t) != "torch"
+    except (RuntimeError, ValueError):  # a forced backend that cannot run here: the lookup itself will say so
+        return False
+
+
+def _relayout(g: nn.Parameter, channels_last: bool) -> None:
+    """Lay grid ``g`` [F, *R] out channels-last (features fastest) or channels-first (contiguous), in place."""
+    if channels_last and not g.movedim(0, -1).is_contiguous():
+        g.data = g.data.movedim(0, -1).contiguous().movedim(-1, 0)
+    elif not channels_last and not g.is_contiguous():
+        g.data = g.data.contiguous()
+
+
+class _GridLayout(nn.Module):
+    """Keeps the grids in the layout their device reads fastest: channels-last where the Triton kernels read
+    them (a corner's features in one memory sector instead of one sector per feature), channels-first for
+    the torch reference (grid_sample's own layout). Set when the module moves (``.to``), so an optimizer
+    made after the move sees the final layout, and on a forward that finds the other one. Values never
+    depend on the layout (the lookups read any), only speed does."""
+
+    channels_last = False  # the layout lay_out last set (grids are made channels-first)
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        grids = self.layout_grids()
+        if grids:
+            self.lay_out(_kernels_read(grids[0]))
+        return self
+
+    def layout_grids(self) -> list:
+        raise NotImplementedError
+
+    def lay_out(self, channels_last: bool) -> None:
+        for g in self.layout_grids():
+            _relayout(g, channels_last)
+        self.channels_last = channels_last
+
+    def _lay_out_for(self, x: torch.Tensor) -> bool:
+        """Whether the kernels read the grids at ``x``'s device; the grids laid out for it."""
+        kernels_read = _kernels_read(x)
+        if kernels_read != self.channels_last:
+            self.lay_out(kernels_read)
+        return kernels_read
+
+
+class DenseGrid(_GridLayout):
+    """Dense multi-resolution grids; level l has shape [F, R_l, R_l(, R_l)] (channels-last in memory where the
+    Triton kernels read them)."""
 
     def __init__(self, dim: int, cfg: GridConfig):
         super().__init__()
@@ -65,13 +114,18 @@ class DenseGrid(nn.Module):
         self.grids = nn.ParameterList([_param((cfg.features, *shp), cfg.init_scale) for shp in dense_shapes(dim, cfg)])
         self.out_dim = cfg.features * len(self.res)
 
+    def layout_grids(self) -> list:
+        return list(self.grids)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._lay_out_for(x)
         return torch.cat([kernels.dense_grid(x, g) for g in self.grids], dim=-1)
 
 
-class TriPlane(nn.Module):
+class TriPlane(_GridLayout):
     """Three axis-aligned multi-resolution planes (xy, xz, yz), features concatenated,
-    plus optional coarse dense volumes (for the levels whose resolution <= volume_max_res)."""
+    plus optional coarse dense volumes (for the levels whose resolution <= volume_max_res).
+    Where the Triton kernels read them, the grids sit channels-last in one buffer (``pack``)."""
 
     PLANES = ((0, 1), (0, 2), (1, 2))
 
@@ -85,10 +139,19 @@ class TriPlane(nn.Module):
         self.volumes = nn.ParameterList([_param((cfg.features, r, r, r), cfg.init_scale) for r in vres])
         self.out_dim = cfg.features * (3 * len(self.res) + len(vres))
 
+    def layout_grids(self) -> list:
+        return [*self.planes, *self.volumes]
+
+    def lay_out(self, channels_last: bool) -> None:
+        if channels_last:  # one buffer: the fused lookup reads it in place
+            pack(self.layout_grids(), channels_last=True)
+            self.channels_last = True
+        else:
+            super().lay_out(False)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if kernels.backend_for(x) != "torch":  # one fused lookup; the grids move into one buffer once
-            grids = [*self.planes, *self.volumes]
-            pack(grids)
+        if self._lay_out_for(x):  # one fused lookup of every grid
+            grids = self.layout_grids()
             return kernels.triplane_grid(x, grids[:len(self.planes)], grids[len(self.planes):])
         feats = []
         for i, g in enumerate(self.planes):
