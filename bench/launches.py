@@ -5,7 +5,9 @@ shortcut and the CPU's termination rounds replaced by what a GPU runs) and count
 and per training step:
   - aten ops that launch a device kernel (views, reshapes and allocations excluded),
   - Triton kernel launches,
-  - host syncs: ops that make a CUDA host wait for the device (nonzero, item, boolean-mask indexing, ...).
+  - host syncs: ops that make a CUDA host wait for the device (nonzero, item, boolean-mask indexing, ...),
+  - tensors made from host data (torch.tensor, as_tensor, from_numpy(...).to): on a GPU each is a copy
+    from pageable memory, which syncs the device too.
 A small GPU frame or step is bound by these (each launch costs the host microseconds, each sync drains the
 queue), so this is a proxy for that cost, not a timing: compare counts before and after a change.
 
@@ -45,12 +47,15 @@ class Counter(TorchDispatchMode):
     def __init__(self):
         super().__init__()
         self.ops, self.syncs, self.triton = collections.Counter(), collections.Counter(), collections.Counter()
+        self.host_tensors = 0
         self.in_kernel = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if not self.in_kernel:
             name = func._schema.name.split("::")[1]
+            if name == "lift_fresh":
+                self.host_tensors += 1
             if name not in NO_LAUNCH:
                 self.ops[name] += 1
             if name in BOOL_INDEXED:
@@ -65,7 +70,7 @@ class Counter(TorchDispatchMode):
 
     def totals(self) -> dict:
         return {"aten_launches": sum(self.ops.values()), "triton_launches": sum(self.triton.values()),
-                "host_syncs": sum(self.syncs.values()), "syncs": dict(self.syncs), "triton": dict(self.triton),
+                "host_syncs": sum(self.syncs.values()), "host_tensors": self.host_tensors, "syncs": dict(self.syncs), "triton": dict(self.triton),
                 "top_ops": self.ops.most_common(8)}
 
 
@@ -105,13 +110,17 @@ def frames(model, march, scene, size: int, modes, counter: Counter) -> dict:
     bg = torch.as_tensor(eval_background(scene), dtype=torch.float32)
     out = {}
     for mode in modes:
+        some = slice(None, None, max(1, len(o) // 31))  # ~31 rays spread over the frame: some reach the object
+        with torch.no_grad():  # uncounted: first use fills per-device caches (entry tables, thresholds)
+            render_chunked(model, o[some], d[some], bg, march, 1 << 20, mode)
         counter.__init__()
         t = time.perf_counter()
         with torch.no_grad(), counter:
             *_, evals = render_chunked(model, o, d, bg, march, 1 << 20, mode)
         out[mode] = dict(counter.totals(), field_evaluations=int(evals), cpu_seconds=time.perf_counter() - t)
         print(f"frame {size}x{size} {mode:7s}: {out[mode]['aten_launches']} aten + {out[mode]['triton_launches']} "
-              f"Triton launches, {out[mode]['host_syncs']} host syncs", flush=True)
+              f"Triton launches, {out[mode]['host_syncs']} host syncs, {out[mode]['host_tensors']} tensors from host data",
+              flush=True)
     return out
 
 
@@ -137,7 +146,7 @@ def step(run, model, march, cfg, counter: Counter, samples: int = 4096) -> dict:
         stepper(10**6, 0.5)
     out = counter.totals()
     print(f"training step: {out['aten_launches']} aten + {out['triton_launches']} Triton launches, "
-          f"{out['host_syncs']} host syncs", flush=True)
+          f"{out['host_syncs']} host syncs, {out['host_tensors']} tensors from host data", flush=True)
     return out
 
 

@@ -374,12 +374,18 @@ def _hash_bwd_kernel(x_ptr, t_ptr, res_ptr, hashed_ptr, go_ptr, dt_ptr, dx_ptr, 
             tl.store(dx_ptr + rn * DIM + 2, tl.where(p2, 0.5 * gx2, 0.0), mask=mn)
 
 
+_LEVELS: dict = {}  # (device, resolutions, d, T) -> hash_levels' tensors: made once, not copied per call
+
+
 def hash_levels(resolutions, dim: int, table_size: int, device):
-    """Per-level int32 resolutions and 'hashed' flags (res^d > T), as hash_index_ref decides."""
-    res = [int(r) for r in resolutions]
-    flags = [int(r**dim > table_size) for r in res]
-    return (torch.tensor(res, dtype=torch.int32, device=device),
-            torch.tensor(flags, dtype=torch.int32, device=device))
+    """Per-level int32 resolutions and 'hashed' flags (res^d > T), as hash_index_ref decides (cached per device:
+    a tensor made from host data is a copy and, on CUDA, a device sync)."""
+    res = tuple(int(r) for r in resolutions)
+    key = (str(device), res, dim, table_size)
+    if key not in _LEVELS:
+        flags = [int(r**dim > table_size) for r in res]
+        _LEVELS[key] = tuple(torch.tensor(v, dtype=torch.int32).to(device) for v in (res, flags))
+    return _LEVELS[key]
 
 
 def _hash_launch_args(table):

@@ -153,4 +153,4 @@ def _box(aabb, step: float, origins):
     extent = hi - lo
     tol = 1e-6 * extent
     box = torch.stack([lo, 1.0 / extent, lo - tol, hi + tol]).contiguous()
-    return box, torch.tensor([step], dtype=dt, device=origins.device)
+    return box, torch.full((1,), step, dtype=dt, device=origins.device)  # a fill: no host copy, no sync

@@ -34,3 +34,7 @@ def test_counts_frames_and_a_step(tmp_path):
     assert frames["packed"]["host_syncs"] > frames["fused"]["host_syncs"]
     assert frames["packed"]["aten_launches"] > 2 * frames["fused"]["aten_launches"]
     assert "_rbf_bwd_kernel" in data["step"]["triton"] and data["step"]["host_syncs"] >= 1
+    # warm frames make no tensor from host data (on a GPU: a copy and a sync each); a step makes one, its
+    # pixel indices (drawn by numpy)
+    assert all(row["host_tensors"] == 0 for row in frames.values()), frames
+    assert data["step"]["host_tensors"] <= 1

@@ -1,15 +1,19 @@
-"""Grid memory layout on the kernels' path.
+"""Grid memory layout and host copies on the kernels' path.
 
 - The dense and tri-plane encodings keep their grids channels-last where the Triton kernels read them
   (set on ``.to()`` and checked per forward) and channels-first for the torch reference; the values,
   features and gradients do not depend on the layout, and a gradient comes back laid out as its grid.
 - A resumed optimizer's state is laid out as its parameter (fused Adam refuses differing strides).
+- The lookups make no tensor from host data per call once warm: on a GPU each would be a copy and a
+  device sync (the entry tables, hash levels and march step are cached or filled on the device).
 """
 
 import pytest
 import torch
 from _kernel_utils import DEVICES, triton_kernels  # noqa: F401
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from fieldfit import cuda as kernels
 from fieldfit.fields.components.encodings import DenseGrid, GridConfig, TriPlane
 
 
@@ -89,3 +93,38 @@ def test_resumed_optimizer_state_is_laid_out_as_its_parameter(tmp_path):
             s, s2 = opt.state[p][name], opt2.state[p2][name]
             assert s2.stride() == p2.stride(), name
             assert torch.equal(s2, s), name
+
+
+class _HostTensors(TorchDispatchMode):
+    """Counts tensors made from host data (``torch.tensor`` and kin): on a GPU, a copy and a device sync each."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.__name__.startswith("lift_fresh"):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+def test_warm_lookups_make_no_tensors_from_host_data(device):
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(20, 3, generator=g) * 2 - 1).to(device)
+    enc = _encodings()["triplane"].to(device)
+    table = torch.rand(3, 64, 2, generator=g).to(device)
+    box = torch.tensor([[-1.0] * 3, [1.0] * 3], device=device)
+    binary = torch.ones(4, 4, 4, dtype=torch.bool, device=device)
+    t0, t1 = torch.zeros(20, device=device), torch.full((20,), 3.0, device=device)
+
+    def calls():
+        enc(x).sum().backward()
+        kernels.hash_grid(x, table, [2, 4, 8])
+        kernels.traverse_occupancy(x * 2, -x, t0, t1, binary, box, 0.1, 64)
+
+    calls()  # warm: the first call may make and cache what it needs
+    with _HostTensors() as counter:
+        calls()
+    assert counter.count == 0
