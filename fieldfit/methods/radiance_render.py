@@ -113,14 +113,15 @@ class RadianceModel(nn.Module):
         r = 0
         while pending.numel() > 0:
             now = rank[pending] < r + per_round
-            idx, pending = pending[now], pending[~now]
+            idx = pending[now]
             sub = RaySamples(cand.t_starts[idx], cand.t_ends[idx], ri[idx], cand.n_rays)
             tau = self.field.density(sub.positions(origins, dirs)).double() * sub.deltas.double()
             terminate_round(tau, sub.ray_indices, idx, tau_before, keep, cfg.early_stop, cfg.alpha_thre)
-            pending = pending[tau_before[ri[pending]] < stop_tau]
+            pending = pending[~now & (tau_before[ri[pending]] < stop_tau)]  # one mask (a sync) for both
             r += per_round
             per_round *= grow
-        return RaySamples(cand.t_starts[keep], cand.t_ends[keep], ri[keep], cand.n_rays)
+        sel = keep.nonzero().squeeze(1)  # one sync for the three selections (a boolean mask syncs each)
+        return RaySamples(cand.t_starts[sel], cand.t_ends[sel], ri[sel], cand.n_rays)
 
     def render(self, origins: torch.Tensor, dirs: torch.Tensor, background: torch.Tensor, cfg: MarchConfig,
                stratified: bool = False):
