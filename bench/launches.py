@@ -70,8 +70,8 @@ class Counter(TorchDispatchMode):
 
     def totals(self) -> dict:
         return {"aten_launches": sum(self.ops.values()), "triton_launches": sum(self.triton.values()),
-                "host_syncs": sum(self.syncs.values()), "host_tensors": self.host_tensors, "syncs": dict(self.syncs), "triton": dict(self.triton),
-                "top_ops": self.ops.most_common(8)}
+                "host_syncs": sum(self.syncs.values()), "host_tensors": self.host_tensors, "syncs": dict(self.syncs),
+                "triton": dict(self.triton), "top_ops": self.ops.most_common(8)}
 
 
 def _gpu_code_path(counter: Counter) -> None:
@@ -118,9 +118,9 @@ def frames(model, march, scene, size: int, modes, counter: Counter) -> dict:
         with torch.no_grad(), counter:
             *_, evals = render_chunked(model, o, d, bg, march, 1 << 20, mode)
         out[mode] = dict(counter.totals(), field_evaluations=int(evals), cpu_seconds=time.perf_counter() - t)
-        print(f"frame {size}x{size} {mode:7s}: {out[mode]['aten_launches']} aten + {out[mode]['triton_launches']} "
-              f"Triton launches, {out[mode]['host_syncs']} host syncs, {out[mode]['host_tensors']} tensors from host data",
-              flush=True)
+        row = out[mode]
+        print(f"frame {size}x{size} {mode:7s}: {row['aten_launches']} aten + {row['triton_launches']} Triton launches, "
+              f"{row['host_syncs']} host syncs, {row['host_tensors']} tensors from host data", flush=True)
     return out
 
 

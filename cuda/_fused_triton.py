@@ -34,6 +34,7 @@ from ._grid_triton import _corner, _gs_axis, _hash_axis, _hash_index, hash_level
 from ._rbf_triton import KERNEL_IDS, _phi
 from ._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH
 from ._traverse_triton import _cell
+from ._triplane_triton import _strides
 from .triplane import _flat, _meta
 
 # Launch shape, timed on an H200 (bench/frame_gpu.py; lego 400x400 fitted 60 s on the hash grid, 33.4 dB; an
@@ -131,14 +132,7 @@ def _grid(e, col0, r, meta_ptr, xn0, xn1, xn2, m2, rf, g_ptr, c_ptr, beta_ptr, r
         f2 = tl.zeros(f0.shape, dtype=f0.dtype)
         lo2 = tl.zeros(lo0.shape, dtype=tl.int64)
         hi2 = lo2
-    if CL:
-        stc = F
-        stf = 1
-    else:
-        stc = 1
-        stf = S * S
-        if DIM == 3:
-            stf = stf * S
+    stc, stf = _strides(S, F, DIM, CL)
     feat = tl.zeros((BLOCK, BF), dtype=tl.float32)
     for c in tl.static_range(2**DIM):
         i0, i1, i2, w, dw0, dw1, dw2 = _corner(c, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2)
@@ -348,6 +342,7 @@ def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, f
         meta_p, meta_v = _meta(enc.planes, enc.volumes, dev)
         levels, tsize, feats, kind = 0, 0, enc.planes[0].shape[0], 2 if cl else 1
         res_t = hashed_t = meta_p
+    ep, ev = (meta_p.shape[0], meta_v.shape[0]) if kind else (0, 0)  # tri-plane entries (none for a hash grid)
     lo, hi = field.aabb[0], field.aabb[1]
     scale = (2.0 / (hi - lo)).contiguous()  # the reference's normalisation, rounded the same way
     k, width = field.centers.shape
@@ -357,8 +352,8 @@ def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, f
     with device_guard(dev):
         _fused_kernel[(programs(n, dev),)](
             origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, g0, g1, g2,
-            lo.contiguous(), scale, grids, res_t, hashed_t, tsize, meta_p, meta_v, meta_p.shape[0] * min(kind, 1),
-            meta_v.shape[0] * min(kind, 1), field.centers.contiguous(), field.log_prec.exp().contiguous(), width,
+            lo.contiguous(), scale, grids, res_t, hashed_t, tsize, meta_p, meta_v, ep, ev,
+            field.centers.contiguous(), field.log_prec.exp().contiguous(), width,
             field.head_w.contiguous(), field.head_b.contiguous(), k, float(field.density_scale),
             float(field.density_shift), background, float(early_stop), float(alpha_thre), stop_tau,
             rgb, opacity, depth, evals, torch.zeros(1, dtype=torch.int32, device=dev), n,

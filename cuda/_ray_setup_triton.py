@@ -1,9 +1,10 @@
 """Triton kernel of ``ray_setup`` (imported lazily; importing this imports triton).
 
-One lane per ray, float32 (float64 rays take the reference). FP contraction is off and divisions are ``div_rn`` (Triton's x / y is not IEEE on CUDA), and
-min / max propagate NaN as torch's do, so t_min and t_max are the reference's to the bit: they place every
-marching interval. The SH bases are the reference's products in its order (written tensor first: a
-constexpr times a tensor is not a tensor in the interpreter; the products are the same, IEEE products commute).
+One lane per ray, float32 (float64 rays take the reference). FP contraction is off and divisions are
+``div_rn`` (Triton's x / y is not IEEE on CUDA), and min / max propagate NaN as torch's do, so t_min and
+t_max are the reference's to the bit: they place every marching interval. The SH bases are the
+reference's products in its order (written tensor first: a constexpr times a tensor is not a tensor in
+the interpreter; the products are the same, IEEE products commute).
 """
 
 import triton

@@ -27,6 +27,20 @@ def _axis(x_ptr, rn, mn, ax, S):
 
 
 @triton.jit
+def _strides(S, F, DIM: tl.constexpr, CL: tl.constexpr):
+    """(cell stride, feature stride) of a grid of R = S per axis in the flat buffer, channels-last or not."""
+    if CL:
+        stc = F
+        stf = 1
+    else:
+        stc = 1
+        stf = S * S
+        if DIM == 3:
+            stf = stf * S
+    return stc, stf
+
+
+@triton.jit
 def _setup(x_ptr, meta_ptr, N, F, COL0, DIM: tl.constexpr, CL: tl.constexpr, BN: tl.constexpr):
     """This program's points (rn, mask), grid (offset, R, cell stride, feature stride, first output column,
     axes) and per-axis corners (lo, hi, fraction, inside). CL: the buffer is channels-last."""
@@ -46,14 +60,7 @@ def _setup(x_ptr, meta_ptr, N, F, COL0, DIM: tl.constexpr, CL: tl.constexpr, BN:
         lo2 = tl.zeros(lo0.shape, dtype=tl.int64)
         hi2 = lo2
         in2 = f2 == 0.0
-    if CL:
-        stc = F
-        stf = 1
-    else:
-        stc = 1
-        stf = S * S
-        if DIM == 3:
-            stf = stf * S
+    stc, stf = _strides(S, F, DIM, CL)
     return (rn, mn, off, S, stc, stf, COL0 + e * F, a0, a1,
             lo0, hi0, f0, in0, lo1, hi1, f1, in1, lo2, hi2, f2, in2)
 
