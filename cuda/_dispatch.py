@@ -90,6 +90,19 @@ def num_programs_hint(device: torch.device) -> int:
     return 4
 
 
+_CONSTANTS: dict = {}  # (values, dtype, device) -> the tensor on that device
+
+
+def device_constant(values: tuple, dtype: torch.dtype, device) -> torch.Tensor:
+    """``torch.tensor(values, dtype)`` on ``device``, made once and kept: a tensor made from host data per call
+    is a copy and, on CUDA, a device sync. ``values``: a tuple (of tuples) of numbers; do not modify the result."""
+    key = (values, dtype, str(device))
+    t = _CONSTANTS.get(key)
+    if t is None:
+        t = _CONSTANTS[key] = torch.tensor(values, dtype=dtype).to(device)
+    return t
+
+
 def device_guard(device: torch.device):
     """Context that makes ``device`` current for a kernel launch (Triton launches on the current one)."""
     if device.type == "cuda":

@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from ._choice import MIN_POINTS, Choice
-from ._dispatch import device_guard
+from ._dispatch import device_constant, device_guard
 from ._torch_ref import HASH_PRIMES
 
 # _hash_index spells the primes out as literals (Triton folds them as constants); keep them equal.
@@ -374,18 +374,11 @@ def _hash_bwd_kernel(x_ptr, t_ptr, res_ptr, hashed_ptr, go_ptr, dt_ptr, dx_ptr, 
             tl.store(dx_ptr + rn * DIM + 2, tl.where(p2, 0.5 * gx2, 0.0), mask=mn)
 
 
-_LEVELS: dict = {}  # (device, resolutions, d, T) -> hash_levels' tensors: made once, not copied per call
-
-
 def hash_levels(resolutions, dim: int, table_size: int, device):
-    """Per-level int32 resolutions and 'hashed' flags (res^d > T), as hash_index_ref decides (cached per device:
-    a tensor made from host data is a copy and, on CUDA, a device sync)."""
+    """Per-level int32 resolutions and 'hashed' flags (res^d > T), as hash_index_ref decides (device constants)."""
     res = tuple(int(r) for r in resolutions)
-    key = (str(device), res, dim, table_size)
-    if key not in _LEVELS:
-        flags = [int(r**dim > table_size) for r in res]
-        _LEVELS[key] = tuple(torch.tensor(v, dtype=torch.int32).to(device) for v in (res, flags))
-    return _LEVELS[key]
+    flags = tuple(int(r**dim > table_size) for r in res)
+    return device_constant(res, torch.int32, device), device_constant(flags, torch.int32, device)
 
 
 def _hash_launch_args(table):

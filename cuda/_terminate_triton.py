@@ -7,12 +7,11 @@ rounds differently from this per-ray scan (by about 1e-16 relative): a sample wh
 within that of early_stop can be decided the other way.
 """
 
-import torch
 import triton
 import triton.language as tl
 
 from ._composite_triton import ray_offsets
-from ._dispatch import device_guard
+from ._dispatch import device_constant, device_guard
 
 BS = 64
 
@@ -41,24 +40,13 @@ def _terminate_round_kernel(tau_ptr, offs_ptr, idx_ptr, before_ptr, keep_ptr, th
         tl.store(before_ptr + ray, carry)
 
 
-_THRESHOLDS: dict[tuple, torch.Tensor] = {}  # (device, dtype, early_stop, alpha_thre) -> [2] on the device
-
-
-def _thresholds(early_stop: float, alpha_thre: float, like: torch.Tensor) -> torch.Tensor:
-    """The two thresholds as a device tensor, made once per march configuration (no copy per round)."""
-    key = (like.device, like.dtype, early_stop, alpha_thre)
-    if key not in _THRESHOLDS:
-        _THRESHOLDS[key] = torch.tensor([early_stop, alpha_thre], dtype=like.dtype, device=like.device)
-    return _THRESHOLDS[key]
-
-
 def terminate_round(tau, ray_indices, idx, tau_before, keep, early_stop: float, alpha_thre: float) -> None:
     """Launch ``_terminate_round_kernel`` (arguments as ``terminate_round``; contiguous; keep as uint8)."""
     n_rays = tau_before.shape[0]
     if tau.numel() == 0 or n_rays == 0:
         return
     offsets = ray_offsets(ray_indices, n_rays)
+    thresholds = device_constant((early_stop, alpha_thre), tau.dtype, tau.device)  # a float argument: float32
     with device_guard(tau.device):
-        _terminate_round_kernel[(n_rays,)](tau, offsets, idx, tau_before, keep,
-                                           _thresholds(early_stop, alpha_thre, tau), HAS_ALPHA=alpha_thre > 0,
+        _terminate_round_kernel[(n_rays,)](tau, offsets, idx, tau_before, keep, thresholds, HAS_ALPHA=alpha_thre > 0,
                                            BS=BS, num_warps=2, enable_fp_fusion=False)

@@ -11,7 +11,7 @@ corner instead of one per feature, and the layout ``TriPlane`` keeps on a GPU).
 import torch
 
 from . import _checks
-from ._dispatch import backend_for
+from ._dispatch import backend_for, device_constant
 from ._torch_ref import triplane_ref
 
 PLANES = ((0, 1), (0, 2), (1, 2))  # (axis along the grid's last axis, axis along the one before), per plane
@@ -19,10 +19,19 @@ PLANES = ((0, 1), (0, 2), (1, 2))  # (axis along the grid's last axis, axis alon
 
 def _layout(g: torch.Tensor) -> str | None:
     """'cf' when ``g`` [F, *R] is contiguous, 'cl' when its features are the fastest axis (a permuted view of a
-    contiguous [*R, F] tensor, as ``pack(..., channels_last=True)`` leaves it), else None."""
+    contiguous [*R, F] tensor, as ``pack(..., channels_last=True)`` leaves it), else None. From the strides
+    alone: this runs per grid per lookup."""
     if g.is_contiguous():
         return "cf"
-    return "cl" if g.movedim(0, -1).is_contiguous() else None
+    shape, stride = g.shape, g.stride()
+    expected = shape[0]
+    if stride[0] != 1 and shape[0] != 1:
+        return None
+    for size, st in zip(reversed(shape[1:]), reversed(stride[1:])):
+        if st != expected and size != 1:
+            return None
+        expected *= size
+    return "cl"
 
 
 def _flat_view(grids) -> tuple[torch.Tensor, bool] | None:
@@ -72,26 +81,18 @@ def pack(grids, channels_last: bool = False) -> None:
             at += g.numel()
 
 
-_META: dict = {}  # (device, grid shapes) -> entry tables: made once, not copied to the device per call
-
-
 def _meta(planes, volumes, device):
     """Entry tables [E,4] int64 of the planes and of the volumes: (offset in the flat buffer, R, axis of x along
-    the grid's last axis, axis along the one before), on ``device``."""
-    key = (str(device), tuple(tuple(p.shape) for p in planes), tuple(tuple(v.shape) for v in volumes))
-    if key not in _META:
-        rows, at = [], 0
-        for i, p in enumerate(planes):
-            a, b = PLANES[i % 3]
-            rows.append([at, p.shape[-1], a, b])
-            at += p.numel()
-        vrows = []
-        for v in volumes:
-            vrows.append([at, v.shape[-1], 0, 1])
-            at += v.numel()
-        mk = lambda r: torch.tensor(r, dtype=torch.int64).reshape(-1, 4).to(device)  # noqa: E731
-        _META[key] = (mk(rows), mk(vrows))
-    return _META[key]
+    the grid's last axis, axis along the one before), device constants."""
+    rows, at = [], 0
+    for i, p in enumerate(planes):
+        rows.append((at, p.shape[-1], *PLANES[i % 3]))
+        at += p.numel()
+    vrows = []
+    for v in volumes:
+        vrows.append((at, v.shape[-1], 0, 1))
+        at += v.numel()
+    return tuple(device_constant(tuple(r), torch.int64, device).view(-1, 4) for r in (rows, vrows))
 
 
 class _TriPlane(torch.autograd.Function):

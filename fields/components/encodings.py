@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from fieldfit import cuda as kernels
-from fieldfit.cuda.triplane import pack
+from fieldfit.cuda.triplane import _layout, pack
 
 log = logging.getLogger("fieldfit")
 
@@ -66,7 +66,7 @@ def _kernels_read(t: torch.Tensor) -> bool:
 
 def _relayout(g: nn.Parameter, channels_last: bool) -> None:
     """Lay grid ``g`` [F, *R] out channels-last (features fastest) or channels-first (contiguous), in place."""
-    if channels_last and not g.movedim(0, -1).is_contiguous():
+    if channels_last and _layout(g) != "cl":
         g.data = g.data.movedim(0, -1).contiguous().movedim(-1, 0)
     elif not channels_last and not g.is_contiguous():
         g.data = g.data.contiguous()
