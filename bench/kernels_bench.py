@@ -37,7 +37,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # kernel(*inputs), reference(*inputs); outputs are a tensor or a tuple of tensors.
 
 
-def _rbf_case(d, k, gemm_backward=False):
+def _rbf_case(d, k, gemm_backward=False, max_registers=None):
     def make(n, dev):
         g = torch.Generator(device="cpu").manual_seed(0)
         x = torch.randn(n, d, generator=g).to(dev)
@@ -45,8 +45,15 @@ def _rbf_case(d, k, gemm_backward=False):
         lp = (torch.randn(k, d, generator=g) * 0.3 - 1).to(dev)
         return [x, c, lp], [0, 1, 2]
 
+    def kernel(x, c, lp):
+        from fieldfit.cuda import _rbf_triton  # noqa: PLC0415 - imports triton; CUDA only
+
+        _rbf_triton.MAX_REGISTERS_BWD = max_registers  # read by the backward that follows
+        return K.rbf_layer(x, c, lp)
+
     if not gemm_backward:
-        return dict(name=f"rbf_layer D={d} K={k}", make=make, kernel=K.rbf_layer, reference=R.rbf_layer_ref)
+        name = f"rbf_layer D={d} K={k}" + (f", backward: at most {max_registers} registers" if max_registers else "")
+        return dict(name=name, make=make, kernel=kernel, reference=R.rbf_layer_ref, kernel_only=bool(max_registers))
     return dict(name=f"rbf_layer D={d} K={k}, GEMM backward (the design the fused backward replaced)", make=make,
                 kernel=_rbf_gemm_backward, reference=R.rbf_layer_ref, kernel_only=True)
 
@@ -286,7 +293,8 @@ CHOICES = {"rbf": ("_rbf_triton", "_forward_choice", "rbf_forward_chosen"),
            "triplane": ("_triplane_triton", "_backward_choice", "triplane_backward_chosen")}
 
 CASES = {
-    "rbf": [_rbf_case(32, 64), _rbf_case(32, 64, gemm_backward=True), _rbf_forward_case(32, 64, "loop"),
+    "rbf": [_rbf_case(32, 64), _rbf_case(32, 64, max_registers=128), _rbf_case(32, 64, gemm_backward=True),
+            _rbf_forward_case(32, 64, "loop"),
             _rbf_forward_case(32, 64, "dot"), _rbf_case(3, 64)],
     "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True),
               *(_dense_case(*shape, backward=b) for shape in ((2, 8, 512, True), (3, 8, 128, False))

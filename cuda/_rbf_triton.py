@@ -17,12 +17,15 @@ reference on an H100/H200.
 
 Backward (float32): one pass over the saved phi and the incoming dL/dphi. A program owns BK units
 and a strided set of BN-point tiles; per tile it forms dr = dL/dphi * phi'(r) in registers and
-feeds it to four small matrix products (tl.dot; tf32x3 on tensor cores, about float32 accuracy, where
-the GPU has tf32 (`_dot_precision`), else plain float32):
-    dx = 2 (x * (dr @ beta) - dr @ (beta mu))      stored per tile (per unit tile when K > BK)
-    A += dr^T x,  B += dr^T x^2,  s += sum_n dr      kept in registers over the program's tiles
-Each program writes its A, B, s once as a row of a [programs, 2KD + K] partial buffer; torch sums
-the rows (deterministic, no atomics) and a small kernel forms
+feeds it to two small matrix products (tl.dot; tf32x3 on tensor cores, about float32 accuracy, where
+the GPU has tf32 (`_dot_precision`), else plain float32), each with two right-hand sides side by side:
+    dr @ [beta | beta mu]  ->  dx = 2 (x * (dr @ beta) - dr @ (beta mu))   stored per tile (per unit tile when K > BK)
+    dr^T @ [x | x^2]       ->  A += dr^T x,  B += dr^T x^2                 kept in registers over the program's tiles
+and s += sum_n dr. Paired, the left side dr is laid out for the tensor cores once per product instead of
+twice: at D = 32 the sm_90 cubin (Triton 3.9) needs 224 registers and no spills, against 255 registers and
+spills as four products, with two thirds of the instructions and a quarter of the shared-memory loads (SASS
+counts; tests/_kernel_aot.py reports registers, spills and residency). Each program writes its A, B, s once as a row of a [programs, 2KD + K] partial buffer; torch
+sums the rows (deterministic, no atomics) and a small kernel forms
     dmu = 2 beta (mu s - A),   dlog_prec = beta (B - 2 mu A + mu^2 s).
 dr, phi' and the products never reach memory: the GEMM backward it replaces wrote dr [N,K] and
 read it back four times.
@@ -42,6 +45,9 @@ KERNEL_IDS = {"gaussian": 0, "inverse_quadratic": 1, "inverse_multiquadric": 2, 
 BN_FWD, BK_FWD, WARPS_FWD = 64, 64, 8
 # Backward: BN points x BK units per tile, D padded to DP (tl.dot needs every side >= 16).
 BN_BWD, WARPS_BWD, STAGES_BWD, MAX_DP_BWD = 32, 8, 1, 64
+# None: ptxas takes the registers it wants (224 per thread at D = 32 on sm_90: one program of 8 warps per SM);
+# a number caps them and spills the rest; kernels_bench also times 128 (two programs per SM, 216 bytes spilled).
+MAX_REGISTERS_BWD = None
 
 
 @triton.jit
@@ -174,8 +180,9 @@ def _rbf_bwd_kernel(x_ptr, c_ptr, lp_ptr, phi_ptr, g_ptr, dx_ptr, part_ptr, N, K
     centers = tl.load(c_ptr + rk[:, None] * D + rd[None, :], mask=mkd, other=0.0)
     beta = tl.where(mkd, tl.exp(tl.load(lp_ptr + rk[:, None] * D + rd[None, :], mask=mkd, other=0.0)), 0.0)
     beta_mu = beta * centers
-    acc_a = tl.zeros((BK, DP), dtype=tl.float32)
-    acc_b = tl.zeros((BK, DP), dtype=tl.float32)
+    # [beta | beta mu] interleaved as [BK, 2 DP]: dx's two products share their left side dr (one product)
+    beta2 = tl.reshape(tl.join(beta, beta_mu), (BK, 2 * DP))
+    acc_ab = tl.zeros((BK, 2 * DP), dtype=tl.float32)  # [A | B] interleaved: A = dr^T x, B = dr^T x^2
     acc_s = tl.zeros((BK,), dtype=tl.float32)
     for t in range(pid, tl.cdiv(N, BN), nprog):
         rn = t * BN + tl.arange(0, BN).to(tl.int64)
@@ -187,16 +194,17 @@ def _rbf_bwd_kernel(x_ptr, c_ptr, lp_ptr, phi_ptr, g_ptr, dx_ptr, part_ptr, N, K
         g = tl.load(g_ptr + rn[:, None] * K + rk[None, :], mask=mnk, other=0.0)
         dr = tl.where(mnk, g * _dphi(phi, KERNEL), 0.0)
         if NEED_X:
-            dx = 2.0 * (x * tl.dot(dr, beta, input_precision=PREC) - tl.dot(dr, beta_mu, input_precision=PREC))
+            both = tl.reshape(tl.dot(dr, beta2, input_precision=PREC), (BN, DP, 2))
+            p_beta, p_beta_mu = tl.split(both)
+            dx = 2.0 * (x * p_beta - p_beta_mu)
             tl.store(dx_ptr + kt.to(tl.int64) * N * D + rn[:, None] * D + rd[None, :], dx, mask=mnd)
         if NEED_P:
-            drt = tl.trans(dr)
-            acc_a += tl.dot(drt, x, input_precision=PREC)
-            acc_b += tl.dot(drt, x * x, input_precision=PREC)
+            acc_ab += tl.dot(tl.trans(dr), tl.reshape(tl.join(x, x * x), (BN, 2 * DP)), input_precision=PREC)
             acc_s += tl.sum(dr, axis=0)
     if NEED_P:  # this program's row of the partials: [A (K*D), B (K*D), s (K)]
         row = part_ptr + pid.to(tl.int64) * (2 * K * D + K)
         off = rk[:, None] * D + rd[None, :]
+        acc_a, acc_b = tl.split(tl.reshape(acc_ab, (BK, DP, 2)))
         tl.store(row + off, acc_a, mask=mkd)
         tl.store(row + K * D + off, acc_b, mask=mkd)
         tl.store(row + 2 * K * D + rk, acc_s, mask=mk)
@@ -231,6 +239,10 @@ def _dot_precision(device: torch.device) -> str:
     return "tf32x3" if torch.cuda.get_device_capability(device)[0] >= 8 else "ieee"
 
 
+def _register_cap() -> dict:
+    return {} if MAX_REGISTERS_BWD is None else {"maxnreg": int(MAX_REGISTERS_BWD)}
+
+
 def fused_backward_ok(x: torch.Tensor) -> bool:
     """The fused backward runs float32 with D <= MAX_DP_BWD; other inputs take the GEMM backward."""
     return x.dtype == torch.float32 and x.shape[1] <= MAX_DP_BWD
@@ -254,7 +266,7 @@ def backward(x, centers, log_prec, phi, grad_phi, kernel: str, needs):
         _rbf_bwd_kernel[(progs, kt)](x, centers, log_prec, phi, grad_phi.contiguous(), dx_parts, part, n, k,
                                      D=d, DP=dp, KERNEL=KERNEL_IDS[kernel], NEED_X=need_x, NEED_P=need_p,
                                      BN=BN_BWD, BK=bk, PREC=prec, num_warps=WARPS_BWD, num_stages=STAGES_BWD,
-                                     enable_fp_fusion=True)
+                                     enable_fp_fusion=True, **_register_cap())
         dc = torch.empty_like(centers) if need_c else None
         dlp = torch.empty_like(log_prec) if need_lp else None
         if need_p:  # torch's reduction over the programs: parallel and deterministic

@@ -5,10 +5,24 @@ re-bound inside a loop with another type), so CPU CI also lowers each kernel to 
 ptxas bundled in the triton wheel. Prints one line per kernel; exit 1 if any failed, 3 if this
 triton cannot compile for CUDA here (no bundled ptxas).
 Must run WITHOUT TRITON_INTERPRET (kernels defined under it are interpreter objects).
+
+Each line also gives what the cubin asks of an SM (read with the wheel's cuobjdump): registers per
+thread, stack bytes per thread (register spills and local arrays), shared memory per program, and how
+many programs (and warps) of it fit on one sm_90 SM at once. A GPU hides memory latency with resident
+warps, so this is the CPU's view of a kernel's occupancy; it is not a timing.
+
+    python tests/_kernel_aot.py [--json PATH]
 """
 
+import argparse
+import json
 import os
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 assert os.environ.get("TRITON_INTERPRET", "") in ("", "0"), "unset TRITON_INTERPRET"
 
@@ -103,6 +117,9 @@ def specs():
             (f"rbf param grads D={d} fp32", R._rbf_param_kernel, {"*": "*fp32"},
              dict(D=d, DP=dp, NEED_C=True, NEED_LP=True, BK=bk), 4, True),
         ]
+    consts = dict(D=32, DP=32, KERNEL=0, NEED_X=True, NEED_P=True, BN=R.BN_BWD, BK=64, PREC="tf32x3")
+    out.append(("rbf bwd D=32 fp32, at most 128 registers", R._rbf_bwd_kernel, {"*": "*fp32"}, consts, R.WARPS_BWD,
+                True, dict(num_stages=R.STAGES_BWD, maxnreg=128)))  # kernels_bench's register-capped backward
     # the depth-peeling rasteriser (float32 screen coordinates, int32 face lists, int64 face ids)
     rp = {"*": "*fp32", "fid_ptr": "*i32", "offs_ptr": "*i64", "prev_f_ptr": "*i64", "out_f_ptr": "*i64"}
     for first in (True, False):
@@ -138,17 +155,58 @@ def specs():
     return out
 
 
-def _registers(kernel) -> str:
-    """' (R registers, S spilled)' where this triton reports them for a compiled kernel."""
-    meta = getattr(kernel, "metadata", None)
-    regs, spills = getattr(kernel, "n_regs", None), getattr(kernel, "n_spills", None)
-    if regs is None and meta is not None:
-        regs, spills = getattr(meta, "n_regs", None), getattr(meta, "n_spills", None)
-    return "" if regs is None else f" ({regs} registers, {spills} spilled)"
+# An sm_90 SM (H100, H200): 2048 threads, 65536 registers (given to warps in units of 256), 228 KiB of
+# shared memory of which the driver keeps 1 KiB per program, at most 32 programs.
+SM90 = dict(threads=2048, registers=65536, register_unit=256, shared=233472, shared_reserved=1024, programs=32)
 
 
-def main():
+def resident_programs(registers: int, shared: int, warps: int, sm: dict = SM90) -> int:
+    """Programs of a kernel that fit on one SM at once, limited by threads, registers and shared memory."""
+    unit = sm["register_unit"]
+    per_warp = -(-registers * 32 // unit) * unit
+    return min(sm["programs"], sm["threads"] // (32 * warps), sm["registers"] // (per_warp * warps),
+               sm["shared"] // (shared + sm["shared_reserved"]))
+
+
+def _cuobjdump():
+    try:
+        from triton import knobs  # noqa: PLC0415 - triton >= 3.4 names its bundled CUDA tools here
+
+        path = knobs.nvidia.cuobjdump.path
+    except Exception:  # noqa: BLE001 - older triton, or no bundled tool
+        path = None
+    return path if path and os.path.exists(path) else shutil.which("cuobjdump")
+
+
+def resources(kernel, warps: int, tool) -> dict | None:
+    """Registers, stack bytes (spills) and shared bytes of a compiled kernel, and its residency on an sm_90 SM."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(kernel.asm["cubin"])
+        f.flush()
+        text = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True, text=True).stdout
+    regs, stack = re.search(r"REG:(\d+)", text), re.search(r"STACK:(\d+)", text)
+    if regs is None or stack is None:
+        return None
+    shared = int(kernel.metadata.shared)
+    programs = resident_programs(int(regs.group(1)), shared, warps)
+    return dict(registers=int(regs.group(1)), stack_bytes=int(stack.group(1)), shared_bytes=shared,
+                programs_per_sm=programs, warps_per_sm=programs * warps)
+
+
+def _describe(row: dict | None) -> str:
+    if row is None:
+        return ""
+    return (f" ({row['registers']} registers, {row['stack_bytes']} stack bytes, {row['shared_bytes']} shared bytes:"
+            f" {row['programs_per_sm']} per SM, {row['warps_per_sm']} warps)")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", dest="out_path", help="also write the kernels' resources to this JSON file")
+    out_path = ap.parse_args(argv).out_path
     target = GPUTarget("cuda", 90, 32)
+    tool = _cuobjdump()
+    rows = []
     failed = 0
     names = [spec[0] for spec in specs()]
     if len(set(names)) != len(names):  # a repeated name means a spec list built wrongly
@@ -159,7 +217,9 @@ def main():
             src = ASTSource(fn, _sig(fn, types, consts), consts)
             options = dict(num_warps=warps, enable_fp_fusion=fusion, **(more[0] if more else {}))
             kernel = triton.compile(src, target=target, options=options)
-            print(f"ok   {name}{_registers(kernel)}")
+            row = resources(kernel, warps, tool) if tool else None
+            rows.append(dict(kernel=name, num_warps=warps, **(row or {})))
+            print(f"ok   {name}{_describe(row)}")
         except Exception as exc:  # noqa: BLE001 - report every kernel, then fail
             text = str(exc)
             if "ptxas" in text and ("not found" in text or "No such file" in text):
@@ -167,6 +227,12 @@ def main():
                 return 3
             failed += 1
             print(f"FAIL {name}: {type(exc).__name__}: {text[:2000]}")
+    if out_path:
+        note = ("per kernel, the cubin for sm_90 with the wrappers' launch settings: registers and stack bytes per "
+                "thread, shared bytes per program, programs and warps resident per SM (tests/_kernel_aot.py)")
+        Path(out_path).write_text(json.dumps(dict(triton=triton.__version__, target="sm_90", sm=SM90, note=note,
+                                                  kernels=rows), indent=1))
+        print(f"wrote {out_path}")
     return 1 if failed else 0
 
 
