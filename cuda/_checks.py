@@ -17,19 +17,28 @@ def tensor(op: str, name: str, t, shape: tuple, dtype=FLOATS, like=None) -> torc
     """
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: argument '{name}' must be a torch.Tensor, got {type(t).__name__}")
-    if t.dim() != len(shape) or any(isinstance(s, int) and t.shape[i] != s for i, s in enumerate(shape)):
-        want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"  # built for the message only
-        raise ValueError(f"{op}: argument '{name}' must have shape {want}, got {list(t.shape)}")
-    allowed = dtype if isinstance(dtype, tuple) else (dtype,)
-    if t.dtype not in allowed:
-        raise TypeError(f"{op}: argument '{name}' must have dtype in {[str(d) for d in allowed]}, got {t.dtype}")
+    have = t.shape
+    if len(have) != len(shape):
+        _bad_shape(op, name, shape, have)
+    for h, s in zip(have, shape):  # a loop, not any(): this runs per argument per call
+        if type(s) is int and h != s:
+            _bad_shape(op, name, shape, have)
+    dt = t.dtype
+    if dt is not dtype and (type(dtype) is not tuple or dt not in dtype):
+        allowed = dtype if isinstance(dtype, tuple) else (dtype,)
+        raise TypeError(f"{op}: argument '{name}' must have dtype in {[str(d) for d in allowed]}, got {dt}")
     if like is not None:
         other_name, other = like
         if t.device != other.device:
             raise ValueError(f"{op}: argument '{name}' is on {t.device} but '{other_name}' is on {other.device}")
-        if t.is_floating_point() and other.is_floating_point() and t.dtype != other.dtype:
-            raise TypeError(f"{op}: argument '{name}' has dtype {t.dtype} but '{other_name}' has {other.dtype}")
+        if dt != other.dtype and dt.is_floating_point and other.dtype.is_floating_point:
+            raise TypeError(f"{op}: argument '{name}' has dtype {dt} but '{other_name}' has {other.dtype}")
     return t
+
+
+def _bad_shape(op: str, name: str, shape: tuple, have) -> None:
+    want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+    raise ValueError(f"{op}: argument '{name}' must have shape {want}, got {list(have)}")
 
 
 def int_arg(op: str, name: str, v, minimum: int) -> int:
@@ -48,10 +57,11 @@ def dense_strides(t: torch.Tensor):
 
     Lets a grid stored channels-last (a permuted view) reach the kernel without a copy.
     """
-    order = sorted(range(t.dim()), key=lambda i: (t.stride(i), -t.shape[i]))
+    if t.is_contiguous():
+        return t
     expected = 1
-    for i in order:
-        if t.shape[i] != 1 and t.stride(i) != expected:
+    for stride, size in sorted(zip(t.stride(), t.shape)):  # innermost first; size-1 axes take any stride
+        if size != 1 and stride != expected:
             return t.contiguous()
-        expected *= t.shape[i]
+        expected *= size
     return t

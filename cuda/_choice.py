@@ -44,5 +44,7 @@ class Choice:
 
     def call(self, key: tuple, impls: dict, *args, device=None):
         """``impls`` (name -> function) is the candidates: the fastest for ``key``, called with ``args``."""
-        name = self(key, {m: (lambda fn=fn: fn(*args)) for m, fn in impls.items()}, device)
+        name = self.pinned or self.chosen.get(key)  # after the first call of a key: no closures built
+        if name is None:
+            name = self(key, {m: (lambda fn=fn: fn(*args)) for m, fn in impls.items()}, device)
         return impls[name](*args)

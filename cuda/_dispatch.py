@@ -83,6 +83,16 @@ def backend_for_device(device) -> str:
     return "triton"
 
 
+def cdiv(a: int, b: int) -> int:
+    """ceil(a / b) of ints (``triton.cdiv`` is a constexpr function: about 2 us per host call with Triton 3.9)."""
+    return -(-a // b)
+
+
+def next_pow2(n: int) -> int:
+    """The smallest power of two >= n (1 for n <= 1), as ``triton.next_power_of_2`` without its host-call cost."""
+    return 1 << max(int(n) - 1, 0).bit_length()
+
+
 def num_programs_hint(device: torch.device) -> int:
     """About how many programs fill the device (4 per SM on CUDA; a small number on CPU)."""
     if device.type == "cuda":

@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._dispatch import device_guard, num_programs_hint
+from ._dispatch import cdiv, device_guard, next_pow2, num_programs_hint
 from ._grid_triton import _corner, _gs_axis, _hash_axis, _hash_index, hash_levels
 from ._rbf_triton import KERNEL_IDS, _phi
 from ._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH
@@ -319,7 +319,7 @@ def programs(n: int, device) -> int:
         limit = max(1, int(PROGRAMS_PER_SM)) * torch.cuda.get_device_properties(device).multi_processor_count
     else:
         limit = num_programs_hint(device)
-    return max(1, min(triton.cdiv(n, BLOCK), limit))
+    return max(1, min(cdiv(n, BLOCK), limit))
 
 
 def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, field, background, early_stop,
@@ -357,9 +357,9 @@ def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, f
             field.head_w.contiguous(), field.head_b.contiguous(), k, float(field.density_scale),
             float(field.density_shift), background, float(early_stop), float(alpha_thre), stop_tau,
             rgb, opacity, depth, evals, torch.zeros(1, dtype=torch.int32, device=dev), n,
-            ENC=kind, L=levels, F=feats, BF=triton.next_power_of_2(max(feats, 1)), B=sh.shape[1],
+            ENC=kind, L=levels, F=feats, BF=next_pow2(max(feats, 1)), B=sh.shape[1],
             KERNEL=KERNEL_IDS[field.kernel], POW2=tsize > 0 and (tsize & (tsize - 1)) == 0, UNROLL=UNROLL_LEVELS,
-            MAX_TAU=COMPOSITE_MAX_OPTICAL_DEPTH, REFILL=refill, BB=max(16, triton.next_power_of_2(sh.shape[1])),
-            BLOCK=BLOCK, BK=max(16, triton.next_power_of_2(k)),
+            MAX_TAU=COMPOSITE_MAX_OPTICAL_DEPTH, REFILL=refill, BB=max(16, next_pow2(sh.shape[1])),
+            BLOCK=BLOCK, BK=max(16, next_pow2(k)),
             num_warps=WARPS, maxnreg=MAX_REGISTERS, enable_fp_fusion=False)
     return rgb, opacity, depth, evals

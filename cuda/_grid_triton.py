@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from ._choice import MIN_POINTS, Choice
-from ._dispatch import device_constant, device_guard
+from ._dispatch import cdiv, device_constant, device_guard, next_pow2
 from ._torch_ref import HASH_PRIMES
 
 # _hash_index spells the primes out as literals (Triton folds them as constants); keep them equal.
@@ -193,7 +193,7 @@ def _dense_geometry(grid: torch.Tensor):
 
 
 def _feature_block(f: int) -> int:
-    return min(triton.next_power_of_2(max(f, 1)), DENSE_BF)
+    return min(next_pow2(max(f, 1)), DENSE_BF)
 
 
 def dense_forward(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -204,7 +204,7 @@ def dense_forward(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     dim, s, st = _dense_geometry(grid)
     cfg = _dense_launch(forward=True)
     with device_guard(x.device):
-        _dense_fwd_kernel[(triton.cdiv(n, cfg["BN"]),)](x, grid, out, n, f, *s, *st, grid.stride(0), DIM=dim,
+        _dense_fwd_kernel[(cdiv(n, cfg["BN"]),)](x, grid, out, n, f, *s, *st, grid.stride(0), DIM=dim,
                                                         BF=_feature_block(f), enable_fp_fusion=True, **cfg)
     return out
 
@@ -232,12 +232,12 @@ def _dense_backward(x, grid, grad_out, need_x: bool, need_grid: bool, point: boo
     args = (x, grid, grad_out, dgrid if need_grid else grid, dx if need_x else x, n, f, *s, *st, grid.stride(0))
     with device_guard(x.device):
         if point:
-            _dense_bwd_point_kernel[(triton.cdiv(n, DENSE_BN_POINT),)](
+            _dense_bwd_point_kernel[(cdiv(n, DENSE_BN_POINT),)](
                 *args, NEED_G=need_grid, NEED_X=need_x, DIM=dim, BN=DENSE_BN_POINT, num_warps=DENSE_WARPS_POINT,
                 enable_fp_fusion=True)
         else:
             cfg = _dense_launch(need_x=need_x)
-            _dense_bwd_kernel[(triton.cdiv(n, cfg["BN"]),)](*args, NEED_G=need_grid, NEED_X=need_x, DIM=dim,
+            _dense_bwd_kernel[(cdiv(n, cfg["BN"]),)](*args, NEED_G=need_grid, NEED_X=need_x, DIM=dim,
                                                             BF=_feature_block(f), enable_fp_fusion=True, **cfg)
     return dx, dgrid
 
@@ -383,7 +383,7 @@ def hash_levels(resolutions, dim: int, table_size: int, device):
 
 def _hash_launch_args(table):
     levels, tsize, f = table.shape
-    return levels, tsize, f, (tsize & (tsize - 1)) == 0, triton.next_power_of_2(max(f, 1))
+    return levels, tsize, f, (tsize & (tsize - 1)) == 0, next_pow2(max(f, 1))
 
 
 def hash_forward(x, table, res_t, hashed_t):
@@ -394,7 +394,7 @@ def hash_forward(x, table, res_t, hashed_t):
         return out
     bn = _hash_bn(bf)
     with device_guard(x.device):
-        _hash_fwd_kernel[(triton.cdiv(n, bn),)](x, table, res_t, hashed_t, out, n, levels, tsize, f,
+        _hash_fwd_kernel[(cdiv(n, bn),)](x, table, res_t, hashed_t, out, n, levels, tsize, f,
                                                 DIM=dim, POW2=pow2, BN=bn, BF=bf, num_warps=4, enable_fp_fusion=True)
     return out
 
@@ -408,7 +408,7 @@ def hash_backward(x, table, res_t, hashed_t, grad_out, need_x: bool, need_table:
         return dx, dtable
     bn = _hash_bn(bf, need_x)
     with device_guard(x.device):
-        _hash_bwd_kernel[(triton.cdiv(n, bn),)](
+        _hash_bwd_kernel[(cdiv(n, bn),)](
             x, table, res_t, hashed_t, grad_out, dtable if need_table else table, dx if need_x else x,
             n, levels, tsize, f, NEED_T=need_table, NEED_X=need_x, DIM=dim, POW2=pow2, BN=bn, BF=bf, num_warps=4,
             enable_fp_fusion=True)

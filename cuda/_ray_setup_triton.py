@@ -10,7 +10,7 @@ the interpreter; the products are the same, IEEE products commute).
 import triton
 import triton.language as tl
 
-from ._dispatch import device_guard
+from ._dispatch import cdiv, device_guard
 from ._torch_ref import SH_C0, SH_C1, SH_C2, SH_C3
 
 BLOCK = 256
@@ -130,7 +130,7 @@ def ray_setup(origins, dirs, box, aabb, near: float, far: float, sh_degree):
     sh = None if sh_degree is None else origins.new_empty(n, (sh_degree + 1) ** 2)
     if n:
         with device_guard(dev):
-            _ray_setup_kernel[(triton.cdiv(n, BLOCK),)](
+            _ray_setup_kernel[(cdiv(n, BLOCK),)](
                 origins, dirs, box, aabb, near, far, t_min, t_max, t_min if sh is None else sh, n,
                 DEGREE=-1 if sh_degree is None else sh_degree, BLOCK=BLOCK, enable_fp_fusion=False)
     return t_min, t_max, sh
@@ -142,7 +142,7 @@ def sh_bases(dirs, degree: int):
     sh = dirs.new_empty(n, (degree + 1) ** 2)
     if n:
         with device_guard(dirs.device):
-            _sh_kernel[(triton.cdiv(n, BLOCK),)](dirs, sh, n, DEGREE=degree, BLOCK=BLOCK, enable_fp_fusion=False)
+            _sh_kernel[(cdiv(n, BLOCK),)](dirs, sh, n, DEGREE=degree, BLOCK=BLOCK, enable_fp_fusion=False)
     return sh
 
 
@@ -152,6 +152,6 @@ def sample_positions(origins, dirs, ray_indices, t_starts, t_ends):
     x = origins.new_empty(n, 3)
     if n:
         with device_guard(origins.device):
-            _positions_kernel[(triton.cdiv(n, BLOCK),)](origins, dirs, ray_indices, t_starts, t_ends, x, n,
+            _positions_kernel[(cdiv(n, BLOCK),)](origins, dirs, ray_indices, t_starts, t_ends, x, n,
                                                         BLOCK=BLOCK, enable_fp_fusion=False)
     return x

@@ -24,8 +24,9 @@ the GPU has tf32 (`_dot_precision`), else plain float32), each with two right-ha
 and s += sum_n dr. Paired, the left side dr is laid out for the tensor cores once per product instead of
 twice: at D = 32 the sm_90 cubin (Triton 3.9) needs 224 registers and no spills, against 255 registers and
 spills as four products, with two thirds of the instructions and a quarter of the shared-memory loads (SASS
-counts; tests/_kernel_aot.py reports registers, spills and residency). Each program writes its A, B, s once as a row of a [programs, 2KD + K] partial buffer; torch
-sums the rows (deterministic, no atomics) and a small kernel forms
+counts; tests/_kernel_aot.py reports registers, spills and residency). Each program writes its A, B, s once
+as a row of a [programs, 2KD + K] partial buffer; torch sums the rows (deterministic, no atomics) and a small
+kernel forms
     dmu = 2 beta (mu s - A),   dlog_prec = beta (B - 2 mu A + mu^2 s).
 dr, phi' and the products never reach memory: the GEMM backward it replaces wrote dr [N,K] and
 read it back four times.
@@ -36,7 +37,7 @@ import triton
 import triton.language as tl
 
 from ._choice import MIN_POINTS, Choice
-from ._dispatch import device_guard, num_programs_hint
+from ._dispatch import cdiv, device_guard, next_pow2, num_programs_hint
 
 KERNEL_IDS = {"gaussian": 0, "inverse_quadratic": 1, "inverse_multiquadric": 2, "multiquadric": 3}
 
@@ -127,7 +128,7 @@ def forward_loop(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Tensor,
     out = torch.empty((n, k), dtype=x.dtype, device=x.device)
     if n == 0 or k == 0:
         return out
-    grid = (triton.cdiv(n, BN_FWD), triton.cdiv(k, BK_FWD))
+    grid = (cdiv(n, BN_FWD), cdiv(k, BK_FWD))
     with device_guard(x.device):
         _rbf_fwd_kernel[grid](x, centers, log_prec, out, n, k, D=d, KERNEL=KERNEL_IDS[kernel],
                               BN=BN_FWD, BK=BK_FWD, num_warps=WARPS_FWD, enable_fp_fusion=True)
@@ -143,9 +144,9 @@ def forward_dot(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Tensor, 
     out = torch.empty((n, k), dtype=x.dtype, device=x.device)
     if n == 0 or k == 0:
         return out
-    grid = (triton.cdiv(n, BN_DOT), triton.cdiv(k, BK_DOT))
+    grid = (cdiv(n, BN_DOT), cdiv(k, BK_DOT))
     with device_guard(x.device):
-        _rbf_fwd_dot_kernel[grid](x, centers, log_prec, out, n, k, D=d, DP=max(16, triton.next_power_of_2(d)),
+        _rbf_fwd_dot_kernel[grid](x, centers, log_prec, out, n, k, D=d, DP=max(16, next_pow2(d)),
                                   KERNEL=KERNEL_IDS[kernel], BN=BN_DOT, BK=BK_DOT, PREC=_dot_precision(x.device),
                                   num_warps=WARPS_DOT, enable_fp_fusion=True)
     return out
@@ -254,10 +255,10 @@ def backward(x, centers, log_prec, phi, grad_phi, kernel: str, needs):
     k = centers.shape[0]
     need_x, need_c, need_lp = needs
     need_p = need_c or need_lp
-    bk = max(16, min(64, triton.next_power_of_2(k)))
-    dp = max(16, triton.next_power_of_2(d))
-    kt = triton.cdiv(k, bk)
-    tiles = triton.cdiv(n, BN_BWD)
+    bk = max(16, min(64, next_pow2(k)))
+    dp = max(16, next_pow2(d))
+    kt = cdiv(k, bk)
+    tiles = cdiv(n, BN_BWD)
     progs = max(1, min(tiles, num_programs_hint(x.device) // kt))
     dx_parts = torch.empty((kt, n, d), dtype=x.dtype, device=x.device) if need_x else x
     part = torch.empty((progs, 2 * k * d + k), dtype=x.dtype, device=x.device) if need_p else x

@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 
 from ._choice import MIN_POINTS, Choice
-from ._dispatch import device_guard
+from ._dispatch import cdiv, device_guard
 from ._grid_triton import _corner, _dense_launch, _feature_block, _gs_axis
 
 
@@ -161,7 +161,7 @@ def forward(x, flat, meta_p, meta_v, f: int, cl: bool = False) -> torch.Tensor:
     cfg = _dense_launch(forward=True)
     with device_guard(x.device):
         for meta, dim, first in _launches(meta_p, meta_v):
-            grid = (triton.cdiv(n, cfg["BN"]), meta.shape[0])
+            grid = (cdiv(n, cfg["BN"]), meta.shape[0])
             _fwd_kernel[grid](x, flat, meta, out, n, f, e * f, first * f, DIM=dim, CL=cl, BF=_feature_block(f),
                               enable_fp_fusion=True, **cfg)
     return out
@@ -192,7 +192,7 @@ def _backward(x, flat, meta_p, meta_v, f: int, grad_out, need_x: bool, need_grid
     kernel = _bwd_point_kernel if point else _bwd_kernel
     with device_guard(x.device):
         for meta, dim, first in _launches(meta_p, meta_v):
-            grid = (triton.cdiv(n, cfg["BN"]), meta.shape[0])
+            grid = (cdiv(n, cfg["BN"]), meta.shape[0])
             kernel[grid](x, flat, meta, grad_out, dflat if need_grid else flat, dx if need_x else x, n, f, e * f,
                          first * f, NEED_G=need_grid, NEED_X=need_x, DIM=dim, CL=cl, enable_fp_fusion=True, **cfg)
     return dx, dflat

@@ -8,6 +8,8 @@ is channels-first or channels-last (each corner's features side by side: on CUDA
 corner instead of one per feature, and the layout ``TriPlane`` keeps on a GPU).
 """
 
+import functools
+
 import torch
 
 from . import _checks
@@ -24,6 +26,8 @@ def _layout(g: torch.Tensor) -> str | None:
     if g.is_contiguous():
         return "cf"
     shape, stride = g.shape, g.stride()
+    if stride == _channels_last_strides(shape):
+        return "cl"
     expected = shape[0]
     if stride[0] != 1 and shape[0] != 1:
         return None
@@ -34,15 +38,35 @@ def _layout(g: torch.Tensor) -> str | None:
     return "cl"
 
 
+@functools.lru_cache(maxsize=256)
+def _channels_last_strides(shape: torch.Size) -> tuple:
+    """The strides of a [F, *R] view of a contiguous [*R, F] tensor."""
+    out, at = [1], shape[0]
+    for size in reversed(shape[1:]):
+        out.insert(1, at)
+        at *= size
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _contiguous_strides(shape: torch.Size) -> tuple:
+    out, at = [], 1
+    for size in reversed(shape):
+        out.insert(0, at)
+        at *= max(size, 1)
+    return tuple(out)
+
+
 def _flat_view(grids) -> tuple[torch.Tensor, bool] | None:
     """(one 1-D view over ``grids``, channels-last) when they share a layout (``_layout``) and lie back to back
     in one storage, else None."""
-    first = grids[0]
+    first, last = grids[0], grids[-1]
     layout = _layout(first)
-    at = first.storage_offset()
-    for g in grids:
-        if _layout(g) != layout or layout is None or g.storage_offset() != at or \
-                g.untyped_storage().data_ptr() != first.untyped_storage().data_ptr():
+    if layout is None or last.untyped_storage().data_ptr() != first.untyped_storage().data_ptr():
+        return None
+    at, base, item = first.storage_offset(), first.data_ptr(), first.element_size()
+    for g in grids:  # back to back by address: the view reads each grid's own memory (first and last: one storage)
+        if g.data_ptr() != base + (at - first.storage_offset()) * item or _layout(g) != layout:
             return None
         at += g.numel()
     flat = first.detach().as_strided((at - first.storage_offset(),), (1,), first.storage_offset())
@@ -126,9 +150,10 @@ class _TriPlane(torch.autograd.Function):
                                               need_grid, ctx.cl)
         dgrids, at = [], 0
         for shape in ctx.shapes:  # in the buffer's layout: a packed grid's grad is laid out as the grid
-            n = int(torch.Size(shape).numel())
-            dgrids.append(_unflatten(dflat[at:at + n], shape, ctx.cl) if dflat is not None else None)
-            at += n
+            dgrids.append(None if dflat is None else dflat.as_strided(
+                shape, _channels_last_strides(shape) if ctx.cl else _contiguous_strides(shape),
+                dflat.storage_offset() + at))
+            at += shape.numel()
         return (dx, None, None, None, *dgrids)
 
 

@@ -111,3 +111,12 @@ def test_int_arguments_are_checked_by_name():
     s = torch.zeros(2)
     with pytest.raises(ValueError, match="composite_packed: argument 'n_rays' must be >= 0, got -1"):
         composite_packed(s, s, s, torch.zeros(2, dtype=torch.int64), -1)
+
+
+def test_host_int_helpers_match_triton():
+    # cdiv / next_pow2 replace triton's constexpr functions in launch code (cheaper per call): same values
+    triton = pytest.importorskip("triton")
+    from fieldfit.cuda._dispatch import cdiv, next_pow2
+
+    assert all(next_pow2(n) == triton.next_power_of_2(n) for n in [*range(1, 130), 1000, 1024, 1025, 2**20 + 1])
+    assert all(cdiv(a, b) == triton.cdiv(a, b) for a in range(0, 300) for b in (1, 2, 3, 7, 32, 128))
