@@ -205,7 +205,7 @@ def dense_forward(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     cfg = _dense_launch(forward=True)
     with device_guard(x.device):
         _dense_fwd_kernel[(cdiv(n, cfg["BN"]),)](x, grid, out, n, f, *s, *st, grid.stride(0), DIM=dim,
-                                                        BF=_feature_block(f), enable_fp_fusion=True, **cfg)
+                                                 BF=_feature_block(f), enable_fp_fusion=True, **cfg)
     return out
 
 
@@ -238,7 +238,7 @@ def _dense_backward(x, grid, grad_out, need_x: bool, need_grid: bool, point: boo
         else:
             cfg = _dense_launch(need_x=need_x)
             _dense_bwd_kernel[(cdiv(n, cfg["BN"]),)](*args, NEED_G=need_grid, NEED_X=need_x, DIM=dim,
-                                                            BF=_feature_block(f), enable_fp_fusion=True, **cfg)
+                                                     BF=_feature_block(f), enable_fp_fusion=True, **cfg)
     return dx, dgrid
 
 
@@ -395,7 +395,7 @@ def hash_forward(x, table, res_t, hashed_t):
     bn = _hash_bn(bf)
     with device_guard(x.device):
         _hash_fwd_kernel[(cdiv(n, bn),)](x, table, res_t, hashed_t, out, n, levels, tsize, f,
-                                                DIM=dim, POW2=pow2, BN=bn, BF=bf, num_warps=4, enable_fp_fusion=True)
+                                         DIM=dim, POW2=pow2, BN=bn, BF=bf, num_warps=4, enable_fp_fusion=True)
     return out
 
 

@@ -153,5 +153,5 @@ def sample_positions(origins, dirs, ray_indices, t_starts, t_ends):
     if n:
         with device_guard(origins.device):
             _positions_kernel[(cdiv(n, BLOCK),)](origins, dirs, ray_indices, t_starts, t_ends, x, n,
-                                                        BLOCK=BLOCK, enable_fp_fusion=False)
+                                                 BLOCK=BLOCK, enable_fp_fusion=False)
     return x
