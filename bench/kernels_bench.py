@@ -117,19 +117,39 @@ def _dense_case(d, f, res, channels_last, backward=None):
     return dict(name=name, make=make, kernel=kernel, reference=R.dense_grid_ref, kernel_only=backward is not None)
 
 
-def _hash_case(levels, log2t, f):
+RAY_SAMPLES = 64  # points per ray of the ray-ordered cases
+
+
+def _points(n, dev, along_rays: bool):
+    """n points in [-1, 1]^3: uniform, or RAY_SAMPLES per ray, ray after ray, 1/128 of the box's side apart (as a
+    training batch's packed samples: neighbours in memory are neighbours in space and share coarse cells, so
+    their gradient adds meet at the same addresses)."""
+    if not along_rays:
+        return torch.rand(n, 3, device=dev) * 2 - 1
+    g = torch.Generator().manual_seed(1)
+    rays = -(-n // RAY_SAMPLES)
+    d = torch.nn.functional.normalize(torch.randn(rays, 3, generator=g), dim=1)
+    start = (torch.rand(rays, 3, generator=g) * 2 - 1) * 0.5
+    t = torch.arange(RAY_SAMPLES) * (2 / 128)
+    x = (start[:, None, :] + t[None, :, None] * d[:, None, :]).clamp(-1, 1)
+    return x.reshape(-1, 3)[:n].contiguous().to(dev)
+
+
+def _hash_case(levels, log2t, f, along_rays=False):
     res = [int(round(16 * (512 / 16) ** (i / (levels - 1)))) for i in range(levels)]
 
     def make(n, dev):
-        x = torch.rand(n, 3, device=dev) * 2 - 1
+        x = _points(n, dev, along_rays)
         table = (torch.rand(levels, 2**log2t, f, device=dev) * 2 - 1) * 1e-4
         return [x, table], [1]
 
-    return dict(name=f"hash_grid L={levels} T=2^{log2t} F={f}", make=make,
-                kernel=lambda x, t: K.hash_grid(x, t, res), reference=lambda x, t: R.hash_grid_ref(x, t, res))
+    name = f"hash_grid L={levels} T=2^{log2t} F={f}"
+    name += f", points along rays ({RAY_SAMPLES} each)" if along_rays else ""
+    return dict(name=name, make=make, kernel=lambda x, t: K.hash_grid(x, t, res),
+                reference=lambda x, t: R.hash_grid_ref(x, t, res))
 
 
-def _triplane_case(max_res, f=4, volume_max_res=32, backward=None, channels_last=True):
+def _triplane_case(max_res, f=4, volume_max_res=32, backward=None, channels_last=True, along_rays=False):
     """lego's rbf encoding on CUDA: 4 levels 16..max_res, 3 planes each, volumes up to 32 (15 grids), packed
     channels-last as TriPlane keeps them on a GPU, or channels-first (the layout before; the reference reads
     the same tensors, so compare each kernel row with the channels-first reference row too)."""
@@ -145,7 +165,7 @@ def _triplane_case(max_res, f=4, volume_max_res=32, backward=None, channels_last
         volumes = [torch.randn(f, r, r, r, generator=g).to(dev) * 1e-2 for r in res if r <= volume_max_res]
         grids = planes + volumes
         pack(grids, channels_last=channels_last)  # as TriPlane keeps them: one buffer, read in place
-        return [torch.rand(n, 3, device=dev) * 2 - 1, *grids], list(range(1, 1 + len(grids)))
+        return [_points(n, dev, along_rays), *grids], list(range(1, 1 + len(grids)))
 
     def kernel(x, *g):
         from fieldfit.cuda import _triplane_triton  # noqa: PLC0415
@@ -156,6 +176,7 @@ def _triplane_case(max_res, f=4, volume_max_res=32, backward=None, channels_last
     layout = "channels-last" if channels_last else "channels-first"
     name = f"triplane_grid F={f} R={res} volumes<={volume_max_res} {layout} (vs {n_p} grid_sample + cat)"
     name += f", backward: {BACKWARDS[backward]}" if backward else ""
+    name += f", points along rays ({RAY_SAMPLES} each)" if along_rays else ""
     return dict(name=name, make=make, kernel=kernel, reference=lambda x, *g: R.triplane_ref(x, g[:n_p], g[n_p:]),
                 kernel_only=backward is not None)
 
@@ -299,9 +320,9 @@ CASES = {
     "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True),
               *(_dense_case(*shape, backward=b) for shape in ((2, 8, 512, True), (3, 8, 128, False))
                 for b in BACKWARDS)],
-    "hash": [_hash_case(16, 19, 2)],
+    "hash": [_hash_case(16, 19, 2), _hash_case(16, 19, 2, along_rays=True)],
     "triplane": [_triplane_case(512), _triplane_case(512, channels_last=False),
-                 *(_triplane_case(512, backward=b) for b in BACKWARDS)],
+                 *(_triplane_case(512, backward=b) for b in BACKWARDS), _triplane_case(512, along_rays=True)],
     "composite": [_composite_case()],
     "terminate": [_terminate_case(), _positions_case()],
     "traverse": [_traverse_case(128, 256), _traverse_next_case(128, 256, 8)],
