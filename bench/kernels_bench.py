@@ -135,7 +135,7 @@ def _points(n, dev, along_rays: bool):
     return x.reshape(-1, 3)[:n].contiguous().to(dev)
 
 
-def _hash_case(levels, log2t, f, along_rays=False):
+def _hash_case(levels, log2t, f, along_rays=False, merge=False):
     res = [int(round(16 * (512 / 16) ** (i / (levels - 1)))) for i in range(levels)]
 
     def make(n, dev):
@@ -143,10 +143,17 @@ def _hash_case(levels, log2t, f, along_rays=False):
         table = (torch.rand(levels, 2**log2t, f, device=dev) * 2 - 1) * 1e-4
         return [x, table], [1]
 
+    def kernel(x, t):
+        from fieldfit.cuda import _grid_triton  # noqa: PLC0415
+
+        _grid_triton.MERGE_RUNS = merge  # read by the backward that follows
+        return K.hash_grid(x, t, res)
+
     name = f"hash_grid L={levels} T=2^{log2t} F={f}"
     name += f", points along rays ({RAY_SAMPLES} each)" if along_rays else ""
-    return dict(name=name, make=make, kernel=lambda x, t: K.hash_grid(x, t, res),
-                reference=lambda x, t: R.hash_grid_ref(x, t, res))
+    name += ", backward: runs of equal corners merged (dense levels)" if merge else ""
+    return dict(name=name, make=make, kernel=kernel, reference=lambda x, t: R.hash_grid_ref(x, t, res),
+                kernel_only=merge)
 
 
 def _triplane_case(max_res, f=4, volume_max_res=32, backward=None, channels_last=True, along_rays=False):
@@ -320,7 +327,8 @@ CASES = {
     "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True),
               *(_dense_case(*shape, backward=b) for shape in ((2, 8, 512, True), (3, 8, 128, False))
                 for b in BACKWARDS)],
-    "hash": [_hash_case(16, 19, 2), _hash_case(16, 19, 2, along_rays=True)],
+    "hash": [_hash_case(16, 19, 2), _hash_case(16, 19, 2, merge=True), _hash_case(16, 19, 2, along_rays=True),
+             _hash_case(16, 19, 2, along_rays=True, merge=True)],
     "triplane": [_triplane_case(512), _triplane_case(512, channels_last=False),
                  *(_triplane_case(512, backward=b) for b in BACKWARDS), _triplane_case(512, along_rays=True)],
     "composite": [_composite_case()],

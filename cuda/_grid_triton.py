@@ -326,9 +326,27 @@ def _hash_fwd_kernel(x_ptr, t_ptr, res_ptr, hashed_ptr, out_ptr, N, L, T, F,
 
 
 @triton.jit
+def _segment_sum(fa, va, fb, vb):
+    """Combine of a segmented inclusive scan: f marks a segment's first element."""
+    return fa | fb, tl.where(fb != 0, vb, va + vb)
+
+
+@triton.jit
+def _add_runs(ptr, row, v, rf, m2, mn, F, BN: tl.constexpr):
+    """Add v [BN, BF] to the table rows ``row`` [BN] (columns rf): one atomic add per run of equal consecutive
+    rows, carrying the run's sum, instead of one per point."""
+    lane = tl.arange(0, BN)
+    key = tl.where(mn, row, -1)  # points past N: a run of their own, added nowhere (m2)
+    start = (key != tl.gather(key, tl.maximum(lane - 1, 0), 0)) | (lane == 0)
+    end = (key != tl.gather(key, tl.minimum(lane + 1, BN - 1), 0)) | (lane == BN - 1)
+    _, total = tl.associative_scan((tl.broadcast_to(start.to(tl.int32)[:, None], v.shape), v), 0, _segment_sum)
+    tl.atomic_add(ptr + row[:, None] * F + rf[None, :], total, mask=m2 & end[:, None], sem="relaxed")
+
+
+@triton.jit
 def _hash_bwd_kernel(x_ptr, t_ptr, res_ptr, hashed_ptr, go_ptr, dt_ptr, dx_ptr, N, L, T, F,
                      NEED_T: tl.constexpr, NEED_X: tl.constexpr, DIM: tl.constexpr, POW2: tl.constexpr,
-                     BN: tl.constexpr, BF: tl.constexpr):
+                     BN: tl.constexpr, BF: tl.constexpr, MERGE: tl.constexpr):
     rn = tl.program_id(0).to(tl.int64) * BN + tl.arange(0, BN)
     mn = rn < N
     rf = tl.arange(0, BF)
@@ -355,7 +373,13 @@ def _hash_bwd_kernel(x_ptr, t_ptr, res_ptr, hashed_ptr, go_ptr, dt_ptr, dx_ptr, 
             row = base + _hash_index(i0, i1, i2, res, T, hashed, POW2)
             ptr = row[:, None] * F + rf[None, :]
             if NEED_T:
-                tl.atomic_add(dt_ptr + ptr, w[:, None] * go, mask=m2, sem="relaxed")
+                if MERGE:
+                    if hashed == 0:  # a dense level: coarse, where consecutive points share corners
+                        _add_runs(dt_ptr, row, w[:, None] * go, rf, m2, mn, F, BN)
+                    else:
+                        tl.atomic_add(dt_ptr + ptr, w[:, None] * go, mask=m2, sem="relaxed")
+                else:
+                    tl.atomic_add(dt_ptr + ptr, w[:, None] * go, mask=m2, sem="relaxed")
             if NEED_X:
                 s = tl.sum(go * tl.load(t_ptr + ptr, mask=m2, other=0.0), axis=1)
                 l0 += s * dw0
@@ -399,6 +423,12 @@ def hash_forward(x, table, res_t, hashed_t):
     return out
 
 
+# False: every point adds its corners' gradients to the table atomically. True: on the dense (coarse) levels,
+# consecutive points that share a corner (the samples of one ray, in a training batch) add it once, their sum
+# (a segmented scan per corner first). Off until a GPU times it: kernels_bench's hash rows run both.
+MERGE_RUNS = False
+
+
 def hash_backward(x, table, res_t, hashed_t, grad_out, need_x: bool, need_table: bool):
     n, dim = x.shape
     levels, tsize, f, pow2, bf = _hash_launch_args(table)
@@ -410,6 +440,6 @@ def hash_backward(x, table, res_t, hashed_t, grad_out, need_x: bool, need_table:
     with device_guard(x.device):
         _hash_bwd_kernel[(cdiv(n, bn),)](
             x, table, res_t, hashed_t, grad_out, dtable if need_table else table, dx if need_x else x,
-            n, levels, tsize, f, NEED_T=need_table, NEED_X=need_x, DIM=dim, POW2=pow2, BN=bn, BF=bf, num_warps=4,
-            enable_fp_fusion=True)
+            n, levels, tsize, f, NEED_T=need_table, NEED_X=need_x, DIM=dim, POW2=pow2, BN=bn, BF=bf,
+            MERGE=bool(MERGE_RUNS), num_warps=4, enable_fp_fusion=True)
     return dx, dtable

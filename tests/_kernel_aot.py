@@ -91,8 +91,11 @@ def specs():
                 (f"hash fwd {dim}d pow2={pow2} {dt}", G._hash_fwd_kernel, hp,
                  dict(DIM=dim, POW2=pow2, BN=G._hash_bn(2), BF=2), 4, True),
                 (f"hash bwd {dim}d pow2={pow2} {dt}", G._hash_bwd_kernel, hp,
-                 dict(NEED_T=True, NEED_X=True, DIM=dim, POW2=pow2, BN=G._hash_bn(2, True), BF=2), 4, True),
+                 dict(NEED_T=True, NEED_X=True, DIM=dim, POW2=pow2, BN=G._hash_bn(2, True), BF=2, MERGE=False), 4,
+                 True),
             ]
+        out.append((f"hash bwd 3d table only, runs merged {dt}", G._hash_bwd_kernel, hp,  # training: no dx
+                    dict(NEED_T=True, NEED_X=False, DIM=3, POW2=True, BN=G._hash_bn(2), BF=2, MERGE=True), 4, True))
         cp = dict(p, offs_ptr="*i64")
         out += [
             (f"composite fwd {dt}", C._composite_fwd_kernel, cp, dict(MAX_TAU=64.0, BS=C.BS), 2, True),

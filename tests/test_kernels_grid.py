@@ -251,6 +251,51 @@ def test_hash_table_only_grad(device):
     assert x.grad is None and table.grad is not None
 
 
+def _along_rays(rays, per_ray, device, step=0.01):
+    """Points ray after ray, ``step`` apart: consecutive points share coarse cells (a training batch's order)."""
+    g = torch.Generator().manual_seed(6)
+    d = torch.nn.functional.normalize(torch.randn(rays, 3, generator=g), dim=1)
+    start = torch.rand(rays, 3, generator=g) - 0.5
+    x = start[:, None, :] + (torch.arange(per_ray) * step)[None, :, None] * d[:, None, :]
+    return x.reshape(-1, 3).to(device)
+
+
+@pytest.mark.usefixtures("triton_kernels")
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["rays", "uniform"])
+def test_hash_merged_runs_match_reference(device, layout, monkeypatch):
+    # MERGE_RUNS: on dense levels, consecutive points that share a corner add it once (a segmented scan). Runs
+    # cross tile boundaries and end in the masked tail (300 points, tiles of 128); levels 4, 8 and 16 are dense,
+    # 40 is hashed (40^3 > 4096 rows) and keeps one add per point; table-only (training) and with dx
+    from fieldfit.cuda import _grid_triton
+
+    monkeypatch.setattr(_grid_triton, "MERGE_RUNS", True)
+    calls = []
+    add_runs = _grid_triton._add_runs
+
+    def spy(*args, **kwargs):  # the interpreter calls the kernel's helpers through the module
+        calls.append(1)
+        return add_runs(*args, **kwargs)
+
+    monkeypatch.setattr(_grid_triton, "_add_runs", spy)
+    res = [4, 8, 16, 40]
+    x = _along_rays(10, 30, device) if layout == "rays" else _points(300, 3, torch.float32, device, reach=1.0)
+    table = torch.randn(4, 4096, 2, generator=torch.Generator().manual_seed(7)).to(device)
+    if layout == "rays":  # most neighbours share a level-4 cell: the runs are long
+        cells = ((x.clamp(-1, 1) + 1) * 0.5 * 3).floor()
+        assert (cells[1:] == cells[:-1]).all(1).float().mean() > 0.8
+    _compare(lambda a, b: hash_grid(a, b, res), lambda a, b: hash_grid_ref(a, b, res), [x, table],
+             torch.float32, ("features", "dx", "dtable"), dx_rows=_off_cell_boundaries(x, res),
+             value_atol=_hash_value_atol(torch.float32, 3, res))
+    cot = torch.randn(300, 8, generator=torch.Generator().manual_seed(8)).to(device)
+    (_,), (dtable,) = vjp(lambda b: hash_grid(x, b, res), [table], [cot])
+    (_,), (dtable_ref,) = vjp(lambda b: hash_grid_ref(x, b, res), [table], [cot])
+    assert_close(dtable, dtable_ref, rtol=1e-4, atol_rel=1e-5, name="dtable, table only")
+    if device == "cpu":  # one run-merged add per corner, dense level and tile, in both backward passes
+        tiles = sum(-(-300 // _grid_triton._hash_bn(2, need_x)) for need_x in (True, False))
+        assert len(calls) == 8 * 3 * tiles
+
+
 @pytest.mark.usefixtures("triton_kernels")
 @pytest.mark.parametrize("device", DEVICES)
 def test_hash_gradcheck_kernel_f64(device):
