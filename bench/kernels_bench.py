@@ -37,7 +37,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # kernel(*inputs), reference(*inputs); outputs are a tensor or a tuple of tensors.
 
 
-def _rbf_case(d, k, gemm_backward=False, max_registers=None):
+def _rbf_case(d, k, gemm_backward=False, max_registers=None, max_units=64):
     def make(n, dev):
         g = torch.Generator(device="cpu").manual_seed(0)
         x = torch.randn(n, d, generator=g).to(dev)
@@ -49,11 +49,14 @@ def _rbf_case(d, k, gemm_backward=False, max_registers=None):
         from fieldfit.cuda import _rbf_triton  # noqa: PLC0415 - imports triton; CUDA only
 
         _rbf_triton.MAX_REGISTERS_BWD = max_registers  # read by the backward that follows
+        _rbf_triton.MAX_BK_BWD = max_units
         return K.rbf_layer(x, c, lp)
 
     if not gemm_backward:
         name = f"rbf_layer D={d} K={k}" + (f", backward: at most {max_registers} registers" if max_registers else "")
-        return dict(name=name, make=make, kernel=kernel, reference=R.rbf_layer_ref, kernel_only=bool(max_registers))
+        name += f", backward: tiles of {max_units} units" if max_units != 64 else ""
+        return dict(name=name, make=make, kernel=kernel, reference=R.rbf_layer_ref,
+                    kernel_only=bool(max_registers) or max_units != 64)
     return dict(name=f"rbf_layer D={d} K={k}, GEMM backward (the design the fused backward replaced)", make=make,
                 kernel=_rbf_gemm_backward, reference=R.rbf_layer_ref, kernel_only=True)
 
@@ -321,7 +324,8 @@ CHOICES = {"rbf": ("_rbf_triton", "_forward_choice", "rbf_forward_chosen"),
            "triplane": ("_triplane_triton", "_backward_choice", "triplane_backward_chosen")}
 
 CASES = {
-    "rbf": [_rbf_case(32, 64), _rbf_case(32, 64, max_registers=128), _rbf_case(32, 64, gemm_backward=True),
+    "rbf": [_rbf_case(32, 64), _rbf_case(32, 64, max_registers=128), _rbf_case(32, 64, max_units=32),
+            _rbf_case(32, 64, gemm_backward=True),
             _rbf_forward_case(32, 64, "loop"),
             _rbf_forward_case(32, 64, "dot"), _rbf_case(3, 64)],
     "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True),

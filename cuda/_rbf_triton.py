@@ -49,6 +49,9 @@ BN_BWD, WARPS_BWD, STAGES_BWD, MAX_DP_BWD = 32, 8, 1, 64
 # None: ptxas takes the registers it wants (224 per thread at D = 32 on sm_90: one program of 8 warps per SM);
 # a number caps them and spills the rest; kernels_bench also times 128 (two programs per SM, 216 bytes spilled).
 MAX_REGISTERS_BWD = None
+# Units per backward tile, at most (K = 64 at 32: two unit tiles, 128 registers without spills, two programs per SM,
+# and dx summed over the two; kernels_bench times it).
+MAX_BK_BWD = 64
 
 
 @triton.jit
@@ -255,7 +258,7 @@ def backward(x, centers, log_prec, phi, grad_phi, kernel: str, needs):
     k = centers.shape[0]
     need_x, need_c, need_lp = needs
     need_p = need_c or need_lp
-    bk = max(16, min(64, next_pow2(k)))
+    bk = max(16, min(MAX_BK_BWD, next_pow2(k)))
     dp = max(16, next_pow2(d))
     kt = cdiv(k, bk)
     tiles = cdiv(n, BN_BWD)

@@ -123,6 +123,8 @@ def specs():
     consts = dict(D=32, DP=32, KERNEL=0, NEED_X=True, NEED_P=True, BN=R.BN_BWD, BK=64, PREC="tf32x3")
     out.append(("rbf bwd D=32 fp32, at most 128 registers", R._rbf_bwd_kernel, {"*": "*fp32"}, consts, R.WARPS_BWD,
                 True, dict(num_stages=R.STAGES_BWD, maxnreg=128)))  # kernels_bench's register-capped backward
+    out.append(("rbf bwd D=32 fp32, tiles of 32 units", R._rbf_bwd_kernel, {"*": "*fp32"}, dict(consts, BK=32),
+                R.WARPS_BWD, True, dict(num_stages=R.STAGES_BWD)))  # kernels_bench's half-width unit tiles
     # the depth-peeling rasteriser (float32 screen coordinates, int32 face lists, int64 face ids)
     rp = {"*": "*fp32", "fid_ptr": "*i32", "offs_ptr": "*i64", "prev_f_ptr": "*i64", "out_f_ptr": "*i64"}
     for first in (True, False):

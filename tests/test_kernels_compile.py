@@ -27,7 +27,7 @@ def test_all_kernels_compile_for_sm90(tmp_path):
     if proc.returncode == 3:
         pytest.skip(proc.stdout.strip())
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert proc.stdout.count("ok   ") >= 85
+    assert proc.stdout.count("ok   ") >= 86
     rows = json.loads(report.read_text())["kernels"]
     assert len(rows) == proc.stdout.count("ok   ")
     measured = [r for r in rows if "registers" in r]  # the cuobjdump of the triton wheel (or CUDA) was found
