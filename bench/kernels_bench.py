@@ -331,8 +331,8 @@ CASES = {
     "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True),
               *(_dense_case(*shape, backward=b) for shape in ((2, 8, 512, True), (3, 8, 128, False))
                 for b in BACKWARDS)],
-    "hash": [_hash_case(16, 19, 2), _hash_case(16, 19, 2, merge=True), _hash_case(16, 19, 2, along_rays=True),
-             _hash_case(16, 19, 2, along_rays=True, merge=True)],
+    "hash": [_hash_case(16, 19, 2, merge=True), _hash_case(16, 19, 2, along_rays=True, merge=True),
+             _hash_case(16, 19, 2, along_rays=True), _hash_case(16, 19, 2)],  # the last leaves MERGE_RUNS off
     "triplane": [_triplane_case(512), _triplane_case(512, channels_last=False),
                  *(_triplane_case(512, backward=b) for b in BACKWARDS), _triplane_case(512, along_rays=True)],
     "composite": [_composite_case()],
