@@ -332,15 +332,15 @@ def _segment_sum(fa, va, fb, vb):
 
 
 @triton.jit
-def _add_runs(ptr, row, v, rf, m2, mn, F, BN: tl.constexpr):
-    """Add v [BN, BF] to the table rows ``row`` [BN] (columns rf): one atomic add per run of equal consecutive
-    rows, carrying the run's sum, instead of one per point."""
+def _add_runs(ptr, row, v, m2, mn, BN: tl.constexpr):
+    """Add v [BN, BF] at ``ptr`` [BN, BF] (the addresses of table rows ``row`` [BN]): one atomic add per run of
+    equal consecutive rows, carrying the run's sum, instead of one per point."""
     lane = tl.arange(0, BN)
     key = tl.where(mn, row, -1)  # points past N: a run of their own, added nowhere (m2)
     start = (key != tl.gather(key, tl.maximum(lane - 1, 0), 0)) | (lane == 0)
     end = (key != tl.gather(key, tl.minimum(lane + 1, BN - 1), 0)) | (lane == BN - 1)
     _, total = tl.associative_scan((tl.broadcast_to(start.to(tl.int32)[:, None], v.shape), v), 0, _segment_sum)
-    tl.atomic_add(ptr + row[:, None] * F + rf[None, :], total, mask=m2 & end[:, None], sem="relaxed")
+    tl.atomic_add(ptr, total, mask=m2 & end[:, None], sem="relaxed")
 
 
 @triton.jit
@@ -375,7 +375,7 @@ def _hash_bwd_kernel(x_ptr, t_ptr, res_ptr, hashed_ptr, go_ptr, dt_ptr, dx_ptr, 
             if NEED_T:
                 if MERGE:
                     if hashed == 0:  # a dense level: coarse, where consecutive points share corners
-                        _add_runs(dt_ptr, row, w[:, None] * go, rf, m2, mn, F, BN)
+                        _add_runs(dt_ptr + ptr, row, w[:, None] * go, m2, mn, BN)
                     else:
                         tl.atomic_add(dt_ptr + ptr, w[:, None] * go, mask=m2, sem="relaxed")
                 else:

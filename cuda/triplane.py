@@ -80,11 +80,10 @@ def _flat(grids) -> tuple[torch.Tensor, bool]:
     return view if view is not None else (torch.cat([g.reshape(-1) for g in grids]), False)
 
 
-def _unflatten(flat: torch.Tensor, shape, channels_last: bool) -> torch.Tensor:
-    """The grid of ``shape`` [F, *R] whose memory is the 1-D ``flat``, in the given layout."""
-    if channels_last:
-        return flat.view(*shape[1:], shape[0]).movedim(-1, 0)
-    return flat.view(shape)
+def _unflatten(flat: torch.Tensor, shape: torch.Size, channels_last: bool, at: int = 0) -> torch.Tensor:
+    """The grid of ``shape`` [F, *R] whose memory is the 1-D ``flat`` from element ``at`` on, in the given layout."""
+    strides = _channels_last_strides(shape) if channels_last else _contiguous_strides(shape)
+    return flat.as_strided(shape, strides, flat.storage_offset() + at)
 
 
 def pack(grids, channels_last: bool = False) -> None:
@@ -101,7 +100,7 @@ def pack(grids, channels_last: bool = False) -> None:
         flat = torch.cat(parts)
         at = 0
         for g in grids:
-            g.data = _unflatten(flat[at:at + g.numel()], g.shape, channels_last)
+            g.data = _unflatten(flat, g.shape, channels_last, at)
             at += g.numel()
 
 
@@ -150,9 +149,7 @@ class _TriPlane(torch.autograd.Function):
                                               need_grid, ctx.cl)
         dgrids, at = [], 0
         for shape in ctx.shapes:  # in the buffer's layout: a packed grid's grad is laid out as the grid
-            dgrids.append(None if dflat is None else dflat.as_strided(
-                shape, _channels_last_strides(shape) if ctx.cl else _contiguous_strides(shape),
-                dflat.storage_offset() + at))
+            dgrids.append(None if dflat is None else _unflatten(dflat, shape, ctx.cl, at))
             at += shape.numel()
         return (dx, None, None, None, *dgrids)
 
