@@ -17,7 +17,8 @@ RESULTS = REPO / "bench" / "results"
 def machine() -> dict:
     import torch
 
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+    info = {"python": platform.python_version(), "torch": torch.__version__,
+            "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
     try:
         info["load_avg_start"] = os.getloadavg()

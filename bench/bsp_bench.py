@@ -3,8 +3,8 @@
 For each mesh: IoU, Chamfer, faces, convexes, planes, extraction time, and whether every file
 the run exported (mesh.ply, mesh.obj read back as triangles, convexes.ply) is one watertight,
 consistently oriented, edge-manifold surface. Then the extraction alone (64 convexes: polytopes
-+ union), timed from the spot run's checkpoint. The load average is recorded with each row:
-the machine is shared, and timings are only comparable at similar load.
++ union, ``fieldfit.load(run).mesh()``), timed from the spot run's checkpoint. The load average is
+recorded with each row: the machine is shared, and timings are only comparable at similar load.
 
     python bench/bsp_bench.py [--budget 60] [--only spot.obj]   -> bench/results/bsp_60s.json
 """
@@ -40,7 +40,7 @@ def obj_closed(path: Path) -> bool:
     for line in path.read_text().splitlines():
         if line.startswith("f "):
             idx = [int(t.split("/")[0]) for t in line.split()[1:]]
-            for a, b in zip(idx, idx[1:] + idx[:1]):
+            for a, b in zip(idx, idx[1:] + idx[:1], strict=True):
                 edges[(a, b)] = edges.get((a, b), 0) + 1
     return bool(edges) and all(n == 1 and edges.get((b, a)) == 1 for (a, b), n in edges.items())
 
@@ -64,25 +64,31 @@ def run_one(mesh: Path, budget: float, out: Path) -> dict:
 
 
 def extraction_timing(run: Path, repeats: int = 3) -> dict:
-    """Polytopes + union: the trained (pruned) convexes of ``run``, then 64 freshly seeded ones."""
+    """Polytopes + union (``BSPRun.mesh``): the trained (pruned) convexes of ``run``, then 64 freshly seeded ones."""
     import numpy as np
 
-    from fieldfit.fields.bsp import BSPConfig, BSPField
-    from fieldfit.methods.bsp import extract, load
-    from fieldfit.runs import Run
+    import fieldfit
+    from fieldfit.fields.bsp import BSPField, BSPFieldConfig
     from fieldfit.scenes.shapes import load_shape
 
-    model, _ = load(Run.open(run))
-    trained = min(extract(model)[3] for _ in range(repeats))
+    def seconds(model) -> float:
+        t = time.perf_counter()
+        model.mesh()
+        return time.perf_counter() - t
+
+    model = fieldfit.load(run, "cpu")  # a fieldfit.methods.bsp BSPRun
+    trained = min(seconds(model) for _ in range(repeats))
     shape = load_shape(DATA / "meshes" / "spot.obj")
     rng = np.random.default_rng(0)
     p = rng.uniform(-1, 1, (200_000, 3)).astype(np.float32)
     inside = shape.inside(p)
-    seeded = BSPField(BSPConfig(planes=512, convexes=64))
+    seeded = BSPField(BSPFieldConfig(planes=512, convexes=64))
     seeded.seed_all(p[inside], p[~inside], rng)
-    fresh = min(extract(seeded)[3] for _ in range(repeats))
-    return {"trained_convexes": int(model.alive.sum()), "trained_seconds": trained,
-            "seeded_convexes": 64, "seeded_seconds": fresh, "load_avg_1min": os.getloadavg()[0]}
+    fresh = fieldfit.load(run, "cpu", trained=False)
+    fresh.field = seeded  # the run's mesh() of the seeded convexes
+    return {"trained_convexes": int(model.field.alive.sum()), "trained_seconds": trained,
+            "seeded_convexes": 64, "seeded_seconds": min(seconds(fresh) for _ in range(repeats)),
+            "load_avg_1min": os.getloadavg()[0]}
 
 
 def main() -> int:

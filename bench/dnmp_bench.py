@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DATA, fit, write  # noqa: E402
+from _common import DATA, fit, write
 
 KEYS = ("render_ms_per_frame", "render_ms_per_1k_pixels", "peak_mb_per_1k_pixels", "train_seconds", "steps",
         "params", "render_size", "primitives", "wall_seconds")

@@ -12,7 +12,8 @@ import sys
 
 from _common import DATA, fit, write
 
-IMAGE_DECODERS = {"rbf": [], "mlp": ["--decoder", "mlp"], "siren": ["--decoder", "siren", "--hidden", "256", "--layers", "3"]}
+IMAGE_DECODERS = {"rbf": [], "mlp": ["--decoder", "mlp"],
+                  "siren": ["--decoder", "siren", "--hidden", "256", "--layers", "3"]}
 SHAPE_DECODERS = {"rbf": [], "mlp": ["--decoder", "mlp"]}
 
 
@@ -39,7 +40,8 @@ def main() -> int:
                     rows.append({"case": name, "decoder": dec, "budget_s": b, "error": str(e).splitlines()[-1]})
                     print(rows[-1], flush=True)
                     continue
-                rows.append({"case": name, "decoder": dec, "budget_s": b, "iou": m["iou"], "chamfer_l2": m["chamfer_l2"],
+                rows.append({"case": name, "decoder": dec, "budget_s": b,
+                             "iou": m["iou"], "chamfer_l2": m["chamfer_l2"],
                              "normal_consistency": m["normal_consistency"], "watertight": m["watertight"],
                              "euler": m["euler"], "input_euler": m["input_euler"], "params": m["params"],
                              "steps": m["steps"], "wall_seconds": m["wall_seconds"]})

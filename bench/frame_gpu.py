@@ -4,15 +4,16 @@
         -> bench/results/frame_<device>[_<grid>].json
 
 Without --run, fits lego_400 for --budget seconds first (the device's defaults: on a GPU the hash
-grid, which the fused kernel draws). Then, for a test camera at each size (intrinsics scaled):
-ms per frame as ``fieldfit render`` makes it (rays made on the device, marched, copied back;
-``render_rays``) for each marcher, packed being the baseline; the fused kernel also at other
-launch shapes (rays per program, warps, hash levels unrolled, lane refill); each marcher's frame against
-packed's (max abs difference, PSNR: the same image up to float rounding); and the viewer's frame rate at 800x800
-while orbiting (full resolution and dynamic resolution at a 60 fps target) per marcher, with a
-frame's parts timed alone (the view's render at 800 and 200, its composition to 800x800), and on a GPU
-with the viewer's own marcher choice (viewer/marcher.py: each marcher timed on the first frames of
-each frame size, then the fastest kept; its trial frames are inside the timed window).
+grid, which the fused kernel draws), and loads the run (``fieldfit.load``). Then, for a test camera at each
+size (intrinsics scaled): ms per frame as ``fieldfit render`` makes it (rays made on the device by
+``fieldfit.tasks.radiance.camera_rays``, marched and copied back by ``fieldfit.render.march.render_rays``)
+for each marcher, packed being the baseline; the fused kernel also at other launch shapes (rays per
+program, warps, hash levels unrolled, lane refill); each marcher's frame against packed's (max abs
+difference, PSNR: the same image up to float rounding); and the viewer's frame rate at 800x800 while
+orbiting (full resolution and dynamic resolution at a 60 fps target) per marcher, with a frame's parts
+timed alone (the view's render at 800 and 200, its composition to 800x800), and on a GPU with the viewer's
+own marcher choice (viewer/marcher.py: each marcher timed on the first frames of each frame size, then the
+fastest kept; its trial frames are inside the timed window).
 On a CPU the fused marcher runs the torch reference (slow; a smoke test of this script).
 """
 
@@ -26,8 +27,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from _common import DATA, write
 from radiance_gpu import _timed
+
+from _common import DATA, write
 
 MODES = ("packed", "rounds", "fused")
 # fused kernel launch shapes tried at the largest size (the default first): rays per program, warps, hash levels
@@ -60,34 +62,31 @@ def _against(image, baseline) -> tuple[float, float]:
 def frames(run: Path, device: str, sizes, reps: int) -> dict:
     import torch
 
-    from fieldfit.cuda import _fused_triton
-    from fieldfit.methods.radiance_data import eval_background, frame_rays
-    from fieldfit.methods.radiance_render import render_rays
-    from fieldfit.methods.rbf_radiance import _scene_of, load
-    from fieldfit.runs import Run
+    import fieldfit
+    from fieldfit.cuda import _fused_triton  # the fused kernel's launch settings (tried below on a GPU)
+    from fieldfit.render.march import render_rays
+    from fieldfit.tasks.radiance import camera_rays
 
-    model, march, cfg = load(Run.open(run), device)
-    scene = _scene_of(cfg)
-    frame = scene.frames[scene.split("test")[0]]
-    bg = eval_background(scene)
-    modes = [m for m in MODES if m != "fused" or model.fusable()]
-    metrics = run / "metrics.json"
-    psnr = json.loads(metrics.read_text()).get("test", {}).get("psnr") if metrics.is_file() else None
-    out = {"grid": type(model.field.encoding).__name__, "modes": modes, "test_psnr": psnr}
+    model = fieldfit.load(run, device)
+    field, grid, march, scene, bg = model.field, model.grid, model.march, model.scene, model.background
+    cam = model.cameras("test")[0]
+    modes = [m for m in MODES if m in model.marchers()]  # packed first: the others are compared with it
+    psnr = model.metrics.get("test", {}).get("psnr")
+    out = {"grid": type(field.encoding).__name__, "modes": modes, "test_psnr": psnr}
     with torch.no_grad():
         for size in sizes:
-            k = size / frame.width
-            f = replace(frame, width=size, height=size, fx=frame.fx * k, fy=frame.fy * k, cx=frame.cx * k,
-                        cy=frame.cy * k)
+            k = size / cam.width
+            c = replace(cam, width=size, height=size, fx=cam.fx * k, fy=cam.fy * k, cx=cam.cx * k, cy=cam.cy * k)
             images = {}
             for mode in modes:
-                def draw(mode=mode):
-                    return render_rays(model, *frame_rays(scene, f, device=device), bg, march, device, mode=mode)
+                def draw(mode=mode, c=c):
+                    return render_rays(field, grid, *camera_rays(scene, c, device=device), bg, march, device,
+                                       mode=mode)
 
                 try:  # one marcher failing (a kernel that does not compile) keeps the others' numbers
                     images[mode] = draw()[0]
                     out[f"frame_{size}_ms_{mode}"] = 1e3 * _timed(draw, device, reps)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - one marcher failing keeps the others' numbers
                     out[f"frame_{size}_{mode}_error"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
                     print(f"{size}x{size} {mode}: FAILED {out[f'frame_{size}_{mode}_error']}", flush=True)
                     continue
@@ -101,60 +100,71 @@ def frames(run: Path, device: str, sizes, reps: int) -> dict:
                 default = [getattr(_fused_triton, name) for name in LAUNCH]
                 try:
                     for shape in SHAPES:
-                        for name, value in zip(LAUNCH, shape):
+                        for name, value in zip(LAUNCH, shape, strict=True):
                             setattr(_fused_triton, name, value)
                         key = "frame_{}_ms_fused_block{}_warps{}_unroll{}_refill{}_persm{}_maxreg{}".format(
                             size, *shape)
 
-                        def draw():
-                            return render_rays(model, *frame_rays(scene, f, device=device), bg, march, device,
-                                               mode="fused")
+                        def draw(c=c):
+                            return render_rays(field, grid, *camera_rays(scene, c, device=device), bg, march,
+                                               device, mode="fused")
 
                         try:  # each shape's image against packed's too: a launch shape must not change the frame
                             out[key] = 1e3 * _timed(draw, device, reps)
                             out[key + "_vs_packed_psnr"] = _against(draw()[0], images["packed"])[1] \
                                 if "packed" in images else None
                             print(f"{key}: {out[key]:.1f} ms, {out[key + '_vs_packed_psnr']} dB vs packed", flush=True)
-                        except Exception as exc:  # noqa: BLE001
+                        except Exception as exc:  # noqa: BLE001 - one launch shape failing keeps the others' numbers
                             out[key + "_error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
                             print(f"{key}: FAILED {out[key + '_error']}", flush=True)
                 finally:
-                    for name, value in zip(LAUNCH, default):
+                    for name, value in zip(LAUNCH, default, strict=True):
                         setattr(_fused_triton, name, value)
     return out
 
 
 def viewer(run: Path, device: str, modes) -> dict:
-    from viewer_bench import measure
-
-    from fieldfit.runs import Run
-    from fieldfit.viewer.registry import open_view
+    import os
 
     import torch
+    from viewer_bench import measure
 
+    from fieldfit.api import open_run
     from fieldfit.viewer.overlay import compose
+    from fieldfit.viewer.registry import open_view
     from fieldfit.viewer.session import Session
 
-    view = open_view(Run.open(run), device)
+    view = open_view(open_run(run), device)
     auto = view.choice  # on a GPU: the viewer's own choice (viewer/marcher.py), measured last
-    view.choice = None
+    view.choice = None  # frames by the run's own marcher: FIELDFIT_MARCH, set per marcher below
     out = {}
-    camera = Session(view, aspect=1.0).camera
-    for mode in modes:
-        view.mode = mode
-        for side in (800, 200):  # a viewer frame's two parts: the view's render, the composition to 800x800
-            img = view.render(camera, side, side)
-            out[f"viewer_{side}_{mode}_render_ms"] = 1e3 * _timed(lambda: view.render(camera, side, side), device, 5)
-            out[f"viewer_{side}_{mode}_compose_ms"] = 1e3 * _timed(
-                lambda: compose(img, 800, 800, ["  60.0 fps | scale 1.00 | mode colour", "H: help"]), device, 5)
-            if torch.is_tensor(img):
-                out["viewer_frame_on_device"] = True
-        full = measure(view, (800, 800), 20, 60.0, 1.0, 20.0)
-        dynamic = measure(view, (800, 800), 30, 60.0, None, 20.0)
-        out.update({f"viewer_800_{mode}_full_fps": full["fps"], f"viewer_800_{mode}_dynamic_fps": dynamic["fps"],
-                    f"viewer_800_{mode}_dynamic_scale": dynamic["scale"]})
-        print(f"viewer {mode}: full {full['fps']:.1f} fps, dynamic {dynamic['fps']:.1f} fps at {dynamic['scale']:.2f}",
-              flush=True)
+    orbit = Session(view, aspect=1.0).camera
+    before = os.environ.get("FIELDFIT_MARCH")
+    try:
+        for mode in modes:
+            os.environ["FIELDFIT_MARCH"] = mode  # render.march.march_mode: the marcher of the model's renders
+            view.march = mode  # the view's status line
+            for side in (800, 200):  # a viewer frame's two parts: the view's render, the composition to 800x800
+                camera = orbit.at(side, side)
+                img = view.render(camera, "colour")
+                out[f"viewer_{side}_{mode}_render_ms"] = 1e3 * _timed(
+                    lambda camera=camera: view.render(camera, "colour"), device, 5)
+                out[f"viewer_{side}_{mode}_compose_ms"] = 1e3 * _timed(
+                    lambda img=img: compose(img, 800, 800, ["  60.0 fps | scale 1.00 | mode colour", "H: help"]),
+                    device, 5)
+                if torch.is_tensor(img):
+                    out["viewer_frame_on_device"] = True
+            full = measure(view, (800, 800), 20, 60.0, 1.0, 20.0)
+            dynamic = measure(view, (800, 800), 30, 60.0, None, 20.0)
+            out.update({f"viewer_800_{mode}_full_fps": full["fps"], f"viewer_800_{mode}_dynamic_fps": dynamic["fps"],
+                        f"viewer_800_{mode}_dynamic_scale": dynamic["scale"]})
+            print(f"viewer {mode}: full {full['fps']:.1f} fps, dynamic {dynamic['fps']:.1f} fps at "
+                  f"{dynamic['scale']:.2f}", flush=True)
+    finally:
+        if before is None:
+            os.environ.pop("FIELDFIT_MARCH", None)
+        else:
+            os.environ["FIELDFIT_MARCH"] = before
     if auto is not None:  # the viewer as users get it: it times the marchers on its first frames, then keeps one
         view.choice = auto
         full = measure(view, (800, 800), 30, 60.0, 1.0, 20.0)

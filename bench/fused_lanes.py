@@ -1,18 +1,18 @@
 """How busy the fused frame kernel keeps its lanes, for ray orders and lane-refill settings: counted on any machine.
 
-The kernel (cuda/_fused_triton.py) runs BLOCK rays per program in passes: each pass, every live lane steps over
-empty cells (skip iterations, occupancy reads only), then the block evaluates the field once for all lanes
-(the costly part, paid whether a lane is live or not). From a trained run's test view, this script takes each
-ray's march (its occupied intervals and where it stops, from the torch reference) and replays the kernel's
-schedule, counting block passes, skip iterations and refills: programs advance in step, taking rays from one
-queue in order. Lane use = field evaluations / (passes x BLOCK). Counts, not timings: a GPU's time also
-depends on memory and on what a pass costs.
+The kernel (fieldfit.cuda.render_fused, cuda/_fused_triton.py) runs BLOCK rays per program in passes: each pass,
+every live lane steps over empty cells (skip iterations, occupancy reads only), then the block evaluates the field
+once for all lanes (the costly part, paid whether a lane is live or not). From a trained run's test view
+(``fieldfit.load``), this script takes each ray's march (its occupied intervals and where it stops, from the
+fieldfit.cuda ops on CPU tensors: their torch references) and replays the kernel's schedule, counting block
+passes, skip iterations and refills: programs advance in step, taking rays from one queue in order. Lane use =
+field evaluations / (passes x BLOCK). Counts, not timings: a GPU's time also depends on memory and on what a pass
+costs.
 
     python bench/fused_lanes.py RUN [--size 400] [--programs 528] [--out PATH] -> bench/results/fused_lanes.json
 """
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -27,30 +27,28 @@ def marches(run: Path, size: int):
     stops opaque), the rays' span lengths through the occupied box, and the march's totals."""
     import torch
 
-    from fieldfit.cuda import render_fused
-    from fieldfit.cuda._torch_ref import traverse_occupancy_ref
-    from fieldfit.fields.components.sh import sh_bases
-    from fieldfit.fields.radiance_rbf import SH_DEGREE
-    from fieldfit.methods.radiance_data import eval_background, frame_rays
-    from fieldfit.methods.rbf_radiance import _scene_of, load
+    import fieldfit
+    from fieldfit.cuda import render_fused, traverse_occupancy
+    from fieldfit.render.march import fusable, spans
     from fieldfit.render.rays import ray_aabb
-    from fieldfit.runs import Run
+    from fieldfit.tasks.radiance import camera_rays
 
-    model, march, cfg = load(Run.open(run), "cpu")
-    if not model.fusable():
+    model = fieldfit.load(run, "cpu")  # CPU tensors: the fieldfit.cuda ops below run their torch references
+    field, grid, march = model.field, model.grid, model.march
+    if not fusable(field):
         raise SystemExit(f"{run}: the fused kernel draws RBF fields on a hash grid or a tri-plane only")
-    scene = _scene_of(cfg)
-    f0 = scene.frames[scene.split("test")[0]]
-    k = size / f0.width
-    f = replace(f0, width=size, height=size, fx=f0.fx * k, fy=f0.fy * k, cx=f0.cx * k, cy=f0.cy * k)
-    o, d = frame_rays(scene, f)
-    bg = torch.as_tensor(eval_background(scene), dtype=torch.float32).expand(3).contiguous()
+    c0 = model.scene.cameras("test")[0]
+    k = size / c0.width
+    cam = replace(c0, width=size, height=size, fx=c0.fx * k, fy=c0.fy * k, cx=c0.cx * k, cy=c0.cy * k)
+    o, d = camera_rays(model.scene, cam)
+    bg = torch.as_tensor(model.background, dtype=torch.float32).expand(3).contiguous()
+    parts = field.fused_parts()
     with torch.no_grad():
-        t_min, t_max, m, _ = model._spans(o, d, march)
-        *_, evals = render_fused(o, d, sh_bases(d, SH_DEGREE), t_min, t_max, model.grid.binary, model.grid.aabb,
-                                 march.step, m, model._fused_parts(), bg, march.early_stop, march.alpha_thre)
-        ts, _, ri = traverse_occupancy_ref(o, d, t_min, t_max, model.grid.binary, model.grid.aabb, march.step, m)
-        t0, t1, _ = ray_aabb(o, d, model.occupied_box())
+        t_min, t_max, m, sh = spans(grid, o, d, march, parts.sh_degree)
+        *_, evals = render_fused(o, d, sh, t_min, t_max, grid.binary, grid.aabb, march.step, m, parts, bg,
+                                 march.early_stop, march.alpha_thre)
+        ts, _, ri = traverse_occupancy(o, d, t_min, t_max, grid.binary, grid.aabb, march.step, m)
+        t0, t1, _ = ray_aabb(o, d, grid.occupied_box())
     n = o.shape[0]
     evals, ri = evals.numpy().astype(np.int64), ri.numpy()
     step_of = np.rint(((ts - t_min[ri]) / march.step).numpy()).astype(np.int64)
@@ -64,7 +62,7 @@ def marches(run: Path, size: int):
         plans[r] = (ks, int(steps[r]) if evals[r] == cand[r] else -1)  # all intervals seen: it runs out
     totals = {"rays": n, "rays_with_a_span": int(live.sum()), "candidate_intervals": int(cand.sum()),
               "field_evaluations": int(evals.sum())}
-    psnr = json.loads((run / "metrics.json").read_text()).get("test", {}).get("psnr")
+    psnr = model.metrics.get("test", {}).get("psnr")
     return plans, (t1 - t0).numpy(), totals, psnr
 
 

@@ -11,8 +11,9 @@
 #    only where setuptools>=68 is already installed, and it changes the environment.)
 #    Every command runs from that temp dir, never from the repo root: there the repo's cuda/
 #    folder would shadow NVIDIA's `cuda` (cuda-python) package that `import torch` probes.
-# 2. Kernel tests on CUDA with the real compiler: TRITON_INTERPRET= pytest tests/test_kernels_*.py
-#    (the cpu-interpret cases skip when TRITON_INTERPRET is not 1).
+# 2. Kernel tests on CUDA with the real compiler: TRITON_INTERPRET= pytest tests/cuda/test_kernels_*.py and the
+#    grid-layout, raster and viewer-resolution tests, found by name under tests/ (the cpu-interpret cases skip
+#    when TRITON_INTERPRET is not 1).
 # 3. Kernel benchmark -> bench/results/kernels_<gpu>.json.
 # 4. Hooks: bench/frame_gpu.py, bench/sdf_gpu.py, bench/gpu_profile.py and bench/radiance_gpu.py, each run only if
 #    present, each stopped after GPU_CHECK_HOOK_TIMEOUT seconds (default 360), each with the options in
@@ -28,8 +29,9 @@
 # script installs the wheels (step 0) when trimesh is missing.
 # A whole session's 15 minutes, as two calls on one machine (times from the H200, 2026-11-27):
 #   1. GPU_CHECK_HOOKS='frame_gpu.py sdf_gpu.py' KERNELS_BENCH_ARGS='--ops rbf,dense,triplane,composite,hash,setup,terminate'
-#      GPU_CHECK_TESTS='tests/test_kernels_fused.py tests/test_kernels_ray_setup.py tests/test_kernels_render.py
-#      tests/test_kernels_terminate.py tests/test_kernels_triplane.py tests/test_grid_layout.py tests/test_kernels_rbf.py'
+#      GPU_CHECK_TESTS='tests/cuda/test_kernels_fused.py tests/cuda/test_kernels_ray_setup.py
+#      tests/cuda/test_kernels_render.py tests/cuda/test_kernels_terminate.py tests/cuda/test_kernels_triplane.py
+#      tests/fields/test_grid_layout.py tests/cuda/test_kernels_rbf.py'
 #      bash bench/gpu_check.sh
 #      (about 6 minutes: 1-minute lego PSNR, frame rates, viewer, armadillo, kernels; the rbf tests: the backward's
 #      paired products of 2026-11-28 have not run on a GPU; kernels_bench times it uncapped and at 128 registers)
@@ -39,7 +41,8 @@
 # 400x400 and 800x800, the fused kernel's launch shapes, the viewer at 800x800; about 150 s on an H200):
 #   GPU_CHECK_SKIP=tests,bench GPU_CHECK_HOOKS=frame_gpu.py bash bench/gpu_check.sh
 # and the kernel tests and kernel benchmark of the ops below 5x (about 110 s):
-#   GPU_CHECK_HOOKS=' ' GPU_CHECK_TESTS='tests/test_kernels_fused.py tests/test_kernels_ray_setup.py tests/test_kernels_render.py' \
+#   GPU_CHECK_HOOKS=' ' GPU_CHECK_TESTS='tests/cuda/test_kernels_fused.py tests/cuda/test_kernels_ray_setup.py
+#   tests/cuda/test_kernels_render.py' \
 #   KERNELS_BENCH_ARGS='--ops rbf,dense,triplane,composite,setup,terminate' bash bench/gpu_check.sh
 set -uo pipefail
 
@@ -98,8 +101,11 @@ fi
 # the CUDA cases.
 TESTS_RC=0
 : > "$LOGS/gpu_check_tests.log"
+# The default list by file name, wherever under tests/ the files live.
+DEFAULT_TESTS="$(cd "$REPO" && find tests -name 'test_kernels_*.py' -o -name test_grid_layout.py \
+    -o -name test_render_raster.py -o -name test_viewer_resolution.py | sort)"
 # shellcheck disable=SC2086  # the list is split and globbed in the repo on purpose
-for f in $(cd "$REPO" && echo ${GPU_CHECK_TESTS:-tests/test_kernels_*.py tests/test_grid_layout.py tests/test_render_raster.py tests/test_viewer_resolution.py}); do
+for f in $(cd "$REPO" && echo ${GPU_CHECK_TESTS:-$DEFAULT_TESTS}); do
     f="$REPO/$f"
     [[ ",${GPU_CHECK_SKIP:-}," == *",tests,"* ]] && break
     TRITON_INTERPRET= "$PY" -m pytest -q -rf --tb=short -p no:cacheprovider --rootdir "$REPO" "$f" 2>&1 | tee -a "$LOGS/gpu_check_tests.log"

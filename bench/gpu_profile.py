@@ -3,12 +3,14 @@
     python bench/gpu_profile.py [--scene lego_400] [--steps 200] [--device cuda]
         -> bench/results/gpu_profile_<device>.json, and torch.profiler tables on stdout
 
-Trains the rbf lego model for ``--steps`` steps (the CLI's defaults), then times each part of
-one step (pixel batch to the device, march, field, compositing, backward, optimiser) with a
-device synchronisation around each, times the march's early termination in rounds against one
-density pass (an experiment, bench/_terminate_single_pass.py), profiles a few steps, and times an
-800x800 render split into ray generation (host) and marching + field (device). Diagnostics, not a
-target check.
+Trains the rbf lego model for ``--steps`` steps (the CLI's defaults: ``RadianceConfig.for_scene`` and
+``fieldfit.methods.rbf.radiance.Stepper``), then times each part of one step (pixel batch to the device,
+march (``fieldfit.render.march.march``), field, compositing, backward, optimiser) with a device
+synchronisation around each, times the march's early termination in rounds
+(``fieldfit.render.termination.terminate``) against one density pass (an experiment,
+bench/_terminate_single_pass.py), profiles a few steps, and times an 800x800 render split into ray
+generation (host, ``fieldfit.tasks.radiance.camera_rays``) and marching + field (device,
+``fieldfit.render.march.render_rays``). Diagnostics, not a target check.
 """
 
 import argparse
@@ -36,21 +38,25 @@ def timed(device, fn, *args, **kw):
 
 
 def terminate_ab(model, store, march, n, device, reps=20) -> dict:
-    """The training march's early termination on the same candidates: in rounds (fieldfit's) against
-    one density pass (bench/_terminate_single_pass.py, an experiment); and whether they keep the same
-    samples."""
+    """The training march's early termination on the same candidates: in rounds (fieldfit's,
+    ``fieldfit.render.termination.terminate``) against one density pass (bench/_terminate_single_pass.py, an
+    experiment); and whether they keep the same samples."""
     from _terminate_single_pass import terminate_single_pass
+
+    from fieldfit.render.march import candidates
+    from fieldfit.render.termination import terminate
 
     rng = np.random.default_rng(2)
     times = {"rounds_ms": [], "single_pass_ms": []}
     same = True
+    density = model.field.density
     for _ in range(reps):
         batch = store.sample(n, rng).to(device)
         o, d = batch.origins, batch.dirs
-        cand = model.candidates(o, d, march)
-        a, ms = timed(device, model._terminate, o, d, cand, march)
+        cand = candidates(model.grid, o, d, march)
+        a, ms = timed(device, terminate, density, o, d, cand, march.early_stop, march.alpha_thre)
         times["rounds_ms"].append(ms)
-        b, ms = timed(device, terminate_single_pass, model, o, d, cand, march)
+        b, ms = timed(device, terminate_single_pass, density, o, d, cand, march.early_stop, march.alpha_thre)
         times["single_pass_ms"].append(ms)
         same &= bool(torch.equal(a.t_starts, b.t_starts) and torch.equal(a.ray_indices, b.ray_indices))
     out = {k: round(float(np.median(v)), 3) for k, v in times.items()}
@@ -67,29 +73,29 @@ def main() -> int:
     a = ap.parse_args()
     device = torch.device(a.device)
 
-    from fieldfit.methods import rbf_radiance as rr
-    from fieldfit.methods.common import make_adam, seed_everything
-    from fieldfit.methods.radiance_data import PixelStore, eval_background, frame_rays
-    from fieldfit.methods.radiance_render import render_rays
+    from fieldfit.methods.rbf.config import RadianceConfig
+    from fieldfit.methods.rbf.radiance import Stepper, build_model, param_groups, run_config
+    from fieldfit.optim import make_adam, seed_everything
     from fieldfit.render import composite
+    from fieldfit.render.march import march as march_rays
+    from fieldfit.render.march import render_rays
     from fieldfit.scenes.inputs import Input
+    from fieldfit.tasks.radiance import PixelStore, camera_rays, eval_background, load_radiance_scene
 
     seed_everything(0)
-    extra = dict(rr.DEFAULTS)
     inp = Input("radiance", DATA / a.scene, a.scene, None)
     t0 = time.perf_counter()
-    scene = rr.load_radiance_scene(inp, extra)
-    extra = rr.scene_defaults(scene, rr.device_defaults(extra, device, scene))
-    cfg = rr.run_config(scene, inp, extra, 0)
-    model, march = rr.build_model(cfg, device)
-    opt = make_adam(rr._param_groups(model, extra))
+    scene = load_radiance_scene(inp)
+    cfg = RadianceConfig.for_scene(scene, device)  # the CLI's defaults on this device
+    run_cfg = run_config(scene, inp, cfg, 0)
+    model, march = build_model(run_cfg, device)
+    opt = make_adam(param_groups(model, cfg))
     store = PixelStore(scene, scene.split("train"))
-    on_device = store.keep_on(device)  # as rbf_radiance._fit: batches gathered on the GPU when the pixels fit
-    model.refresh()
-    stepper = rr.Stepper(model, opt, store, march, extra, device, 0)
+    on_device = store.keep_on(device)  # as rbf.radiance's fit: batches gathered on the GPU when the pixels fit
+    stepper = Stepper(model, opt, store, march, cfg, device, 0)
     prep = time.perf_counter() - t0
     print(f"prepare {prep:.1f} s, {store.count:,} pixels{' on the device' if on_device else ''}, "
-          f"step {march.step:.4g}, grid {cfg['grid_res']}", flush=True)
+          f"step {march.step:.4g}, grid {run_cfg['grid_res']}", flush=True)
 
     # Train (includes Triton compilation in the first steps).
     sync(device)
@@ -112,7 +118,7 @@ def main() -> int:
     # Steady-state step time against the step size (field samples per step).
     sweep = {}
     for target in (1 << 14, 1 << 16, 1 << 18):
-        stepper.extra = {**stepper.extra, "target_samples": target, "batch": 1 << 18}
+        stepper.cfg = cfg.replace(target_samples=target, batch=1 << 18)
         i0 = stepper.last_step
         for i in range(i0, i0 + 3):
             stepper(i, 0.5)
@@ -125,7 +131,7 @@ def main() -> int:
         ms = (time.perf_counter() - t) * 1e3 / 20
         sweep[target] = {"ms_per_step": ms, "rays_per_s": (stepper.rays - r1) / ms * 1e3}
         print(f"target {target} samples/step: {ms:.1f} ms/step, {sweep[target]['rays_per_s']:,.0f} rays/s", flush=True)
-    stepper.extra = {**stepper.extra, "target_samples": extra["target_samples"], "batch": extra["batch"]}
+    stepper.cfg = cfg
 
     # One step taken apart.
     parts = {k: [] for k in ("batch", "march", "field", "composite", "backward", "adam")}
@@ -135,11 +141,11 @@ def main() -> int:
         batch, ms = timed(device, lambda: store.sample(n, rng).to(device))
         parts["batch"].append(ms)
         bg = torch.rand(n, 3, device=device)
-        samples, ms = timed(device, model.march, batch.origins, batch.dirs, march, True)
+        samples, ms = timed(device, march_rays, model.field, model.grid, batch.origins, batch.dirs, march, True)
         parts["march"].append(ms)
         ri = samples.ray_indices
 
-        def field():
+        def field(batch=batch, ri=ri, samples=samples):
             x = batch.origins[ri] + batch.dirs[ri] * samples.t_mids[:, None]
             return model.field(x, batch.dirs[ri])
 
@@ -171,20 +177,21 @@ def main() -> int:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20), flush=True)
 
     # Render one frame at size x size.
-    frame = scene.frames[scene.split("test")[0]]
-    k = a.size / frame.width
-    f = replace(frame, width=a.size, height=int(frame.height * k), fx=frame.fx * k, fy=frame.fy * k,
-                cx=frame.cx * k, cy=frame.cy * k)
+    cam = scene.cameras("test")[0]
+    k = a.size / cam.width
+    c = replace(cam, width=a.size, height=int(cam.height * k), fx=cam.fx * k, fy=cam.fy * k, cx=cam.cx * k,
+                cy=cam.cy * k)
     model.eval()
     render = {}
+    bg = eval_background(scene)
     with torch.no_grad():
-        (o, d), render["rays_host_ms"] = timed(device, frame_rays, scene, f)
+        (o, d), render["rays_host_ms"] = timed(device, camera_rays, scene, c)
         for chunk in (1 << 13, 1 << 16, 1 << 18):
-            render_rays(model, o, d, eval_background(scene), march, device, chunk=chunk)  # warm-up
-            _, ms = timed(device, render_rays, model, o, d, eval_background(scene), march, device, chunk=chunk)
+            render_rays(model.field, model.grid, o, d, bg, march, device, chunk=chunk)  # warm-up
+            _, ms = timed(device, render_rays, model.field, model.grid, o, d, bg, march, device, chunk=chunk)
             render[f"march_field_ms_chunk_{chunk}"] = ms
         with profile(activities=acts) as prof:
-            render_rays(model, o, d, eval_background(scene), march, device, chunk=1 << 16)
+            render_rays(model.field, model.grid, o, d, bg, march, device, chunk=1 << 16)
             sync(device)
     print(f"render {a.size}: " + ", ".join(f"{k} {v:.1f}" for k, v in render.items()), flush=True)
     print(prof.key_averages().table(sort_by=key, row_limit=20), flush=True)

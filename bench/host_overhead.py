@@ -20,16 +20,16 @@ import os
 os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: kernels become interpreter objects (stubbed)
 os.environ["FIELDFIT_KERNELS"] = "triton"
 
-import argparse  # noqa: E402
-import importlib  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import importlib
+import statistics
+import sys
+import time
+from pathlib import Path
 
-import torch  # noqa: E402
+import torch
 
-from _common import write  # noqa: E402
+from _common import write
 
 MODULES = ("_grid_triton", "_triplane_triton", "_rbf_triton", "_composite_triton", "_ray_setup_triton",
            "_terminate_triton")

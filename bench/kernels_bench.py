@@ -66,7 +66,7 @@ class _RBFGemmBackward(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, c, lp):
-        from fieldfit.cuda import _rbf_triton  # noqa: PLC0415
+        from fieldfit.cuda import _rbf_triton  # noqa: PLC0415 - imports triton (optional)
 
         phi = _rbf_triton.forward(x, c, lp, "gaussian")
         ctx.save_for_backward(x, c, lp, phi)
@@ -74,7 +74,7 @@ class _RBFGemmBackward(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        from fieldfit.cuda import rbf  # noqa: PLC0415
+        from fieldfit.cuda import rbf  # noqa: PLC0415 - kept beside its one use, like the forward's import
 
         return rbf._gemm_backward(*ctx.saved_tensors, grad, "gaussian", ctx.needs_input_grad)
 
@@ -110,7 +110,7 @@ def _dense_case(d, f, res, channels_last, backward=None):
         return [x, grid], [1]
 
     def kernel(x, g):
-        from fieldfit.cuda import _grid_triton  # noqa: PLC0415
+        from fieldfit.cuda import _grid_triton  # noqa: PLC0415 - imports triton (optional)
 
         _grid_triton._dense_backward_choice.pinned = backward  # None: timed; else this backward kernel, forced
         return K.dense_grid(x, g)
@@ -147,7 +147,7 @@ def _hash_case(levels, log2t, f, along_rays=False, merge=False):
         return [x, table], [1]
 
     def kernel(x, t):
-        from fieldfit.cuda import _grid_triton  # noqa: PLC0415
+        from fieldfit.cuda import _grid_triton  # noqa: PLC0415 - imports triton (optional)
 
         _grid_triton.MERGE_RUNS = merge  # read by the backward that follows
         return K.hash_grid(x, t, res)
@@ -159,14 +159,14 @@ def _hash_case(levels, log2t, f, along_rays=False, merge=False):
                 kernel_only=merge)
 
 
-def _triplane_case(max_res, f=4, volume_max_res=32, backward=None, channels_last=True, along_rays=False):
-    """lego's rbf encoding on CUDA: 4 levels 16..max_res, 3 planes each, volumes up to 32 (15 grids), packed
-    channels-last as TriPlane keeps them on a GPU, or channels-first (the layout before; the reference reads
+def _triplane_case(max_res, f=4, volume_max_res=32, backward=None, channels_last=True, along_rays=False, levels=4):
+    """lego's rbf encoding on CUDA: ``levels`` (4) levels 16..max_res, 3 planes each, volumes up to 32 (15 grids),
+    packed channels-last as TriPlane keeps them on a GPU, or channels-first (the layout before; the reference reads
     the same tensors, so compare each kernel row with the channels-first reference row too)."""
     from fieldfit.cuda.triplane import pack
     from fieldfit.fields.components.encodings import GridConfig
 
-    res = GridConfig(levels=4, base_res=16, max_res=max_res).resolutions()
+    res = GridConfig(levels=levels, base_res=16, max_res=max_res).resolutions()
     n_p = 3 * len(res)
 
     def make(n, dev):
@@ -178,7 +178,7 @@ def _triplane_case(max_res, f=4, volume_max_res=32, backward=None, channels_last
         return [_points(n, dev, along_rays), *grids], list(range(1, 1 + len(grids)))
 
     def kernel(x, *g):
-        from fieldfit.cuda import _triplane_triton  # noqa: PLC0415
+        from fieldfit.cuda import _triplane_triton  # noqa: PLC0415 - imports triton (optional)
 
         _triplane_triton._backward_choice.pinned = backward  # None: timed; else this backward kernel, forced
         return K.triplane_grid(x, g[:n_p], g[n_p:])
@@ -323,24 +323,41 @@ CHOICES = {"rbf": ("_rbf_triton", "_forward_choice", "rbf_forward_chosen"),
            "dense": ("_grid_triton", "_dense_backward_choice", "dense_backward_chosen"),
            "triplane": ("_triplane_triton", "_backward_choice", "triplane_backward_chosen")}
 
-CASES = {
-    "rbf": [_rbf_case(32, 64), _rbf_case(32, 64, max_registers=128), _rbf_case(32, 64, max_units=32),
-            _rbf_case(32, 64, gemm_backward=True),
-            _rbf_forward_case(32, 64, "loop"),
-            _rbf_forward_case(32, 64, "dot"), _rbf_case(3, 64)],
-    "dense": [_dense_case(3, 8, 128, True), _dense_case(3, 8, 128, False), _dense_case(2, 8, 512, True),
-              *(_dense_case(*shape, backward=b) for shape in ((2, 8, 512, True), (3, 8, 128, False))
-                for b in BACKWARDS)],
-    "hash": [_hash_case(16, 19, 2, merge=True), _hash_case(16, 19, 2, along_rays=True, merge=True),
-             _hash_case(16, 19, 2, along_rays=True), _hash_case(16, 19, 2)],  # the last leaves MERGE_RUNS off
-    "triplane": [_triplane_case(512), _triplane_case(512, channels_last=False),
-                 *(_triplane_case(512, backward=b) for b in BACKWARDS), _triplane_case(512, along_rays=True)],
-    "composite": [_composite_case()],
-    "terminate": [_terminate_case(), _positions_case()],
-    "traverse": [_traverse_case(128, 256), _traverse_next_case(128, 256, 8)],
-    "fused": [_fused_case(), _fused_case(refill=32)],
-    "setup": [_ray_setup_case(), _sh_case()],
-}
+def make_cases(dense_res=(128, 512), hash_shape=(16, 19), triplane_shape=(4, 512, 32), march=(128, 256)) -> dict:
+    """op -> its cases. The defaults are the problems timed (``CASES``); smaller ones give the same cases (names
+    aside) on smaller problems: dense_res (3D, 2D grid sides), hash_shape (levels, log2 of the table size),
+    triplane_shape (levels, finest plane side, largest volume side), march (occupancy grid side, steps per ray;
+    the traversal and fused cases). tests/test_bench_kernels.py runs small cases through the Triton interpreter."""
+    r3, r2 = dense_res
+    levels, log2t = hash_shape
+    tri_levels, tri_res, tri_volumes = triplane_shape
+    g, m = march
+
+    def triplane(**kw):
+        return _triplane_case(tri_res, volume_max_res=tri_volumes, levels=tri_levels, **kw)
+
+    return {
+        "rbf": [_rbf_case(32, 64), _rbf_case(32, 64, max_registers=128), _rbf_case(32, 64, max_units=32),
+                _rbf_case(32, 64, gemm_backward=True),
+                _rbf_forward_case(32, 64, "loop"),
+                _rbf_forward_case(32, 64, "dot"), _rbf_case(3, 64)],
+        "dense": [_dense_case(3, 8, r3, True), _dense_case(3, 8, r3, False), _dense_case(2, 8, r2, True),
+                  *(_dense_case(*shape, backward=b) for shape in ((2, 8, r2, True), (3, 8, r3, False))
+                    for b in BACKWARDS)],
+        # the last hash case leaves MERGE_RUNS off
+        "hash": [_hash_case(levels, log2t, 2, merge=True), _hash_case(levels, log2t, 2, along_rays=True, merge=True),
+                 _hash_case(levels, log2t, 2, along_rays=True), _hash_case(levels, log2t, 2)],
+        "triplane": [triplane(), triplane(channels_last=False), *(triplane(backward=b) for b in BACKWARDS),
+                     triplane(along_rays=True)],
+        "composite": [_composite_case()],
+        "terminate": [_terminate_case(), _positions_case()],
+        "traverse": [_traverse_case(g, m), _traverse_next_case(g, m, 8)],
+        "fused": [_fused_case(g, m), _fused_case(g, m, refill=32)],
+        "setup": [_ray_setup_case(), _sh_case()],
+    }
+
+
+CASES = make_cases()
 
 
 # --------------------------------------------------------------------------- timing
@@ -386,8 +403,8 @@ def _busy_cuda(run, grads, iters=10):
 
 
 def _profiled(run, grads, iters):
-    from torch.autograd import DeviceType  # noqa: PLC0415
-    from torch.profiler import ProfilerActivity, profile  # noqa: PLC0415
+    from torch.autograd import DeviceType  # noqa: PLC0415 - profiler path, CUDA only
+    from torch.profiler import ProfilerActivity, profile  # noqa: PLC0415 - profiler path, CUDA only
 
     run()
     torch.cuda.synchronize()
@@ -420,7 +437,7 @@ def _max_err(fn, ref, inputs):
     with torch.no_grad():
         a, b = _outputs(fn(*inputs)), _outputs(ref(*inputs))
     errs = []
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         if x.shape != y.shape:  # traversal: a boundary sample may differ (see the tests' boundary band)
             return None, f"output sizes differ: {list(x.shape)} vs reference {list(y.shape)}"
         errs.append((x.double() - y.double()).abs().max().item() if x.numel() else 0.0)
@@ -453,7 +470,7 @@ def machine(dev):
     info = dict(torch=torch.__version__, python=platform.python_version(), platform=platform.platform(),
                 device=str(dev), kernels_env=os.environ.get("FIELDFIT_KERNELS", ""))
     if dev.type == "cuda":
-        import triton  # noqa: PLC0415
+        import triton  # noqa: PLC0415 - triton is optional; CUDA only
 
         info.update(device_name=torch.cuda.get_device_name(dev), cuda=torch.version.cuda, triton=triton.__version__,
                     capability=".".join(map(str, torch.cuda.get_device_capability(dev))))

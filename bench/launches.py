@@ -10,6 +10,8 @@ and per training step:
     from pageable memory, which syncs the device too.
 A small GPU frame or step is bound by these (each launch costs the host microseconds, each sync drains the
 queue), so this is a proxy for that cost, not a timing: compare counts before and after a change.
+The run is loaded with ``fieldfit.load``; frames are drawn by ``fieldfit.render.march.render_chunked``, the step
+is ``fieldfit.methods.rbf.radiance.Stepper``'s (the packed march, ``fieldfit.render.termination.terminate``).
 
     python bench/launches.py RUN [--size 32] [--modes packed,rounds,fused] [--no-step] [--out PATH]
         -> bench/results/launches.json
@@ -20,17 +22,17 @@ import os
 os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: kernels become interpreter objects
 os.environ["FIELDFIT_KERNELS"] = "triton"
 
-import argparse  # noqa: E402
-import collections  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import replace  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import collections
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
 
-import torch  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from _common import write  # noqa: E402
+from _common import write
 
 NO_LAUNCH = {"view", "_unsafe_view", "expand", "permute", "select", "slice", "t", "transpose", "unsqueeze", "squeeze",
              "as_strided", "detach", "alias", "empty", "empty_like", "empty_strided", "new_empty", "split", "unbind",
@@ -79,7 +81,7 @@ def _gpu_code_path(counter: Counter) -> None:
     from triton.runtime import interpreter
 
     from fieldfit.fields import radiance_rbf
-    from fieldfit.methods.radiance_render import RadianceModel
+    from fieldfit.render import march as marching
 
     run = interpreter.InterpretedFunction.run
 
@@ -94,29 +96,31 @@ def _gpu_code_path(counter: Counter) -> None:
 
     interpreter.InterpretedFunction.run = counted_run
     radiance_rbf.RadianceRBF.features = lambda self, x: self.encoding(self.normalise(x))  # no CPU tri-plane path
-    terminate = RadianceModel._terminate
-    RadianceModel._terminate = lambda self, o, d, cand, cfg, per_round=None, grow=None: terminate(
-        self, o, d, cand, cfg, per_round or 32, grow or 2)  # the GPU's rounds (32, doubling)
+    terminate = marching.terminate  # render.termination.terminate, as the packed march calls it
+    marching.terminate = lambda density_fn, o, d, cand, early_stop, alpha_thre=0.0, per_round=None, grow=None: \
+        terminate(density_fn, o, d, cand, early_stop, alpha_thre, per_round or 32, grow or 2)  # the GPU's rounds
 
 
-def frames(model, march, scene, size: int, modes, counter: Counter) -> dict:
-    from fieldfit.methods.radiance_data import eval_background, frame_rays
-    from fieldfit.methods.radiance_render import render_chunked
+def frames(model, size: int, modes, counter: Counter) -> dict:
+    """Each marcher's frame of the run's first test camera at size x size (``render.march.render_chunked``)."""
+    from fieldfit.render.march import render_chunked
+    from fieldfit.tasks.radiance import camera_rays
 
-    f0 = scene.frames[scene.split("test")[0]]
-    k = size / f0.width
-    f = replace(f0, width=size, height=size, fx=f0.fx * k, fy=f0.fy * k, cx=f0.cx * k, cy=f0.cy * k)
-    o, d = (t.float().contiguous() for t in frame_rays(scene, f))
-    bg = torch.as_tensor(eval_background(scene), dtype=torch.float32)
+    c0 = model.scene.cameras("test")[0]
+    k = size / c0.width
+    cam = replace(c0, width=size, height=size, fx=c0.fx * k, fy=c0.fy * k, cx=c0.cx * k, cy=c0.cy * k)
+    o, d = camera_rays(model.scene, cam)  # float32, contiguous
+    bg = torch.as_tensor(model.background, dtype=torch.float32)
+    field, grid, march = model.field, model.grid, model.march
     out = {}
     for mode in modes:
         some = slice(None, None, max(1, len(o) // 31))  # ~31 rays spread over the frame: some reach the object
         with torch.no_grad():  # uncounted: first use fills per-device caches (entry tables, thresholds)
-            render_chunked(model, o[some], d[some], bg, march, 1 << 20, mode)
+            render_chunked(field, grid, o[some], d[some], bg, march, 1 << 20, mode)
         counter.__init__()
         t = time.perf_counter()
         with torch.no_grad(), counter:
-            *_, evals = render_chunked(model, o, d, bg, march, 1 << 20, mode)
+            *_, evals = render_chunked(field, grid, o, d, bg, march, 1 << 20, mode)
         out[mode] = dict(counter.totals(), field_evaluations=int(evals), cpu_seconds=time.perf_counter() - t)
         row = out[mode]
         print(f"frame {size}x{size} {mode:7s}: {row['aten_launches']} aten + {row['triton_launches']} Triton launches, "
@@ -124,21 +128,22 @@ def frames(model, march, scene, size: int, modes, counter: Counter) -> dict:
     return out
 
 
-def step(run, model, march, cfg, counter: Counter, samples: int = 4096) -> dict:
+def step(model, counter: Counter, samples: int = 4096) -> dict:
     """A training step of the run's model as a GPU fit makes it (its batch and termination settings): the second,
     as every step after it."""
     import numpy as np
 
-    from fieldfit.methods import rbf_radiance as rr
-    from fieldfit.methods.common import make_adam
-    from fieldfit.methods.radiance_data import PixelStore
+    from fieldfit.methods.rbf.config import RadianceConfig
+    from fieldfit.methods.rbf.radiance import RadianceModel, Stepper, param_groups
+    from fieldfit.optim import make_adam
+    from fieldfit.tasks.radiance import PixelStore
 
-    scene = rr._scene_of(cfg)
-    extra = rr.scene_defaults(scene, rr.device_defaults({**rr.DEFAULTS, **cfg.get("extra", {})},
-                                                        torch.device("cuda"), scene))
-    extra.update(grid_full=[10**9], grid_every=10**9, target_samples=samples)  # no grid refresh in this step
-    opt = make_adam(rr._param_groups(model, extra))
-    stepper = rr.Stepper(model, opt, PixelStore(scene, scene.split("train")[:2]), march, extra, "cpu", 0)
+    scene = model.scene
+    cfg = RadianceConfig.from_dict(model.config["config"]).with_device(torch.device("cuda"), scene)
+    cfg = cfg.replace(grid_full=(10**9,), grid_every=10**9, target_samples=samples)  # no grid refresh in this step
+    net = RadianceModel(model.field, model.grid)  # the run's field and grid, as the fit trains them
+    opt = make_adam(param_groups(net, cfg))
+    stepper = Stepper(net, opt, PixelStore(scene, scene.split("train")[:2]), model.march, cfg, "cpu", 0)
     stepper.rng = np.random.default_rng(0)
     stepper(10**6, 0.5)  # uncounted: the first step also creates Adam's state (a zeros per parameter, twice)
     counter.__init__()
@@ -158,18 +163,18 @@ def main(argv=None) -> int:
     ap.add_argument("--no-step", action="store_true")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
-    from fieldfit.methods.rbf_radiance import _scene_of, load
-    from fieldfit.runs import Run
+    import fieldfit
+    from fieldfit.render.march import fusable
 
     counter = Counter()
     _gpu_code_path(counter)
-    model, march, cfg = load(Run.open(a.run), "cpu")
-    modes = [m for m in a.modes.split(",") if m and (m != "fused" or model.fusable())]
+    model = fieldfit.load(a.run, "cpu")
+    modes = [m for m in a.modes.split(",") if m and (m != "fused" or fusable(model.field))]
     result = {"run": str(a.run), "size": a.size, "grid": type(model.field.encoding).__name__,
               "note": "GPU code path run on the CPU (interpreter); counts, not timings",
-              "frames": frames(model, march, _scene_of(cfg), a.size, modes, counter)}
+              "frames": frames(model, a.size, modes, counter)}
     if not a.no_step:
-        result["step"] = step(Run.open(a.run), model, march, cfg, counter)
+        result["step"] = step(model, counter)
     write("launches", result, a.out)
     return 0
 

@@ -4,7 +4,7 @@ Per case, with the same scene and the same training budget:
 - ``pronerf``: ``fieldfit SCENE --method pronerf --samples N --time-budget T`` (fresh process);
 - ``rbf``: ``fieldfit SCENE --method rbf --time-budget T`` (its own field, occupancy-grid marching);
 - ``uniform128``: the pronerf run's field alone, marched with 128 uniform samples per ray
-  (``pronerf.evaluate_uniform``): the same field without the sampler.
+  (``fieldfit.load(run).evaluate_uniform(128)``): the same field without the sampler.
 Reported: test PSNR / SSIM, render ms per frame, samples per ray; ratios pronerf vs the others
 (ratios hold across noisy machines) and the issue's targets (fern: PSNR >= 23 dB with <= 12
 samples, render >= 5x faster than uniform 128 at <= 1 dB lower PSNR).
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA, REPO, RESULTS, machine  # noqa: E402
+from _common import DATA, REPO, RESULTS, machine
 
 CASES = {  # name: (scene folder, samples per ray, extra flags for both methods)
     "fern": ("fern_llff", 12, []),
@@ -50,11 +50,10 @@ def fit(scene: Path, method: str, flags: list, budget: float, out: Path, device:
 
 
 def uniform(run: Path, n: int, device: str) -> dict:
-    from fieldfit.methods.pronerf import evaluate_uniform
-    from fieldfit.runs import Run
+    import fieldfit
 
     t = time.perf_counter()
-    m = evaluate_uniform(Run.open(run), n, device)
+    m = fieldfit.load(run, device).evaluate_uniform(n)  # a ProNeRFRun: renders go to RUN/uniform<n>/renders
     return {"psnr": m["test"]["psnr"], "ssim": m["test"]["ssim"], "render_ms_per_frame": m["render_ms_per_frame"],
             "samples_per_ray": m["samples_per_ray"], "wall_seconds": time.perf_counter() - t}
 

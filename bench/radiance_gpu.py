@@ -1,10 +1,10 @@
 """GPU: lego at full resolution (400x400): test PSNR after each budget, render fps at 400 and 800.
 
     python bench/radiance_gpu.py [--budgets 180] [--device cuda]   -> bench/results/radiance_gpu.json
-Each budget is its own run (so each completes its schedule). On the last run's model: fps of
-``fieldfit render`` frames (a test camera at 400x400 and with upscaled intrinsics at 800x800;
-at 800x800 also both marchers, FIELDFIT_MARCH=rounds|packed, at two chunk sizes), and the viewer's
-frame rate at 800x800 while the camera orbits
+Each budget is its own run (so each completes its schedule). On the last run (``fieldfit.load``): fps of
+``fieldfit render`` frames (``fieldfit.render.march.render_rays``; a test camera at 400x400 and with upscaled
+intrinsics at 800x800; at 800x800 also both marchers, FIELDFIT_MARCH=rounds|packed, at two chunk sizes, and
+``render_rounds`` at two first round sizes), and the viewer's frame rate at 800x800 while the camera orbits
 (bench/viewer_bench.measure: full resolution, and dynamic resolution at a 60 fps target).
 """
 
@@ -39,43 +39,41 @@ def fps(run: Path, device: str, sizes=(400, 800)) -> dict:
     last size both marchers (FIELDFIT_MARCH=rounds|packed) at two chunk sizes and the rounds' first size."""
     import torch
 
-    from fieldfit.methods.radiance_data import eval_background, frame_rays
-    from fieldfit.methods.radiance_render import render_rays
-    from fieldfit.methods.rbf_radiance import _scene_of, load
-    from fieldfit.runs import Run
+    import fieldfit
+    from fieldfit.render.march import render_rays, render_rounds
+    from fieldfit.tasks.radiance import camera_rays
 
-    model, march, cfg = load(Run.open(run), device)
-    scene = _scene_of(cfg)
-    frame = scene.frames[scene.split("test")[0]]
-    bg = eval_background(scene)
+    model = fieldfit.load(run, device)
+    field, grid, march, scene, bg = model.field, model.grid, model.march, model.scene, model.background
+    cam = model.cameras("test")[0]
     out = {}
     with torch.no_grad():
         for size in sizes:
-            k = size / frame.width
-            f = replace(frame, width=size, height=size, fx=frame.fx * k, fy=frame.fy * k, cx=frame.cx * k,
-                        cy=frame.cy * k)
+            k = size / cam.width
+            c = replace(cam, width=size, height=size, fx=cam.fx * k, fy=cam.fy * k, cx=cam.cx * k, cy=cam.cy * k)
             out[f"fps_{size}"] = 1.0 / _timed(  # what fieldfit render does: rays made, marched, copied back
-                lambda: render_rays(model, *frame_rays(scene, f, device=device), bg, march, device), device)
-        o, d = frame_rays(scene, f, device=device)  # the last size; rays made once: the marchers are compared
+                lambda c=c: render_rays(field, grid, *camera_rays(scene, c, device=device), bg, march, device), device)
+        o, d = camera_rays(scene, c, device=device)  # the last size; rays made once: the marchers are compared
         for mode in ("rounds", "packed"):
             for chunk in (1 << 18, 1 << 20):
                 out[f"frame_{size}_ms_{mode}_chunk{chunk}"] = 1e3 * _timed(
-                    lambda: render_rays(model, o, d, bg, march, device, chunk=chunk, mode=mode), device)
+                    lambda chunk=chunk, mode=mode: render_rays(field, grid, o, d, bg, march, device, chunk=chunk,
+                                                               mode=mode), device)
         bgt = torch.as_tensor(bg, dtype=torch.float32, device=device)
         o, d = o.to(device), d.to(device)
         for first in (8, 16):
             out[f"frame_{size}_ms_rounds_first{first}_whole"] = 1e3 * _timed(
-                lambda: model.render_rounds(o, d, bgt, march, first=first), device)
+                lambda first=first: render_rounds(field, grid, o, d, bgt, march, first=first), device)
     return out
 
 
 def viewer_fps(run: Path, device: str) -> dict:
     from viewer_bench import measure
 
-    from fieldfit.runs import Run
+    from fieldfit.api import open_run
     from fieldfit.viewer.registry import open_view
 
-    view = open_view(Run.open(run), device)
+    view = open_view(open_run(run), device)
     full = measure(view, (800, 800), 30, 60.0, 1.0, 30.0)
     dynamic = measure(view, (800, 800), 30, 60.0, None, 30.0)
     return {"viewer_800_full_fps": full["fps"], "viewer_800_dynamic_fps": dynamic["fps"],

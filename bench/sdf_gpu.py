@@ -16,10 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def history_of(run: Path) -> dict:
-    from safetensors import safe_open
+    """The fit's loss / metric history, from its checkpoint's metadata."""
+    from fieldfit.api import open_run
 
-    with safe_open(str(run / "checkpoint.safetensors"), framework="pt") as f:
-        return json.loads(f.metadata()["history"])
+    return open_run(run).checkpoint_meta()["history"]
 
 
 def main() -> int:
@@ -44,8 +44,10 @@ def main() -> int:
                 return 1
             m = json.loads((run / "metrics.json").read_text())
             h = history_of(run)
-            hit = next((s for s, v in zip(h["metric_seconds"], h["metric"]) if v is not None and v >= 0.99), None)
-            rows.append({"decoder": dec, "seconds_to_iou_0.99": hit, "final_iou": m["iou"], "chamfer_l2": m["chamfer_l2"],
+            hit = next((s for s, v in zip(h["metric_seconds"], h["metric"], strict=True)
+                        if v is not None and v >= 0.99), None)
+            rows.append({"decoder": dec, "seconds_to_iou_0.99": hit,
+                         "final_iou": m["iou"], "chamfer_l2": m["chamfer_l2"],
                          "train_seconds": m["train_seconds"], "prepare_seconds": m["prepare_seconds"],
                          "steps": m["steps"], "batch": a.batch, "watertight": m["watertight"]})
             print(rows[-1], flush=True)

@@ -1,9 +1,10 @@
 """Viewer frame rate while the camera moves, at a fixed window size (default 200x200).
 
-Draws the window's picture (view render + composition + overlay, no GL upload) through
-``viewer.session.Session`` while orbiting the camera a little every frame, twice in the same
-process: with the scale pinned at 1 (every frame at full resolution: the baseline), and with
-dynamic resolution at the target frame rate (the fps and the render scale it settles at).
+Draws the window's picture (view render + composition + overlay, no GL upload) of the run's view
+(``fieldfit.viewer.registry.open_view``) through ``fieldfit.viewer.session.Session`` while orbiting the
+camera a little every frame, twice in the same process: with the scale pinned at 1 (every frame at full
+resolution: the baseline), and with dynamic resolution at the target frame rate (the fps and the render
+scale it settles at).
 Writes bench/results/viewer_<method>-<task>_<device>.json with the machine description.
 
     python bench/viewer_bench.py RUN [--size 200x200] [--frames 40] [--max-seconds 60] [--fps 30] [--device auto]
@@ -71,20 +72,20 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, help="torch CPU threads")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
-    from fieldfit.cli import resolve_device
-    from fieldfit.runs import Run
+    from fieldfit.api import open_run, resolve_device
     from fieldfit.viewer.app import parse_size
-    from fieldfit.viewer.registry import open_view, view_key
+    from fieldfit.viewer.registry import open_view
 
     if a.threads:
         torch.set_num_threads(a.threads)
     device = resolve_device(a.device)
-    run = Run.open(a.run)
+    run = open_run(a.run)
     view = open_view(run, device)
     size = parse_size(a.size)
     full = measure(view, size, a.frames, a.fps, 1.0, a.max_seconds)
     dynamic = measure(view, size, a.frames, a.fps, None, a.max_seconds)
-    key = view_key(run.config())
+    cfg = run.config()
+    key = f"{cfg.get('method', '?')}/{cfg.get('task', '?')}"  # method/task: the results file's name
     result = {"machine": machine(device), "run": str(run.path), "view": key, "size": list(size),
               "target_fps": a.fps, "full_resolution": full, "dynamic": dynamic,
               "note": "moving camera; window picture = render + composition + overlay (no GL upload)"}

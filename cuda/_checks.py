@@ -20,7 +20,7 @@ def tensor(op: str, name: str, t, shape: tuple, dtype=FLOATS, like=None) -> torc
     have = t.shape
     if len(have) != len(shape):
         _bad_shape(op, name, shape, have)
-    for h, s in zip(have, shape):  # a loop, not any(): this runs per argument per call
+    for h, s in zip(have, shape, strict=True):  # a loop, not any(): this runs per argument per call
         if type(s) is int and h != s:
             _bad_shape(op, name, shape, have)
     dt = t.dtype
@@ -60,7 +60,7 @@ def dense_strides(t: torch.Tensor):
     if t.is_contiguous():
         return t
     expected = 1
-    for stride, size in sorted(zip(t.stride(), t.shape)):  # innermost first; size-1 axes take any stride
+    for stride, size in sorted(zip(t.stride(), t.shape, strict=True)):  # innermost first; size-1 axes take any stride
         if size != 1 and stride != expected:
             return t.contiguous()
         expected *= size

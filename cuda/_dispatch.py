@@ -117,6 +117,6 @@ def device_guard(device: torch.device):
     """Context that makes ``device`` current for a kernel launch (Triton launches on the current one)."""
     if device.type == "cuda":
         return torch.cuda.device(device)
-    import contextlib  # noqa: PLC0415
+    import contextlib  # noqa: PLC0415 - only the non-CUDA path needs it
 
     return contextlib.nullcontext()

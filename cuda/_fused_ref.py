@@ -11,8 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._torch_ref import (COMPOSITE_MAX_OPTICAL_DEPTH, hash_grid_ref, rbf_layer_ref, traverse_occupancy_ref,
-                         triplane_ref)
+from ._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH, hash_grid_ref, rbf_layer_ref, traverse_occupancy_ref, triplane_ref
 
 
 def field_ref(x: torch.Tensor, sh: torch.Tensor, field) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,6 +20,11 @@ Coverage rule (shared with the kernel, so both give the same ids on ties):
 Memory: faces are handled in chunks of at most ``max_candidates`` (face, pixel) pairs, each chunk
 merged into the running K-buffer by K rounds of a scatter-min ("peeling"), so memory is bounded by
 the chunk plus the [H*W, K] buffer whatever the number of faces.
+
+K = 1 (a z-buffer: the viewer's mesh views) takes a faster path with the same ids: the edge functions'
+per-face terms (canonical start point, direction, ownership) are computed once per face rather than
+per candidate pixel, depths only for the covered candidates, and each chunk goes into the buffer by
+one ``scatter_reduce(amin)`` (no merge).
 """
 
 import torch
@@ -154,8 +159,55 @@ def raster_faces_ref(tri: torch.Tensor, width: int, height: int, k: int, near: f
     on = drawn.nonzero().squeeze(-1)
     ids, x, y, z = (a.index_select(0, on) for a in (ids, x, y, z))
     x0, y0, bw, bh = (a.index_select(0, ids) for a in (x0, y0, bw, bh))
+    if k == 1:
+        return _zbuffer(ids, x, y, z, x0, y0, bw, bh, width, height, max_candidates)
     buf = torch.full((height * width, k), INT64_MAX, dtype=torch.int64, device=tri.device)
     for sl in box_chunks(bw, bh, max_candidates):
         pix, key = _candidates(ids[sl], x[sl], y[sl], z[sl], x0[sl], y0[sl], bw[sl], bh[sl], width)
         buf = merge_topk(buf, pix, key)
     return torch.where(buf < INT64_MAX, buf & 0xFFFFFFFF, torch.full_like(buf, -1))
+
+
+def _edge_terms(x, y):
+    """Per face (oriented x/y [F,3]) and edge i (opposite vertex i), the terms of ``edge_values`` that do not
+    depend on the pixel: (cx, cy, ex, ey, owns), each [F,3]. (cx, cy) is the edge's start in the canonical
+    order; ex, ey = b - a along the oriented edge. Then E_i(p) = ex * (py - cy) - ey * (px - cx) is
+    ``edge_values``' value bit for bit: where the canonical order swapped the endpoints, it computes
+    (a - b) * (py - cy) - ... and negates the result, and negating one factor of each product negates the
+    difference exactly (round to nearest is symmetric), up to the sign of a zero, which no comparison or sum
+    here can tell. (cx = min(ax, bx) likewise: the canonical start has the smaller x, or the same x.)"""
+    a, b = torch.tensor([1, 2, 0], device=x.device), torch.tensor([2, 0, 1], device=x.device)
+    ax, ay, bx, by = x.index_select(1, a), y.index_select(1, a), x.index_select(1, b), y.index_select(1, b)
+    swap = (ax > bx) | ((ax == bx) & (ay > by))
+    ex, ey = bx - ax, by - ay
+    owns = (ey > 0) | ((ey == 0) & (ex < 0))
+    return torch.minimum(ax, bx), torch.where(swap, by, ay), ex, ey, owns
+
+
+def _zbuffer(ids, x, y, z, x0, y0, bw, bh, width: int, height: int, max_candidates: int) -> torch.Tensor:
+    """``raster_faces_ref`` for K = 1 (faces already set up and culled): [H*W, 1] ids, the same as the K-buffer's
+    first layer: the same edge values (``_edge_terms``), coverage rule, depths and keys, one scatter-min per
+    chunk."""
+    terms = _edge_terms(x, y)
+    zbuf = torch.full((height * width,), INT64_MAX, dtype=torch.int64, device=ids.device)
+    for sl in box_chunks(bw, bh, max_candidates):
+        n = bw[sl] * bh[sl]
+        local = torch.repeat_interleave(torch.arange(n.numel(), device=ids.device), n)
+        k = torch.arange(local.numel(), device=ids.device) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+        w = bw[sl].index_select(0, local)
+        px = x0[sl].index_select(0, local) + k % w
+        py = y0[sl].index_select(0, local) + k // w
+        cx, cy, ex, ey, own = (t[sl].index_select(0, local) for t in terms)  # [N,3] each
+        e = ex * ((py.to(cx.dtype) + 0.5)[:, None] - cy) - ey * ((px.to(cx.dtype) + 0.5)[:, None] - cx)
+        hit = all_last((e > 0) | ((e == 0) & own)).nonzero().squeeze(-1)
+        e, face = e.index_select(0, hit), local.index_select(0, hit)
+        wts = e / e.sum(-1, keepdim=True)
+        depth = 1.0 / (wts / z[sl].index_select(0, face)).sum(-1)
+        front = (depth > 0).nonzero().squeeze(-1)
+        bits = depth.index_select(0, front).float().view(torch.int32).long()
+        key = (bits << 32) | ids[sl].index_select(0, face.index_select(0, front))
+        pix = (py * width + px).index_select(0, hit.index_select(0, front))
+        zbuf.scatter_reduce_(0, pix, key, reduce="amin")
+    # the face id in the low 32 bits; empty pixels (INT64_MAX: low bits all ones) wrap to -1 (in-place integer
+    # arithmetic: several times faster than a torch.where over the image on a CPU)
+    return zbuf.bitwise_and_(0xFFFFFFFF).add_(1).bitwise_and_(0xFFFFFFFF).sub_(1)[:, None]

@@ -29,14 +29,14 @@ class _CompositePacked(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_w, grad_t):
-        from . import _composite_triton as k  # noqa: PLC0415
+        from . import _composite_triton as k  # noqa: PLC0415 - triton is imported lazily
 
         sigmas, t_starts, t_ends, ray_indices, offsets, trans = ctx.saved_tensors
         need = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
             grad_w = torch.zeros_like(sigmas) if grad_w is None else grad_w
             grad_t = torch.zeros_like(sigmas) if grad_t is None else grad_t
-            wanted = [t for t, n in zip((sigmas, t_starts, t_ends), need) if n]
+            wanted = [t for t, n in zip((sigmas, t_starts, t_ends), need, strict=True) if n]
             outs = composite_packed_ref(sigmas, t_starts, t_ends, ray_indices, ctx.n_rays)
             grads = iter(torch.autograd.grad(outs, wanted, (grad_w, grad_t), create_graph=True, allow_unused=True))
             return (*(next(grads) if n else None for n in need), None, None)

@@ -62,6 +62,11 @@ class RBFField:
     density_scale: float
     density_shift: float
 
+    @property
+    def sh_degree(self) -> int:
+        """Degree of the SH colour the head holds (B = (degree + 1)^2 bases per channel)."""
+        return int(round(((self.head_w.shape[0] - 1) // 3) ** 0.5)) - 1
+
 
 def render_fused(origins: torch.Tensor, dirs: torch.Tensor, sh: torch.Tensor, t_min: torch.Tensor,
                  t_max: torch.Tensor, binary: torch.Tensor, aabb: torch.Tensor, step_size: float, max_steps: int,

@@ -27,7 +27,7 @@ class _DenseGrid(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        from . import _grid_triton  # noqa: PLC0415
+        from . import _grid_triton  # noqa: PLC0415 - triton is imported lazily
 
         x, grid = ctx.saved_tensors
         need_x, need_grid = _needs(ctx)
@@ -41,7 +41,7 @@ class _HashGrid(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, table, resolutions, res_t, hashed_t):
-        from . import _grid_triton  # noqa: PLC0415
+        from . import _grid_triton  # noqa: PLC0415 - triton is imported lazily
 
         ctx.resolutions = resolutions
         ctx.save_for_backward(x, table, res_t, hashed_t)
@@ -49,12 +49,12 @@ class _HashGrid(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        from . import _grid_triton  # noqa: PLC0415
+        from . import _grid_triton  # noqa: PLC0415 - triton is imported lazily
 
         x, table, res_t, hashed_t = ctx.saved_tensors
         need_x, need_table = _needs(ctx)
         if torch.is_grad_enabled():
-            fn = lambda a, b: hash_grid_ref(a, b, ctx.resolutions)  # noqa: E731
+            fn = lambda a, b: hash_grid_ref(a, b, ctx.resolutions)  # noqa: E731 - the reference on (x, table)
             dx, dtable = _reference_vjp(fn, (x, table), grad_out, (need_x, need_table))
         else:
             dx, dtable = _grid_triton.hash_backward(x, table, res_t, hashed_t, grad_out.contiguous(), need_x,
@@ -64,7 +64,7 @@ class _HashGrid(torch.autograd.Function):
 
 def _reference_vjp(fn, inputs, grad_out, needs):
     """Differentiable VJP through the reference (used only for double backward)."""
-    wanted = [t for t, need in zip(inputs, needs) if need]
+    wanted = [t for t, need in zip(inputs, needs, strict=True) if need]
     grads = iter(torch.autograd.grad(fn(*inputs), wanted, grad_out, create_graph=True, allow_unused=True))
     return tuple(next(grads) if need else None for need in needs)
 
@@ -128,7 +128,7 @@ def hash_grid(x: torch.Tensor, table: torch.Tensor, resolutions) -> torch.Tensor
         raise ValueError(f"{op}: argument 'table' must have 1 <= T < 2^31 rows per level, got {table.shape[1]}")
     if backend_for(x) == "torch":
         return hash_grid_vectorized(x, table, res)
-    from . import _grid_triton  # noqa: PLC0415
+    from . import _grid_triton  # noqa: PLC0415 - triton is imported lazily
 
     res_t, hashed_t = _grid_triton.hash_levels(res, d, table.shape[1], x.device)
     return _HashGrid.apply(x.contiguous(), table.contiguous(), res, res_t, hashed_t)

@@ -34,14 +34,15 @@ class _RBFLayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_phi):
-        from . import _rbf_triton  # noqa: PLC0415
+        from . import _rbf_triton  # noqa: PLC0415 - triton is imported lazily
 
         x, centers, log_prec, phi = ctx.saved_tensors
         needs = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
             return (*_reference_vjp(x, centers, log_prec, ctx.kernel, grad_phi, needs), None)
         if min(phi.shape) == 0 or x.shape[1] == 0:
-            return tuple(torch.zeros_like(t) if need else None for t, need in zip((x, centers, log_prec), needs)) + (None,)
+            return tuple(torch.zeros_like(t) if need else None
+                         for t, need in zip((x, centers, log_prec), needs, strict=True)) + (None,)
         if _rbf_triton.fused_backward_ok(x):
             return (*_rbf_triton.backward(x, centers, log_prec, phi, grad_phi, ctx.kernel, needs), None)
         return (*_gemm_backward(x, centers, log_prec, phi, grad_phi, ctx.kernel, needs), None)
@@ -77,7 +78,7 @@ def _dphi_dr(phi: torch.Tensor, kernel: str) -> torch.Tensor:
 
 def _reference_vjp(x, centers, log_prec, kernel, grad_phi, needs):
     """Differentiable VJP through the reference (used only for double backward)."""
-    inputs = [t for t, need in zip((x, centers, log_prec), needs) if need]
+    inputs = [t for t, need in zip((x, centers, log_prec), needs, strict=True) if need]
     phi = rbf_layer_ref(x, centers, log_prec, kernel)
     grads = iter(torch.autograd.grad(phi, inputs, grad_phi, create_graph=True, allow_unused=True))
     return tuple(next(grads) if need else None for need in needs)

@@ -31,7 +31,7 @@ def _layout(g: torch.Tensor) -> str | None:
     expected = shape[0]
     if stride[0] != 1 and shape[0] != 1:
         return None
-    for size, st in zip(reversed(shape[1:]), reversed(stride[1:])):
+    for size, st in zip(reversed(shape[1:]), reversed(stride[1:]), strict=True):
         if st != expected and size != 1:
             return None
         expected *= size
@@ -134,15 +134,15 @@ class _TriPlane(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        from . import _triplane_triton  # noqa: PLC0415
+        from . import _triplane_triton  # noqa: PLC0415 - triton is imported lazily
 
         x, flat, meta_p, meta_v, *grids = ctx.saved_tensors
         need_x, need_grid = ctx.needs_input_grad[0], any(ctx.needs_input_grad[4:])
         if torch.is_grad_enabled():  # create_graph=True: differentiate the reference instead
-            from .grid import _reference_vjp  # noqa: PLC0415
+            from .grid import _reference_vjp  # noqa: PLC0415 - only the create_graph path needs it
 
             n_p = meta_p.shape[0]
-            fn = lambda a, *g: triplane_ref(a, g[:n_p], g[n_p:])  # noqa: E731
+            fn = lambda a, *g: triplane_ref(a, g[:n_p], g[n_p:])  # noqa: E731 - the reference on flat inputs
             res = _reference_vjp(fn, (x, *grids), grad_out, (need_x, *[need_grid] * len(grids)))
             return (res[0], None, None, None, *res[1:])
         dx, dflat = _triplane_triton.backward(x, flat, meta_p, meta_v, ctx.f, grad_out.contiguous(), need_x,

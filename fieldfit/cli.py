@@ -1,18 +1,20 @@
-"""The fieldfit command line.
+"""The fieldfit command line (a thin layer over ``fieldfit.api``).
 
     fieldfit SCENE --method rbf            fit (SCENE: image, mesh, posed-image folder, built-in name)
-    fieldfit export RUN --mesh out.ply     re-extract a mesh (.ply .obj .stl .glb)
+    fieldfit export RUN --mesh out.ply     a watertight mesh (.ply .obj .stl .glb); --via bsp: low-poly convexes
     fieldfit render RUN --path orbit --out orbit.mp4
     fieldfit eval RUN                      metrics again, from the checkpoint
     fieldfit view RUN                      the viewer window
     fieldfit scenes                        list the built-in scenes
+
+A method's flags come from its Config dataclasses (``fieldfit/methods/<method>/config.py``): ``fieldfit
+--method bsp --help`` lists bsp's; a flag another method or task owns is an error (exit 2) naming the valid ones.
 """
 
 import argparse
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from .errors import FitError, InputError
@@ -20,126 +22,85 @@ from .errors import FitError, InputError
 SUBCOMMANDS = ("export", "render", "eval", "view", "scenes")
 TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4")
 
-# Method-specific flags: name -> (type, help). Only flags the user sets reach the method.
-EXTRA_FLAGS = {
-    "grid": (str, "feature grid: dense | triplane | hash | tcnn | densehash"),
-    "levels": (int, "grid levels"),
-    "base-res": (int, "coarsest grid resolution"),
-    "max-res": (int, "finest grid resolution"),
-    "features": (int, "features per level"),
-    "fine-levels": (int, "grid densehash: hashed levels above --max-res"),
-    "fine-max-res": (int, "grid densehash: finest hashed resolution"),
-    "grid-ratio": (float, "images: cap the grid at this fraction of the image's values (e.g. 0.25)"),
-    "table-log2": (int, "hash table size (log2)"),
-    "units": (int, "RBF units K"),
-    "kernel": (str, "RBF kernel: gaussian | inverse_quadratic | inverse_multiquadric | multiquadric"),
-    "decoder": (str, "decoder: rbf | mlp | siren"),
-    "hidden": (int, "mlp / siren width"),
-    "layers": (int, "mlp / siren hidden layers"),
-    "batch": (int, "points / pixels / rays per step"),
-    "lr": (float, "learning rate"),
-    "samples": (int, "training samples (sdf, bsp); samples per ray (pronerf: 8, 12, 32)"),
-    "resolution": (int, "marching-cubes resolution"),
-    "thin-frac": (float, "sdf: share of training points drawn across walls/gaps thinner than 0.02 (default 0.1; 0: off)"),
-    "eval-every": (float, "seconds between progress evaluations"),
-    "convexes": (int, "convexes (bsp)"),
-    "samples-per-ray": (int, "samples per ray (pronerf)"),
-    "field": (str, "pronerf field: rbf (default) | nerf (MLP NeRF)"),
-    "voxel": (float, "fine voxel size, world units (dnmp; default 3 pixel footprints)"),
-    "geo-frac": (float, "dnmp: share of the budget for the photometric geometry stage (default 0; sphere shapes 0.1)"),
-    "points": (str, "where dnmp's primitives come from: auto | scene | carve | rbf | an rbf run folder"),
-    "shapes": (str, "dnmp primitives start as: density (fitted to the rbf point fit; default) | sphere"),
-    "sh-degree": (int, "dnmp colour: spherical harmonics of this degree per point (default: an MLP reads the direction)"),
-    "antialias": (str, "dnmp: 2x2 samples in the pixels along outlines, training and rendering: on | off (default)"),
-    "rim": (str, "dnmp: opacity also reads |normal . view| so outlines can fade: on (default) | off"),
-    "points-frac": (float, "dnmp: share of the budget for the rbf fit that places the primitives (default 0.5)"),
-    "background": (str, "radiance training background: random | black (default: random with alpha, else black)"),
-    "downscale": (int, "downscale posed images by N (area average)"),
-    "test-every": (int, "every N-th image is a test view when the scene has no split"),
-}
 
-
-def _fit_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fieldfit", description="Fit a neural field to SCENE.",
-                                epilog="Other commands: " + ", ".join(SUBCOMMANDS) + " (fieldfit COMMAND -h)")
+def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fieldfit", description="Fit a neural field to SCENE.", add_help=add_help,
+                                epilog="Other commands: " + ", ".join(SUBCOMMANDS) + " (fieldfit COMMAND -h). "
+                                       "fieldfit --method M --help lists method M's options.")
     p.add_argument("scene", nargs="?", help="image, mesh, posed-image folder, or built-in scene (fieldfit scenes)")
-    p.add_argument("--method", default="rbf", help="rbf | bsp | dnmp | pronerf")
-    p.add_argument("--time-budget", type=float, help="seconds of optimisation")
+    p.add_argument("--method", help="rbf (default) | bsp | dnmp | pronerf")
+    p.add_argument("--time-budget", type=float, help="seconds of optimisation (default: the method's)")
     p.add_argument("--steps", type=int, help="optimisation steps (instead of a time budget)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--out", help="run folder (default runs/<scene>-<method>-<time>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", metavar="RUN", help="continue the training of RUN")
-    p.add_argument("--view", action="store_true", help="open the viewer while training")
-    for name, (typ, help_) in EXTRA_FLAGS.items():
-        p.add_argument(f"--{name}", type=typ, help=help_)
+    p.add_argument("--view", action="store_true", help="open the viewer window while training")
     return p
 
 
-def resolve_device(name: str) -> str:
-    import torch
+def method_flags(package) -> dict:
+    """name -> Flag of every option of the method's Configs (the union over its tasks)."""
+    from .config import config_flags
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda", "no CUDA device is available", "use --device cpu or auto")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise InputError(f"--device {name}", "unknown device", "use auto, cpu or cuda")
-    return name
+    out = {}
+    for cls in package.CONFIGS.values():
+        for name, flag in config_flags(cls).items():
+            out.setdefault(name, flag)
+    return out
+
+
+def _fit_parser(method: str) -> tuple[argparse.ArgumentParser, dict]:
+    from .registry import get_method
+
+    p = _base_parser()
+    flags = method_flags(get_method(method))
+    group = p.add_argument_group(f"options of --method {method}")
+    for name, f in sorted(flags.items()):
+        default = "" if f.default is None else f" (default {f.default})"
+        group.add_argument(f.flag, dest=f"opt_{name}", metavar=f.type.__name__.upper(), help=f.help + default)
+    return p, flags
 
 
 def cmd_fit(argv) -> int:
-    from .registry import Options, get_method
-    from .runs import Run
-    from fieldfit.scenes.inputs import classify
+    from .api import open_run, prepare
 
-    args = _fit_parser().parse_args(argv)
-    extra = {k.replace("-", "_"): getattr(args, k.replace("-", "_")) for k in EXTRA_FLAGS}
-    extra = {k: v for k, v in extra.items() if v is not None}
-    if args.resume:
-        run = Run.open(args.resume)
-        cfg = run.config()
-        scene, method_name = args.scene or cfg.get("input"), cfg.get("method", args.method)
-        extra = {**cfg.get("options", {}), **extra}  # the run's options, overridden by flags given now
-    else:
-        if not args.scene:
-            _fit_parser().print_usage(sys.stderr)
-            raise InputError("SCENE", "missing", "try: fieldfit csg --method rbf   (fieldfit scenes lists built-ins)")
-        scene, method_name = args.scene, args.method
-    inp = classify(scene)
-    method = get_method(method_name)
-    if inp.task not in method.TASKS:
-        raise InputError(scene, f"--method {method_name} does not fit {inp.task} inputs",
-                         f"it fits: {', '.join(method.TASKS)}")
-    fresh = None
-    if not args.resume:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = Path(args.out) if args.out else Path("runs") / f"{inp.name}-{method_name}-{stamp}"
-        fresh = None if path.exists() else path
-        run = Run.create(path)
-    run.header = {"input": scene, "method": method_name, "command": "fieldfit " + " ".join(argv)}
-    opts = Options(time_budget=args.time_budget, steps=args.steps, device=resolve_device(args.device),
-                   seed=args.seed, resume=bool(args.resume), extra=extra)
+    pre, _ = _base_parser(add_help=False).parse_known_args(argv)
+    method = pre.method or (open_run(pre.resume).config()["method"] if pre.resume else "rbf")
+    parser, flags = _fit_parser(method)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        listing = ", ".join(sorted(f.flag for f in flags.values()))
+        raise InputError(unknown[0], f"not an option of --method {method}", f"its options: {listing}")
+    if not args.scene and not args.resume:
+        parser.print_usage(sys.stderr)
+        raise InputError("SCENE", "missing", "try: fieldfit csg --method rbf   (fieldfit scenes lists built-ins)")
+    options = {name: getattr(args, f"opt_{name}") for name in flags}
+    package, job = prepare(args.scene, args.method, time_budget=args.time_budget, steps=args.steps,
+                           device=args.device, seed=args.seed, out=args.out, resume=args.resume, options=options,
+                           command="fieldfit " + " ".join(argv))
+    fresh = job.run.path if job.fresh else None
     if args.view:  # the viewer draws between training steps (fieldfit.viewer.live)
         from fieldfit.viewer.live import LiveView
 
-        run.step_hook = LiveView(run, opts.device)
-    run.log(f"fieldfit {method_name} on {scene} ({inp.task}) -> {run.path}")
+        job.run.step_hook = LiveView(job.run, job.device)
+    job.run.log(f"fieldfit {method} on {job.input.name} ({job.input.task}) -> {job.run.path}; "
+                f"budget {job.budget.describe()}")
     try:
-        metrics = method.fit(inp, opts, run)
+        metrics = package.fit(job)
     except InputError:
         _drop_if_empty(fresh)
         raise
     except KeyboardInterrupt:
-        resumable = getattr(method, "resumable", lambda r: r.has_checkpoint())
-        if resumable(run):
-            raise Interrupted(f"the last checkpoint is kept: continue with fieldfit --resume {run.path}") from None
+        resumable = getattr(package, "resumable", lambda r: r.has_checkpoint())
+        if resumable(job.run):
+            raise Interrupted(f"the last checkpoint is kept: continue with fieldfit --resume {job.run.path}") from None
         raise Interrupted("before the first checkpoint (one per minute of training): nothing to resume, "
                           "run it again") from None
     print(_summary(metrics))
-    print(f"results: {run.path.resolve()}")
+    print(f"results: {job.run.path.resolve()}")
     if args.view:
-        run.step_hook.finish()
+        job.run.step_hook.finish()
     return 0
 
 
@@ -162,65 +123,74 @@ def _summary(m: dict) -> str:
 
 
 def cmd_export(argv) -> int:
-    from .registry import get_method
-    from .runs import Run
+    from .api import load
 
     p = argparse.ArgumentParser(prog="fieldfit export", description="Export a watertight mesh of a run.")
     p.add_argument("run")
     p.add_argument("--mesh", required=True, help="output mesh (.ply .obj .stl .glb)")
     p.add_argument("--resolution", type=int, help="marching-cubes resolution")
-    p.add_argument("--via", choices=("mc", "bsp"), default="mc", help="bsp: low-poly convex proxy")
-    p.add_argument("--convexes", type=int)
+    p.add_argument("--via", choices=("mc", "bsp"), default="mc", help="bsp: a low-poly union of convexes")
+    p.add_argument("--convexes", type=int, help="--via bsp: convexes (default 64)")
+    p.add_argument("--time-budget", type=float, help="--via bsp: seconds of fitting (default 120)")
+    p.add_argument("--steps", type=int, help="--via bsp: fitting steps instead of a time budget")
     p.add_argument("--device", default="auto")
     a = p.parse_args(argv)
-    run = Run.open(a.run)
-    opts = {"resolution": a.resolution, "convexes": a.convexes, "device": resolve_device(a.device)}
-    method = get_method("bsp" if a.via == "bsp" else run.config().get("method", "rbf"))
-    fn = getattr(method, "export_from_run" if a.via == "bsp" else "export_mesh", None)
-    if fn is None:
-        raise InputError(run.path, f"method {run.config().get('method')} cannot export meshes")
-    m = fn(run, Path(a.mesh), opts)
-    if m.get("mesh_error") or not Path(a.mesh).is_file():  # e.g. a radiance field with no density yet
-        raise InputError(run.path, f"no mesh written: {m.get('mesh_error') or 'the export produced no file'}",
+    if a.resolution is not None and not 16 <= a.resolution <= 2048:
+        raise InputError(f"--resolution {a.resolution}", "must be between 16 and 2048", "e.g. --resolution 256")
+    model = load(a.run, a.device)
+    out = Path(a.mesh)
+    if a.via == "bsp":
+        from fieldfit.methods.bsp.proxy import export_via_bsp
+        from fieldfit.trainer import Budget
+
+        budget = Budget.of(a.time_budget, a.steps, 120.0)
+        m = export_via_bsp(model, out, convexes=a.convexes, budget=budget)
+    else:
+        m = model.export_mesh(out, a.resolution)
+    if m.get("mesh_error") or not out.is_file():  # e.g. a radiance field with no density yet
+        raise InputError(model.run.path, f"no mesh written: {m.get('mesh_error') or 'the export produced no file'}",
                          "train longer (--time-budget / --steps)")
-    print(f"wrote {a.mesh}: " + ", ".join(f"{k} {v}" for k, v in m.items() if k in ("faces", "watertight", "iou", "chamfer_l2")))
+    keys = ("faces", "watertight", "euler", "iou", "chamfer_l2")
+    print(f"wrote {out}: " + ", ".join(f"{k} {m[k]}" for k in keys if k in m))
     return 0
 
 
-def cmd_simple(name, argv) -> int:
-    from .registry import get_method
-    from .runs import Run
+def cmd_render(argv) -> int:
+    from .api import load
 
-    p = argparse.ArgumentParser(prog=f"fieldfit {name}")
+    p = argparse.ArgumentParser(prog="fieldfit render", description="Render a camera path of a run to a video.")
     p.add_argument("run")
     p.add_argument("--device", default="auto")
-    if name == "render":
-        p.add_argument("--path", default="orbit", choices=("orbit", "spiral", "test"))
-        p.add_argument("--out", required=True)
-        p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--path", default="orbit", choices=("orbit", "spiral", "test"))
+    p.add_argument("--out", required=True, help=".mp4 / .gif, or a folder for PNG frames")
+    p.add_argument("--frames", type=int, default=60)
     a = p.parse_args(argv)
-    run = Run.open(a.run)
-    method = get_method(run.config().get("method", "rbf"))
-    opts = {"device": resolve_device(a.device)}
-    if name == "eval":
-        fn = getattr(method, "evaluate", None)
-        if fn is None:
-            raise InputError(run.path, "this run cannot be re-evaluated yet")
-        print(_summary(fn(run, opts)))
-        return 0
-    task = run.config().get("task")
-    if task == "sdf":  # shapes: a turntable of the viewer's picture (the shaded surface, the convexes)
+    if a.frames < 1:
+        raise InputError(f"--frames {a.frames}", "must be >= 1", "e.g. --frames 60")
+    model = load(a.run, a.device)
+    if model.task == "sdf":  # shapes: a turntable of the viewer's picture (the shaded surface, the convexes)
         from fieldfit.viewer.turntable import turntable
 
         if a.path != "orbit":
             raise InputError(f"--path {a.path}", "shape runs have no scene cameras", "use --path orbit")
-        written, note = turntable(run, Path(a.out), a.frames, device=opts["device"])
-        print(f"wrote {written}" + (f" ({note})" if note else ""))
-        return 0
-    fn = getattr(method, "render_path", None)
-    if fn is None:
-        raise InputError(run.path, f"a {task} run has no camera path to render")
-    print(f"wrote {fn(run, a.path, Path(a.out), dict(opts, frames=a.frames))}")
+        written, note = turntable(model, Path(a.out), a.frames)
+    else:
+        written, note = model.render_video(a.path, Path(a.out), a.frames)
+    if note:
+        print(note)
+        model.run.log(note, echo=False)
+    print(f"wrote {written}")
+    return 0
+
+
+def cmd_eval(argv) -> int:
+    from .api import load
+
+    p = argparse.ArgumentParser(prog="fieldfit eval", description="Measure a run again from its checkpoint.")
+    p.add_argument("run")
+    p.add_argument("--device", default="auto")
+    a = p.parse_args(argv)
+    print(_summary(load(a.run, a.device).evaluate()))
     return 0
 
 
@@ -233,11 +203,8 @@ def cmd_scenes(argv) -> int:
 
 
 def cmd_view(argv) -> int:
-    try:
-        from fieldfit.viewer.app import main as view_main
-    except ModuleNotFoundError:
-        raise InputError("fieldfit view", "the viewer is not in this version yet",
-                         "render pictures with fieldfit render RUN --path test --out video.mp4") from None
+    from fieldfit.viewer.app import main as view_main
+
     return view_main(argv)
 
 
@@ -255,16 +222,17 @@ def _maybe_tcmalloc(argv) -> None:
         return
 
 
+COMMANDS = {"export": cmd_export, "render": cmd_render, "eval": cmd_eval, "view": cmd_view, "scenes": cmd_scenes}
+
+
 def main(argv=None) -> int:
     from_shell = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if from_shell and argv and argv[0] not in ("-h", "--help", "scenes"):
         _maybe_tcmalloc(argv)
     try:
-        if argv and argv[0] in SUBCOMMANDS:
-            cmd = argv[0]
-            fn = {"export": cmd_export, "scenes": cmd_scenes, "view": cmd_view}.get(cmd)
-            return fn(argv[1:]) if fn else cmd_simple(cmd, argv[1:])
+        if argv and argv[0] in COMMANDS:
+            return COMMANDS[argv[0]](argv[1:])
         return cmd_fit(argv)
     except InputError as e:
         print(f"fieldfit: error: {e}", file=sys.stderr)

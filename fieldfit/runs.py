@@ -17,6 +17,7 @@ import torch
 
 from .errors import InputError
 
+FORMAT = 2  # config.json layout: 2 = typed method configs (the "config" entry)
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.json"
@@ -100,7 +101,7 @@ class Run:
 
     # -- config and metrics -------------------------------------------------
     def write_config(self, config: dict) -> None:
-        write_json(self.path / CONFIG, {**self.header, **config})
+        write_json(self.path / CONFIG, {"format": FORMAT, **self.header, **config})
 
     def config(self) -> dict:
         return read_json(self.path / CONFIG)
@@ -167,7 +168,8 @@ def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
                 tensors[f"optim.{key}"] = v
             else:
                 scalars[key] = float(v)
-    meta = {"optim_scalars": scalars, "optim_groups": [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]}
+    meta = {"optim_scalars": scalars,
+            "optim_groups": [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]}
     return tensors, meta
 
 
@@ -182,7 +184,7 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> 
             pid, name = key[len("optim."):].split(".", 1)
             state.setdefault(int(pid), {})[name] = val
     groups = meta.get("optim_groups", [])
-    for g, saved in zip(sd["param_groups"], groups):
+    for g, saved in zip(sd["param_groups"], groups, strict=False):  # a saved group the optimizer lacks is dropped
         g.update({k: v for k, v in saved.items() if k in g})
     sd["state"] = state
     opt.load_state_dict(sd)
@@ -192,3 +194,25 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> 
             for name, v in st.items():
                 if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
                     st[name] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+
+
+def model_state(model: torch.nn.Module, opt: torch.optim.Optimizer | None):
+    """(tensors, meta) for Run.save_checkpoint: weights under 'model.', optimizer under 'optim.'."""
+
+    def state():
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        meta = {}
+        if opt is not None:
+            t, meta = optimizer_tensors(opt)
+            tensors.update(t)
+        return tensors, meta
+
+    return state
+
+
+def load_model(run: Run, model: torch.nn.Module, device="cpu") -> dict:
+    tensors, meta = run.load_checkpoint(device)
+    sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(sd)
+    meta["_tensors"] = tensors
+    return meta

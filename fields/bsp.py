@@ -40,7 +40,7 @@ T_THRESHOLD = 0.5  # plane i bounds convex j when T_ij > 0.5 (paper: 0.01; see a
 
 
 @dataclass
-class BSPConfig:
+class BSPFieldConfig:
     dim: int = 3
     planes: int = 512
     convexes: int = 64
@@ -49,7 +49,7 @@ class BSPConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BSPConfig":
+    def from_dict(cls, d: dict) -> "BSPFieldConfig":
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
@@ -79,7 +79,7 @@ def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 10) -> 
 class BSPField(nn.Module):
     """Planes (normals [P,D], offsets [P]), plane-to-convex matrix T [P,K] and union weights W [K]."""
 
-    def __init__(self, cfg: BSPConfig):
+    def __init__(self, cfg: BSPFieldConfig):
         super().__init__()
         self.cfg = cfg
         p, k, d = cfg.planes, cfg.convexes, cfg.dim

@@ -6,7 +6,7 @@ Notation: M primitives of one voxel size s, each a deformed level-1 icosphere (4
     V_m = c_m + delta_m + r_s (T + Dec(z_m / |z_m|)),   r_s = s sqrt(3) / 2 (voxel circumradius)
 
 with T the unit template, z_m in R^8 a latent, delta_m a centre offset, Dec a frozen decoder
-(``MeshDecoder``, trained by fieldfit itself: ``fieldfit.methods.dnmp_ae``). Every vertex carries a
+(``MeshDecoder``, trained by fieldfit itself: ``fieldfit.methods.dnmp.autoencoder``). Every vertex carries a
 learnable feature; ``Shader`` maps an interpolated feature (and the view direction, with the
 interpolated normal) to an opacity and a colour. ``Background`` is a colour per direction.
 
@@ -20,6 +20,7 @@ import math
 import torch
 from torch import nn
 
+from .components.mlp import mlp
 from .components.sh import sh_colour, sh_count
 
 LATENT = 8
@@ -51,29 +52,12 @@ def icosphere() -> tuple[torch.Tensor, torch.Tensor]:
     return vt / vt.norm(dim=-1, keepdim=True), torch.tensor(faces, dtype=torch.int64)
 
 
-def position_encoding(x: torch.Tensor, freqs: int) -> torch.Tensor:
-    """[N,3] positions (about [-1,1]) -> [N, 3 + 6 freqs]: x, sin(2^k pi x), cos(2^k pi x), k < freqs."""
-    out = [x]
-    for k in range(freqs):
-        out += [torch.sin(2.0**k * math.pi * x), torch.cos(2.0**k * math.pi * x)]
-    return torch.cat(out, -1)
-
-
-def _mlp(sizes: list[int], last_act: bool = False) -> nn.Sequential:
-    layers = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2 or last_act:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
 class MeshDecoder(nn.Module):
     """z [N,8] (normalised here) -> vertex offsets [N,42,3] from the unit icosphere."""
 
     def __init__(self, hidden: int = 128):
         super().__init__()
-        self.net = _mlp([LATENT, hidden, hidden, 42 * 3])
+        self.net = mlp([LATENT, hidden, hidden, 42 * 3])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         z = z / z.norm(dim=-1, keepdim=True).clamp_min(1e-8)
@@ -85,7 +69,7 @@ class MeshEncoder(nn.Module):
 
     def __init__(self, hidden: int = 128):
         super().__init__()
-        self.net = _mlp([42, hidden, hidden, LATENT])
+        self.net = mlp([42, hidden, hidden, LATENT])
 
     def forward(self, radii: torch.Tensor) -> torch.Tensor:
         z = self.net(radii)
@@ -145,12 +129,12 @@ class Shader(nn.Module):
     def __init__(self, feat_dim: int = 16, hidden: int = 64, sh_degree: int | None = None, rim: bool = False):
         super().__init__()
         self.sh_degree, self.rim = sh_degree, bool(rim)
-        self.trunk = _mlp([feat_dim, hidden, hidden], last_act=True)
+        self.trunk = mlp([feat_dim, hidden, hidden], last_activation=True)
         self.alpha = nn.Linear(hidden + self.rim, 1)
         if sh_degree is None:
-            self.colour = _mlp([hidden + 9 + 3, hidden, 3])
+            self.colour = mlp([hidden + 9 + 3, hidden, 3])
         else:
-            self.colour = _mlp([hidden + 3, hidden, 3 * sh_count(sh_degree)])
+            self.colour = mlp([hidden + 3, hidden, 3 * sh_count(sh_degree)])
         nn.init.constant_(self.alpha.bias, 1.0)
 
     def opacity(self, h, facing=None):
@@ -172,11 +156,11 @@ class Background(nn.Module):
 
     def __init__(self, hidden: int = 32):
         super().__init__()
-        self.net = _mlp([9, hidden, 3])
+        self.net = mlp([9, hidden, 3])
 
     def forward(self, dirs):
         return torch.sigmoid(self.net(dir_encoding(dirs)))
 
 
 __all__ = ["Background", "LATENT", "MeshDecoder", "MeshEncoder", "PrimitiveLevel", "Shader", "dir_encoding",
-           "icosphere", "position_encoding", "vertex_normals"]
+           "icosphere", "vertex_normals"]

@@ -148,7 +148,11 @@ def signed_distance(points, vertices, faces) -> np.ndarray:
         [N] float64 signed distances, same units as the vertices.
 
     Examples:
-        >>> sd = signed_distance(np.zeros((1, 3)), sphere.vertices, sphere.faces)  # ~ -radius
+        >>> import trimesh
+        >>> ball = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
+        >>> sd = signed_distance(np.zeros((1, 3)), ball.vertices, ball.faces)  # about -radius
+        >>> bool(-0.5 < sd[0] < -0.49)
+        True
     """
     dist = Distance(vertices, faces)(points)
     w = WindingNumber(vertices, faces)(points)

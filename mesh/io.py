@@ -111,8 +111,12 @@ def load_mesh(path) -> LoadedMesh:
             face indices out of range, NaN/Inf coordinates. The message names the file.
 
     Examples:
-        >>> m = load_mesh("bunny.obj")
-        >>> m.watertight, m.diagnostics
+        >>> import tempfile, trimesh
+        >>> path = tempfile.mkdtemp() + "/box.obj"
+        >>> _ = trimesh.creation.box().export(path)
+        >>> m = load_mesh(path)
+        >>> m.watertight, m.euler, len(m.faces)
+        (True, 2, 12)
     """
     p = Path(path)
     if not p.exists():

@@ -107,7 +107,11 @@ def sdf_training_set(vertices, faces, n: int, rng=None, surface_frac: float = 0.
         (points [n,3] float32, sdf [n] float32).
 
     Examples:
-        >>> pts, sdf = sdf_training_set(v_unit, f, 1_000_000, np.random.default_rng(0))
+        >>> import trimesh
+        >>> ball = trimesh.creation.icosphere(subdivisions=2, radius=0.5)
+        >>> pts, sdf = sdf_training_set(ball.vertices, ball.faces, 1000, np.random.default_rng(0))
+        >>> pts.shape, sdf.shape, bool((np.abs(np.linalg.norm(pts, axis=1) - 0.5 - sdf) < 0.01).mean() > 0.95)
+        ((1000, 3), (1000,), True)
     """
     if not 0.0 <= surface_frac <= 1.0:
         raise ValueError(f"surface_frac must be in [0, 1], got {surface_frac}")

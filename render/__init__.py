@@ -1,15 +1,27 @@
-"""fieldfit.render: cameras and rays, samplers/estimators, volume compositing, image metrics.
+"""fieldfit.render: the one renderer every method and the viewer draw through.
 
-Takes plain tensors and knows nothing of the field it draws or of scenes.
+- ``camera``: the one camera type (pose, intrinsics, distortion), look-at helpers, frustum bounds;
+- ``rays``: rays of pixels, lens distortion, NDC (``NDCParams``), ray-box intersection;
+- ``samples``: packed ray samples (``RaySamples``), the one type every sampler returns;
+- ``estimators`` (occupancy grid, uniform) and ``samplers`` (ProNeRF's projection-aware sampler);
+- ``termination``: the one early-termination rule; ``march``: the packed / rounds / fused marchers;
+- ``volrend``: compositing; ``losses``: regularisers on packed weights;
+- ``raster``: the K-buffer triangle rasterizer (DNMP and the viewer's mesh views);
+- ``paths`` (orbit, spiral) and ``video`` (writing frames); ``metrics`` (PSNR, SSIM, LPIPS).
+
+It takes fields through the contracts of ``fieldfit.fields.base`` and knows nothing of scenes or methods.
 """
 
+from .camera import Camera, frusta_bounds, look_at, look_at_centre, mean_up
 from .estimators import OccupancyGrid, UniformSampler
 from .metrics import lpips_fn, psnr, ssim
-from .rays import distort, image_rays, ndc_rays, pixel_rays, ray_aabb, undistort
+from .rays import NDCParams, distort, image_rays, ndc_rays, ndc_to_world, pixel_rays, ray_aabb, undistort
 from .samples import RaySamples
 from .volrend import RenderOutput, composite, composite_alpha
 
 __all__ = [
+    "Camera",
+    "NDCParams",
     "OccupancyGrid",
     "RaySamples",
     "RenderOutput",
@@ -17,9 +29,14 @@ __all__ = [
     "composite",
     "composite_alpha",
     "distort",
+    "frusta_bounds",
     "image_rays",
+    "look_at",
+    "look_at_centre",
     "lpips_fn",
+    "mean_up",
     "ndc_rays",
+    "ndc_to_world",
     "pixel_rays",
     "psnr",
     "ray_aabb",

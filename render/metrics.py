@@ -6,11 +6,14 @@ metrics return Python floats and are computed in float64 without gradient.
 
 import math
 
+import numpy as np
 import torch
 
 
 def _as64(x) -> torch.Tensor:
-    return torch.as_tensor(x).detach().to(torch.float64)
+    if not torch.is_tensor(x):
+        x = torch.from_numpy(np.array(x, dtype=np.float64))  # copies: read-only arrays are fine
+    return x.detach().to(torch.float64)
 
 
 def psnr(pred, target, max_val: float = 1.0) -> float:
@@ -24,6 +27,11 @@ def psnr(pred, target, max_val: float = 1.0) -> float:
         raise ValueError(f"psnr: pred {tuple(p.shape)} and target {tuple(t.shape)} differ")
     mse = float(((p - t) ** 2).mean())
     return math.inf if mse == 0.0 else 10.0 * math.log10(max_val * max_val / mse)
+
+
+def psnr_from_mse(mse: float, max_val: float = 1.0) -> float:
+    """PSNR of a mean squared error: 10 log10(max_val^2 / mse); inf for mse 0."""
+    return math.inf if mse <= 0 else 10.0 * math.log10(max_val * max_val / mse)
 
 
 def _gaussian_window(sigma: float, truncate: float = 3.5) -> torch.Tensor:
@@ -90,7 +98,7 @@ def lpips_fn(net: str = "alex", device=None):
     (net, device) and cached.
     """
     try:
-        import lpips  # noqa: PLC0415 (optional dependency, lazy on purpose)
+        import lpips  # noqa: PLC0415 - optional dependency, lazy on purpose
     except ImportError:
         return None
     key = (net, str(device))

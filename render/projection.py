@@ -16,21 +16,6 @@ import torch.nn.functional as F
 from .rays import distort
 
 
-def ndc_to_world(x: torch.Tensor, fx: float, fy: float, width: int, height: int, near: float = 1.0) -> torch.Tensor:
-    """NDC points [...,3] -> the world frame of ``render.ndc_rays`` (its exact inverse map).
-
-    z_ndc = 1 + 2 near / z  ->  z = 2 near / (z_ndc - 1);  x = -x_ndc z / (2 fx / W), y likewise.
-    z_ndc is capped just below 1 (z_ndc = 1 is infinitely far). Differentiable.
-
-    Examples:
-        >>> ndc_to_world(torch.tensor([[0.0, 0.0, -1.0]]), 100.0, 100.0, 200, 200).tolist()
-        [[0.0, 0.0, -1.0]]
-    """
-    zn = x[..., 2].clamp(max=1.0 - 1e-6)
-    z = 2.0 * near / (zn - 1.0)
-    return torch.stack([-x[..., 0] * z * width / (2.0 * fx), -x[..., 1] * z * height / (2.0 * fy), z], dim=-1)
-
-
 def project(x: torch.Tensor, c2w: torch.Tensor, fx, fy, cx, cy, dist=None):
     """World points x [M,3] -> (pixel positions [M,2] (x right, y down), depth in front [M]).
 
@@ -95,4 +80,4 @@ def fill_invalid(colours: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.where(valid[..., None], colours, mean.expand_as(colours))
 
 
-__all__ = ["fill_invalid", "gather_colours", "ndc_to_world", "project"]
+__all__ = ["fill_invalid", "gather_colours", "project"]

@@ -23,30 +23,9 @@ from dataclasses import dataclass
 
 import torch
 
-from fieldfit.cuda.raster import raster_faces
+from fieldfit.cuda import raster_faces
 
-
-@dataclass
-class PinholeCamera:
-    """An OpenGL pinhole camera: c2w [3,4] (tensor or array), intrinsics in pixels, image size."""
-
-    c2w: torch.Tensor
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
-
-    def crop(self, x0: int, y0: int, width: int, height: int) -> "PinholeCamera":
-        """The camera of the window [x0, x0+width) x [y0, y0+height) of this image."""
-        return PinholeCamera(self.c2w, self.fx, self.fy, self.cx - x0, self.cy - y0, width, height)
-
-    @classmethod
-    def of_frame(cls, frame) -> "PinholeCamera":
-        """The camera of a scenes.Frame (lens distortion is ignored)."""
-        return cls(torch.as_tensor(frame.c2w, dtype=torch.float64), float(frame.fx), float(frame.fy),
-                   float(frame.cx), float(frame.cy), int(frame.width), int(frame.height))
+from .camera import Camera
 
 
 @dataclass
@@ -64,7 +43,7 @@ class Fragments:
         return self.face >= 0
 
 
-def project(verts: torch.Tensor, cam: PinholeCamera) -> torch.Tensor:
+def project(verts: torch.Tensor, cam: Camera) -> torch.Tensor:
     """World vertices [V,3] -> [V,3] (pixel x, pixel y (down), camera depth z); differentiable."""
     c2w = torch.as_tensor(cam.c2w, device=verts.device).to(verts.dtype)
     local = (verts - c2w[:, 3]) @ c2w[:, :3]
@@ -79,9 +58,12 @@ def barycentrics(screen: torch.Tensor, faces: torch.Tensor, face_ids: torch.Tens
     screen: [V,3] projected vertices (``project``); differentiable in it. Empty layers: bary 0, depth inf.
     """
     p, k = face_ids.shape
-    hit = face_ids >= 0
-    pix = torch.arange(p, device=face_ids.device)[:, None].expand(p, k)[hit]
-    tri = screen[faces[face_ids[hit]]]  # [N,3,3]
+    # the (pixel, layer) slots that hold a face, found once (each boolean-mask index of a [P,K] tensor is a pass
+    # over the whole image: several of them cost more than the rest of a one-layer frame on a CPU)
+    slot = (face_ids.reshape(-1) >= 0).nonzero().squeeze(-1)
+    pix = torch.div(slot, k, rounding_mode="floor")
+    tri = screen.index_select(0, faces.index_select(0, face_ids.reshape(-1).index_select(0, slot)).reshape(-1))
+    tri = tri.reshape(-1, 3, 3)  # [N,3,3]
     px = (pix % width).to(screen.dtype) + 0.5
     py = torch.div(pix, width, rounding_mode="floor").to(screen.dtype) + 0.5
     x, y, z = tri[..., 0], tri[..., 1], tri[..., 2]
@@ -93,14 +75,13 @@ def barycentrics(screen: torch.Tensor, faces: torch.Tensor, face_ids: torch.Tens
     w = w / w.sum(-1, keepdim=True)
     q = w / z
     s = q.sum(-1, keepdim=True)
-    bary = torch.zeros(p, k, 3, dtype=screen.dtype, device=screen.device)
-    depth = torch.full((p, k), float("inf"), dtype=screen.dtype, device=screen.device)
-    bary = bary.index_put((hit,), q / s)
-    depth = depth.index_put((hit,), 1.0 / s.squeeze(-1))
-    return bary, depth
+    bary = torch.zeros(p * k, 3, dtype=screen.dtype, device=screen.device).index_copy(0, slot, q / s)
+    depth = torch.full((p * k,), float("inf"), dtype=screen.dtype, device=screen.device)
+    depth = depth.index_copy(0, slot, 1.0 / s.squeeze(-1))
+    return bary.reshape(p, k, 3), depth.reshape(p, k)
 
 
-def rasterize(verts: torch.Tensor, faces: torch.Tensor, cam: PinholeCamera, k: int = 1, near: float = 1e-3,
+def rasterize(verts: torch.Tensor, faces: torch.Tensor, cam: Camera, k: int = 1, near: float = 1e-3,
               cull_back: bool = False) -> Fragments:
     """Rasterize a triangle mesh: the K nearest faces at every pixel centre, depth-sorted.
 
@@ -116,7 +97,7 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, cam: PinholeCamera, k: i
         Fragments over P = H*W pixels (row-major).
 
     Examples:
-        >>> cam = PinholeCamera(torch.eye(3, 4), 2.0, 2.0, 1.0, 1.0, 2, 2)
+        >>> cam = Camera(torch.eye(3, 4), 2.0, 2.0, 1.0, 1.0, 2, 2)
         >>> v = torch.tensor([[-5.0, -5.0, -1.0], [5.0, -5.0, -1.0], [0.0, 5.0, -1.0]])
         >>> rasterize(v, torch.tensor([[0, 1, 2]]), cam).face.reshape(-1).tolist()
         [0, 0, 0, 0]
@@ -157,4 +138,4 @@ def interpolate(attrs: torch.Tensor, faces: torch.Tensor, frags: Fragments) -> t
     return out.index_put((hit,), interpolate_packed(attrs, faces, frags.face[hit], frags.bary[hit]))
 
 
-__all__ = ["Fragments", "PinholeCamera", "barycentrics", "interpolate", "interpolate_packed", "project", "rasterize"]
+__all__ = ["Fragments", "barycentrics", "interpolate", "interpolate_packed", "project", "rasterize"]

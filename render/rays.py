@@ -20,9 +20,11 @@ Conventions:
   the camera centre (not z-depth: z = t * cos of the angle to the optical axis).
 """
 
+from dataclasses import dataclass
+
 import torch
 
-from fieldfit.cuda._torch_ref import ray_box_ref
+from fieldfit.cuda import ray_box
 
 
 def _dist_coeffs(dist: torch.Tensor, like: torch.Tensor):
@@ -208,4 +210,47 @@ def ray_aabb(origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor):
         the origin or merely touched is a miss). On a miss t_near = t_far = 0.
         Axis-parallel rays are handled (a zero component never produces NaN).
     """
-    return ray_box_ref(origins, dirs, aabb)  # fieldfit.cuda's reference: ray_setup's kernel computes the same
+    return ray_box(origins, dirs, aabb)  # fieldfit.cuda's reference: ray_setup's kernel computes the same
+
+
+def ndc_to_world(x: torch.Tensor, fx: float, fy: float, width: int, height: int, near: float = 1.0,
+                 far: float | None = None) -> torch.Tensor:
+    """NDC points [...,3] -> the world frame of ``ndc_rays`` (its exact inverse map).
+
+    z_ndc = 1 + 2 near / z  ->  z = 2 near / (z_ndc - 1);  x = -x_ndc z / (2 fx / W), y likewise.
+    z_ndc is capped below 1 (z_ndc = 1 is infinitely far): at 1 - 1e-6, or where the depth reaches ``far``
+    when given. Differentiable.
+
+    Examples:
+        >>> ndc_to_world(torch.tensor([[0.0, 0.0, -1.0]]), 100.0, 100.0, 200, 200).tolist()
+        [[0.0, 0.0, -1.0]]
+    """
+    cap = 1.0 - 1e-6 if far is None else 1.0 - 2.0 * near / far
+    zn = x[..., 2].clamp(max=cap)
+    z = 2.0 * near / (zn - 1.0)
+    return torch.stack([-x[..., 0] * z * width / (2.0 * fx), -x[..., 1] * z * height / (2.0 * fy), z], dim=-1)
+
+
+@dataclass(frozen=True)
+class NDCParams:
+    """What maps rays to LLFF normalised device coordinates (NeRF's ndc_rays) and back.
+
+    Sizes/focals are those of the scene's (downscaled) images; the projection only uses the ratios
+    fx/width, fy/height, so they are resolution independent. Rays are first moved to the plane
+    z = -near_plane in the scene's world coordinates.
+    """
+
+    fx: float
+    fy: float
+    width: int
+    height: int
+    near_plane: float = 1.0
+
+    def rays(self, origins: torch.Tensor, dirs: torch.Tensor):
+        """World rays [N,3] -> NDC rays with unit directions (t is then distance inside the NDC cube)."""
+        o, d = ndc_rays(origins, dirs, self.height, self.width, self.fx, self.near_plane)
+        return o, d / d.norm(dim=-1, keepdim=True)
+
+    def to_world(self, x: torch.Tensor, far: float | None = None) -> torch.Tensor:
+        """NDC points [...,3] -> world points (``ndc_to_world``)."""
+        return ndc_to_world(x, self.fx, self.fy, self.width, self.height, self.near_plane, far)

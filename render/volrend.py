@@ -64,7 +64,8 @@ def _accumulate(weights, values, samples: RaySamples, background) -> RenderOutpu
     dtype = torch.promote_types(weights.dtype, values.dtype)
     rgb = torch.zeros(n_rays, c, dtype=dtype, device=values.device).index_add(0, ri, weights[:, None] * values)
     opacity = torch.zeros(n_rays, dtype=weights.dtype, device=weights.device).index_add(0, ri, weights)
-    depth = torch.zeros(n_rays, dtype=weights.dtype, device=weights.device).index_add(0, ri, weights * samples.t_mids.to(weights.dtype))
+    depth = torch.zeros(n_rays, dtype=weights.dtype,
+                        device=weights.device).index_add(0, ri, weights * samples.t_mids.to(weights.dtype))
     if background is not None:
         bg = torch.as_tensor(background, dtype=dtype, device=values.device)
         if bg.shape not in ((c,), (n_rays, c)):
@@ -111,7 +112,8 @@ def composite(
         sigmas = torch.relu(sigmas + sigma_add)
     if alpha_mul is None:
         s = samples
-        weights, trans = _composite_packed(sigmas, s.t_starts.to(sigmas.dtype), s.t_ends.to(sigmas.dtype), s.ray_indices, s.n_rays)
+        weights, trans = _composite_packed(sigmas, s.t_starts.to(sigmas.dtype), s.t_ends.to(sigmas.dtype),
+                                           s.ray_indices, s.n_rays)
     else:
         _check("alpha_mul", alpha_mul, n, 1)
         alphas = (torch.relu(alpha_mul) * (1.0 - torch.exp(-torch.relu(sigmas) * samples.deltas))).clamp(max=1.0)

@@ -3,18 +3,16 @@
 Knows nothing of fields or renderers. See ``base`` for the camera / image conventions.
 """
 
-from .base import Frame, NDCParams, Scene
+from .base import Frame, Scene
 from .blender import load_blender
-from .detect import bounds_from_frusta, load_scene
+from .detect import load_scene
 from .llff import load_llff
 from .nerfstudio import load_nerfstudio
 from .procedural import make_builtin_radiance_scene
 
 __all__ = [
     "Frame",
-    "NDCParams",
     "Scene",
-    "bounds_from_frusta",
     "load_blender",
     "load_llff",
     "load_nerfstudio",

@@ -105,7 +105,7 @@ def read_image(path: Path, source: Path, desc: str) -> np.ndarray:
         import imageio.v3 as iio
 
         arr = np.asarray(iio.imread(path))
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - any decoder failure is a user-file problem
         raise InputError(source, f"{desc}: cannot decode image {path}: {e}",
                          "replace the file with a valid PNG/JPEG") from None
     if arr.ndim == 2:
@@ -169,7 +169,8 @@ def number(value, source: Path, desc: str, key: str, positive: bool = False) -> 
     except (TypeError, ValueError):
         raise InputError(source, f"{desc}: '{key}' is not a number ({value!r})", "fix the json") from None
     if not math.isfinite(v) or (positive and v <= 0):
-        raise InputError(source, f"{desc}: '{key}' must be a finite{' positive' if positive else ''} number, got {value!r}",
+        raise InputError(source,
+                         f"{desc}: '{key}' must be a finite{' positive' if positive else ''} number, got {value!r}",
                          "fix the json")
     return v
 

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from fieldfit.errors import InputError
+from fieldfit.render.camera import Camera
 
 from ._io import check_c2w, frame_desc, image_header, number, resolve_image_path
 from .base import Frame
@@ -42,7 +43,8 @@ def frames_from_transforms(meta: dict, source: Path, root: Path, index_offset: i
     """
     raw = meta.get("frames")
     if not isinstance(raw, list):
-        raise InputError(source, "no 'frames' list", "a transforms file needs a 'frames' list of {file_path, transform_matrix}")
+        raise InputError(source, "no 'frames' list",
+                         "a transforms file needs a 'frames' list of {file_path, transform_matrix}")
     frames: list[Frame] = []
     first_alpha = False
     ref_size = None
@@ -51,15 +53,17 @@ def frames_from_transforms(meta: dict, source: Path, root: Path, index_offset: i
         fp = fm.get("file_path") if isinstance(fm, dict) else None
         desc = frame_desc(idx, fp)
         if not isinstance(fm, dict):
-            raise InputError(source, f"{desc}: frame entry is not an object", "each frame needs file_path and transform_matrix")
+            raise InputError(source, f"{desc}: frame entry is not an object",
+                             "each frame needs file_path and transform_matrix")
 
-        def get(key, default=None):
+        def get(key, default=None, fm=fm):
             v = fm.get(key)
             return meta.get(key, default) if v is None else v
 
         path = resolve_image_path(root, fp, source, desc)
         if "transform_matrix" not in fm:
-            raise InputError(source, f"{desc}: missing 'transform_matrix'", "give each frame a 4x4 camera-to-world matrix")
+            raise InputError(source, f"{desc}: missing 'transform_matrix'",
+                             "give each frame a 4x4 camera-to-world matrix")
         c2w = check_c2w(fm["transform_matrix"], source, desc)
         iw, ih, alpha = image_header(path, source, desc)
         if j == 0:
@@ -116,6 +120,6 @@ def frames_from_transforms(meta: dict, source: Path, root: Path, index_offset: i
         else:
             model, distortion = "PINHOLE", None
 
-        frames.append(Frame(path=path, width=w, height=h, fx=fx, fy=fy, cx=cx, cy=cy, c2w=c2w,
-                            distortion=distortion, name=frame_name(fp), camera_model=model))
+        camera = Camera(c2w, fx, fy, cx, cy, w, h, distortion=distortion, model=model)
+        frames.append(Frame(camera, path=path, name=frame_name(fp)))
     return frames, first_alpha

@@ -2,15 +2,10 @@
 
 Conventions
 -----------
-* ``Frame.c2w`` is camera-to-world [3, 4] float64 in the OpenGL / NeRF convention: camera x right,
-  y up, looking along -z. A pixel (u, v) (u right, v down, pixel centres at integer + 0.5) has the
-  camera-space direction ((u - cx) / fx, -(v - cy) / fy, -1).
-* ``Frame.width/height/fx/fy/cx/cy`` describe the image that ``Scene.image`` returns, i.e. after
-  ``Scene.downscale`` (sizes floor(W / N), intrinsics / N: exact for N x N area averaging).
-* ``Frame.distortion`` is (k1, k2, k3, k4, p1, p2) on normalised coordinates (unchanged by
-  downscaling) or None for a pinhole camera; ``Frame.camera_model`` says how to read it:
-  'OPENCV' (radial k1..k4 as k1 r^2 + k2 r^4 + k3 r^6 + k4 r^8, tangential p1 p2) or
-  'OPENCV_FISHEYE' (equidistant, theta polynomial k1..k4, p1 = p2 = 0).
+* ``Frame.camera`` is a ``render.camera.Camera`` (its module doc has the conventions: OpenGL
+  camera-to-world, pixel centres at +0.5, lens distortion and camera model). Its size and intrinsics
+  describe the image that ``Scene.image`` returns, i.e. after ``Scene.downscale`` (sizes floor(W / N),
+  intrinsics / N: exact for N x N area averaging); distortion is unchanged by downscaling.
 * Images are decoded lazily and kept in a host-memory LRU cache (``cache_bytes``); nothing is
   pushed to a GPU here. RGBA images are stored premultiplied so that area downscaling and
   compositing on ``background`` commute exactly.
@@ -26,60 +21,25 @@ from pathlib import Path
 import numpy as np
 
 from fieldfit.errors import InputError
+from fieldfit.render.camera import Camera
+from fieldfit.render.rays import NDCParams
 
 from ._io import area_downscale, frame_desc, read_image
 
 SCENE_KINDS = ("blender", "nerfstudio", "llff", "builtin")
-CAMERA_MODELS = ("PINHOLE", "OPENCV", "OPENCV_FISHEYE")
 
 
 @dataclass(eq=False)
 class Frame:
-    """One posed image. Sizes and intrinsics are those of the (downscaled) image the scene returns."""
+    """One posed image: its camera (sizes and intrinsics of the image the scene returns) and its file."""
 
-    path: Path | None
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    c2w: np.ndarray  # float64 [3, 4], OpenGL camera-to-world
-    distortion: np.ndarray | None = None  # [6] (k1, k2, k3, k4, p1, p2)
+    camera: Camera
+    path: Path | None = None
     name: str = ""
-    camera_model: str = "PINHOLE"
-
-    @property
-    def K(self) -> np.ndarray:
-        """3x3 intrinsic matrix (pixel centres at +0.5 convention, see module doc)."""
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-
-    @property
-    def position(self) -> np.ndarray:
-        return self.c2w[:, 3].copy()
 
     def scaled(self, n: int) -> "Frame":
-        """The frame seen through an n x n area downscale: sizes floor(W/n), intrinsics / n."""
-        if n == 1:
-            return self
-        return replace(self, width=self.width // n, height=self.height // n, fx=self.fx / n,
-                       fy=self.fy / n, cx=self.cx / n, cy=self.cy / n)
-
-
-@dataclass(frozen=True)
-class NDCParams:
-    """What a renderer needs to map rays to LLFF normalised device coordinates (NeRF's ndc_rays).
-
-    Sizes/focals are those of the scene's (downscaled) images; the projection only uses the
-    ratios fx/width, fy/height, so they are resolution independent. Rays are first moved to the
-    plane z = -near_plane in scene world coordinates.
-    """
-
-    fx: float
-    fy: float
-    width: int
-    height: int
-    near_plane: float = 1.0
+        """The frame seen through an n x n area downscale (``Camera.scaled``)."""
+        return self if n == 1 else replace(self, camera=self.camera.scaled(n))
 
 
 @dataclass(eq=False)
@@ -155,7 +115,12 @@ class Scene:
     @property
     def c2w(self) -> np.ndarray:
         """All camera-to-world matrices, float64 [N, 3, 4]."""
-        return np.stack([f.c2w for f in self.frames]) if self.frames else np.zeros((0, 3, 4))
+        return np.stack([f.camera.c2w for f in self.frames]) if self.frames else np.zeros((0, 3, 4))
+
+    def cameras(self, split: str | None = None) -> list[Camera]:
+        """The cameras of ``split`` (every frame's when None), in split order."""
+        ids = range(len(self.frames)) if split is None else self.split(split)
+        return [self.frames[i].camera for i in ids]
 
     def image(self, i: int) -> np.ndarray:
         """float32 [H, W, 3] in [0, 1]; images with alpha are composited on ``background``
@@ -211,9 +176,10 @@ class Scene:
         n = self.downscale
         img = read_image(Path(f.path), source, desc)
         h, w = img.shape[:2]
-        if w // n != f.width or h // n != f.height:
+        cam = f.camera
+        if w // n != cam.width or h // n != cam.height:
             raise InputError(source, f"{desc}: image {f.path} is {w}x{h} but the scene declares "
-                             f"{f.width * n}x{f.height * n}",
+                             f"{cam.width * n}x{cam.height * n}",
                              "restore the original image or fix w/h in the scene file")
         c = img.shape[2]
         if c in (2, 4):
@@ -233,7 +199,8 @@ class Scene:
 def scale_frames(frames: list[Frame], n: int, source) -> list[Frame]:
     """Frames as seen through an n x n area downscale; InputError when an image would vanish."""
     for i, f in enumerate(frames):
-        if f.width // n < 1 or f.height // n < 1:
-            raise InputError(source, f"{frame_desc(i, f.name)}: image {f.width}x{f.height} is smaller than downscale {n}",
+        if f.camera.width // n < 1 or f.camera.height // n < 1:
+            raise InputError(source, f"{frame_desc(i, f.name)}: image {f.camera.width}x{f.camera.height} is "
+                             f"smaller than downscale {n}",
                              "use a smaller downscale")
     return [f.scaled(n) for f in frames]

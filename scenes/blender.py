@@ -52,9 +52,10 @@ def load_blender(root, downscale: int = 1) -> Scene:
         fr, a = frames_from_transforms(meta, js, root, index_offset=len(frames), same_size=True)
         if not frames:
             alpha = a
-        if frames and fr and (fr[0].width, fr[0].height) != (frames[0].width, frames[0].height):
-            raise InputError(js, f"images are {fr[0].width}x{fr[0].height} but the train images are "
-                             f"{frames[0].width}x{frames[0].height}", "use one image size for all splits")
+        size = (frames[0].camera.width, frames[0].camera.height) if frames else None
+        if frames and fr and (fr[0].camera.width, fr[0].camera.height) != size:
+            raise InputError(js, f"images are {fr[0].camera.width}x{fr[0].camera.height} but the train images are "
+                             f"{size[0]}x{size[1]}", "use one image size for all splits")
         splits[split] = list(range(len(frames), len(frames) + len(fr)))
         frames.extend(fr)
         sources.append(str(js))
@@ -62,7 +63,8 @@ def load_blender(root, downscale: int = 1) -> Scene:
         raise InputError(train_json, "the 'frames' list is empty", "add frames to the training split")
     if "test" not in splits:
         splits["test"] = list(splits.get("val", []))
-    frame_sources = [s for s, idx in zip(sources, splits.values()) for _ in idx]
+    # a missing test json makes the test split val's copy: one source fewer than splits, the last one unused
+    frame_sources = [s for s, idx in zip(sources, splits.values(), strict=False) for _ in idx]
     frames = scale_frames(frames, downscale, train_json)
     return Scene(
         name=root.resolve().name, root=root, kind="builtin" if builtin else "blender", frames=frames,

@@ -27,6 +27,7 @@ BUILTIN = {
 
 
 # ---- csg: analytic signed distance (negative inside) ---------------------------------------
+CSG_VERSION = 1  # bump when csg_sdf changes: its cached reference mesh is then made again
 def _box(p, half):
     q = np.abs(p) - half
     return np.linalg.norm(np.maximum(q, 0), axis=-1) + np.minimum(q.max(-1), 0)
@@ -56,14 +57,21 @@ def csg_sdf(p: np.ndarray) -> np.ndarray:
 
 
 def csg_reference_mesh(resolution: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """The part as a triangle mesh (marching cubes of the analytic field, for Chamfer)."""
-    from skimage.measure import marching_cubes
+    """The part as a triangle mesh (marching cubes of the analytic field, for Chamfer); made once, then read from
+    fieldfit's cache folder."""
+    from fieldfit.cache import cached_arrays
 
-    lin = np.linspace(-1, 1, resolution, dtype=np.float32)
-    grid = np.stack(np.meshgrid(lin, lin, lin, indexing="ij"), -1)
-    vol = csg_sdf(grid.reshape(-1, 3)).reshape((resolution,) * 3)
-    v, f, _, _ = marching_cubes(vol, 0.0, spacing=(lin[1] - lin[0],) * 3)
-    return (v - 1.0).astype(np.float64), f.astype(np.int64)
+    def make():
+        from skimage.measure import marching_cubes
+
+        lin = np.linspace(-1, 1, resolution, dtype=np.float32)
+        grid = np.stack(np.meshgrid(lin, lin, lin, indexing="ij"), -1)
+        vol = csg_sdf(grid.reshape(-1, 3)).reshape((resolution,) * 3)
+        v, f, _, _ = marching_cubes(vol, 0.0, spacing=(lin[1] - lin[0],) * 3)
+        return {"vertices": (v - 1.0).astype(np.float64), "faces": f.astype(np.int64)}
+
+    mesh = cached_arrays(f"csg_reference_{CSG_VERSION}_{int(resolution)}", make)
+    return mesh["vertices"], mesh["faces"]
 
 
 # ---- rings: procedural image ------------------------------------------------------------
@@ -82,10 +90,12 @@ def rings_image(size: int = 256) -> np.ndarray:
 
 
 def blocks_scene_dir(cache: Path | None = None) -> Path:
-    """Write (once) and return the folder of the built-in radiance scene."""
+    """Write (once, into fieldfit's cache folder) and return the folder of the built-in radiance scene."""
+    from fieldfit.cache import cache_dir
+
     from .procedural import make_builtin_radiance_scene
 
-    root = Path(cache or Path.home() / ".cache" / "fieldfit") / "blocks"
+    root = Path(cache or cache_dir()) / "blocks"
     if not (root / "transforms_train.json").is_file():
         make_builtin_radiance_scene(root)
     return root

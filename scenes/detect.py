@@ -1,10 +1,8 @@
-"""Pick the loader for a folder by the files in it; bounds from camera frusta."""
+"""Pick the loader for a folder by the files in it."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
 
 from fieldfit.errors import InputError
 
@@ -44,25 +42,3 @@ def load_scene(path, downscale: int = 1, test_every: int = 8, **kw):
         return load_llff(p, downscale=downscale, test_every=test_every, **kw)
     raise InputError(p, f"no capture found: looked for {', '.join(LOOKED_FOR)}; folder contains: {list_dir(p)}",
                      "point at a scene folder")
-
-
-def bounds_from_frusta(frames, near: float, far: float) -> np.ndarray:
-    """Axis-aligned box [2, 3] enclosing every camera's view frustum between depths near and far.
-
-    Depth is measured along the camera's viewing axis (-z); the box of a frustum is the box of its
-    8 corners (image corners at near and far), so the result is exact.
-    """
-    if not frames:
-        raise ValueError("bounds_from_frusta needs at least one frame")
-    if not (0 <= near < far):
-        raise ValueError(f"need 0 <= near < far, got near={near}, far={far}")
-    pts = []
-    for f in frames:
-        u = np.array([0.0, f.width, 0.0, f.width])
-        v = np.array([0.0, 0.0, f.height, f.height])
-        d = np.stack([(u - f.cx) / f.fx, -(v - f.cy) / f.fy, -np.ones(4)], axis=1)  # depth-1 points
-        r, t = f.c2w[:, :3], f.c2w[:, 3]
-        for z in (near, far):
-            pts.append((d * z) @ r.T + t)
-    pts = np.concatenate(pts)
-    return np.stack([pts.min(axis=0), pts.max(axis=0)])

@@ -60,7 +60,8 @@ def load_image(path: Path) -> np.ndarray:
     try:
         img = np.asarray(iio.imread(path))
     except Exception as e:  # noqa: BLE001 - any decoder failure is the user's file
-        hint = "install an EXR plugin (pip install imageio[freeimage]) or convert to PNG/TIFF" if path.suffix.lower() == ".exr" else "is the file a valid image?"
+        hint = ("install an EXR plugin (pip install imageio[freeimage]) or convert to PNG/TIFF"
+                if path.suffix.lower() == ".exr" else "is the file a valid image?")
         raise InputError(path, f"cannot decode image ({type(e).__name__}: {e})", hint) from None
     if img.ndim == 3 and img.shape[0] in (1,) and img.shape[-1] not in (1, 3, 4):  # multi-page with one page
         img = img[0]

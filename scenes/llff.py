@@ -21,7 +21,7 @@ Conventions (those of NeRF's ``load_llff_data``):
   cube's sides (fern: x to +-1.44), and a field clipped to the cube cannot colour those pixels;
   ``metadata['world_aabb']`` is a world box from the frusta between the depth bounds.
   ``ndc=False``: world-space marching with near = 0.9 * min bound, far = max bound (NeRF's
-  non-NDC choice) and aabb = bounds_from_frusta(frames, near, far).
+  non-NDC choice) and aabb = frusta_bounds([f.camera for f in frames], near, far).
 * Splits: frame i (sorted file names) is a test view when i % test_every == 0.
 * ``metadata['bounds']``: per-frame [near, far] after rescaling.
 """
@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from fieldfit.errors import InputError
+from fieldfit.render.camera import Camera, frusta_bounds
+from fieldfit.render.rays import NDCParams
 
 from ._io import check_c2w, check_downscale, frame_desc, image_header, list_dir
-from .base import Frame, NDCParams, Scene, scale_frames
-from .detect import bounds_from_frusta
+from .base import Frame, Scene, scale_frames
 
 _IMG_EXT = (".png", ".jpg", ".jpeg")
 
@@ -57,7 +58,7 @@ def load_llff(root, downscale: int = 1, factor: int | None = None, test_every: i
 
     try:
         arr = np.load(npy, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - any load failure is a user-file problem
         raise InputError(npy, f"cannot read: {e}", "regenerate poses_bounds.npy (imgs2poses.py)") from None
     if arr.ndim != 2 or arr.shape[1] != 17 or arr.shape[0] < 1:
         raise InputError(npy, f"expected an N x 17 array, got shape {list(arr.shape)}",
@@ -76,8 +77,8 @@ def load_llff(root, downscale: int = 1, factor: int | None = None, test_every: i
     bounds = arr[:, 15:17].copy()
     if not np.all(np.isfinite(bounds)) or np.any(bounds <= 0):
         bad = int(np.where(~np.all(np.isfinite(bounds) & (bounds > 0), axis=1))[0][0])
-        raise InputError(npy, f"{frame_desc(bad, files[bad].name)}: depth bounds {bounds[bad].tolist()} must be positive and finite",
-                         "regenerate poses_bounds.npy")
+        raise InputError(npy, f"{frame_desc(bad, files[bad].name)}: depth bounds {bounds[bad].tolist()} must be "
+                         "positive and finite", "regenerate poses_bounds.npy")
     c2w = np.zeros((n, 3, 4))
     for i in range(n):
         desc = frame_desc(i, files[i].name)
@@ -86,14 +87,15 @@ def load_llff(root, downscale: int = 1, factor: int | None = None, test_every: i
         c2w[i] = check_c2w(gl, npy, desc)
         h, w, f = poses[i, :, 4]
         if not (np.all(np.isfinite(poses[i, :, 4])) and h > 0 and w > 0 and f > 0):
-            raise InputError(npy, f"{desc}: hwf {poses[i, :, 4].tolist()} must be positive", "regenerate poses_bounds.npy")
+            raise InputError(npy, f"{desc}: hwf {poses[i, :, 4].tolist()} must be positive",
+                             "regenerate poses_bounds.npy")
 
     sizes = [image_header(p, npy, frame_desc(i, p.name)) for i, p in enumerate(files)]
     iw, ih, _ = sizes[0]
     for i, (w_, h_, _) in enumerate(sizes):
         if (w_, h_) != (iw, ih):
-            raise InputError(npy, f"{frame_desc(i, files[i].name)}: image is {w_}x{h_} but {files[0].name} is {iw}x{ih}",
-                             f"all images in {folder.name}/ must have one size")
+            raise InputError(npy, f"{frame_desc(i, files[i].name)}: image is {w_}x{h_} but {files[0].name} is "
+                             f"{iw}x{ih}", f"all images in {folder.name}/ must have one size")
 
     # rescale so the nearest bound is ~1/bd_factor, then recentre on the average pose
     sc = 1.0 if bd_factor is None else 1.0 / (bounds.min() * bd_factor)
@@ -111,10 +113,10 @@ def load_llff(root, downscale: int = 1, factor: int | None = None, test_every: i
         h, w, f = poses[i, :, 4]
         sx, sy = iw / w, ih / h
         if abs(sx / sy - 1.0) > 0.01:
-            raise InputError(npy, f"{frame_desc(i, p.name)}: image is {iw}x{ih} but hwf says {w:g}x{h:g} (aspect differs)",
-                             "use the images poses_bounds.npy was computed for")
-        frames.append(Frame(path=p, width=iw, height=ih, fx=float(f * sx), fy=float(f * sy), cx=iw / 2.0, cy=ih / 2.0,
-                            c2w=np.ascontiguousarray(c2w[i]), distortion=None, name=p.stem))
+            raise InputError(npy, f"{frame_desc(i, p.name)}: image is {iw}x{ih} but hwf says {w:g}x{h:g} "
+                             "(aspect differs)", "use the images poses_bounds.npy was computed for")
+        camera = Camera(np.ascontiguousarray(c2w[i]), float(f * sx), float(f * sy), iw / 2.0, ih / 2.0, iw, ih)
+        frames.append(Frame(camera, path=p, name=p.stem))
     total = downscale * extra
     frames = scale_frames(frames, total, npy)
 
@@ -124,15 +126,15 @@ def load_llff(root, downscale: int = 1, factor: int | None = None, test_every: i
                 "scale": sc, "world_from_input": world_from_input}
     world_near, world_far = 0.9 * float(bounds.min()), float(bounds.max())
     if ndc:
-        metadata["world_aabb"] = bounds_from_frusta(frames, world_near, world_far)
-        f0 = frames[0]
-        ndc_params = NDCParams(fx=float(f0.fx), fy=float(f0.fy), width=int(f0.width), height=int(f0.height), near_plane=1.0)
+        metadata["world_aabb"] = frusta_bounds([f.camera for f in frames], world_near, world_far)
+        c0 = frames[0].camera
+        ndc_params = NDCParams(fx=c0.fx, fy=c0.fy, width=c0.width, height=c0.height, near_plane=1.0)
         aabb = ndc_box(frames, ndc_params)
         near, far = 0.0, 1.0
     else:
         ndc_params = None
         near, far = world_near, world_far
-        aabb = bounds_from_frusta(frames, near, far)
+        aabb = frusta_bounds([f.camera for f in frames], near, far)
     return Scene(name=root.resolve().name, root=root, kind="llff", frames=frames, splits=splits, aabb=aabb,
                  near=near, far=far, background=None, ndc=ndc, downscale=total, has_alpha=False,
                  ndc_params=ndc_params, metadata=metadata)
@@ -146,11 +148,11 @@ def ndc_box(frames, p: NDCParams, margin: float = 0.01) -> np.ndarray:
     """
     ax, ay = 2.0 * p.fx / p.width, 2.0 * p.fy / p.height
     lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
-    for f in frames:
-        u = np.array([0.0, f.width, 0.0, f.width])
-        v = np.array([0.0, 0.0, f.height, f.height])
-        d = np.stack([(u - f.cx) / f.fx, -(v - f.cy) / f.fy, -np.ones(4)], 1) @ f.c2w[:, :3].T
-        o = f.c2w[:, 3] + (-(p.near_plane + f.c2w[2, 3]) / d[:, 2])[:, None] * d  # on the plane z = -near
+    for c in (f.camera for f in frames):
+        u = np.array([0.0, c.width, 0.0, c.width])
+        v = np.array([0.0, 0.0, c.height, c.height])
+        d = np.stack([(u - c.cx) / c.fx, -(v - c.cy) / c.fy, -np.ones(4)], 1) @ c.c2w[:, :3].T
+        o = c.c2w[:, 3] + (-(p.near_plane + c.c2w[2, 3]) / d[:, 2])[:, None] * d  # on the plane z = -near
         start = np.stack([-ax * o[:, 0] / o[:, 2], -ay * o[:, 1] / o[:, 2]], 1)
         end = np.stack([-ax * d[:, 0] / d[:, 2], -ay * d[:, 1] / d[:, 2]], 1)  # z = 1: the ray at infinity
         pts = np.concatenate([start, end])
@@ -182,7 +184,8 @@ def _pick_folder(root: Path, factor, npy: Path) -> tuple[Path, int]:
     except (TypeError, ValueError):
         fac = 0
     if fac < 1 or fac != factor:
-        raise InputError(root, f"factor must be a positive integer, got {factor!r}", f"image folders present: {listing}")
+        raise InputError(root, f"factor must be a positive integer, got {factor!r}",
+                         f"image folders present: {listing}")
     if fac in found:
         return found[fac], 1
     if 1 in found:

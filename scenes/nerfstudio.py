@@ -5,7 +5,7 @@ Conventions
 * Coordinates: the json's world coordinates are kept as they are (no re-orientation, no
   re-scaling); ``transform_matrix`` is an OpenGL camera-to-world matrix (both flavours).
 * Intrinsics: global or per-frame (see ``_transforms``); OPENCV / OPENCV_FISHEYE distortion ->
-  ``Frame.distortion`` (k1, k2, k3, k4, p1, p2).
+  the camera's distortion (k1, k2, k3, k4, p1, p2).
 * Bounds when ``aabb_scale`` is present (instant-ngp): the box instant-ngp itself marches,
   mapped back to json coordinates. ngp maps a json point p to ngp space as
   q = perm(p) * scale + offset (scale 0.33, offset (0.5, 0.5, 0.5) unless the json sets
@@ -14,7 +14,7 @@ Conventions
   half-side aabb_scale * 0.5 / 0.33.
 * Bounds without ``aabb_scale``: the look-at centre c (least-squares point closest to all
   optical axes; the mean camera position when the axes are near-parallel), r = camera distances
-  to c; near = 0.05 * median(r), far = 2 * max(r), aabb = bounds_from_frusta(frames, near, far).
+  to c; near = 0.05 * median(r), far = 2 * max(r), aabb = frusta_bounds([f.camera for f in frames], near, far).
   With ``aabb_scale``: near = 0.05 * median distance of the cameras to the aabb centre, far =
   largest distance from a camera to an aabb corner.
 * Splits: ``train_filenames`` / ``test_filenames`` (``val_filenames``) when the json lists them
@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from fieldfit.errors import InputError
+from fieldfit.render.camera import frusta_bounds, look_at_centre
 
 from ._io import check_downscale, list_dir, load_json, number
 from ._transforms import frame_name, frames_from_transforms
-from .base import Frame, Scene, scale_frames
-from .detect import bounds_from_frusta
+from .base import Scene, scale_frames
 
 NGP_DEFAULT_SCALE = 0.33
 NGP_DEFAULT_OFFSET = (0.5, 0.5, 0.5)
@@ -48,8 +48,8 @@ def load_nerfstudio(root, downscale: int = 1, test_every: int = 8) -> Scene:
     else:
         js = root / "transforms.json"
     if not js.is_file():
-        raise InputError(root, f"no transforms.json (not a nerfstudio / instant-ngp folder); folder contains: {list_dir(root)}",
-                         "point at the folder holding transforms.json")
+        raise InputError(root, "no transforms.json (not a nerfstudio / instant-ngp folder); "
+                         f"folder contains: {list_dir(root)}", "point at the folder holding transforms.json")
     downscale = check_downscale(downscale, root)
     if not isinstance(test_every, int) or test_every < 1:
         raise InputError(js, f"test_every must be a positive integer, got {test_every!r}", "use e.g. 8")
@@ -63,19 +63,19 @@ def load_nerfstudio(root, downscale: int = 1, test_every: int = 8) -> Scene:
     if meta.get("aabb_scale") is not None:
         aabb = ngp_aabb(meta, js)
         centre = aabb.mean(axis=0)
-        pos = np.stack([f.c2w[:, 3] for f in frames])
+        pos = np.stack([f.camera.c2w[:, 3] for f in frames])
         near = 0.05 * float(np.median(np.linalg.norm(pos - centre, axis=1)))
         corners = np.array([[aabb[i, 0], aabb[j, 1], aabb[k, 2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
         far = float(np.linalg.norm(pos[:, None, :] - corners[None], axis=2).max())
         bounds_rule = "instant-ngp aabb_scale"
     else:
-        c = look_at_centre(frames)
-        r = np.linalg.norm(np.stack([f.c2w[:, 3] for f in frames]) - c, axis=1)
+        c = look_at_centre([f.camera for f in frames])
+        r = np.linalg.norm(np.stack([f.camera.c2w[:, 3] for f in frames]) - c, axis=1)
         near = 0.05 * float(np.median(r))
         far = 2.0 * float(r.max())
         if not near > 0:
             near, far = 0.05, 100.0
-        aabb = bounds_from_frusta(frames, near, far)
+        aabb = frusta_bounds([f.camera for f in frames], near, far)
         bounds_rule = "camera frusta"
 
     points = colors = None
@@ -106,26 +106,6 @@ def ngp_aabb(meta: dict, source: Path) -> np.ndarray:
     centre = (0.5 - off_world) / scale
     half = 0.5 * s / scale
     return np.stack([centre - half, centre + half])
-
-
-def look_at_centre(frames: list[Frame]) -> np.ndarray:
-    """Least-squares point closest to all optical axes; mean camera position if ill-posed."""
-    pos = np.stack([f.c2w[:, 3] for f in frames])
-    if len(frames) < 2:
-        return pos.mean(axis=0)
-    d = -np.stack([f.c2w[:, 2] for f in frames])
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
-    proj = np.eye(3)[None] - d[:, :, None] * d[:, None, :]
-    a = proj.sum(axis=0)
-    b = np.einsum("nij,nj->i", proj, pos)
-    w = np.linalg.eigvalsh(a)
-    if w.min() < 1e-3 * max(w.max(), 1e-12):
-        return pos.mean(axis=0)
-    c = np.linalg.solve(a, b)
-    # the centre must lie in front of most cameras
-    if np.mean(np.einsum("ni,ni->n", c[None] - pos, d) > 0) < 0.5:
-        return pos.mean(axis=0)
-    return c
 
 
 def _splits(meta, frames, js, root, test_every):
@@ -172,7 +152,8 @@ def _read_points(root: Path, rel, js: Path):
     root_n = os.path.normpath(os.path.abspath(root))
     p = Path(os.path.normpath(os.path.join(root_n, str(rel))))
     if os.path.commonpath([root_n, str(p)]) != root_n:
-        raise InputError(js, f"ply_file_path '{rel}' resolves outside the scene folder", "keep the point cloud inside the scene folder")
+        raise InputError(js, f"ply_file_path '{rel}' resolves outside the scene folder",
+                         "keep the point cloud inside the scene folder")
     if not p.is_file():
         raise InputError(js, f"ply_file_path '{rel}' not found at {p}", "restore the file or remove ply_file_path")
     try:
@@ -188,7 +169,7 @@ def _read_points(root: Path, rel, js: Path):
             vis = visual.vertex_colors if getattr(visual, "kind", None) == "vertex" else None
         if vis is not None and len(vis) == len(pts):
             cols = np.asarray(vis, dtype=np.float32)[:, :3] / 255.0
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - any reader failure is a user-file problem
         raise InputError(js, f"cannot read point cloud {p}: {e}", "give a valid PLY file") from None
     if pts.ndim != 2 or pts.shape[1] != 3 or not np.all(np.isfinite(pts)):
         raise InputError(js, f"point cloud {p} has no valid xyz vertices", "give a valid PLY file")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fieldfit.render.camera import look_at
+
 CAMERA_RADIUS = 4.0
 CAMERA_ANGLE_X = 0.75  # rad, ~43 degrees
 SUPERSAMPLE = 2
@@ -29,19 +31,6 @@ _SPHERES = (  # centre, radius, colour
 )
 _BOX = ((-1.0, -1.0, -0.5), (1.0, 1.0, 0.0))  # slab under the spheres
 _BOX_COLOURS = ((0.95, 0.8, 0.25), (0.3, 0.25, 0.2))
-
-
-def look_at(eye: np.ndarray, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
-    """OpenGL camera-to-world [4, 4] at eye looking at target."""
-    eye = np.asarray(eye, dtype=np.float64)
-    z = eye - np.asarray(target, dtype=np.float64)
-    z /= np.linalg.norm(z)
-    x = np.cross(np.asarray(up, dtype=np.float64), z)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    m = np.eye(4)
-    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, eye
-    return m
 
 
 def _trace(o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +107,7 @@ def make_builtin_radiance_scene(root: Path, n_views: int = 24, size: int = 64, s
         elev = math.radians(-15.0 + 85.0 * (i + 0.5) / n_views)
         az = az0 + i * golden + rng.uniform(-0.05, 0.05)
         eye = CAMERA_RADIUS * np.array([math.cos(elev) * math.cos(az), math.cos(elev) * math.sin(az), math.sin(elev)])
-        c2w = look_at(eye)
+        c2w = np.vstack([look_at(eye, (0.0, 0.0, 0.0), (0.0, 0.0, 1.0)), [0.0, 0.0, 0.0, 1.0]])
         split = "test" if i % 8 == 0 else "train"
         rel = f"{split}/r_{i:03d}"
         (root / split).mkdir(parents=True, exist_ok=True)

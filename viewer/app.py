@@ -147,8 +147,7 @@ def run_window(session, window, max_frames: int | None = None, follow=None) -> n
 
 def main(argv) -> int:
     args = parser().parse_args(argv)
-    from fieldfit.cli import resolve_device
-    from fieldfit.runs import Run
+    from fieldfit.api import resolve_device
 
     from .registry import open_view
 
@@ -160,8 +159,8 @@ def main(argv) -> int:
         from .window import check_display
 
         check_display()  # before loading anything: fail fast, with the --screenshot hint
-    run = Run.open(args.run)
-    view = open_view(run, resolve_device(args.device))
+    view = open_view(args.run, resolve_device(args.device))
+    run = view.model.run
     session, (w, h) = make_session(view, args, screenshot=bool(args.screenshot))
     if args.screenshot:
         print(f"wrote {write_png(args.screenshot, session.frame(w, h))}")

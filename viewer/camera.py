@@ -1,68 +1,45 @@
-"""The viewer's camera: a pose plus intrinsics, moved by the mouse and the keyboard (pure numpy).
+"""The viewer's movable camera: a ``render.Camera`` moved by the mouse and the keyboard (pure numpy).
 
-Conventions are render/'s: ``c2w`` [3,4] float64, OpenGL (x right, y up, looking along -z);
-pixel centres at col + 0.5, row + 0.5. The camera keeps a *pivot* at ``distance`` in front
-of it: orbit turns about the pivot, pan slides pose and pivot together, zoom dollies towards
-the pivot, WASD flies the pose and the pivot together.
+There is one camera type, ``fieldfit.render.camera.Camera`` (its conventions: ``c2w`` [3,4] float64, OpenGL
+x right, y up, looking along -z; pixel centres at col + 0.5, row + 0.5). The viewer's state is an ``Orbit``:
+such a camera (pose and lens at a reference image size), a *pivot* at ``distance`` in front of it and the
+world's up axis. Orbit turns about the pivot, pan slides pose and pivot together, zoom dollies towards the
+pivot, WASD flies the pose and the pivot together; each replaces the camera's pose.
 
-Intrinsics are stored relative to the image (``Lens``), so one camera renders at any size:
-a scene camera snapped with [ ] renders exactly its own rays at its own size, and at any
-other size keeps its vertical field of view and principal point (no stretching).
+``Orbit.at(width, height)`` is the camera of a frame of that size: ``Camera.resized`` keeps the vertical
+field of view and the principal point's place in the image, so one orbit renders at any window size (no
+stretching), and a scene camera snapped with [ ] renders exactly its own rays at its own size.
 """
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 
+from fieldfit.render.camera import Camera, look_at
+
 MIN_POLAR = math.radians(2.0)  # orbit never turns the view closer than this to the up axis
+FOV_Y = 50.0  # degrees: the vertical field of view of the viewer's own cameras (homes, axis views)
 
 
-@dataclass(frozen=True)
-class Lens:
-    """Pinhole intrinsics relative to the image: fy / height, fx / fy, cx / width, cy / height."""
-
-    fy_rel: float = 1.0 / (2.0 * math.tan(math.radians(25.0)))  # 50 degrees vertical field of view
-    aspect: float = 1.0
-    cx_rel: float = 0.5
-    cy_rel: float = 0.5
-
-    @classmethod
-    def of_frame(cls, fx, fy, cx, cy, width, height) -> "Lens":
-        return cls(fy / height, fx / fy, cx / width, cy / height)
-
-    def at(self, width: int, height: int) -> tuple[float, float, float, float]:
-        """(fx, fy, cx, cy) in pixels for a width x height image."""
-        fy = self.fy_rel * height
-        return fy * self.aspect, fy, self.cx_rel * width, self.cy_rel * height
+def lens(width: int, height: int, c2w=None, fov_y: float = FOV_Y) -> Camera:
+    """A pinhole camera of ``fov_y`` degrees vertically, square pixels, centred principal point (identity pose
+    unless ``c2w``): the lens of the viewer's own views at a reference size."""
+    fy = 0.5 * height / math.tan(math.radians(fov_y) / 2.0)
+    return Camera(np.eye(3, 4) if c2w is None else c2w, fy, fy, width / 2.0, height / 2.0, width, height)
 
 
 @dataclass(frozen=True)
 class Preset:
-    """A camera of the scene the run was fitted to, e.g. ("test:3", c2w, lens, (800, 800))."""
+    """A named camera of the scene the run was fitted to (e.g. "test:3"), or an axis view of a shape ("front")."""
 
     name: str
-    c2w: np.ndarray
-    lens: Lens
-    size: tuple[int, int]  # (width, height) of its image
+    camera: Camera
 
-
-def look_at(eye, target, up) -> np.ndarray:
-    """OpenGL camera-to-world [3,4] at ``eye`` looking at ``target`` with ``up`` roughly up."""
-    eye, target, up = (np.asarray(a, np.float64) for a in (eye, target, up))
-    z = eye - target
-    z = z / np.linalg.norm(z)
-    x = np.cross(up, z)
-    if np.linalg.norm(x) < 1e-9:  # looking along up: any perpendicular will do
-        x = np.cross(_any_perpendicular(up), z)
-    x = x / np.linalg.norm(x)
-    y = np.cross(z, x)
-    return np.stack([x, y, z, eye], axis=1)
-
-
-def _any_perpendicular(v) -> np.ndarray:
-    a = np.array([1.0, 0.0, 0.0]) if abs(v[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-    return np.cross(v, a)
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of its image."""
+        return self.camera.width, self.camera.height
 
 
 def rotation(axis, angle: float) -> np.ndarray:
@@ -73,36 +50,47 @@ def rotation(axis, angle: float) -> np.ndarray:
     return np.eye(3) + math.sin(angle) * kx + (1 - math.cos(angle)) * (kx @ kx)
 
 
-@dataclass
-class Camera:
-    """Pose, pivot distance, world up axis and lens. Methods change the camera in place."""
+class Orbit:
+    """A render Camera (pose and lens at its reference size), the pivot distance and the world up axis.
+    The moves replace ``camera`` by the same lens at a new pose."""
 
-    c2w: np.ndarray
-    distance: float = 1.0
-    up: np.ndarray = field(default_factory=lambda: np.array([0.0, 1.0, 0.0]))
-    lens: Lens = field(default_factory=Lens)
+    def __init__(self, camera: Camera, distance: float = 1.0, up=(0.0, 1.0, 0.0)):
+        self.camera = camera
+        self.distance = float(distance)
+        self.up = np.asarray(up, np.float64) / np.linalg.norm(up)
 
-    def __post_init__(self):
-        self.c2w = np.array(self.c2w, np.float64).reshape(3, 4)
-        self.up = np.asarray(self.up, np.float64) / np.linalg.norm(self.up)
+    def copy(self) -> "Orbit":
+        return Orbit(self.camera, self.distance, self.up.copy())
 
-    def copy(self) -> "Camera":
-        return replace(self, c2w=self.c2w.copy(), up=self.up.copy())
+    def at(self, width: int, height: int) -> Camera:
+        """The camera of a ``width`` x ``height`` frame (the camera itself at its own size)."""
+        if (int(width), int(height)) == (self.camera.width, self.camera.height):
+            return self.camera
+        return self.camera.resized(int(width), int(height))
+
+    @property
+    def c2w(self) -> np.ndarray:
+        return self.camera.c2w
 
     @property
     def eye(self) -> np.ndarray:
-        return self.c2w[:, 3]
+        return self.camera.c2w[:, 3]
 
     @property
     def forward(self) -> np.ndarray:
-        return -self.c2w[:, 2]
+        return -self.camera.c2w[:, 2]
 
     @property
     def pivot(self) -> np.ndarray:
         return self.eye + self.distance * self.forward
 
-    def intrinsics(self, width: int, height: int) -> tuple[float, float, float, float]:
-        return self.lens.at(width, height)
+    @property
+    def fy_rel(self) -> float:
+        """Focal length in image heights (pixels per pivot-distance unit at the pivot, per pixel of height)."""
+        return self.camera.fy / self.camera.height
+
+    def _pose(self, c2w: np.ndarray) -> None:
+        self.camera = self.camera.with_pose(c2w)
 
     def orbit(self, yaw: float, pitch: float) -> None:
         """Turn about the pivot: ``yaw`` radians about the up axis, ``pitch`` about the camera's x.
@@ -112,34 +100,40 @@ class Camera:
         """
         polar = math.acos(float(np.clip(np.dot(-self.forward, self.up), -1.0, 1.0)))
         pitch = float(np.clip(pitch, polar - (math.pi - MIN_POLAR), polar - MIN_POLAR))
-        pivot = self.pivot
-        rot = rotation(self.up, -yaw) @ rotation(self.c2w[:, 0], -pitch)
-        self.c2w[:, :3] = rot @ self.c2w[:, :3]
-        self.c2w[:, 3] = pivot + rot @ (self.eye - pivot)
+        pivot, c2w = self.pivot, self.c2w.copy()
+        rot = rotation(self.up, -yaw) @ rotation(c2w[:, 0], -pitch)
+        c2w[:, :3] = rot @ c2w[:, :3]
+        c2w[:, 3] = pivot + rot @ (c2w[:, 3] - pivot)
+        self._pose(c2w)
 
     def pan(self, dx: float, dy: float) -> None:
         """Slide right by ``dx`` and up by ``dy``, in units of the pivot distance."""
-        self.c2w[:, 3] += self.distance * (dx * self.c2w[:, 0] + dy * self.c2w[:, 1])
+        c2w = self.c2w.copy()
+        c2w[:, 3] += self.distance * (dx * c2w[:, 0] + dy * c2w[:, 1])
+        self._pose(c2w)
 
     def zoom(self, factor: float) -> None:
         """Dolly towards the pivot: the pivot distance is multiplied by ``factor`` (< 1 zooms in)."""
         pivot = self.pivot
         self.distance *= float(factor)
-        self.c2w[:, 3] = pivot - self.distance * self.forward
+        c2w = self.c2w.copy()
+        c2w[:, 3] = pivot - self.distance * self.forward
+        self._pose(c2w)
 
     def fly(self, forward: float, right: float, up: float) -> None:
         """Move pose and pivot along the camera's axes, in units of the pivot distance."""
-        axes = forward * self.forward + right * self.c2w[:, 0] + up * self.c2w[:, 1]
-        self.c2w[:, 3] += self.distance * axes
+        c2w = self.c2w.copy()
+        c2w[:, 3] += self.distance * (forward * -c2w[:, 2] + right * c2w[:, 0] + up * c2w[:, 1])
+        self._pose(c2w)
 
 
-def orbit_home(centre, radius: float, up, lens: Lens | None = None, elevation: float = 25.0,
-               azimuth: float = 30.0) -> Camera:
-    """A camera looking at ``centre`` from a distance where a sphere of ``radius`` fills the view."""
-    lens = lens or Lens()
+def orbit_home(centre, radius: float, up, reference: Camera | None = None, elevation: float = 25.0,
+               azimuth: float = 30.0) -> Orbit:
+    """An orbit looking at ``centre`` from a distance where a sphere of ``radius`` fills the vertical view,
+    with the lens of ``reference`` (default: ``lens(800, 600)``)."""
+    reference = reference or lens(800, 600)
     up = np.asarray(up, np.float64) / np.linalg.norm(up)
-    half = math.atan(0.5 / lens.fy_rel)
-    dist = radius / math.sin(half) * 1.05
+    dist = radius / math.sin(reference.fov_y / 2.0) * 1.05
     a = next(np.array(v, np.float64) for v in ([0, 0, 1], [0, -1, 0], [1, 0, 0]) if abs(np.dot(v, up)) < 0.9)
     a = a - np.dot(a, up) * up  # "front": +z for y-up shapes, -y for z-up scenes
     a /= np.linalg.norm(a)
@@ -147,21 +141,21 @@ def orbit_home(centre, radius: float, up, lens: Lens | None = None, elevation: f
     el, az = math.radians(elevation), math.radians(azimuth)
     offset = math.cos(el) * (math.cos(az) * a + math.sin(az) * b) + math.sin(el) * up
     eye = np.asarray(centre, np.float64) + dist * offset
-    return Camera(look_at(eye, centre, up), dist, up, lens)
+    return Orbit(reference.with_pose(look_at(eye, centre, up)), dist, up)
 
 
 KEYS_FLY = {"w": (1, 0, 0), "s": (-1, 0, 0), "d": (0, 1, 0), "a": (0, -1, 0), "e": (0, 0, 1), "q": (0, 0, -1)}
 
 
 class Controls:
-    """Mouse and keyboard -> camera. Input arrives as plain values (pixels, seconds, key names).
+    """Mouse and keyboard -> orbit. Input arrives as plain values (pixels, seconds, key names).
 
     left drag: orbit (pan for 2D views); right or middle drag, or shift + left: pan;
     scroll: zoom; W A S D (Q E down/up): fly, ``fly_speed`` pivot distances per second;
     [ and ]: previous / next scene camera; R: reset to the home camera.
     """
 
-    def __init__(self, home: Camera, presets: list[Preset] = (), planar: bool = False,
+    def __init__(self, home: Orbit, presets: list[Preset] = (), planar: bool = False,
                  orbit_speed: float = math.pi, fly_speed: float = 1.0, zoom_step: float = 0.9):
         self.home, self.presets, self.planar = home.copy(), list(presets), planar
         self.camera = home.copy()
@@ -172,7 +166,7 @@ class Controls:
     def drag(self, dx: float, dy: float, height: int, pan: bool = False) -> None:
         """Mouse moved by (dx, dy) pixels (y down) in a window ``height`` pixels tall."""
         if pan or self.planar:
-            fy = self.camera.lens.fy_rel * height  # pixel -> pivot-distance units at the pivot
+            fy = self.camera.fy_rel * height  # pixel -> pivot-distance units at the pivot
             self.camera.pan(-dx / fy, dy / fy)
         else:
             self.camera.orbit(self.orbit_speed * dx / height, self.orbit_speed * dy / height)
@@ -212,10 +206,10 @@ class Controls:
             self.camera.fly(*move)
 
     def snap(self, index: int) -> Preset:
-        """Jump to scene camera ``index`` (wrapping around); the pivot stays at its distance."""
+        """Jump to scene camera ``index`` (wrapping around): its pose and lens; the pivot stays at its distance."""
         self.preset_index = index % len(self.presets)
         p = self.presets[self.preset_index]
-        self.camera.c2w, self.camera.lens = np.array(p.c2w, np.float64), p.lens
+        self.camera.camera = p.camera
         return p
 
     def snap_named(self, name: str) -> Preset:
@@ -227,3 +221,6 @@ class Controls:
 
     def reset(self) -> None:
         self.camera, self.preset_index = self.home.copy(), -1
+
+
+__all__ = ["Controls", "KEYS_FLY", "MIN_POLAR", "Orbit", "Preset", "lens", "orbit_home", "rotation"]

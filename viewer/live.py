@@ -8,6 +8,11 @@ d seconds, the next frame waits until training has had ``d * (1 - share) / share
 wall time; the resolution controller aims each frame at share / fps seconds. Input is polled
 after every step. P pauses training (the window keeps drawing); closing the window lets
 training go on without it. The trainer does not count the hook's time against its budget.
+
+The view opens at the first step after the method wrote config.json: the run is built with untrained
+weights (``fieldfit.load(run_dir, trained=False)``) and takes the trainer's through ``model.sync``. Methods
+call the hook from their optimisation loops only (dnmp: in its radiance stage), so before that the window
+is not open yet.
 """
 
 import time
@@ -28,13 +33,19 @@ class LiveView:
         self.last_tick = time.perf_counter()
 
     def _open(self) -> None:
+        from fieldfit.runs import CONFIG
+
         from .app import default_size
         from .registry import open_view
         from .session import Session
         from .window import Window
 
+        if not (self.run.path / CONFIG).is_file():  # the method has not described the run yet: next step
+            return
         try:
-            view = open_view(self.run, self.device, live=True)
+            view = open_view(self.run.path, self.device, live=True)
+            if self.state is not None:  # the weights first: the view's modes and mesh come from them
+                view.sync(self.state()[0])
         except InputError as e:
             self.run.log(f"viewer: cannot draw this run while it trains ({e}); training goes on")
             self.closed = True
@@ -47,11 +58,11 @@ class LiveView:
     def __call__(self, step: int, state=None) -> None:
         if self.closed:
             return
+        self.state = state
         if self.session is None:
             self._open()
-            if self.closed:
+            if self.closed or self.session is None:
                 return
-        self.state = state
         self.session.info = f"step {step}"
         self.window.poll()
         self._tick()
@@ -103,7 +114,7 @@ class LiveView:
         self.session.paused = False
         self.session.info = ""
         if self.state is not None:
-            self.session.view.sync(self.state()[0])
+            self.session.view.sync(self.state()[0], force=True)
         self.session.dirty = True
         print("training done; close the viewer window (or press Esc) to exit", flush=True)
         run_window(self.session, self.window)

@@ -1,6 +1,6 @@
 """Which marcher draws the viewer's radiance frames on a GPU: the fastest one, timed on live frames.
 
-A frame can be marched three ways (``radiance_render.MARCH_MODES``: packed, rounds, fused), giving the
+A frame can be marched three ways (``render.march.MARCH_MODES``: packed, rounds, fused), giving the
 same picture up to float rounding. Which is fastest depends on the GPU, the field, how far it is trained
 and the number of rays, and dynamic resolution changes the number of rays while the camera moves. So on a
 GPU, with FIELDFIT_MARCH unset, the view does what cuDNN's benchmark mode does: per size class of frame

@@ -1,9 +1,9 @@
 """What the viewer shows and how input changes it, without any window (testable, headless).
 
-A Session holds a view, the camera controls, the resolution controller, the mode and the
-overlay switches. ``frame(width, height)`` renders and composes the window's picture; the
-window (viewer/window.py) only forwards input and shows pictures, and ``--screenshot`` calls
-``frame`` once with the camera at rest (so at full or pinned scale).
+A Session holds a view, the camera controls (an ``Orbit``: a render Camera, pivot and up), the
+resolution controller, the mode and the overlay switches. ``frame(width, height)`` renders and
+composes the window's picture; the window (viewer/window.py) only forwards input and shows pictures,
+and ``--screenshot`` calls ``frame`` once with the camera at rest (so at full or pinned scale).
 """
 
 import time
@@ -41,6 +41,7 @@ class Session:
 
     @property
     def camera(self):
+        """The Orbit being moved (``camera.at(width, height)``: the render Camera of a frame)."""
         return self.controls.camera
 
     # -- input --------------------------------------------------------------------
@@ -99,8 +100,9 @@ class Session:
         fps = f"{self.fps:5.1f}" if self.fps > 0 else "    -"
         line = f"{fps} fps | scale {scale:.2f}{pin} | mode {self.mode}"
         note = getattr(self.view, "status", None)  # e.g. the radiance view's marcher
-        if note is not None:
-            line += f" | {note()}"
+        note = note() if note is not None else ""
+        if note:
+            line += f" | {note}"
         if self.live:
             state = "training PAUSED (P)" if self.paused else "training"
             line += f" | {state} {self.info}".rstrip()
@@ -115,7 +117,7 @@ class Session:
         self.last_start = start
         scale = self.res.scale()
         w, h = scaled_size(width, height, scale)
-        img = self.view.render(self.camera, w, h, self.mode)
+        img = self.view.render(self.camera.at(w, h), self.mode)
         out = compose(img, width, height, self.status(scale) if self.overlay else [],
                       HELP if (self.help and self.overlay) else [])
         self.last_seconds = time.perf_counter() - start

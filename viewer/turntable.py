@@ -11,23 +11,25 @@ from pathlib import Path
 from fieldfit.errors import InputError
 
 
-def turntable(run, out: Path, frames: int = 60, size: tuple[int, int] = (512, 512), device="cpu"):
-    """Write ``frames`` views of ``run`` orbiting once to ``out`` (.mp4 / .gif / a folder). Returns (path, note)."""
-    from fieldfit.methods.radiance_paths import write_video
+def turntable(model, out: Path, frames: int = 60, size: tuple[int, int] = (512, 512)):
+    """Write ``frames`` views of a loaded run (``fieldfit.load``) orbiting once to ``out`` (.mp4 / .gif / a
+    folder, ``render.video.write_video``). Returns (path written, note)."""
+    from fieldfit.render.video import write_video
     from fieldfit.trainer import counted
 
     from .overlay import compose
-    from .registry import open_view
+    from .registry import view_of
 
     if frames < 1:
         raise InputError(f"--frames {frames}", "must be >= 1", "e.g. --frames 60")
-    view = open_view(run, device)
+    view = view_of(model)
     if view.planar:
-        raise InputError(run.path, "an image run has no turntable", "look at reconstruction.png or fieldfit view RUN")
+        raise InputError(model.run.path, "an image run has no turntable",
+                         "look at reconstruction.png or fieldfit view RUN")
     w, h = size
-    camera = view.home(w / h)
+    orbit = view.home(w / h)
     pictures = []
     for _ in counted(range(frames), "turntable frames"):
-        pictures.append(compose(view.render(camera, w, h, view.modes[0]), w, h))
-        camera.orbit(2.0 * math.pi / frames, 0.0)
+        pictures.append(compose(view.render(orbit.at(w, h), view.modes[0]), w, h))
+        orbit.orbit(2.0 * math.pi / frames, 0.0)
     return write_video(pictures, Path(out))

@@ -235,8 +235,20 @@ def make_encoding(dim: int, cfg: GridConfig, device="cpu") -> nn.Module:
     raise ValueError(f"unknown grid kind {cfg.kind!r} (dense, triplane, hash, tcnn, densehash)")
 
 
+def frequency_encoding(x: torch.Tensor, n_freqs: int, scale: float = 1.0) -> torch.Tensor:
+    """NeRF's positional encoding: [...,D] -> [...,D (1 + 2 n_freqs)] = x, then sin(scale 2^k x) for
+    k < n_freqs (frequency-major), then the cosines. ``scale`` pi gives NeRF's paper form (inputs in
+    [-1,1] span whole periods), 1 its code's form."""
+    if n_freqs <= 0:
+        return x
+    scales = scale * 2.0 ** torch.arange(n_freqs, device=x.device, dtype=x.dtype)
+    xs = (x[..., None, :] * scales[:, None]).flatten(-2)
+    return torch.cat([x, torch.sin(xs), torch.cos(xs)], dim=-1)
+
+
 def grid_params(enc: nn.Module) -> int:
     return sum(p.numel() for p in enc.parameters())
 
 
-__all__ = ["GridConfig", "dense_shapes", "DenseGrid", "TriPlane", "HashGrid", "DenseHashGrid", "TcnnHashGrid", "make_encoding", "grid_params"]
+__all__ = ["DenseGrid", "DenseHashGrid", "GridConfig", "HashGrid", "TcnnHashGrid", "TriPlane", "dense_shapes",
+           "frequency_encoding", "grid_params", "make_encoding"]

@@ -1,9 +1,23 @@
-"""Baseline decoders: a small ReLU MLP on the same grid, and a SIREN coordinate network."""
+"""MLPs: the one builder every network of fieldfit uses, the ReLU MLP decoder, and a SIREN."""
 
 import math
 
 import torch
 from torch import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU}
+
+
+def mlp(sizes: list[int], activation: str = "relu", last_activation: bool = False) -> nn.Sequential:
+    """Linear layers of widths ``sizes`` (input first, output last) with ``activation`` (relu | elu) between
+    them, and after the last one when ``last_activation``: [Linear, act, Linear, act, ..., Linear(, act)]."""
+    act = ACTIVATIONS[activation]
+    mods = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        mods.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or last_activation:
+            mods.append(act())
+    return nn.Sequential(*mods)
 
 
 class MLPDecoder(nn.Module):
@@ -11,12 +25,7 @@ class MLPDecoder(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int = 64, layers: int = 2):
         super().__init__()
-        dims = [in_dim] + [hidden] * layers
-        mods = []
-        for a, b in zip(dims[:-1], dims[1:]):
-            mods += [nn.Linear(a, b), nn.ReLU(inplace=True)]
-        mods.append(nn.Linear(dims[-1], out_dim))
-        self.net = nn.Sequential(*mods)
+        self.net = mlp([in_dim] + [hidden] * layers + [out_dim])
 
     def forward(self, x):
         return self.net(x)
@@ -29,7 +38,7 @@ class Siren(nn.Module):
         super().__init__()
         self.omega0 = omega0
         dims = [in_dim] + [hidden] * layers
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.head = nn.Linear(hidden, out_dim)
         with torch.no_grad():
             for i, lin in enumerate(self.layers):

@@ -16,9 +16,10 @@ import math
 import torch
 from torch import nn
 
-from ...cuda import composite_packed, traverse_occupancy
+from ...cuda import traverse_occupancy
 from ..rays import ray_aabb
 from ..samples import RaySamples
+from ..termination import terminate
 
 
 def _eval_chunked(fn, x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -71,6 +72,32 @@ class OccupancyGrid(nn.Module):
 
     def occupied_fraction(self) -> float:
         return float(self.binary.float().mean())
+
+    def occupied(self, points: torch.Tensor) -> torch.Tensor:
+        """[N] bool: whether the cell holding each point [N,3] is occupied (points outside the box take the
+        nearest cell)."""
+        g = torch.tensor(self.binary.shape, device=points.device)
+        cell = ((points.to(self.aabb.dtype) - self.aabb[0]) / self.cell_size).floor().long()
+        cell = torch.minimum(cell.clamp_min(0), g - 1)
+        return self.binary[cell[:, 0], cell[:, 1], cell[:, 2]]
+
+    def occupied_box(self) -> torch.Tensor:
+        """[2,3] box of the occupied cells (the grid's box when none is occupied). Cached until ``binary``
+        changes (an update, a loaded state dict: any in-place write bumps the tensor's version)."""
+        key = (self.binary.data_ptr(), self.binary._version, self.aabb._version, self.binary.device)
+        cached = getattr(self, "_box_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        occ = self.binary
+        axes = [occ.any(dim=tuple(a for a in range(3) if a != i)).nonzero().squeeze(-1) for i in range(3)]
+        if any(a.numel() == 0 for a in axes):
+            box = self.aabb.clone()
+        else:
+            lo = torch.stack([a.min() for a in axes]).to(self.aabb.dtype)
+            hi = torch.stack([a.max() for a in axes]).to(self.aabb.dtype) + 1
+            box = torch.stack([self.aabb[0] + lo * self.cell_size, self.aabb[0] + hi * self.cell_size])
+        self._box_cache = (key, box)
+        return box
 
     @torch.no_grad()
     def update(
@@ -165,10 +192,10 @@ class OccupancyGrid(nn.Module):
         ray if ``stratified``); intervals whose midpoint lies in an unoccupied cell are
         dropped (``cuda._torch_ref.traverse_occupancy_ref``).
 
-        With ``density_fn`` (points [M,3] -> densities [M], called without grad on the
-        survivors, ``chunk`` points at a time) samples are also dropped where the
-        transmittance before them is < early_stop_eps (early ray termination) or where
-        alpha = 1 - exp(-sigma delta) < alpha_thre (only when alpha_thre > 0).
+        With ``density_fn`` (points [M,3] -> densities [M], called without grad, ``chunk``
+        points at a time) samples are also dropped by the early-termination rule
+        (``render.termination``): where the transmittance before them is < early_stop_eps or
+        where alpha = 1 - exp(-sigma delta) < alpha_thre (only when alpha_thre > 0).
 
         Args:
             origins, dirs: [R,3]; t is in units of |d| (metres for unit dirs).
@@ -184,14 +211,7 @@ class OccupancyGrid(nn.Module):
         t_min, t_max = self.span(origins, dirs, near, far)
         samples = self.march_spans(origins, dirs, t_min, t_max, step_size, self.max_steps(t_min, t_max, step_size),
                                    stratified)
-        t_s, t_e, ri = samples.t_starts, samples.t_ends, samples.ray_indices
-        if density_fn is None or samples.n_samples == 0 or (early_stop_eps <= 0 and alpha_thre <= 0):
+        if density_fn is None:
             return samples
-        sigmas = _eval_chunked(density_fn, samples.positions(origins, dirs), chunk).to(t_s.dtype)
-        _, trans = composite_packed(sigmas, t_s, t_e, ri, n_rays)
-        keep = torch.ones_like(trans, dtype=torch.bool)
-        if early_stop_eps > 0:
-            keep &= trans >= early_stop_eps
-        if alpha_thre > 0:
-            keep &= (1.0 - torch.exp(-sigmas * samples.deltas)) >= alpha_thre
-        return RaySamples(t_s[keep], t_e[keep], ri[keep], n_rays)
+        return terminate(lambda x: _eval_chunked(density_fn, x, chunk), origins, dirs, samples, early_stop_eps,
+                         alpha_thre)

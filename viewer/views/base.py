@@ -1,11 +1,12 @@
 """The contract every view answers, and small helpers shared by the views.
 
-A view draws one run: ``render(camera, width, height, mode) -> uint8 [H,W,3]`` (a numpy array, or a
-torch tensor on the view's GPU, which ``overlay.compose`` scales there); ``modes``
-lists its modes (the first is the default); ``home(aspect)`` is the reset camera for a window
-of that aspect; ``presets()`` are the scene's cameras for [ and ] and ``--camera``;
-``planar`` says that the mouse pans instead of orbiting (2D views). Live views (training while
-viewing) also answer ``sync(tensors)``: take the weights of the model being trained.
+A view draws one loaded run (a ``fieldfit.model.Model``): ``render(camera, mode) -> uint8 [H,W,3]`` for a
+``fieldfit.render.camera.Camera`` already sized to the frame (a numpy array, or a torch tensor on the
+view's GPU, which ``overlay.compose`` scales there); ``modes`` lists its modes (the first is the default);
+``home(aspect)`` is the reset ``Orbit`` for a window of that aspect; ``presets()`` are the scene's cameras
+for [ and ] and ``--camera``; ``planar`` says that the mouse pans instead of orbiting (2D views);
+``default_size`` is the window size when none is asked for. ``sync(tensors)`` takes the weights of a fit
+that is still training (checkpoint tensors: the live view, or a run followed while it trains).
 """
 
 from typing import Protocol
@@ -13,7 +14,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ..camera import Camera, Preset
+from fieldfit.render.camera import Camera
+
+from ..camera import Orbit, Preset
 
 BACKGROUND = np.array([0.16, 0.16, 0.18], np.float32)  # outside the image / where rays hit nothing
 
@@ -21,24 +24,15 @@ BACKGROUND = np.array([0.16, 0.16, 0.18], np.float32)  # outside the image / whe
 class View(Protocol):
     modes: tuple[str, ...]
     planar: bool
+    default_size: tuple[int, int]
 
-    def render(self, camera: Camera, width: int, height: int, mode: str) -> np.ndarray: ...
+    def render(self, camera: Camera, mode: str) -> np.ndarray: ...
 
-    def home(self, aspect: float) -> Camera: ...
+    def home(self, aspect: float) -> Orbit: ...
 
     def presets(self) -> list[Preset]: ...
 
-    def sync(self, tensors: dict) -> None: ...
-
-
-def camera_rays(camera: Camera, width: int, height: int, dtype=torch.float32, device="cpu"):
-    """(origins [H*W,3], dirs [H*W,3]) of every pixel, row-major, on ``device``; computed in float64."""
-    from fieldfit.render import image_rays
-
-    fx, fy, cx, cy = camera.intrinsics(width, height)
-    c2w = torch.as_tensor(camera.c2w, dtype=torch.float64, device=device)
-    o, d = image_rays(height, width, fx, fy, cx, cy, c2w)
-    return o.to(dtype).contiguous(), d.to(dtype).contiguous()
+    def sync(self, tensors: dict, force: bool = False) -> None: ...
 
 
 def to_uint8(rgb) -> np.ndarray:

@@ -1,0 +1,302 @@
+"""rbf's options, one Config per task. Fields made with ``option`` are command-line flags; None means "decided by
+the preset" (the named constructors ``for_image``, ``for_shape``, ``for_scene``), which every fit goes through.
+"""
+
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from fieldfit.config import ConfigBase, option
+from fieldfit.errors import InputError
+from fieldfit.fields.components.encodings import GridConfig, dense_shapes
+from fieldfit.fields.gaussian_rbf import FieldConfig
+
+GRIDS = ("dense", "triplane", "hash", "tcnn", "densehash")
+KERNELS = ("gaussian", "inverse_quadratic", "inverse_multiquadric", "multiquadric")
+DECODERS = ("rbf", "mlp", "siren")
+
+
+def dense_grid_params(h: int, w: int, grid: GridConfig) -> int:
+    """Parameters of ``grid`` as a dense 2D grid over an H x W image (DenseGrid's level shapes)."""
+    top = max(h, w)
+    shapes = dense_shapes(2, replace(grid, axis_scale=(w / top, h / top)))
+    return sum(grid.features * a * b for a, b in shapes)
+
+
+def fit_max_res(h: int, w: int, grid: GridConfig, cap: int) -> int:
+    """The largest finest resolution whose dense grid has at most ``cap`` parameters."""
+    lo, hi = grid.base_res, max(h, w)
+    if dense_grid_params(h, w, replace(grid, max_res=lo)) > cap:
+        raise InputError("--grid-ratio", f"a grid of {cap:,} parameters is too small for {grid.levels} levels "
+                         f"from resolution {grid.base_res}",
+                         "raise the ratio or lower --levels, --base-res or --features")
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if dense_grid_params(h, w, replace(grid, max_res=mid)) <= cap else (lo, mid - 1)
+    return lo
+
+
+# The field options every task shares (their defaults differ by task).
+def _grid(d):
+    return option(d, "feature grid: dense | triplane | hash | tcnn | densehash (densehash: dense levels plus "
+                     "--fine-levels hashed ones up to --fine-max-res)", choices=GRIDS)
+
+
+def _levels(d):
+    return option(d, "grid levels", low=1, high=32)
+
+
+def _base_res(d):
+    return option(d, "coarsest grid resolution (cells per side)", low=2)
+
+
+def _max_res(d):
+    return option(d, "finest grid resolution (cells per side)", low=2)
+
+
+def _features(d):
+    return option(d, "features per grid level", low=1, high=64)
+
+
+def _units(d):
+    return option(d, "RBF units K of the decoder", low=1, high=4096)
+
+
+def _kernel(d):
+    return option(d, "RBF kernel: gaussian | inverse_quadratic | inverse_multiquadric | multiquadric", choices=KERNELS)
+
+
+def _decoder(d, choices=DECODERS):
+    return option(d, "decoder: rbf (Gaussian RBF layer + linear head) | mlp (ReLU MLP) | siren", choices=choices)
+
+
+def _hidden(d):
+    return option(d, "mlp / siren width", low=1, high=4096)
+
+
+def _layers(d):
+    return option(d, "mlp / siren hidden layers", low=1, high=64)
+
+
+def _batch(d, what):
+    return option(d, f"{what} per optimisation step", low=1)
+
+
+def _lr(d):
+    return option(d, "learning rate (Adam; decays exponentially to lr x lr_final over the fit)", low=0.0,
+                  low_open=True)
+
+
+def _table_log2(d):
+    return option(d, "hash table size (log2 of entries per level)", low=8, high=30)
+
+
+class FieldOptions:
+    """The feature grid and decoder of a Config (mixin over the shared field names)."""
+
+    def grid_config(self, **over) -> GridConfig:
+        kw = dict(kind=self.grid, levels=self.levels, base_res=self.base_res, max_res=self.max_res,
+                  features=self.features, table_log2=self.table_log2, init_scale=self.init_scale,
+                  volume_max_res=getattr(self, "volume_max_res", 0), fine_levels=getattr(self, "fine_levels", 0),
+                  fine_max_res=getattr(self, "fine_max_res", 0))
+        kw.update(over)
+        return GridConfig(**kw)
+
+    def field_config(self, **grid_over) -> FieldConfig:
+        return FieldConfig(grid=self.grid_config(**grid_over), decoder=self.decoder, units=self.units,
+                           kernel=self.kernel, hidden=self.hidden, layers=self.layers)
+
+
+@dataclass(frozen=True)
+class ImageConfig(ConfigBase, FieldOptions):
+    """rbf on an image: rgb(uv) fitted to every pixel. Default grid: dense levels whose finest has one vertex
+    per pixel; with ``grid_ratio`` the finest level shrinks until the grid holds at most that fraction of the
+    image's values (two features per level and a doubled learning rate then, unless given)."""
+
+    DEFAULT_SECONDS: ClassVar[float] = 60.0
+
+    grid: str = _grid("dense")
+    levels: int = _levels(6)
+    base_res: int = _base_res(24)
+    max_res: int | None = _max_res(None)  # None: the image's larger side (or the grid_ratio cap)
+    features: int | None = _features(None)  # None: 4 (2 under grid_ratio)
+    table_log2: int = _table_log2(19)
+    init_scale: float = 1e-4
+    grid_ratio: float | None = option(None, "cap the grid at this fraction of the image's values (e.g. 0.25)",
+                                      low=0.0, low_open=True)
+    units: int = _units(64)
+    kernel: str = _kernel("gaussian")
+    decoder: str = _decoder("rbf")
+    hidden: int = _hidden(64)
+    layers: int = _layers(2)
+    # Batch 8192: on 2 CPU cores, many small steps beat few large ones (kodim05, 60 s, quiet machine:
+    # 65536 -> 49.2 dB, 16384 -> 49.9, 8192 -> 53.0, 4096 -> 52.7).
+    batch: int = _batch(8192, "pixels")
+    lr: float | None = _lr(None)  # None: 1e-2 (2e-2 under grid_ratio)
+    lr_final: float = 0.2
+
+    @classmethod
+    def for_image(cls, height: int, width: int, channels: int = 3, **given) -> "ImageConfig":
+        """The config of an H x W x C image (see the class doc)."""
+        cfg = cls(**given)
+        compressed = cfg.grid_ratio is not None
+        cfg = replace(cfg, features=cfg.features or (2 if compressed else 4),
+                      lr=cfg.lr or (2e-2 if compressed else 1e-2))
+        if cfg.max_res is None:
+            top = max(height, width)
+            cap = int(cfg.grid_ratio * height * width * channels) if compressed else None
+            cfg = replace(cfg, max_res=fit_max_res(height, width, cfg.grid_config(), cap) if cap is not None else top)
+        return cfg
+
+
+@dataclass(frozen=True)
+class SDFConfig(ConfigBase, FieldOptions):
+    """rbf on a shape: sdf(x) fitted to samples of the mesh in the unit frame; marching cubes at the end."""
+
+    DEFAULT_SECONDS: ClassVar[float] = 60.0
+
+    grid: str = _grid("dense")
+    levels: int = _levels(4)
+    base_res: int = _base_res(16)
+    max_res: int = _max_res(128)
+    features: int = _features(2)
+    table_log2: int = _table_log2(19)
+    init_scale: float = 1e-4
+    volume_max_res: int = 0
+    fine_levels: int = option(0, "grid densehash: hashed levels above --max-res", low=0, high=16)
+    fine_max_res: int = option(0, "grid densehash: finest hashed resolution", low=0)
+    units: int = _units(64)
+    kernel: str = _kernel("gaussian")
+    decoder: str = _decoder("rbf")
+    hidden: int = _hidden(64)
+    layers: int = _layers(2)
+    batch: int = _batch(2048, "points")
+    lr: float = _lr(5e-3)
+    lr_final: float = 0.01
+    train_points: int = option(2_000_000, "training points drawn from the shape (near the surface and uniform)",
+                               low=1000)
+    thin_frac: float = option(0.1, "share of training points drawn across walls and gaps thinner than 0.02 "
+                                   "(0: off)", low=0.0, high=1.0)
+    resolution: int = option(256, "marching-cubes resolution of the exported mesh", low=16, high=2048)
+    eval_every: float | None = option(None, "seconds between progress evaluations (default: a twelfth of the budget)",
+                                      low=0.0, low_open=True)
+    iou_points: int = option(1_000_000, "Monte-Carlo points of the IoU measurement (standard error < 1e-3 at 1M)",
+                             low=1000)
+
+    @classmethod
+    def for_shape(cls, **given) -> "SDFConfig":
+        return cls(**given)
+
+
+# (levels, features) of a grid when --levels / --features are not given; other grids: (4, 4).
+GRID_SHAPES = {"hash": (16, 2)}  # instant-ngp's hash grid
+# (rays per step at most, field samples per step) by device type. On 2 CPU cores small steps win; on a GPU a
+# step's fixed cost (a few hundred kernel launches, host syncs in the marcher) needs instant-ngp's / nerfacc's
+# 2^18 samples per step to be amortised.
+STEP_SIZES = {"cpu": (8192, 1 << 14), "cuda": (1 << 18, 1 << 18)}
+LR_DECODER = {"rbf": 0.02, "mlp": 0.01}  # GNF's lr_large for the RBF; instant-ngp's 1e-2 for the MLP
+
+
+@dataclass(frozen=True)
+class RadianceConfig(ConfigBase, FieldOptions):
+    """rbf on posed photos: an RBF radiance field marched through an occupancy grid (module doc of
+    ``rbf.radiance``). ``for_scene`` decides what is None from the scene and the device."""
+
+    DEFAULT_SECONDS: ClassVar[float] = 300.0
+
+    # scene loading
+    downscale: int = option(1, "downscale the posed images by N (area average)", low=1, high=64)
+    test_every: int = option(8, "every N-th image is a test view when the scene has no split", low=2)
+    # field
+    grid: str | None = _grid(None)  # None: hash on a GPU for world-space scenes, else triplane
+    levels: int | None = _levels(None)
+    base_res: int = _base_res(16)
+    max_res: int | None = _max_res(None)
+    features: int | None = _features(None)
+    table_log2: int = _table_log2(19)
+    init_scale: float = 0.1
+    volume_max_res: int = 32
+    units: int = _units(32)
+    kernel: str = _kernel("gaussian")
+    decoder: str = _decoder("rbf", ("rbf", "mlp"))
+    hidden: int = _hidden(64)
+    layers: int = _layers(2)
+    density_shift: float = -5.0  # GNF: -10; -5 turns opaque sooner (short fits) and ends equal on lego
+    # optimisation
+    batch: int | None = _batch(None, "rays (at most)")
+    target_samples: int | None = None  # field samples per step (None: STEP_SIZES by device)
+    lr: float = _lr(0.02)
+    lr_decoder: float | None = None  # None: LR_DECODER[decoder]
+    lr_final: float = 0.1
+    distortion: float | None = option(None, "weight of mip-NeRF 360's distortion loss (default: 0.01 for "
+                                            "captures without alpha, 0 with alpha)", low=0.0)
+    background: str | None = option(None, "training background: random | black (default: random with alpha or "
+                                          "NDC, else black)", choices=("random", "black"))
+    # occupancy grid and march
+    grid_res: int | None = None  # occupancy cells per side (None: about one per pixel footprint, 32..128)
+    grid_full: tuple = (16, 48, 128, 256, 512)  # steps at which every cell is re-evaluated
+    grid_every: int = 16  # steps between partial refreshes
+    grid_cells: float = 1 / 16  # share of the cells a partial refresh evaluates
+    grid_threshold: float = 0.01
+    grid_dilation: int = 0
+    coarse_step: float = 4.0  # march step factor before the first refresh
+    step: float | None = None  # march step (None: 0.7 pixel footprint, at least half a cell)
+    early_stop: float = 1e-3
+    alpha_thre: float = 1e-3
+    # outputs
+    eval_rays: int = 4096
+    resolution: int = option(256, "marching-cubes resolution of the exported mesh", low=16, high=2048)
+
+    @classmethod
+    def for_scene(cls, scene, device="cpu", **given) -> "RadianceConfig":
+        """The config of a fit of ``scene`` on ``device`` (``with_device`` then ``with_scene``)."""
+        return cls(**given).with_device(device, scene).with_scene(scene)
+
+    def with_device(self, device, scene=None) -> "RadianceConfig":
+        """Step sizes and feature grid by device, where not set.
+
+        Grid: on a GPU, for a world-space scene (``scene`` given, not NDC) and no --grid, instant-ngp's hash
+        grid (16 levels of 2 features, 2^19 entries each; ``GRID_SHAPES``) up to about two texels per pixel
+        footprint, 128..2048 (lego 400x400: 1024). Otherwise the tri-plane, 4 levels of 4 features; on a GPU
+        its finest level follows the footprint, about one texel per pixel, 128..512 (lego 400x400: 512); the
+        CPU keeps 128 (``with_scene``), which its step rate trains in the budgets measured there.
+        Measured on an H200, lego 400x400, 180 s (bench/radiance_gpu.py): hash 33.6 dB, tri-plane 31.5 dB.
+        """
+        from fieldfit.tasks.radiance import box_extent, pixel_footprint
+
+        kind = torch.device(device).type
+        batch, samples = STEP_SIZES.get(kind, STEP_SIZES["cpu"])
+        world_gpu = kind == "cuda" and scene is not None and not scene.ndc
+        grid = self.grid or ("hash" if world_gpu else "triplane")
+        levels, features = GRID_SHAPES.get(grid, (4, 4))
+        max_res = self.max_res
+        if world_gpu and max_res is None:
+            footprint = 2 ** np.ceil(np.log2(box_extent(scene) / pixel_footprint(scene)))
+            max_res = int(np.clip(2 * footprint, 128, 2048) if grid == "hash" else np.clip(footprint, 128, 512))
+        return replace(self, batch=self.batch or batch, target_samples=self.target_samples or samples, grid=grid,
+                       levels=self.levels or levels, features=self.features or features, max_res=max_res)
+
+    def with_scene(self, scene) -> "RadianceConfig":
+        """Scene-dependent defaults, where not set: the finest grid level is 128, or 256 for NDC scenes, whose box
+        holds the whole image width (fern, 300 s: 20.2 dB at 256, 19.8 at 512 with 5 levels). The distortion loss
+        (t in marching-space units) is on (0.01) for captures without alpha (real scenes, NDC), where it clears the
+        fog a random background alone leaves (fox, fern: 3-8x fewer samples per ray), and off for alpha scenes,
+        where it changed nothing measurable (lego).
+
+        Training background: a random colour per ray for scenes with alpha (so the field learns their alpha) and
+        for NDC scenes (their box reaches infinity, so every ray can turn opaque in it; fern 300 s: 22.9 dB in
+        training evaluation with random, 20.6 with black), black for world-space captures without alpha, whose
+        rays leave the box: there a random colour is noise the field silences by turning opaque where rays
+        start, in front of each camera (fox 300 s: test views 13.6 dB with random, floaters; black: 19.4 dB at
+        150 s)."""
+        return replace(
+            self, max_res=self.max_res or (256 if scene.ndc else 128),
+            distortion=self.distortion if self.distortion is not None else (0.0 if scene.has_alpha else 0.01),
+            background=self.background or ("random" if (scene.has_alpha or scene.ndc) else "black"),
+            lr_decoder=self.lr_decoder or LR_DECODER[self.decoder])
+
+
+__all__ = ["FieldOptions", "dense_grid_params", "fit_max_res", "GRIDS", "GRID_SHAPES", "ImageConfig", "LR_DECODER",
+           "RadianceConfig", "SDFConfig", "STEP_SIZES"]

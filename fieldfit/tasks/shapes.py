@@ -1,0 +1,50 @@
+"""The shape task's measurements: a mesh in the unit frame against the input shape (rbf and bsp share them)."""
+
+import numpy as np
+
+CONVENTION = ("unit frame: input bbox centre at 0, diagonal 1.9; chamfer_l2 = mean Euclidean NN distance over "
+              "100k area-weighted surface samples, averaged both ways; normal_consistency = mean |n.n'| of NN pairs, "
+              "both ways; iou = Monte-Carlo occupancy IoU over 1M uniform points in [-1,1]^3")
+
+
+def shape_metrics(v: np.ndarray, f: np.ndarray, shape, iou_points: int = 1_000_000, seed: int = 0) -> dict:
+    """Quality of mesh (v, f) in the unit frame against ``shape`` (a ``scenes.shapes.Shape``): IoU by
+    Monte-Carlo occupancy, Chamfer, normal consistency, and the mesh's own topology beside the input's."""
+    from fieldfit.mesh.inside import inside
+    from fieldfit.mesh.metrics import component_count, euler_characteristic, is_watertight, surface_agreement
+
+    probe = np.random.default_rng(seed).uniform(-1, 1, (int(iou_points), 3))
+    pin, gin = inside(probe, v, f), shape.inside(probe)
+    chamfer, normals = surface_agreement((v, f), (shape.vertices, shape.faces))
+    return {"chamfer_l2": chamfer, "iou": float((pin & gin).sum() / max((pin | gin).sum(), 1)),
+            "normal_consistency": normals, "watertight": bool(is_watertight(v, f)),
+            "faces": int(len(f)), "components": int(component_count(v, f)), "euler": int(euler_characteristic(v, f)),
+            "input_euler": shape.euler, "input_components": shape.components}
+
+
+def mesh_figures(v: np.ndarray, f: np.ndarray) -> dict:
+    """What an exported mesh reports without the input: faces, watertight, components, Euler number."""
+    from fieldfit.mesh.metrics import component_count, euler_characteristic, is_watertight
+
+    return {"faces": int(len(f)), "watertight": bool(is_watertight(v, f)), "components": int(component_count(v, f)),
+            "euler": int(euler_characteristic(v, f))}
+
+
+def load_source_shape(config: dict):
+    """The input shape a run was fitted to (its ``input`` argument, or the built-in), with the run's frame."""
+    from fieldfit.errors import InputError
+    from fieldfit.scenes.inputs import classify
+    from fieldfit.scenes.shapes import load_shape
+
+    src = config.get("input") or config.get("source")
+    try:
+        inp = classify(src)
+    except InputError as e:
+        raise InputError(src, f"the shape this run was fitted to is not there any more ({e.problem})",
+                         "restore it to measure the run again; fieldfit export RUN needs only the run") from None
+    shape = load_shape(inp.path, inp.builtin)
+    shape.center, shape.scale = np.asarray(config["center"], np.float64), float(config["scale"])
+    return shape
+
+
+__all__ = ["CONVENTION", "load_source_shape", "mesh_figures", "shape_metrics"]

@@ -1,0 +1,151 @@
+"""Radiance runs after training: test-view renders and metrics, videos along camera paths, density meshes.
+
+Every function takes the method's renderer as ``render_fn(camera) -> (rgb [H,W,3] float numpy, field
+samples)``, so rbf, dnmp and pronerf share them.
+
+Metrics conventions (metrics.json): ``test.psnr`` is the mean over test views of each view's PSNR,
+``test.ssim`` the mean SSIM (11x11 Gaussian window, sigma 1.5), ``test.lpips`` (AlexNet) only when the
+``lpips`` package is installed; renders are compared with the test images as stored (alpha scenes composited
+on the scene's background). ``render_ms_per_frame`` is the wall time per test view (rays, marching, field,
+compositing), ``samples_per_ray`` the mean number of field samples per test ray (for rbf: composited ones with
+FIELDFIT_MARCH=packed; with the default rounds, every sample the field coloured, a round's samples past an
+opaque point included).
+
+Density meshes: marching cubes on -(density - threshold) over a box, so the surface is closed where it meets
+the box; rbf's threshold is ln 2 / step (one marching step of it has opacity 1/2). Vertex colours: the
+field's colour at the vertex seen along -normal (as from a camera straight in front of the surface). NDC
+scenes are meshed in the NDC cube and mapped back to the scene's world frame, depth capped at twice the far
+bound.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fieldfit.render.paths import path_cameras
+from fieldfit.render.video import write_video
+
+from ..runs import atomic_write
+from ..trainer import counted
+
+VIDEO_PATHS = ("orbit", "spiral", "test")
+
+
+def _png(path: Path, rgb: np.ndarray) -> None:
+    import imageio.v3 as iio
+
+    img = (np.clip(rgb, 0, 1) * 255.0 + 0.5).astype(np.uint8)
+    atomic_write(path, lambda tmp: iio.imwrite(tmp, img, extension=".png"))
+
+
+def evaluate_views(render_fn, scene, run, device="cpu") -> dict:
+    """Render every test view to renders/test_NNN.png and measure it (see the module doc)."""
+    from fieldfit.render.metrics import lpips_fn, psnr, ssim
+
+    ids = scene.split("test")
+    lp = lpips_fn(device=device) if ids else None
+    psnrs, ssims, lpipss, seconds, samples, rays = [], [], [], 0.0, 0, 0
+    for k, i in enumerate(counted(ids, "test views", run)):
+        cam = scene.frames[i].camera
+        t = time.perf_counter()
+        pred, n = render_fn(cam)
+        seconds += time.perf_counter() - t
+        samples, rays = samples + n, rays + cam.pixels
+        _png(run.path / "renders" / f"test_{k:03d}.png", pred)
+        gt = scene.image(i)
+        psnrs.append(psnr(pred, gt))
+        ssims.append(ssim(pred, gt) if min(gt.shape[:2]) >= 11 else float("nan"))
+        if lp is not None:
+            lpipss.append(lp(pred, gt))
+    test = {"psnr": float(np.mean(psnrs)) if psnrs else float("nan"),
+            "ssim": float(np.nanmean(ssims)) if ssims else float("nan"), "views": len(ids)}
+    if lpipss:
+        test["lpips"] = float(np.mean(lpipss))
+    c0 = scene.frames[ids[0] if ids else 0].camera
+    return {"test": test, "render_ms_per_frame": 1000.0 * seconds / max(len(ids), 1),
+            "samples_per_ray": samples / max(rays, 1), "render_size": [c0.width, c0.height]}
+
+
+def video_cameras(scene, path: str, n: int) -> list:
+    """The cameras of a video path: orbit | spiral (n cameras with the intrinsics of the first test view, or
+    the first view) or test (the test views in split order)."""
+    test = scene.splits.get("test") or [0]
+    if path == "test":
+        return [scene.frames[i].camera for i in test]
+    return path_cameras(path, scene.cameras(), n, scene.frames[test[0]].camera, scene.metadata.get("bounds"))
+
+
+def render_video(render_fn, scene, path: str, out, n: int) -> tuple[Path, str]:
+    """Render a camera path (``video_cameras``) and write it as a video (``render.video.write_video``)."""
+    frames = []
+    for cam in counted(video_cameras(scene, path, n), f"{path} frames"):
+        rgb, _ = render_fn(cam)
+        frames.append((np.clip(rgb, 0, 1) * 255.0 + 0.5).astype(np.uint8))
+    return write_video(frames, Path(out))
+
+
+@torch.no_grad()
+def density_volume(density_fn, lo, hi, res: int, device, occupied_fn=None, chunk: int = 1 << 18) -> np.ndarray:
+    """Density [res,res,res] at the corners of ``marching_cubes_closed``'s grid over (lo, hi); 0 where
+    ``occupied_fn`` (points -> bool, the occupancy grid's cells) says empty."""
+    axes = [torch.linspace(float(lo[a]), float(hi[a]), res, device=device) for a in range(3)]
+    out = torch.zeros(res**3)
+    for s in range(0, res**3, chunk):
+        flat = torch.arange(s, min(s + chunk, res**3), device=device)
+        pts = torch.stack([axes[0][flat // (res * res)], axes[1][(flat // res) % res], axes[2][flat % res]], -1)
+        occ = occupied_fn(pts) if occupied_fn is not None else torch.ones(len(pts), dtype=torch.bool, device=device)
+        if bool(occ.any()):
+            out[flat[occ].cpu()] = density_fn(pts[occ]).float().cpu()
+    return out.reshape(res, res, res).numpy()
+
+
+@torch.no_grad()
+def vertex_colours(colour_fn, verts: np.ndarray, normals: np.ndarray, device, chunk: int = 1 << 16) -> np.ndarray:
+    """[V,3] colours ``colour_fn(points, dirs)`` at verts seen along -normals."""
+    out = []
+    for s in range(0, len(verts), chunk):
+        x = torch.as_tensor(verts[s:s + chunk], dtype=torch.float32, device=device)
+        n = torch.tensor(np.asarray(normals[s:s + chunk]), dtype=torch.float32, device=device)
+        out.append(colour_fn(x, -torch.nn.functional.normalize(n, dim=-1)).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 3), np.float32)
+
+
+def ndc_to_world(verts: np.ndarray, scene) -> np.ndarray:
+    """Points of the NDC cube -> the scene's world frame, depth capped at twice the far bound."""
+    bounds = scene.metadata.get("bounds")
+    p = scene.ndc_params
+    far = 2.0 * float(np.max(bounds)) if bounds is not None else 100.0 * p.near_plane
+    return p.to_world(torch.as_tensor(verts, dtype=torch.float64), far=far).numpy()
+
+
+def export_density_mesh(density_fn, colour_fn, lo, hi, threshold: float, scene, out, resolution: int, device,
+                        occupied_fn=None) -> dict:
+    """Watertight mesh of ``density_fn`` above ``threshold`` over the box (lo, hi) (marching space), with vertex
+    colours from ``colour_fn(points, dirs) -> rgb`` (see the module doc), written to ``out``."""
+    import trimesh
+
+    from fieldfit.mesh import export_mesh, is_watertight, marching_cubes_closed, remove_fragments
+    from fieldfit.mesh.topology import component_count, signed_volume
+
+    t = time.perf_counter()
+    vol = density_volume(density_fn, lo, hi, int(resolution), device, occupied_fn)
+    if not (vol > threshold).any():
+        return {"mesh": None, "mesh_error": f"no density above {threshold:.4g}: nothing to mesh"}
+    v, f = marching_cubes_closed(-(vol - threshold), 0.0, (lo, hi))
+    v, f, _ = remove_fragments(v, f)
+    normals = trimesh.Trimesh(v, f, process=False).vertex_normals
+    colours = vertex_colours(colour_fn, v, normals, device)
+    if scene.ndc:
+        v = ndc_to_world(v, scene)
+        if signed_volume(v, f) < 0:
+            f = np.ascontiguousarray(f[:, ::-1])
+    export_mesh(v, f, out, vertex_colors=np.clip(colours, 0, 1))
+    return {"mesh": str(out), "faces": int(len(f)), "vertices": int(len(v)), "watertight": bool(is_watertight(v, f)),
+            "components": int(component_count(v, f)), "mesh_threshold": threshold, "mesh_resolution": int(resolution),
+            "mesh_seconds": time.perf_counter() - t}
+
+
+__all__ = ["VIDEO_PATHS", "density_volume", "evaluate_views", "export_density_mesh", "ndc_to_world",
+           "render_video", "vertex_colours", "video_cameras"]

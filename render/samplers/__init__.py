@@ -1,0 +1,5 @@
+"""Learned samplers: modules that place a few samples per ray (``render.estimators`` march a grid instead)."""
+
+from .projection import ProjectionSampler, RefineNet, SamplerNet, SourceViews
+
+__all__ = ["ProjectionSampler", "RefineNet", "SamplerNet", "SourceViews"]

@@ -1,0 +1,33 @@
+"""rbf on images: the grid-ratio cap and the config presets."""
+
+from dataclasses import replace
+
+import pytest
+
+from fieldfit.errors import InputError
+from fieldfit.fields.gaussian_rbf import ImageRBF
+from fieldfit.methods.rbf.config import ImageConfig
+from fieldfit.methods.rbf.image import dense_grid_params, field_config
+
+
+def test_grid_ratio_sizes_the_image_grid_under_the_cap():
+    h, w = 512, 768
+    cap = int(0.25 * h * w * 3)
+    cfg = ImageConfig.for_image(h, w, 3, grid_ratio=0.25, features=2)
+    fcfg = field_config(cfg, h, w)
+    built = sum(p.numel() for p in ImageRBF(fcfg, 3).encoding.parameters())
+    assert built == dense_grid_params(h, w, fcfg.grid) <= cap
+    # the largest such grid: one more finest-level vertex row goes over the cap
+    assert dense_grid_params(h, w, replace(fcfg.grid, max_res=fcfg.grid.max_res + 1)) > cap
+    with pytest.raises(InputError, match="too small"):
+        ImageConfig.for_image(h, w, 3, grid_ratio=1e-5)
+
+
+def test_presets_fill_what_was_not_given():
+    plain = ImageConfig.for_image(100, 200, 3)
+    assert (plain.max_res, plain.features, plain.lr) == (200, 4, 1e-2)
+    compact = ImageConfig.for_image(100, 200, 3, grid_ratio=0.25)
+    assert (compact.features, compact.lr) == (2, 2e-2)
+    assert compact.max_res < 200
+    given = ImageConfig.for_image(100, 200, 3, grid_ratio=0.25, features=3, lr=0.05, max_res=64)
+    assert (given.features, given.lr, given.max_res) == (3, 0.05, 64)
