@@ -81,6 +81,10 @@ class Budget:
     def done(self, step: int, elapsed: float) -> bool:
         return self.progress(step, elapsed) >= 1.0
 
+    def eval_every(self, parts: int = 10) -> float:
+        """Seconds between validations: about ``parts`` per fit, at least 5 s apart (a step budget counts as 60 s)."""
+        return max(5.0, (self.time_budget or 60.0) / parts)
+
     def describe(self) -> str:
         return f"{self.steps} steps" if self.steps is not None else f"{self.time_budget:g} s"
 

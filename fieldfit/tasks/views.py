@@ -27,8 +27,10 @@ import torch
 from fieldfit.render.paths import path_cameras
 from fieldfit.render.video import write_video
 
+from ..model import Model
 from ..runs import atomic_write
-from ..trainer import counted
+from ..trainer import counted, cpu_threads
+from .radiance import scene_of_config
 
 VIDEO_PATHS = ("orbit", "spiral", "test")
 
@@ -147,5 +149,48 @@ def export_density_mesh(density_fn, colour_fn, lo, hi, threshold: float, scene, 
             "mesh_seconds": time.perf_counter() - t}
 
 
-__all__ = ["VIDEO_PATHS", "density_volume", "evaluate_views", "export_density_mesh", "ndc_to_world",
+class SceneModel(Model):
+    """Base of the radiance runs (rbf, dnmp, pronerf): the scene they were fitted to (loaded on first use),
+    its cameras, test-view metrics and camera-path videos, all drawn through the subclass's ``render``."""
+
+    task = "radiance"
+
+    def __init__(self, run, config: dict, device="cpu", scene=None):
+        super().__init__(run, config, device)
+        self._scene = scene
+
+    @property
+    def scene(self):
+        """Cameras, images, background, NDC map of the fit."""
+        if self._scene is None:
+            self._scene = self.load_scene()
+        return self._scene
+
+    def load_scene(self):
+        return scene_of_config(self.config)
+
+    def cameras(self, split: str | None = None) -> list:
+        return self.scene.cameras(split)
+
+    def frame(self, camera) -> tuple[np.ndarray, int]:
+        """``render(camera)`` on the host (waits for a GPU, so frame timings hold): (rgb [H,W,3], samples)."""
+        r = self.render(camera)
+        return r.rgb.detach().cpu().numpy(), r.samples
+
+    def measure(self) -> dict:
+        """Render and measure every test view (``evaluate_views``)."""
+        return evaluate_views(self.frame, self.scene, self.run, self.device)
+
+    def evaluate(self) -> dict:
+        with cpu_threads(self.run, self.device):
+            metrics = {**self.run.metrics(), **self.measure()}
+        self.run.write_metrics(metrics)
+        return metrics
+
+    def render_video(self, path: str, out, frames: int = 60):
+        with cpu_threads(self.run, self.device):
+            return render_video(self.frame, self.scene, path, out, frames)
+
+
+__all__ = ["VIDEO_PATHS", "SceneModel", "density_volume", "evaluate_views", "export_density_mesh", "ndc_to_world",
            "render_video", "vertex_colours", "video_cameras"]

@@ -85,7 +85,7 @@ def _train(model, pool, probe, budget, run, cfg: BSPConfig, rng, gen, resume):
         return bsp_train.hard_iou(model, *probe)
 
     history = fit_loop(fitter.step, budget, run, evaluate=evaluate, state=state, metric_name="iou",
-                       eval_every_s=max(5.0, (budget.time_budget or 60) / 12), start_step=start,
+                       eval_every_s=budget.eval_every(12), start_step=start,
                        start_elapsed=elapsed, history=history)
     x, f = pool.all()
     report = bsp_train.prune(model, x[f > 0.5])

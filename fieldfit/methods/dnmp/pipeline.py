@@ -40,12 +40,12 @@ import torch
 from fieldfit.errors import InputError
 from fieldfit.fields.components.encodings import frequency_encoding
 from fieldfit.fields.dnmp import MeshDecoder, PrimitiveLevel
-from fieldfit.model import Model, Occupancy, Rendering, model_tensors
+from fieldfit.model import Occupancy, Rendering, model_tensors
 from fieldfit.optim import count_params, make_adam, seed_everything
 from fieldfit.render.metrics import psnr_from_mse
 from fieldfit.runs import Run, load_model, model_state, restore_optimizer
-from fieldfit.tasks.radiance import PixelStore, eval_background, eval_rays_from, load_radiance_scene, scene_of_config
-from fieldfit.tasks.views import evaluate_views, render_video
+from fieldfit.tasks.radiance import PixelStore, eval_background, eval_rays_from, load_radiance_scene
+from fieldfit.tasks.views import SceneModel
 from fieldfit.trainer import Budget, History, cpu_threads, fit_loop, plot_curve
 
 from .autoencoder import load_encoder, pretrained
@@ -253,7 +253,7 @@ def _radiance(model, scene, store, cfg: DNMPConfig, job, t0: float, stage: dict,
         Budget(time_budget=stage["radiance_budget_s"])
     t3 = time.perf_counter()
     history = fit_loop(stepper, stage_budget, run, evaluate=evaluate, state=_state(model, adam, feats, stage),
-                       metric_name="psnr", eval_every_s=max(5.0, (stage_budget.time_budget or 60) / 10),
+                       metric_name="psnr", eval_every_s=stage_budget.eval_every(10),
                        start_step=start, start_elapsed=elapsed, history=history)
     _synchronize(dev)
     rad_s = time.perf_counter() - t3
@@ -288,19 +288,18 @@ def cache_eval(model, scene, n: int, seed: int):
     return FragmentCache(model, scene, ids).lookup(idx)
 
 
-class DNMPRun(Model):
+class DNMPRun(SceneModel):
     """A fitted set of neural mesh primitives: renders by rasterization from any camera, a fused mesh.
 
     Everything runs on ``device``: the weights are loaded there (a ``model`` given is moved there), and renders
     (``Rendering`` tensors) come back there; ``measure`` times and measures the render on it (``mesh.peak_mb``:
     CUDA's peak allocation on a GPU)."""
 
-    task = "radiance"
     render_modes = ("colour", "opacity")  # rasterized layers: no depth along the ray
 
     def __init__(self, run: Run, config: dict, device="cpu", model: DNMPModel | None = None, scene=None,
                  trained: bool = True):
-        super().__init__(run, config, device)
+        super().__init__(run, config, device, scene)
         if model is None:
             model = build_model(config, MeshDecoder(), torch.zeros(8, device="cpu"), self.device)
             if trained:
@@ -310,16 +309,6 @@ class DNMPRun(Model):
         model.freeze()
         self.model = model.eval()
         self.cfg = DNMPConfig.from_dict(config.get("config", {}))
-        self._scene = scene
-
-    @property
-    def scene(self):
-        if self._scene is None:
-            self._scene = scene_of_config(self.config)
-        return self._scene
-
-    def cameras(self, split: str | None = None) -> list:
-        return self.scene.cameras(split)
 
     def render(self, camera, mode: str = "colour") -> Rendering:
         """Rasterized, shaded and composited from ``camera`` (depth: not computed, nan)."""
@@ -329,30 +318,17 @@ class DNMPRun(Model):
         return Rendering(rgb.reshape(h, w, 3), opacity.reshape(h, w),
                          torch.full((h, w), float("nan"), device=rgb.device))
 
-    def _render_fn(self, camera):
-        return self.render(camera).rgb.cpu().numpy(), 0  # to the host: also waits for the GPU (frame timings)
-
     def measure(self) -> dict:
         """Test views with the paper's efficiency units (module doc)."""
-        metrics = evaluate_views(self._render_fn, self.scene, self.run, self.device)
+        metrics = super().measure()
         w, h = metrics["render_size"]
         metrics.pop("samples_per_ray", None)
         metrics["render_ms_per_1k_pixels"] = metrics["render_ms_per_frame"] / (w * h / 1000.0)
         ids = self.scene.split("test") or self.scene.split("train")
         cam = self.scene.frames[ids[0]].camera
-        mb = peak_mb(lambda: self._render_fn(cam), self.device)
+        mb = peak_mb(lambda: self.frame(cam), self.device)
         metrics["peak_mb_per_1k_pixels"] = mb / (cam.pixels / 1000.0)
         return metrics
-
-    def evaluate(self) -> dict:
-        with cpu_threads(self.run, self.device):
-            metrics = {**self.run.metrics(), **self.measure()}
-        self.run.write_metrics(metrics)
-        return metrics
-
-    def render_video(self, path: str, out, frames: int = 60):
-        with cpu_threads(self.run, self.device):
-            return render_video(self._render_fn, self.scene, path, out, frames)
 
     def export_mesh(self, path, resolution: int | None = None) -> dict:
         with cpu_threads(self.run, self.device):

@@ -25,7 +25,7 @@ from fieldfit.fields.components.encodings import frequency_encoding
 from fieldfit.fields.gaussian_rbf import FieldConfig
 from fieldfit.fields.nerf import NerfMLP
 from fieldfit.fields.radiance_rbf import RadianceRBF, default_density_scale
-from fieldfit.model import Model, Occupancy, Rendering, model_tensors
+from fieldfit.model import Occupancy, Rendering, model_tensors
 from fieldfit.optim import count_params, make_adam, seed_everything
 from fieldfit.render.metrics import psnr_from_mse
 from fieldfit.render.rays import NDCParams
@@ -37,10 +37,9 @@ from fieldfit.tasks.radiance import (
     camera_rays,
     eval_background,
     load_radiance_scene,
-    scene_of_config,
     unit_box,
 )
-from fieldfit.tasks.views import evaluate_views, export_density_mesh, ndc_to_world, render_video
+from fieldfit.tasks.views import SceneModel, evaluate_views, export_density_mesh, ndc_to_world
 from fieldfit.trainer import cpu_threads, fit_loop, plot_curve, resume_state
 
 from .config import ProNeRFConfig
@@ -179,7 +178,7 @@ def _fit(job) -> dict:
     budget = job.budget
     t1 = time.perf_counter()
     history = fit_loop(stepper, budget, run, evaluate=evaluate, state=model_state(model, opt), metric_name="psnr",
-                       eval_every_s=max(5.0, (budget.time_budget or 60) / 10), start_step=start,
+                       eval_every_s=budget.eval_every(10), start_step=start,
                        start_elapsed=elapsed, history=history)
     train_s = time.perf_counter() - t1
     loaded = ProNeRFRun(run, run_cfg, device, model=model, scene=scene)
@@ -195,16 +194,14 @@ def _fit(job) -> dict:
     return metrics
 
 
-class ProNeRFRun(Model):
+class ProNeRFRun(SceneModel):
     """A fitted ProNeRF: the field and its sampler, with the scene's training images as source views."""
 
-    task = "radiance"
     render_modes = ("colour", "depth", "opacity")
 
     def __init__(self, run: Run, config: dict, device="cpu", model: ProNeRFModel | None = None, scene=None,
                  trained: bool = True):
-        super().__init__(run, config, device)
-        self.scene = scene if scene is not None else self._scene_with_sources(config)
+        super().__init__(run, config, device, scene)
         if model is None:
             model = attach_sources(build_model(config, self.device), self.scene, config, self.device)
             if trained:
@@ -212,19 +209,16 @@ class ProNeRFRun(Model):
         self.model = model.eval()
         self.cfg = ProNeRFConfig.from_dict(config.get("config", {}))
 
-    @staticmethod
-    def _scene_with_sources(config: dict):
-        scene = scene_of_config(config)
-        ids = config["source_views"]["ids"]
+    def load_scene(self):
+        """The scene, checked for the source images the sampler reads."""
+        scene = super().load_scene()
+        ids = self.config["source_views"]["ids"]
         missing = [str(scene.frames[i].path) for i in ids
                    if scene.frames[i].path and not Path(scene.frames[i].path).exists()]
         if missing:
             raise InputError(missing[0], f"source image missing ({len(missing)} of {len(ids)})",
                              "restore the scene's images; the run renders from them")
         return scene
-
-    def cameras(self, split: str | None = None) -> list:
-        return self.scene.cameras(split)
 
     def render(self, camera, mode: str = "colour", uniform: int = 0) -> Rendering:
         """The run seen from ``camera`` with the source views nearest it (``uniform`` > 0: the field alone with that
@@ -241,25 +235,11 @@ class ProNeRFRun(Model):
 
         return evaluate_views(render_fn, self.scene, run or self.run, self.device)
 
-    def evaluate(self) -> dict:
-        with cpu_threads(self.run, self.device):
-            metrics = {**self.run.metrics(), **self.measure()}
-        self.run.write_metrics(metrics)
-        return metrics
-
     def evaluate_uniform(self, n: int = 128) -> dict:
         """The run's field alone, marched with n uniform samples per ray (the baseline of the bench); renders go to
         <run>/uniform<n>/renders, metrics are returned (metrics.json is untouched)."""
         with cpu_threads(self.run, self.device):
             return self.measure(n, SimpleNamespace(path=self.run.path / f"uniform{n}", log=self.run.log))
-
-    def render_video(self, path: str, out, frames: int = 60):
-        def render_fn(camera):
-            r = self.render(camera)
-            return r.rgb.numpy(), r.samples
-
-        with cpu_threads(self.run, self.device):
-            return render_video(render_fn, self.scene, path, out, frames)
 
     def mesh_threshold(self) -> float:
         """ln 2 / spacing: the density at which one average interval between a ray's samples (the box's mean side

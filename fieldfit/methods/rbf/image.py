@@ -85,7 +85,7 @@ def fit(job) -> dict:
     budget = job.budget
     t1 = time.perf_counter()
     history = fit_loop(step, budget, run, evaluate=evaluate, state=model_state(model, opt), metric_name="psnr",
-                       eval_every_s=max(5.0, (budget.time_budget or 60) / 12), start_step=start,
+                       eval_every_s=budget.eval_every(12), start_step=start,
                        start_elapsed=elapsed, history=history)
     train_s = time.perf_counter() - t1
     t2 = time.perf_counter()

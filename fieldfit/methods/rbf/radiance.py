@@ -28,7 +28,7 @@ from torch import nn
 
 from fieldfit.fields.gaussian_rbf import FieldConfig
 from fieldfit.fields.radiance_rbf import RadianceRBF, default_density_scale
-from fieldfit.model import Model, Occupancy, Rendering, model_tensors
+from fieldfit.model import Occupancy, Rendering, model_tensors
 from fieldfit.optim import count_params, make_adam, seed_everything, set_lr
 from fieldfit.render import OccupancyGrid
 from fieldfit.render.losses import distortion_loss
@@ -51,11 +51,10 @@ from fieldfit.tasks.radiance import (
     eval_rays_from,
     load_radiance_scene,
     march_bounds,
-    scene_of_config,
     unit_box,
 )
 from fieldfit.tasks.radiance import grid_and_step as scene_grid_and_step
-from fieldfit.tasks.views import evaluate_views, export_density_mesh, ndc_to_world, render_video
+from fieldfit.tasks.views import SceneModel, export_density_mesh, ndc_to_world
 from fieldfit.trainer import cpu_threads, fit_loop, plot_curve, resume_state
 
 from .config import RadianceConfig
@@ -198,7 +197,7 @@ def _fit(job) -> dict:
     budget = job.budget
     t1 = time.perf_counter()
     history = fit_loop(stepper, budget, run, evaluate=evaluate, state=model_state(model, opt), metric_name="psnr",
-                       eval_every_s=max(5.0, (budget.time_budget or 60) / 10), start_step=start,
+                       eval_every_s=budget.eval_every(10), start_step=start,
                        start_elapsed=elapsed, history=history)
     train_s = time.perf_counter() - t1
     loaded = RadianceRun(run, run_cfg, device, model=model, scene=scene)
@@ -216,16 +215,15 @@ def _fit(job) -> dict:
     return metrics
 
 
-class RadianceRun(Model):
+class RadianceRun(SceneModel):
     """A fitted rbf radiance field: ``field`` and its occupancy ``grid`` (``render.march`` draws them with
     ``march``), the scene's cameras, renders from any camera, a density mesh."""
 
-    task = "radiance"
     render_modes = ("colour", "depth", "normals", "opacity")
 
     def __init__(self, run: Run, config: dict, device="cpu", model: RadianceModel | None = None, scene=None,
                  trained: bool = True):
-        super().__init__(run, config, device)
+        super().__init__(run, config, device, scene)
         if model is None:
             model, march = build_model(config, self.device)
             if trained:
@@ -234,7 +232,6 @@ class RadianceRun(Model):
             march = MarchConfig(**config["march"])
         self.model, self.march = model.eval(), march
         self.cfg = RadianceConfig.from_dict(config.get("config", {}))
-        self._scene = scene
 
     @property
     def field(self) -> RadianceRBF:
@@ -245,18 +242,8 @@ class RadianceRun(Model):
         return self.model.grid
 
     @property
-    def scene(self):
-        """The scene the run was fitted to (loaded on first use: cameras, images, background, NDC map)."""
-        if self._scene is None:
-            self._scene = scene_of_config(self.config)
-        return self._scene
-
-    @property
     def background(self) -> np.ndarray:
         return eval_background(self.scene)
-
-    def cameras(self, split: str | None = None) -> list:
-        return self.scene.cameras(split)
 
     def marchers(self) -> list[str]:
         """The frame marchers that can draw this field (``render.march.MARCH_MODES``)."""
@@ -300,24 +287,6 @@ class RadianceRun(Model):
                 (g,) = torch.autograd.grad(self.field.density(p).sum(), p)
             out.append(torch.nn.functional.normalize(-g, dim=-1).cpu())
         return torch.cat(out) if out else torch.zeros(0, 3)
-
-    def _render_fn(self, camera):
-        r = self.render(camera)
-        return r.rgb.numpy(), r.samples
-
-    def measure(self) -> dict:
-        """Render and measure every test view (``tasks.views.evaluate_views``)."""
-        return evaluate_views(self._render_fn, self.scene, self.run, self.device)
-
-    def evaluate(self) -> dict:
-        with cpu_threads(self.run, self.device):
-            metrics = {**self.run.metrics(), **self.measure()}
-        self.run.write_metrics(metrics)
-        return metrics
-
-    def render_video(self, path: str, out, frames: int = 60):
-        with cpu_threads(self.run, self.device):
-            return render_video(self._render_fn, self.scene, path, out, frames)
 
     def mesh_box(self) -> tuple[np.ndarray, np.ndarray]:
         """Box of the occupied cells grown by one cell, inside the grid's box (marching space)."""
