@@ -12,19 +12,25 @@ A method's flags come from its Config dataclasses (``fieldfit/methods/<method>/c
 """
 
 import argparse
+import errno
 import os
 import shutil
 import sys
 from pathlib import Path
 
-from .errors import FitError, InputError
+from .args import Parser
+from .errors import FitError, InputError, Stopped
 
 SUBCOMMANDS = ("export", "render", "eval", "view", "scenes")
+# errno values of a disk or a folder refusing work (full, read-only, not ours): one line, exit 2, no traceback
+SYSTEM_ERRORS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS, errno.EACCES, errno.EPERM,
+                 errno.EIO)
 TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4")
+MAX_FRAMES = 2000  # render: frames of one video (they are held in memory until written)
 
 
 def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fieldfit", description="Fit a neural field to SCENE.", add_help=add_help,
+    p = Parser(prog="fieldfit", description="Fit a neural field to SCENE.", add_help=add_help,
                                 epilog="Other commands: " + ", ".join(SUBCOMMANDS) + " (fieldfit COMMAND -h). "
                                        "fieldfit --method M --help lists method M's options.")
     p.add_argument("scene", nargs="?", help="image, mesh, posed-image folder, or built-in scene (fieldfit scenes)")
@@ -32,11 +38,22 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=float, help="seconds of optimisation (default: the method's)")
     p.add_argument("--steps", type=int, help="optimisation steps (instead of a time budget)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--out", help="run folder (default runs/<scene>-<method>-<time>)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="run folder (default runs/<scene>-<method>-<time>); must be new or empty")
+    p.add_argument("--overwrite", action="store_true",
+                   help="fit into a non-empty --out folder: the files a fit writes there (config.json, checkpoint, "
+                        "metrics, log, meshes, renders/) are removed first, other files are left alone")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed, 0 .. 2^32 - 1")
     p.add_argument("--resume", metavar="RUN", help="continue the training of RUN")
     p.add_argument("--view", action="store_true", help="open the viewer window while training")
     return p
+
+
+def _seed(text: str) -> int:
+    """--seed: a whole number that numpy, torch and random all take."""
+    value = int(text)  # a ValueError is argparse's "invalid value" line
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 2^32 - 1")
+    return value
 
 
 def method_flags(package) -> dict:
@@ -77,8 +94,15 @@ def cmd_fit(argv) -> int:
         raise InputError("SCENE", "missing", "try: fieldfit csg --method rbf   (fieldfit scenes lists built-ins)")
     options = {name: getattr(args, f"opt_{name}") for name in flags}
     package, job = prepare(args.scene, args.method, time_budget=args.time_budget, steps=args.steps,
-                           device=args.device, seed=args.seed, out=args.out, resume=args.resume, options=options,
-                           command="fieldfit " + " ".join(argv))
+                           device=args.device, seed=args.seed, out=args.out, resume=args.resume,
+                           overwrite=args.overwrite, options=options, command="fieldfit " + " ".join(argv))
+    try:  # the run is locked for writing until the fit ends, however it ends
+        return _fit(package, job, args, method)
+    finally:
+        job.run.release()
+
+
+def _fit(package, job, args, method: str) -> int:
     fresh = job.run.path if job.fresh else None
     if args.view:  # the viewer draws between training steps (fieldfit.viewer.live)
         from fieldfit.viewer.live import LiveView
@@ -90,6 +114,8 @@ def cmd_fit(argv) -> int:
         metrics = package.fit(job)
     except InputError:
         _drop_if_empty(fresh)
+        raise
+    except Stopped:  # SIGINT / SIGTERM: the trainer saved a checkpoint and says how to resume
         raise
     except KeyboardInterrupt:
         resumable = getattr(package, "resumable", lambda r: r.has_checkpoint())
@@ -110,7 +136,10 @@ class Interrupted(KeyboardInterrupt):
 
 def _drop_if_empty(path: Path | None) -> None:
     """Remove a run folder this command made when bad input stopped it before any result (only its log)."""
-    if path is not None and path.is_dir() and {p.name for p in path.iterdir()} <= {"log"}:
+    from .runs import LOCK, is_temp
+
+    if path is not None and path.is_dir() and \
+            {p.name for p in path.iterdir() if p.name != LOCK and not is_temp(p.name)} <= {"log"}:
         shutil.rmtree(path)
 
 
@@ -125,7 +154,7 @@ def _summary(m: dict) -> str:
 def cmd_export(argv) -> int:
     from .api import load
 
-    p = argparse.ArgumentParser(prog="fieldfit export", description="Export a watertight mesh of a run.")
+    p = Parser(prog="fieldfit export", description="Export a watertight mesh of a run.")
     p.add_argument("run")
     p.add_argument("--mesh", required=True, help="output mesh (.ply .obj .stl .glb)")
     p.add_argument("--resolution", type=int, help="marching-cubes resolution")
@@ -135,15 +164,44 @@ def cmd_export(argv) -> int:
     p.add_argument("--steps", type=int, help="--via bsp: fitting steps instead of a time budget")
     p.add_argument("--device", default="auto")
     a = p.parse_args(argv)
-    if a.resolution is not None and not 16 <= a.resolution <= 2048:
-        raise InputError(f"--resolution {a.resolution}", "must be between 16 and 2048", "e.g. --resolution 256")
+    budget = _check_export(a)
     model = load(a.run, a.device)
     out = Path(a.mesh)
+    if _inside(out, model.run.path):  # it writes into the run: not while a fit writes there too
+        model.run.acquire()
+    try:
+        return _export(model, out, a, budget)
+    finally:
+        model.run.release()
+
+
+def _check_export(a):
+    """export's arguments checked before the run is loaded; returns the --via bsp budget (None for mc)."""
+    from fieldfit.mesh.io import SUPPORTED_MESH_EXTS
+
+    if a.resolution is not None and not 16 <= a.resolution <= 2048:
+        raise InputError(f"--resolution {a.resolution}", "must be between 16 and 2048", "e.g. --resolution 256")
+    if Path(a.mesh).suffix.lower() not in SUPPORTED_MESH_EXTS:
+        raise InputError(a.mesh, f"cannot export to '{Path(a.mesh).suffix}'",
+                         f"use one of {' '.join(SUPPORTED_MESH_EXTS)}")
+    if a.via != "bsp":
+        return None
+    from fieldfit.config import config_flags
+    from fieldfit.methods.bsp.config import BSPConfig
+    from fieldfit.trainer import Budget
+
+    config_flags(BSPConfig)["convexes"].parse(a.convexes)
+    return Budget.of(a.time_budget, a.steps, 120.0)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
+
+
+def _export(model, out: Path, a, budget) -> int:
     if a.via == "bsp":
         from fieldfit.methods.bsp.proxy import export_via_bsp
-        from fieldfit.trainer import Budget
 
-        budget = Budget.of(a.time_budget, a.steps, 120.0)
         m = export_via_bsp(model, out, convexes=a.convexes, budget=budget)
     else:
         m = model.export_mesh(out, a.resolution)
@@ -158,15 +216,15 @@ def cmd_export(argv) -> int:
 def cmd_render(argv) -> int:
     from .api import load
 
-    p = argparse.ArgumentParser(prog="fieldfit render", description="Render a camera path of a run to a video.")
+    p = Parser(prog="fieldfit render", description="Render a camera path of a run to a video.")
     p.add_argument("run")
     p.add_argument("--device", default="auto")
     p.add_argument("--path", default="orbit", choices=("orbit", "spiral", "test"))
     p.add_argument("--out", required=True, help=".mp4 / .gif, or a folder for PNG frames")
-    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--frames", type=int, default=60, help=f"frames of the video (1..{MAX_FRAMES})")
     a = p.parse_args(argv)
-    if a.frames < 1:
-        raise InputError(f"--frames {a.frames}", "must be >= 1", "e.g. --frames 60")
+    if not 1 <= a.frames <= MAX_FRAMES:
+        raise InputError(f"--frames {a.frames}", f"must be between 1 and {MAX_FRAMES}", "e.g. --frames 60")
     model = load(a.run, a.device)
     if model.task == "sdf":  # shapes: a turntable of the viewer's picture (the shaded surface, the convexes)
         from fieldfit.viewer.turntable import turntable
@@ -186,7 +244,7 @@ def cmd_render(argv) -> int:
 def cmd_eval(argv) -> int:
     from .api import load
 
-    p = argparse.ArgumentParser(prog="fieldfit eval", description="Measure a run again from its checkpoint.")
+    p = Parser(prog="fieldfit eval", description="Measure a run again from its checkpoint.")
     p.add_argument("run")
     p.add_argument("--device", default="auto")
     a = p.parse_args(argv)
@@ -237,6 +295,9 @@ def main(argv=None) -> int:
     except InputError as e:
         print(f"fieldfit: error: {e}", file=sys.stderr)
         return 2
+    except Stopped as e:
+        print(("\n" if sys.stdout.isatty() else "") + f"fieldfit: {e}", file=sys.stderr)
+        return e.exit_code
     except Interrupted as e:
         print(f"\nfieldfit: interrupted {e}", file=sys.stderr)
         return 130
@@ -246,6 +307,11 @@ def main(argv=None) -> int:
     except (FloatingPointError, FitError) as e:
         print(f"fieldfit: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # the system refused a read or write no InputError named: still one line
+        if e.errno not in SYSTEM_ERRORS:
+            raise
+        print(f"fieldfit: error: {e.filename or 'fieldfit'}: {os.strerror(e.errno)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -17,6 +17,12 @@ from .errors import InputError
 
 ON = ("on", "true", "yes", "1")
 OFF = ("off", "false", "no", "0")
+# Sane upper bounds the methods' options share (``option(..., high=)``): beyond them a value means "all the
+# memory" or "forever", never a better fit.
+MAX_RES = 1 << 16  # grid resolution, cells per side
+MAX_BATCH = 1 << 22  # samples (pixels, points, rays) per optimisation step
+MAX_POINTS = 10**8  # sampled points (training sets, IoU probes)
+MAX_LR = 10.0  # learning rate
 
 
 def option(default, help: str, *, choices: tuple | None = None, low: float | None = None,
@@ -102,10 +108,16 @@ class Flag:
             raise InputError(f"{self.flag} {v}", f"must be <= {self.high:g}", f"e.g. {self.flag} {self.example()}")
 
     def example(self) -> str:
+        """A value the flag takes: its default, else its first choice, else its lowest allowed number."""
         if self.default is not None and not isinstance(self.default, bool):
             return str(self.default)
         if self.choices:
             return str(self.choices[0])
+        if self.low is not None and self.type in (int, float):
+            low = self.type(self.low)
+            if self.low_open:  # low itself is refused
+                low = low * 2 if low > 0 else low + 1
+            return str(low)
         return {bool: "on", int: "1", float: "1.0"}.get(self.type, "VALUE")
 
 
@@ -142,12 +154,24 @@ def given_options(cls, given: dict, what: str) -> dict:
         if name not in names:
             listing = ", ".join(sorted(f.flag for f in flags.values()))
             raise InputError(flag_name(name), f"not an option of {what}", f"its options: {listing}")
-        out[name] = flags[name].parse(value) if name in flags else value
+        out[name] = flags[name].parse(value) if name in flags else _setting(name, value)
     return out
 
 
+def _setting(name: str, value):
+    """A Python-only setting as given; InputError for a number that is not finite (nan, inf)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{name}={value}", "must be a finite number", "leave it out for its default")
+    return value
+
+
 class ConfigBase:
-    """Helpers every method's Config dataclass shares (mixin)."""
+    """Helpers every method's Config dataclass shares (mixin).
+
+    ``SHAPE_OPTIONS``: the names whose value sets the shapes of the saved tensors (grid sizes, layer widths,
+    counts); a resume refuses a value other than the run's (``shape_changes``)."""
+
+    SHAPE_OPTIONS: typing.ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -167,4 +191,12 @@ class ConfigBase:
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ["ConfigBase", "Flag", "config_flags", "flag_name", "given_options", "option", "setting_names"]
+def shape_changes(cls, saved: dict, given: dict) -> list[tuple[str, object]]:
+    """(name, saved value) of each option in ``given`` that Config ``cls`` declares shape-setting
+    (``SHAPE_OPTIONS``) and whose value differs from ``saved`` (a run's resolved config)."""
+    return [(name, saved.get(name)) for name, value in given.items()
+            if name in cls.SHAPE_OPTIONS and value is not None and value != saved.get(name)]
+
+
+__all__ = ["MAX_BATCH", "MAX_LR", "MAX_POINTS", "MAX_RES", "ConfigBase", "Flag", "config_flags", "flag_name",
+           "given_options", "option", "setting_names", "shape_changes"]

@@ -20,3 +20,12 @@ class InputError(Exception):
 
 class FitError(Exception):
     """A fit that cannot produce its result (diverged, empty surface); the CLI exits with 1."""
+
+
+class Stopped(KeyboardInterrupt):
+    """A fit stopped by SIGINT (Ctrl-C) or SIGTERM, its checkpoint saved; the CLI prints the message on one line and
+    exits with 128 + the signal's number (130, 143)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)

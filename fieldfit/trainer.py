@@ -1,10 +1,14 @@
-"""The training loop shared by every method: budget, progress, checkpoints, resume, curve.
+"""The training loop shared by every method: budget, progress, checkpoints, resume, curve, faults.
 
 A method supplies a ``step(i, progress) -> dict`` closure (one optimisation step; ``progress``
 in [0, 1] drives learning-rate schedules, so a time budget always runs the full schedule),
 an optional ``evaluate() -> dict`` (the task's quality metric, e.g. psnr or iou) and a
 ``state() -> (tensors, meta)`` for checkpoints. The loop stops at ``steps`` or after
 ``time_budget`` seconds of optimisation, whichever comes first.
+
+Faults (``fit_loop``): a step whose loss is not finite, or a state found not finite when it is copied, rolls back
+to the last finite copy and goes on at a lower learning rate; checkpoints hold only finite tensors; SIGINT and
+SIGTERM save a checkpoint after the current step and stop (``errors.Stopped``).
 """
 
 import math
@@ -16,10 +20,26 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import InputError
-from .runs import CURVE, Run, load_model, restore_optimizer
+from .errors import FitError, InputError, Stopped
+from .faults import Snapshot, StopSignals, non_finite, resume_command
+from .optim import lower_lr, lr_scale, scaled_lr
+from .runs import CHECKPOINT, CURVE, Run, load_model, restore_optimizer
 
-CHECKPOINT_EVERY_S = 60.0
+
+def _seconds(name: str, default: float) -> float:
+    """A number of seconds from the environment variable ``name`` (tests shorten the cadences), else ``default``."""
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if math.isfinite(value) and value >= 0 else default
+
+
+CHECKPOINT_EVERY_S = _seconds("FIELDFIT_CHECKPOINT_EVERY_S", 60.0)  # seconds of training between checkpoints
+SNAPSHOT_EVERY_S = 5.0  # at least this many seconds of training between copies of the state (to roll back to)
+SNAPSHOT_SHARE = 0.02  # ... and at most this share of the training time spent copying
+MAX_ROLLBACKS = 3  # rollbacks in a row that do not get past the failing step before the fit stops
+LR_BACKOFF = 0.5  # the learning rate's factor after each rollback
 
 
 @dataclass(frozen=True)
@@ -42,17 +62,16 @@ class Budget:
     def of(cls, time_budget=None, steps=None, default_seconds: float = 60.0) -> "Budget":
         """The budget of a fit: ``steps`` when given, else ``time_budget`` seconds, else ``default_seconds``.
         InputError for a non-positive or non-finite value (they would mean "forever" or "nothing")."""
-        if steps is not None:
-            if isinstance(steps, bool) or int(steps) != steps or int(steps) < 1:
-                raise InputError(f"--steps {steps}", "must be a whole number >= 1", "e.g. --steps 2000")
-            return cls(steps=int(steps))
-        if time_budget is not None:
+        if time_budget is not None:  # checked even when steps win: a bad value is never silently dropped
             t = float(time_budget)
             if not math.isfinite(t) or t <= 0:
                 raise InputError(f"--time-budget {time_budget}", "must be a finite number of seconds > 0",
                                  "e.g. --time-budget 60")
-            return cls(time_budget=t)
-        return cls(time_budget=float(default_seconds))
+        if steps is not None:
+            if isinstance(steps, bool) or not math.isfinite(float(steps)) or int(steps) != steps or int(steps) < 1:
+                raise InputError(f"--steps {steps}", "must be a whole number >= 1", "e.g. --steps 2000")
+            return cls(steps=int(steps))
+        return cls(time_budget=float(time_budget if time_budget is not None else default_seconds))
 
     @property
     def seconds(self) -> float | None:
@@ -100,6 +119,19 @@ class History:
 
     def as_meta(self) -> dict:
         return dict(self.__dict__)
+
+    def upto(self, step: int) -> "History":
+        """The entries of steps up to ``step`` (a copy)."""
+        n = sum(1 for s in self.steps if s <= step)
+        m = sum(1 for s in self.metric_steps if s <= step)
+        return History(self.steps[:n], self.seconds[:n], self.loss[:n], self.metric_steps[:m],
+                       self.metric_seconds[:m], self.metric[:m])
+
+    def truncate(self, step: int) -> None:
+        """Drop the entries of steps after ``step`` (a rollback to it)."""
+        kept = self.upto(step)
+        for name, values in kept.__dict__.items():
+            del getattr(self, name)[len(values):]
 
     @classmethod
     def from_meta(cls, meta: dict) -> "History":
@@ -151,50 +183,166 @@ def counted(items, label: str, run: Run | None = None, every_s: float = 10.0):
                     elapsed, final=k + 1 == n)
 
 
+class _Clock:
+    """Seconds of training: what evaluation, copies, checkpoints and the step hook take is left out."""
+
+    def __init__(self, start: float):
+        self.t0 = time.perf_counter() - start
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    @contextmanager
+    def paused(self):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.t0 += time.perf_counter() - t
+
+
+class _Guard:
+    """fit_loop's faults: the finite copy of the state to go back to, the rollbacks, the checkpoints written from
+    that copy (so never a non-finite one) and the stop on a signal."""
+
+    def __init__(self, run: Run, state, history: History):
+        self.run, self.history = run, history
+        self.snap = Snapshot(state) if state is not None else None
+        self.rollbacks = 0  # in a row, none of them past the furthest failing step yet
+        self.failed_at = -1  # the furthest step that failed
+
+    def due(self, i: int, elapsed: float) -> bool:
+        """Whether to copy the state now: every few seconds (longer when copies are slow), and once the fit gets
+        past the step that failed."""
+        s = self.snap
+        if s is None:
+            return False
+        if self.rollbacks and i > self.failed_at:
+            return True
+        return elapsed - s.elapsed >= max(SNAPSHOT_EVERY_S, s.seconds / SNAPSHOT_SHARE)
+
+    def take(self, i: int, elapsed: float) -> bool:
+        ok = self.snap.take(i, elapsed)
+        if ok and i > self.failed_at:
+            self.rollbacks = 0
+        return ok
+
+    def rollback(self, i: int, what: str) -> int:
+        """Go back to the copy with a lower learning rate; returns its step. FitError when there is none, or after
+        ``MAX_ROLLBACKS`` in a row (the copy is saved as the checkpoint first)."""
+        s = self.snap
+        if s is None:
+            raise FitError(f"training diverged: {what} at step {i} (this fit keeps no state to go back to)")
+        if self.rollbacks >= MAX_ROLLBACKS:
+            self.save()
+            msg = (f"training diverged: {what} at step {i}, after {self.rollbacks} rollbacks to step {s.step} with "
+                   f"the learning rate down to x{lr_scale():g} of its schedule; the last finite state (step "
+                   f"{s.step}) is saved in {self.run.path / CHECKPOINT}")
+            self.run.log(msg, echo=False)
+            raise FitError(msg)
+        self.rollbacks += 1
+        self.failed_at = max(self.failed_at, i)
+        scale = lower_lr(LR_BACKOFF)
+        s.restore()
+        self.history.truncate(s.step)
+        self.run.log(f"step {i}: {what}; rolled back to step {s.step}, learning rate x{scale:g} of its schedule "
+                     f"(rollback {self.rollbacks} of {MAX_ROLLBACKS})")
+        return s.step
+
+    def save(self) -> int:
+        """Write the copy as the run's checkpoint; returns its step."""
+        s = self.snap
+        _write(self.run, s.tensors, s.meta, s.step, s.elapsed, self.history.upto(s.step))
+        return s.step
+
+    def stop(self, i: int, elapsed: float, signum: int):
+        """Save the state after step ``i`` (the last finite copy when it is not finite) and raise Stopped."""
+        if self.snap is None:
+            raise Stopped(f"stopped at step {i} (this fit keeps no checkpoint: nothing to resume)", signum)
+        if self.snap.step != i:
+            self.snap.take(i, elapsed)
+        step = self.save()
+        msg = f"stopped at step {step}; resume with: {resume_command(self.run)}"
+        self.run.log(msg, echo=False)
+        raise Stopped(msg, signum)
+
+
 def fit_loop(step, budget: Budget, run: Run, *, evaluate=None, state=None, metric_name="metric",
              eval_every_s=5.0, start_step=0, start_elapsed=0.0, history: History | None = None) -> History:
-    """Run ``step`` until the budget is spent. Returns the loss/metric history."""
+    """Run ``step`` until the budget is spent. Returns the loss/metric history.
+
+    A step whose loss is not finite (or that raises FloatingPointError), or a state found not finite when it is
+    copied (every few seconds, before each checkpoint, at the end), rolls back to the last finite copy and goes on
+    with the learning rate halved (``optim.lower_lr``); ``MAX_ROLLBACKS`` in a row that do not get past the failing
+    step stop the fit (FitError, the last finite state saved). The first SIGINT or SIGTERM (main thread only)
+    finishes the current step, saves a checkpoint and raises ``Stopped``; a second one raises it at once."""
     history = history or History()
     prog = Progress(run, metric_name)
-    i, elapsed = start_step, start_elapsed
-    t_start = time.perf_counter() - start_elapsed
-    last_eval, last_ckpt, metric, loss = elapsed, elapsed, None, float("nan")
-    while not budget.done(i, elapsed):
-        out = step(i, budget.progress(i, elapsed))
-        loss = float(out["loss"])
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss} at step {i}; the last good checkpoint is kept")
-        i += 1
-        hook = getattr(run, "step_hook", None)
-        if hook is not None:  # e.g. the viewer drawing between steps; its time is not training time
-            t_hook = time.perf_counter()
-            hook(i, state)
-            t_start += time.perf_counter() - t_hook
-        elapsed = time.perf_counter() - t_start
-        if i % 10 == 0 or i < 10:
-            history.steps.append(i)
-            history.seconds.append(elapsed)
-            history.loss.append(loss)
-        if evaluate is not None and elapsed - last_eval >= eval_every_s:
+    i, elapsed, metric, loss = start_step, start_elapsed, None, float("nan")
+    clock = _Clock(start_elapsed)
+    last_eval = last_ckpt = elapsed
+    guard = _Guard(run, state, history)
+    with StopSignals(run) as stop, scaled_lr():
+        if guard.snap is not None and not guard.take(i, elapsed):
+            raise FitError(f"the state to train from (step {i}) is not finite ({guard.snap.bad}): start a new run")
+        while True:
+            if stop.signum is not None:
+                guard.stop(i, elapsed, stop.signum)
+            if budget.done(i, elapsed):
+                if guard.snap is None or guard.snap.step == i:
+                    break
+                with clock.paused():
+                    ok = guard.take(i, elapsed)
+                if ok:
+                    break
+                i, elapsed = guard.rollback(i, f"{guard.snap.bad} not finite"), clock.now()
+                continue
+            try:
+                loss = float(step(i, budget.progress(i, elapsed))["loss"])
+                what = f"loss {loss}"
+            except FloatingPointError as e:  # a step's own check (e.g. gradients not finite)
+                loss, what = math.nan, str(e)
+            if not math.isfinite(loss):
+                i, elapsed = guard.rollback(i, what), clock.now()
+                continue
+            i += 1
+            hook = getattr(run, "step_hook", None)
+            if hook is not None:  # e.g. the viewer drawing between steps; its time is not training time
+                with clock.paused():
+                    hook(i, state)
+            elapsed = clock.now()
+            if i % 10 == 0 or i < 10:
+                history.steps.append(i)
+                history.seconds.append(elapsed)
+                history.loss.append(loss)
+            if evaluate is not None and elapsed - last_eval >= eval_every_s:
+                with clock.paused():  # evaluation time does not count against the budget
+                    metric = evaluate()
+                history.metric_steps.append(i)
+                history.metric_seconds.append(elapsed)
+                history.metric.append(metric)
+                last_eval = elapsed
+            checkpoint = state is not None and elapsed - last_ckpt >= CHECKPOINT_EVERY_S
+            if checkpoint or guard.due(i, elapsed):
+                with clock.paused():
+                    ok = guard.take(i, elapsed)
+                    if ok and checkpoint:
+                        guard.save()
+                        last_ckpt = elapsed
+                if not ok:
+                    i, elapsed = guard.rollback(i, f"{guard.snap.bad} not finite"), clock.now()
+                    continue
+            prog.update(i, loss, metric, elapsed, budget.progress(i, elapsed))
+        if evaluate is not None:
             metric = evaluate()
             history.metric_steps.append(i)
             history.metric_seconds.append(elapsed)
             history.metric.append(metric)
-            last_eval = time.perf_counter() - t_start
-            t_start += last_eval - elapsed  # evaluation time does not count against the budget
-            elapsed = time.perf_counter() - t_start
-        if state is not None and elapsed - last_ckpt >= CHECKPOINT_EVERY_S:
-            save(run, state, i, elapsed, history)
-            last_ckpt = elapsed
-        prog.update(i, loss, metric, elapsed, budget.progress(i, elapsed))
-    if evaluate is not None:
-        metric = evaluate()
-        history.metric_steps.append(i)
-        history.metric_seconds.append(elapsed)
-        history.metric.append(metric)
-    prog.update(i, loss, metric, elapsed, 1.0, final=True)
-    if state is not None:
-        save(run, state, i, elapsed, history)
+        prog.update(i, loss, metric, elapsed, 1.0, final=True)
+        if state is not None:
+            guard.save()
+        if stop.signum is not None:  # a signal during the final evaluation: the checkpoint is written
+            guard.stop(i, elapsed, stop.signum)
     return history
 
 
@@ -228,9 +376,17 @@ def resume_state(run: Run, model, opt, device) -> tuple[int, float, History]:
 
 
 def save(run: Run, state, step: int, elapsed: float, history: History) -> None:
+    """Write ``state()`` as the run's checkpoint; FitError (nothing written, the previous checkpoint kept) when a
+    tensor is not finite."""
     tensors, meta = state()
-    meta = dict(meta, step=step, elapsed=elapsed, history=history.as_meta())
-    run.save_checkpoint(tensors, meta)
+    bad = non_finite(tensors)
+    if bad is not None:
+        raise FitError(f"not saved: {bad} is not finite at step {step}; the previous checkpoint is kept")
+    _write(run, tensors, meta, step, elapsed, history)
+
+
+def _write(run: Run, tensors: dict, meta: dict, step: int, elapsed: float, history: History) -> None:
+    run.save_checkpoint(tensors, dict(meta, step=step, elapsed=elapsed, history=history.as_meta()))
 
 
 def plot_curve(run: Run, history: History, metric_name: str) -> None:

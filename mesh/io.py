@@ -20,6 +20,12 @@ SUPPORTED_MESH_EXTS = (".obj", ".ply", ".stl", ".off", ".glb")
 
 # Bounding-box diagonal of a mesh in unit coordinates: leaves a margin inside [-1, 1]^3.
 UNIT_DIAGONAL = 1.9
+# Total face area, relative to the squared bounding-box size, below which a mesh has no surface to fit.
+MIN_RELATIVE_AREA = 1e-12
+# Coordinates a mesh may have: fits write meshes in float32 (PLY, STL, GLB), which overflow near 3.4e38 and keep
+# no shape below about 1e-35, so a larger or a smaller mesh would be exported as inf or as one point.
+MAX_COORDINATE = 1e30
+MIN_SIZE = 1e-30
 
 
 @dataclass
@@ -108,7 +114,8 @@ def load_mesh(path) -> LoadedMesh:
 
     Raises:
         InputError: missing file, unsupported extension, unreadable file, no faces,
-            face indices out of range, NaN/Inf coordinates. The message names the file.
+            face indices out of range, NaN/Inf coordinates, coordinates beyond MAX_COORDINATE or a
+            box under MIN_SIZE, no face of non-zero area. The message names the file.
 
     Examples:
         >>> import tempfile, trimesh
@@ -139,6 +146,7 @@ def load_mesh(path) -> LoadedMesh:
     if bad.any():
         raise InputError(p, f"{int(bad.sum())} vertices have NaN or infinite coordinates",
                          "fix or remove them in a mesh editor")
+    _check_range(v[np.unique(f)], p)
 
     v, f, counts = clean(v, f)
     diags = []
@@ -150,11 +158,30 @@ def load_mesh(path) -> LoadedMesh:
     if len(f) == 0:
         raise InputError(p, "mesh has no faces left after dropping degenerate ones",
                          "the mesh is empty or collapsed to points")
+    size = float(np.max(v.max(axis=0) - v.min(axis=0)))
+    if topology.face_areas(v, f).sum() <= MIN_RELATIVE_AREA * size * size:
+        raise InputError(p, "every face has zero area (the vertices are collinear or coincide)",
+                         "export the surface of a solid, not a line or a point")
     if topology.signed_volume(v, f) < 0:
         f = f[:, ::-1].copy()
         diags.append("faces were inside-out (negative volume): flipped")
     diags += topology.describe(v, f)
     return LoadedMesh(vertices=v, faces=np.ascontiguousarray(f), path=str(p), diagnostics=diags)
+
+
+def _check_range(v: np.ndarray, path: Path) -> None:
+    """InputError unless the used vertices ``v`` [V,3] lie within +-MAX_COORDINATE and their box measures at
+    least MIN_SIZE (see there: beyond, a fit's exported mesh would be inf or a single point)."""
+    top = float(np.abs(v).max())
+    if top > MAX_COORDINATE:
+        raise InputError(path, f"coordinates reach {top:.3g}, beyond the {MAX_COORDINATE:g} that exported meshes "
+                         "(float32) hold", "scale the mesh down in a mesh editor")
+    size = float(np.max(v.max(axis=0) - v.min(axis=0)))
+    if size == 0:
+        raise InputError(path, "every vertex is at the same point", "export the surface of a solid, not a point")
+    if size < MIN_SIZE:
+        raise InputError(path, f"the mesh measures {size:.3g}, below the {MIN_SIZE:g} that exported meshes "
+                         "(float32) resolve", "scale the mesh up in a mesh editor")
 
 
 def normalization(vertices) -> tuple[np.ndarray, float]:
@@ -176,10 +203,18 @@ def normalization(vertices) -> tuple[np.ndarray, float]:
     if len(v) == 0 or not np.isfinite(v).all():
         raise ValueError("normalization: vertices are empty or not finite")
     lo, hi = v.min(axis=0), v.max(axis=0)
-    diag = float(np.linalg.norm(hi - lo))
-    if diag <= 0:
+    with np.errstate(over="ignore"):
+        extent = hi - lo
+    top = float(extent.max())
+    if not np.isfinite(top):
+        raise ValueError("normalization: the bounding box is too large for float64")
+    if top <= 0:
         raise ValueError("normalization: all vertices coincide (zero-size bounding box)")
-    return 0.5 * (lo + hi), UNIT_DIAGONAL / diag
+    diag = top * float(np.linalg.norm(extent / top))  # no overflow or underflow near 1e300 or 1e-300
+    scale = UNIT_DIAGONAL / diag
+    if not np.isfinite(scale):
+        raise ValueError(f"normalization: the bounding box ({diag:g}) is too small to scale to unit size")
+    return 0.5 * lo + 0.5 * hi, scale
 
 
 def _like(center, v):

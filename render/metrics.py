@@ -34,9 +34,11 @@ def psnr_from_mse(mse: float, max_val: float = 1.0) -> float:
     return math.inf if mse <= 0 else 10.0 * math.log10(max_val * max_val / mse)
 
 
-def _gaussian_window(sigma: float, truncate: float = 3.5) -> torch.Tensor:
-    # scipy.ndimage.gaussian_filter's kernel as skimage uses it: radius int(truncate*sigma+0.5)
+def _gaussian_window(sigma: float, truncate: float = 3.5, max_radius: int | None = None) -> torch.Tensor:
+    # scipy.ndimage.gaussian_filter's kernel as skimage uses it: radius int(truncate*sigma+0.5), cut to max_radius
     radius = int(truncate * sigma + 0.5)
+    if max_radius is not None:
+        radius = min(radius, max_radius)
     x = torch.arange(-radius, radius + 1, dtype=torch.float64)
     w = torch.exp(-0.5 * (x / sigma) ** 2)
     return w / w.sum()
@@ -57,18 +59,22 @@ def ssim(
     statistics come from a separable Gaussian filter, the SSIM map is averaged over the
     valid region (the border of radius 5 is excluded) and then over channels.
 
+    Images smaller than the window (a side under 11 px for sigma 1.5) are measured with the window cut to
+    the largest odd size that fits, 2 r + 1 <= the shorter side (same weights, renormalised; r = 0 compares
+    pixel by pixel), where skimage refuses them.
+
     Args:
-        pred, target: [H,W,C] or [H,W], H and W at least 11 for sigma 1.5.
+        pred, target: [H,W,C] or [H,W], at least 1 x 1.
     """
     x, y = _as64(pred), _as64(target)
     if x.shape != y.shape:
         raise ValueError(f"ssim: pred {tuple(x.shape)} and target {tuple(y.shape)} differ")
     if x.dim() == 2:
         x, y = x[..., None], y[..., None]
-    w1 = _gaussian_window(sigma)
+    if min(x.shape[:2]) < 1:
+        raise ValueError(f"ssim: empty image {tuple(x.shape[:2])}")
+    w1 = _gaussian_window(sigma, max_radius=(min(x.shape[:2]) - 1) // 2)
     k = w1.numel()
-    if x.shape[0] < k or x.shape[1] < k:
-        raise ValueError(f"ssim: images must be at least {k}x{k}, got {tuple(x.shape[:2])}")
     c = x.shape[-1]
     wx = w1.view(1, 1, 1, k).expand(c, 1, 1, k)
     wy = w1.view(1, 1, k, 1).expand(c, 1, k, 1)

@@ -18,6 +18,8 @@ from fieldfit.errors import InputError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG", ".exr", ".EXR")
 ROTATION_TOL = 1e-3
 LAST_ROW_TOL = 1e-4
+# Largest camera coordinate or scene bound (world units): rays are float32, whose squares overflow near 1e19.
+MAX_COORDINATE = 1e12
 
 
 def load_json(path: Path) -> dict:
@@ -95,17 +97,86 @@ def image_header(path: Path, source: Path, desc: str) -> tuple[int, int, bool]:
         alpha = len(shape) == 3 and shape[2] in (2, 4)
         return w, h, alpha
     except Exception as e:  # noqa: BLE001 - any decoder failure is a user-file problem
-        raise InputError(source, f"{desc}: cannot read image {path}: {e}",
+        raise InputError(source, f"{desc}: cannot read image {path}: {_one_line(e)}",
                          "replace the file with a valid PNG/JPEG") from None
+
+
+# Pillow modes turned into the few layouts the loaders take (grey, grey+alpha, RGB, RGBA).
+_CONVERT = {"1": "L", "P": "RGB", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB"}
+# 16-bit colour PNGs: Pillow unpacks the high byte of each sample only. The raw mode that reads the low bytes
+# instead (same filter layout, so the same decode), or "RGBA" for grey+alpha (4 bytes per pixel: both bytes).
+_LOW_BYTES = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L", "LA;16B": "RGBA"}
+
+
+class Undecodable(Exception):
+    """An image file no decoder reads; the message is one line."""
+
+
+def _one_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def decode_image(path) -> np.ndarray:
+    """The pixels of an image file as stored: uint8, uint16 or float, [H, W] or [H, W, C], C in 1..4, colour as
+    grey, grey+alpha, RGB or RGBA.
+
+    Pillow decodes what it opens (PNG, JPEG, ...; not TIFF): CMYK and YCbCr become RGB, palette images RGB, or
+    RGBA when the palette has transparency, and 16-bit colour PNGs keep all 16 bits (Pillow alone keeps the high
+    byte). TIFF and EXR go through imageio. ``Undecodable`` (one line) for a truncated or corrupt file.
+    """
+    from PIL import Image
+
+    try:
+        im = Image.open(path)
+    except Exception:  # noqa: BLE001 - not a format Pillow knows: imageio below
+        im = None
+    if im is None or im.format == "TIFF":
+        if im is not None:
+            im.close()
+        try:
+            import imageio.v3 as iio
+
+            return np.asarray(iio.imread(path))
+        except Exception as e:  # noqa: BLE001 - any decoder failure is a user-file problem
+            raise Undecodable(f"not an image any decoder reads ({_one_line(e)})") from None
+    try:
+        with im:
+            raw = im.tile[0].args if im.format == "PNG" and len(im.tile) == 1 else None
+            if raw in _LOW_BYTES:
+                return _png16(path, im, raw)
+            if im.mode in _CONVERT:
+                want = "RGBA" if im.mode == "P" and "transparency" in im.info else _CONVERT[im.mode]
+                im = im.convert(want)
+            arr = np.asarray(im)
+    except Exception as e:  # noqa: BLE001 - truncated or corrupt data
+        raise Undecodable(f"truncated or corrupt image data ({_one_line(e)})") from None
+    if arr.dtype.kind in "iu" and arr.dtype.itemsize > 1 and arr.dtype != np.uint16:
+        if arr.min() >= 0 and arr.max() <= 65535:  # 16-bit grey that Pillow holds as 32-bit ints
+            arr = arr.astype(np.uint16)
+    return arr.astype(arr.dtype.newbyteorder("=")) if arr.dtype.byteorder not in "=|" else arr
+
+
+def _png16(path, im, raw: str) -> np.ndarray:
+    """uint16 [H, W, C] of a 16-bit colour PNG: its high bytes as Pillow decodes them, its low bytes from a second
+    decode with the raw mode that unpacks them (``_LOW_BYTES``)."""
+    from PIL import Image
+
+    low = _LOW_BYTES[raw]
+    with Image.open(path) as again:
+        again.tile = [again.tile[0]._replace(args=low)]
+        lo = np.asarray(again).astype(np.uint16)
+    if raw == "LA;16B":  # bytes L_hi L_lo A_hi A_lo per pixel
+        return np.stack([lo[..., 0] << 8 | lo[..., 1], lo[..., 2] << 8 | lo[..., 3]], axis=-1)
+    hi = np.asarray(im).astype(np.uint16)
+    return hi << 8 | lo
 
 
 def read_image(path: Path, source: Path, desc: str) -> np.ndarray:
     """Decode to float32 [H, W, C] in [0, 1], C in (1, 2, 3, 4). No EXIF rotation (as the header)."""
     try:
-        import imageio.v3 as iio
-
-        arr = np.asarray(iio.imread(path))
-    except Exception as e:  # noqa: BLE001 - any decoder failure is a user-file problem
+        arr = decode_image(path)
+    except Undecodable as e:
         raise InputError(source, f"{desc}: cannot decode image {path}: {e}",
                          "replace the file with a valid PNG/JPEG") from None
     if arr.ndim == 2:
@@ -160,7 +231,19 @@ def check_c2w(m, source: Path, desc: str) -> np.ndarray:
         raise InputError(source, f"{desc}: rotation part of the transform matrix is not a rotation "
                          f"(orthonormality error {err:.2g}, det {np.linalg.det(r):.3g})",
                          "poses must be rigid camera-to-world matrices without scale or reflection")
+    far = float(np.abs(a[:3, 3]).max())
+    if far > MAX_COORDINATE:
+        raise InputError(source, f"{desc}: camera position {a[:3, 3].tolist()} is beyond {MAX_COORDINATE:g} world "
+                         "units", "scale the poses down (or recentre them) before fitting")
     return np.ascontiguousarray(a[:3, :4])
+
+
+def check_bounds(aabb, near: float, far: float, source: Path) -> None:
+    """InputError unless the scene box and the near / far distances are finite and within MAX_COORDINATE."""
+    values = np.concatenate([np.asarray(aabb, np.float64).ravel(), [near, far]])
+    if not np.all(np.isfinite(values)) or np.abs(values).max() > MAX_COORDINATE:
+        raise InputError(source, f"scene bounds out of range (box {np.asarray(aabb).tolist()}, near {near:g}, "
+                         f"far {far:g})", "check aabb_scale, scale and offset, and the poses' units")
 
 
 def number(value, source: Path, desc: str, key: str, positive: bool = False) -> float:

@@ -34,6 +34,15 @@ def frame_name(file_path: str) -> str:
     return name
 
 
+def field_of_view(value, source: Path, desc: str, key: str) -> float:
+    """A camera_angle_x / _y in radians: finite, in (0, pi) (pi and beyond have no pinhole focal length)."""
+    a = number(value, source, desc, key, positive=True)
+    if a >= math.pi:
+        raise InputError(source, f"{desc}: '{key}' is {a:g} radians, a pinhole field of view must be under pi",
+                         "give the angle in radians (degrees / 57.3), or fl_x / fl_y")
+    return a
+
+
 def frames_from_transforms(meta: dict, source: Path, root: Path, index_offset: int = 0,
                            same_size: bool = False) -> tuple[list[Frame], bool]:
     """Parse ``meta['frames']`` into full-resolution Frames; returns (frames, first_has_alpha).
@@ -88,16 +97,14 @@ def frames_from_transforms(meta: dict, source: Path, root: Path, index_offset: i
         if fl_x is not None:
             fx = number(fl_x, source, desc, "fl_x", positive=True)
         elif get("camera_angle_x") is not None:
-            ax = number(get("camera_angle_x"), source, desc, "camera_angle_x", positive=True)
-            fx = 0.5 * w / math.tan(0.5 * ax)
+            fx = 0.5 * w / math.tan(0.5 * field_of_view(get("camera_angle_x"), source, desc, "camera_angle_x"))
         else:
             raise InputError(source, f"{desc}: no focal length (fl_x or camera_angle_x)",
                              "add fl_x/fl_y or camera_angle_x to the json")
         if fl_y is not None:
             fy = number(fl_y, source, desc, "fl_y", positive=True)
         elif fl_x is None and get("camera_angle_y") is not None:
-            ay = number(get("camera_angle_y"), source, desc, "camera_angle_y", positive=True)
-            fy = 0.5 * h / math.tan(0.5 * ay)
+            fy = 0.5 * h / math.tan(0.5 * field_of_view(get("camera_angle_y"), source, desc, "camera_angle_y"))
         else:
             fy = fx
         cx = number(get("cx", w / 2.0), source, desc, "cx")

@@ -49,8 +49,9 @@ def classify(path: str) -> Input:
 
 
 def load_image(path: Path) -> np.ndarray:
-    """Read an image as float32 [H,W,C] in [0,1] (C = 1, 3 or 4); EXR stays linear."""
-    import imageio.v3 as iio
+    """Read an image as float32 [H,W,C] in [0,1] (C = 1, 2, 3 or 4: grey, grey+alpha, RGB, RGBA); 16-bit files
+    keep their 16 bits, CMYK and palette images become RGB(A) (``scenes._io.decode_image``); EXR stays linear."""
+    from ._io import Undecodable, decode_image
 
     path = Path(path)
     if not path.is_file():
@@ -58,11 +59,11 @@ def load_image(path: Path) -> np.ndarray:
     if path.stat().st_size == 0:
         raise InputError(path, "image file is empty", "re-export the image")
     try:
-        img = np.asarray(iio.imread(path))
-    except Exception as e:  # noqa: BLE001 - any decoder failure is the user's file
+        img = decode_image(path)
+    except Undecodable as e:
         hint = ("install an EXR plugin (pip install imageio[freeimage]) or convert to PNG/TIFF"
-                if path.suffix.lower() == ".exr" else "is the file a valid image?")
-        raise InputError(path, f"cannot decode image ({type(e).__name__}: {e})", hint) from None
+                if path.suffix.lower() == ".exr" else "re-export it as PNG or JPEG")
+        raise InputError(path, f"cannot decode image: {e}", hint) from None
     if img.ndim == 3 and img.shape[0] in (1,) and img.shape[-1] not in (1, 3, 4):  # multi-page with one page
         img = img[0]
     if img.ndim == 2:

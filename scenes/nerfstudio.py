@@ -33,7 +33,7 @@ import numpy as np
 from fieldfit.errors import InputError
 from fieldfit.render.camera import frusta_bounds, look_at_centre
 
-from ._io import check_downscale, list_dir, load_json, number
+from ._io import check_bounds, check_downscale, list_dir, load_json, number
 from ._transforms import frame_name, frames_from_transforms
 from .base import Scene, scale_frames
 
@@ -78,6 +78,7 @@ def load_nerfstudio(root, downscale: int = 1, test_every: int = 8) -> Scene:
         aabb = frusta_bounds([f.camera for f in frames], near, far)
         bounds_rule = "camera frusta"
 
+    check_bounds(aabb, near, far, js)
     points = colors = None
     if meta.get("ply_file_path"):
         points, colors = _read_points(root, meta["ply_file_path"], js)

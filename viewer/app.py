@@ -16,6 +16,7 @@ final camera pose as JSON.
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -24,14 +25,17 @@ import numpy as np
 from fieldfit.errors import InputError
 
 MIN_DEFAULT_SIDE = 512  # default windows of tiny scenes are enlarged by an integer factor
+MAX_SIDE = 8192  # --size: the largest width or height (pixels)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fieldfit view", description="Look at a run in a window (or --screenshot).")
+    from fieldfit.args import Parser  # errors in one line, as every fieldfit command
+
+    p = Parser(prog="fieldfit view", description="Look at a run in a window (or --screenshot).")
     p.add_argument("run", help="run folder")
     p.add_argument("--screenshot", metavar="PNG", help="write the window's picture to PNG without opening a window")
     p.add_argument("--camera", help="start at a scene camera: test:K, train:K (radiance) or front/top/... (shapes)")
-    p.add_argument("--size", help="window / screenshot size WxH")
+    p.add_argument("--size", help=f"window / screenshot size WxH (each side 1..{MAX_SIDE})")
     p.add_argument("--mode", default="", help="render mode (default: the view's first)")
     p.add_argument("--fps", type=float, default=30.0, help="target frame rate while moving")
     p.add_argument("--scale", type=float, help="pin the render scale (1.0: always full resolution)")
@@ -48,11 +52,23 @@ def parser() -> argparse.ArgumentParser:
 def parse_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
-        if w > 0 and h > 0:
-            return w, h
     except ValueError:
-        pass
-    raise InputError(f"--size {text}", "expected WIDTHxHEIGHT", "e.g. --size 800x600")
+        raise InputError(f"--size {text}", "expected WIDTHxHEIGHT", "e.g. --size 800x600") from None
+    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
+        raise InputError(f"--size {text}", f"each side must be between 1 and {MAX_SIDE} pixels", "e.g. --size 800x600")
+    return w, h
+
+
+def check_numbers(args) -> None:
+    """--fps, --scale and --threads in range, before the run is loaded (InputError naming the value)."""
+    if not (math.isfinite(args.fps) and args.fps > 0):
+        raise InputError(f"--fps {args.fps:g}", "must be a finite number > 0", "e.g. --fps 30")
+    if args.scale is not None and not (math.isfinite(args.scale) and 0 < args.scale <= 1):
+        raise InputError(f"--scale {args.scale:g}", "must be in (0, 1] (1: full resolution)", "e.g. --scale 0.5")
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        raise InputError(f"--threads {args.threads}", "must be between 1 and 1024", "e.g. --threads 4")
+    if args.size:
+        parse_size(args.size)
 
 
 def default_size(view) -> tuple[int, int]:
@@ -62,15 +78,14 @@ def default_size(view) -> tuple[int, int]:
 
 
 def make_session(view, args, screenshot: bool):
-    """(Session, (width, height)) from the command line: camera, size, mode, overlay."""
+    """(Session, (width, height)) from the command line (its numbers checked: ``check_numbers``): camera, size,
+    mode, overlay."""
     from .session import Session
 
     if args.mode and args.mode not in view.modes:
         raise InputError(f"--mode {args.mode}", "not a mode of this run's view",
                          f"choose one of {', '.join(view.modes)}")
     overlay = {"on": True, "off": False}.get(args.overlay, not screenshot)
-    if args.fps <= 0:
-        raise InputError(f"--fps {args.fps:g}", "must be > 0", "e.g. --fps 30")
     size = parse_size(args.size) if args.size else None
     preset = None
     if args.camera:
@@ -147,6 +162,7 @@ def run_window(session, window, max_frames: int | None = None, follow=None) -> n
 
 def main(argv) -> int:
     args = parser().parse_args(argv)
+    check_numbers(args)
     from fieldfit.api import resolve_device
 
     from .registry import open_view

@@ -29,7 +29,13 @@ def load_radiance_scene(inp, downscale: int = 1, test_every: int = 8) -> Scene:
     path = blocks_scene_dir() if inp.builtin == "blocks" else inp.path
     if path is None:
         raise InputError(inp.name, "not a posed-image scene", "pass a scene folder or 'blocks'")
-    return load_scene(path, downscale=int(downscale), test_every=int(test_every))
+    scene = load_scene(path, downscale=int(downscale), test_every=int(test_every))
+    views = scene.split("train")
+    foot = pixel_footprint(scene) if views else 0.0
+    if not foot > 0 or not np.isfinite(foot):  # one view, or every camera at one point: no centre, no scale
+        raise InputError(scene.source, f"its {len(views)} training view(s) do not see the scene from two places",
+                         "a radiance fit needs training cameras at two or more positions")
+    return scene
 
 
 def scene_of_config(config: dict) -> Scene:

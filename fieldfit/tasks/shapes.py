@@ -7,27 +7,46 @@ CONVENTION = ("unit frame: input bbox centre at 0, diagonal 1.9; chamfer_l2 = me
               "both ways; iou = Monte-Carlo occupancy IoU over 1M uniform points in [-1,1]^3")
 
 
-def shape_metrics(v: np.ndarray, f: np.ndarray, shape, iou_points: int = 1_000_000, seed: int = 0) -> dict:
+def shape_metrics(v: np.ndarray, f: np.ndarray, shape, iou_points: int = 1_000_000, seed: int = 0,
+                  path=None) -> dict:
     """Quality of mesh (v, f) in the unit frame against ``shape`` (a ``scenes.shapes.Shape``): IoU by
-    Monte-Carlo occupancy, Chamfer, normal consistency, and the mesh's own topology beside the input's."""
+    Monte-Carlo occupancy, Chamfer, normal consistency, and the mesh's own topology beside the input's
+    (``path``: the file it was written to, whose topology is then what other tools see: ``reloaded``)."""
     from fieldfit.mesh.inside import inside
-    from fieldfit.mesh.metrics import component_count, euler_characteristic, is_watertight, surface_agreement
+    from fieldfit.mesh.metrics import surface_agreement
 
     probe = np.random.default_rng(seed).uniform(-1, 1, (int(iou_points), 3))
     pin, gin = inside(probe, v, f), shape.inside(probe)
     chamfer, normals = surface_agreement((v, f), (shape.vertices, shape.faces))
     return {"chamfer_l2": chamfer, "iou": float((pin & gin).sum() / max((pin | gin).sum(), 1)),
-            "normal_consistency": normals, "watertight": bool(is_watertight(v, f)),
-            "faces": int(len(f)), "components": int(component_count(v, f)), "euler": int(euler_characteristic(v, f)),
+            "normal_consistency": normals, **mesh_figures(v, f, path),
             "input_euler": shape.euler, "input_components": shape.components}
 
 
-def mesh_figures(v: np.ndarray, f: np.ndarray) -> dict:
-    """What an exported mesh reports without the input: faces, watertight, components, Euler number."""
+def mesh_figures(v: np.ndarray, f: np.ndarray, path=None) -> dict:
+    """What an exported mesh reports without the input: faces, watertight, components, Euler number; with ``path``
+    (the file (v, f) was written to) the topology other tools find in it (``reloaded``)."""
     from fieldfit.mesh.metrics import component_count, euler_characteristic, is_watertight
 
-    return {"faces": int(len(f)), "watertight": bool(is_watertight(v, f)), "components": int(component_count(v, f)),
-            "euler": int(euler_characteristic(v, f))}
+    out = {"faces": int(len(f)), "watertight": bool(is_watertight(v, f)), "components": int(component_count(v, f)),
+           "euler": int(euler_characteristic(v, f))}
+    if path is not None:
+        again = reloaded(path)
+        out.update(again, watertight=bool(out["watertight"] and again["watertight"]))
+    return out
+
+
+def reloaded(path) -> dict:
+    """Watertight, components and Euler number of the mesh file ``path`` as other tools load it: trimesh's default
+    load and a merge by distance at ``mesh.weld.WELD_TOL`` (``mesh.weld.reload_report``, kept under 'reload').
+    Watertight: both closed 2-manifolds with positive volume that agree; components and Euler of the merge."""
+    from fieldfit.mesh.weld import reload_report
+
+    rep = reload_report(path)
+    t, m = rep["trimesh"], rep["merged"]
+    agree = (t["euler"], t["shells"]) == (m["euler"], m["shells"])
+    return {"watertight": bool(t["ok"] and m["ok"] and agree), "components": m["shells"], "euler": m["euler"],
+            "reload": rep}
 
 
 def load_source_shape(config: dict):
@@ -47,4 +66,4 @@ def load_source_shape(config: dict):
     return shape
 
 
-__all__ = ["CONVENTION", "load_source_shape", "mesh_figures", "shape_metrics"]
+__all__ = ["CONVENTION", "load_source_shape", "mesh_figures", "reloaded", "shape_metrics"]

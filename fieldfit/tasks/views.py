@@ -58,7 +58,7 @@ def evaluate_views(render_fn, scene, run, device="cpu") -> dict:
         _png(run.path / "renders" / f"test_{k:03d}.png", pred)
         gt = scene.image(i)
         psnrs.append(psnr(pred, gt))
-        ssims.append(ssim(pred, gt) if min(gt.shape[:2]) >= 11 else float("nan"))
+        ssims.append(ssim(pred, gt))  # views under 11 px: a smaller window (render.metrics.ssim)
         if lp is not None:
             lpipss.append(lp(pred, gt))
     test = {"psnr": float(np.mean(psnrs)) if psnrs else float("nan"),
@@ -125,7 +125,8 @@ def ndc_to_world(verts: np.ndarray, scene) -> np.ndarray:
 def export_density_mesh(density_fn, colour_fn, lo, hi, threshold: float, scene, out, resolution: int, device,
                         occupied_fn=None) -> dict:
     """Watertight mesh of ``density_fn`` above ``threshold`` over the box (lo, hi) (marching space), with vertex
-    colours from ``colour_fn(points, dirs) -> rgb`` (see the module doc), written to ``out``."""
+    colours from ``colour_fn(points, dirs) -> rgb`` (see the module doc), written to ``out``. ``scene`` maps an NDC
+    box back to the world; None for a world-space run (its export then needs no source scene)."""
     import trimesh
 
     from fieldfit.mesh import export_mesh, is_watertight, marching_cubes_closed, remove_fragments
@@ -139,7 +140,7 @@ def export_density_mesh(density_fn, colour_fn, lo, hi, threshold: float, scene, 
     v, f, _ = remove_fragments(v, f)
     normals = trimesh.Trimesh(v, f, process=False).vertex_normals
     colours = vertex_colours(colour_fn, v, normals, device)
-    if scene.ndc:
+    if scene is not None and scene.ndc:
         v = ndc_to_world(v, scene)
         if signed_volume(v, f) < 0:
             f = np.ascontiguousarray(f[:, ::-1])

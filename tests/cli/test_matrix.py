@@ -66,8 +66,9 @@ def test_export_mesh_stays_watertight_when_welded(runs, key, tmp_path):
     assert main(["export", str(runs[key]), "--mesh", str(out)]) == 0
     welded = trimesh.load(out, process=True)  # trimesh's default: coincident vertices merged, as most tools do
     assert len(welded.faces) > 0
-    if key != "bsp":  # bsp's union can pinch where convexes touch: [reliability]'s issue, reported there
-        assert welded.is_watertight
+    assert welded.is_watertight
+    assert welded.is_winding_consistent
+    assert welded.volume > 0
 
 
 @pytest.mark.slow

@@ -135,18 +135,30 @@ def test_ngons_keep_the_surface_closed(tmp_path):
     faces = [ln for ln in out.read_text().splitlines() if ln.startswith("f ")]
     assert len(faces) == 6
     assert max(len(ln.split()) - 1 for ln in faces) > 4
-    m = trimesh.load(out, process=False)  # trimesh fans the n-gons: degenerate triangles, same volume
+    m = trimesh.load(out, process=False)  # trimesh fans the n-gons from their first vertex
     assert m.volume == pytest.approx(1.0)
+    assert m.area_faces.min() > 0.01  # each n-gon starts where its fan has no zero-area triangle
 
 
-def test_face_with_a_hole_stays_triangulated():
-    """A small box on a big box's top face: that face is an annulus, not a simple polygon."""
+def directed_edges_twinned(polys) -> bool:
+    edges = {}
+    for p in polys:
+        for a, b in zip(p, p[1:] + p[:1], strict=True):
+            edges[(a, b)] = edges.get((a, b), 0) + 1
+    return all(n == 1 and edges.get((b, a)) == 1 for (a, b), n in edges.items())
+
+
+def test_face_with_a_hole_becomes_fan_safe_polygons(tmp_path):
+    """A small box on a big box's top face: that face is an annulus, written as polygons around the hole."""
     parts = (box([-0.5] * 3, [0.5] * 3), box([-0.1, -0.1, 0.3], [0.1, 0.1, 0.7]))
     v, f = union_mesh([convex_polytope(p) for p in parts])
     polys = merge_coplanar(v, f)
-    tris = sum(len(p) == 3 for p in polys)
-    assert tris >= 8  # the annulus of the top face
-    assert sum(len(p) - 2 for p in polys) >= len(polys)
+    top = [p for p in polys if np.allclose(v[p][:, 2], 0.5)]
+    assert 2 <= len(top) < 8  # no polygon spans the hole; fewer than the annulus's 8 triangles
+    assert directed_edges_twinned(polys)
+    m = trimesh.load(write_polygon_obj(v, polys, tmp_path / "u.obj"), process=False)
+    assert m.volume == pytest.approx(1 + 0.2 * 0.2 * 0.2)
+    assert m.area_faces.min() > 1e-3
 
 
 def test_face_coloured_ply(tmp_path):

@@ -36,11 +36,17 @@ def test_ssim_matches_skimage(shape):
     assert 0.0 < want < 0.99
 
 
-def test_ssim_identical_is_one_and_rejects_small_images():
+def test_ssim_identical_is_one_and_small_images_use_a_smaller_window():
     a, _ = _pair((16, 16, 3))
     assert ssim(a, a) == pytest.approx(1.0, abs=1e-12)
-    with pytest.raises(ValueError, match="at least 11x11"):
-        ssim(np.zeros((10, 12, 3)), np.zeros((10, 12, 3)))
+    small, other = _pair((10, 12, 3))  # window cut from 11 to 9
+    assert ssim(small, small) == pytest.approx(1.0, abs=1e-12)
+    assert 0.0 < ssim(small, other) < 0.99
+    # 2 x 2: the window is one pixel, so SSIM is the mean of the per-pixel luminance term
+    x, y = np.array([[0.1, 0.5], [0.9, 0.3]]), np.array([[0.2, 0.5], [0.4, 0.0]])
+    c1 = 0.01**2
+    want = np.mean((2 * x * y + c1) / (x * x + y * y + c1))
+    assert ssim(x, y) == pytest.approx(want, abs=1e-12)
 
 
 def test_psnr_closed_form_and_identical():

@@ -16,7 +16,7 @@ from fieldfit.errors import InputError
 from fieldfit.fields.bsp import BSPField, BSPFieldConfig
 from fieldfit.model import Model, Occupancy, model_tensors
 from fieldfit.optim import seed_everything
-from fieldfit.runs import Run, load_model, model_state
+from fieldfit.runs import Run, check_weights, load_model, model_state
 from fieldfit.tasks.shapes import CONVENTION as SHAPE_CONVENTION
 from fieldfit.tasks.shapes import load_source_shape, mesh_figures, shape_metrics
 from fieldfit.trainer import Budget, fit_loop, plot_curve, resume_state, save
@@ -25,7 +25,9 @@ from . import train as bsp_train
 from .config import BSPConfig
 
 BOX = (-1.0, 1.0)  # the unit frame's cube bounds every convex
-CONVENTION = (SHAPE_CONVENTION + "; faces = triangles of mesh.ply (the exact union); polygons = faces of mesh.obj "
+CONVENTION = (SHAPE_CONVENTION + "; faces = triangles of mesh.ply (the union, touching convexes pulled 1e-5 of the "
+              "diagonal apart); watertight, components, euler = mesh.ply as other tools load it (reload: trimesh's "
+              "default load and a merge of vertices closer than 1e-5 of the diagonal); polygons = faces of mesh.obj "
               "(coplanar triangles merged); convexes = convexes left after pruning; planes = distinct planes they use")
 
 
@@ -117,6 +119,8 @@ def fit_shape(shape, cfg: BSPConfig, job) -> dict:
     probe = probe_set(shape.inside, int(cfg.probe_points), rng, device)
     fcfg = BSPFieldConfig(dim=3, planes=int(cfg.planes), convexes=int(cfg.convexes))
     model = BSPField(fcfg).to(device)
+    if job.resume:  # the checkpoint must fit this model before the run's config is rewritten (loaded in train)
+        check_weights(run, model)
     run.write_config({"task": "sdf", "method": "bsp", "source": shape.name, "center": shape.center.tolist(),
                       "scale": shape.scale, "field": fcfg.to_dict(), "config": cfg.to_dict(), "seed": job.seed})
     prepare_s = time.perf_counter() - t0
@@ -160,7 +164,8 @@ def write_mesh(v, f, out: Path, polygons: list | None = None) -> None:
 
 
 def export(model: BSPField, shape, run: Run, cfg: BSPConfig, out: Path, extras: bool = False) -> dict:
-    """Extract, write ``out`` (and mesh.obj, convexes.ply when ``extras``), measure against the shape."""
+    """Extract, write ``out`` (and mesh.obj, convexes.ply when ``extras``), measure against the shape. Watertight,
+    components and Euler number are those other tools find in ``out`` (``tasks.shapes.reloaded``)."""
     from fieldfit.mesh.convex import merge_coplanar, write_face_colored_ply
 
     v, f, labels, extract_s = extract(model)
@@ -172,7 +177,7 @@ def export(model: BSPField, shape, run: Run, cfg: BSPConfig, out: Path, extras: 
     m = model.membership()[:, model.alive]
     run.log(f"mesh: {len(f)} triangles, {len(polygons)} polygons from {int(model.alive.sum())} convexes "
             f"in {extract_s:.2f}s")
-    return {**shape_metrics(v, f, shape, cfg.iou_points), "polygons": len(polygons),
+    return {**shape_metrics(v, f, shape, cfg.iou_points, path=out), "polygons": len(polygons),
             "convexes": int(model.alive.sum()), "planes": int((m.sum(1) > 0).sum()),
             "planes_per_convex": float(m.sum(0).mean()), "extraction_seconds": extract_s, "mesh": str(out)}
 
@@ -207,7 +212,7 @@ class BSPRun(Model):
         v = self.from_unit(v)
         polygons = merge_coplanar(v, f)
         write_mesh(v, f, path, polygons)
-        return {"mesh": str(path), **mesh_figures(v, f), "polygons": len(polygons),
+        return {"mesh": str(path), **mesh_figures(v, f, path), "polygons": len(polygons),
                 "convexes": int(self.field.alive.sum()), "extraction_seconds": extract_s}
 
     def occupancy(self) -> Occupancy:

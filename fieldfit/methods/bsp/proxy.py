@@ -39,10 +39,11 @@ def unit_labels(occ):
 
 def export_via_bsp(model, out: Path, convexes: int | None = None, budget: Budget | None = None) -> dict:
     """Fit ``convexes`` (default 64) convexes to the occupancy of ``model`` (a ``fieldfit.model.Model``) within
-    ``budget`` (default 120 s); write ``out``; return its figures."""
+    ``budget`` (default 120 s); write ``out``; return its figures (watertight, components, Euler number: ``out`` as
+    other tools load it, ``tasks.shapes.reloaded``)."""
     from fieldfit.mesh.inside import inside
-    from fieldfit.mesh.metrics import is_watertight
     from fieldfit.mesh.topology import signed_volume
+    from fieldfit.tasks.shapes import mesh_figures
 
     t0 = time.perf_counter()
     run = model.run
@@ -69,7 +70,7 @@ def export_via_bsp(model, out: Path, convexes: int | None = None, budget: Budget
     if signed_volume(v_out, f) < 0:  # a mirroring frame map (NDC) flips the orientation
         f = np.ascontiguousarray(f[:, ::-1])
     write_mesh(v_out, f, out)
-    return {"mesh": str(out), "faces": int(len(f)), "watertight": bool(is_watertight(v_out, f)),
+    return {"mesh": str(out), **mesh_figures(v_out, f, out),
             "iou": float((pin & gin).sum() / max((pin | gin).sum(), 1)), "convexes": report["convexes"],
             "planes": report["planes"], "extraction_seconds": extract_s, "seconds": time.perf_counter() - t0,
             "convention": "iou against the run's own occupancy over 1M uniform points of its unit frame"}

@@ -4,7 +4,7 @@
 from dataclasses import dataclass
 from typing import ClassVar
 
-from fieldfit.config import ConfigBase, option
+from fieldfit.config import MAX_BATCH, MAX_LR, ConfigBase, option
 
 
 @dataclass(frozen=True)
@@ -13,13 +13,17 @@ class DNMPConfig(ConfigBase):
     sizes, rasterized with K layers per pixel and shaded by a small MLP."""
 
     DEFAULT_SECONDS: ClassVar[float] = 300.0
+    # the primitives (where, how many, their start shapes) and the shader's inputs
+    SHAPE_OPTIONS: ClassVar[tuple[str, ...]] = ("voxel", "voxel_px", "shell", "points", "points_max_res", "shapes",
+                                                "sh_degree", "rim", "antialias", "k_fine", "k_coarse", "freqs",
+                                                "hidden")
 
     # scene loading
     downscale: int = option(1, "downscale the posed images by N (area average)", low=1, high=64)
-    test_every: int = option(8, "every N-th image is a test view when the scene has no split", low=2)
+    test_every: int = option(8, "every N-th image is a test view when the scene has no split", low=2, high=10**6)
     # where the primitives go
     voxel: float | None = option(None, "fine voxel size in world units (default 3 pixel footprints)", low=0.0,
-                                 low_open=True)
+                                 low_open=True, high=1e12)
     voxel_px: float = 3.0
     shell: int = 1
     points: str = option("auto", "where the primitives come from: auto | scene | carve | rbf | an rbf run folder")
@@ -38,10 +42,10 @@ class DNMPConfig(ConfigBase):
     freqs: int = 6
     hidden: int = 64
     # optimisation
-    lr: float = option(0.01, "learning rate of the features and MLPs", low=0.0, low_open=True)
+    lr: float = option(0.01, "learning rate of the features and MLPs", low=0.0, low_open=True, high=MAX_LR)
     lr_geometry: float = 1e-3
     lr_final: float = 0.1
-    batch: int = option(8192, "pixels per radiance-stage step", low=1)
+    batch: int = option(8192, "pixels per radiance-stage step", low=1, high=MAX_BATCH)
     window: int = 48
     geo_frac: float | None = option(None, "share of the budget for the photometric geometry stage (default 0; "
                                           "sphere shapes 0.1)", low=0.0, high=1.0)

@@ -11,8 +11,8 @@ a ray's 6 Pluecker numbers; narrower nets generalise better to new views).
 from dataclasses import dataclass
 from typing import ClassVar
 
-from fieldfit.config import ConfigBase, option
-from fieldfit.methods.rbf.config import GRIDS, KERNELS, FieldOptions
+from fieldfit.config import MAX_BATCH, MAX_LR, MAX_RES, ConfigBase, option
+from fieldfit.methods.rbf.config import FIELD_SHAPES, KERNELS, RADIANCE_GRIDS, FieldOptions, check_grid_size
 
 
 @dataclass(frozen=True)
@@ -21,17 +21,19 @@ class ProNeRFConfig(ConfigBase, FieldOptions):
     the radiance field is queried only there."""
 
     DEFAULT_SECONDS: ClassVar[float] = 300.0
+    SHAPE_OPTIONS: ClassVar[tuple[str, ...]] = (*FIELD_SHAPES, "field", "nerf_hidden", "nerf_layers", "nerf_freqs",
+                                                "samples", "views", "sampler_hidden", "sampler_layers", "pe_freqs")
 
     # scene loading
     downscale: int = option(1, "downscale the posed images by N (area average)", low=1, high=64)
-    test_every: int = option(8, "every N-th image is a test view when the scene has no split", low=2)
+    test_every: int = option(8, "every N-th image is a test view when the scene has no split", low=2, high=10**6)
     # the field: rbf's radiance field (same options as rbf) or a small NeRF MLP
     field: str = option("rbf", "the radiance field: rbf (rbf's RBF field) | nerf (an MLP NeRF)",
                         choices=("rbf", "nerf"))
-    grid: str = option("triplane", "feature grid of the rbf field", choices=GRIDS)
+    grid: str = option("triplane", "feature grid of the rbf field", choices=RADIANCE_GRIDS)
     levels: int = option(4, "grid levels", low=1, high=32)
-    base_res: int = option(16, "coarsest grid resolution", low=2)
-    max_res: int = option(256, "finest grid resolution", low=2)
+    base_res: int = option(16, "coarsest grid resolution", low=2, high=MAX_RES)
+    max_res: int = option(256, "finest grid resolution", low=2, high=MAX_RES)
     features: int = option(4, "features per grid level", low=1, high=64)
     table_log2: int = option(19, "hash table size (log2)", low=8, high=30)
     init_scale: float = 0.1
@@ -39,10 +41,10 @@ class ProNeRFConfig(ConfigBase, FieldOptions):
     units: int = option(32, "RBF units K", low=1, high=4096)
     kernel: str = option("gaussian", "RBF kernel", choices=KERNELS)
     decoder: str = option("rbf", "decoder of the rbf field: rbf | mlp", choices=("rbf", "mlp"))
-    hidden: int = option(64, "mlp decoder width", low=1)
-    layers: int = option(2, "mlp decoder hidden layers", low=1)
+    hidden: int = option(64, "mlp decoder width", low=1, high=4096)
+    layers: int = option(2, "mlp decoder hidden layers", low=1, high=64)
     density_shift: float = -5.0
-    lr: float = option(0.02, "learning rate of the field's grid", low=0.0, low_open=True)
+    lr: float = option(0.02, "learning rate of the field's grid", low=0.0, low_open=True, high=MAX_LR)
     lr_decoder: float = 0.02
     lr_final: float = 0.1
     nerf_hidden: int = 128
@@ -59,7 +61,7 @@ class ProNeRFConfig(ConfigBase, FieldOptions):
     lr_sampler: float = 1e-3
     offset_scale: float = 0.005  # x the box's mean extent
     # schedule
-    batch: int = option(2048, "rays per step", low=1)
+    batch: int = option(2048, "rays per step", low=1, high=MAX_BATCH)
     explore_batch: int = 1024
     explore_samples: int = 48
     explore_uniform: int = 8
@@ -75,7 +77,11 @@ class ProNeRFConfig(ConfigBase, FieldOptions):
 
     @classmethod
     def for_scene(cls, scene=None, device="cpu", **given) -> "ProNeRFConfig":
-        return cls(**given)
+        """The config of a fit; InputError for an rbf field whose grid is too large to train."""
+        cfg = cls(**given)
+        if cfg.field == "rbf":
+            check_grid_size(cfg.grid_config(), 3)
+        return cfg
 
 
 __all__ = ["ProNeRFConfig"]

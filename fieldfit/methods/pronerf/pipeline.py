@@ -151,7 +151,6 @@ def _fit(job) -> dict:
         cfg = ProNeRFConfig.for_scene(**job.options)
         scene = load_radiance_scene(job.input, cfg.downscale, cfg.test_every)
         run_cfg = run_config(scene, job.input, cfg, job.seed)
-    run.write_config(run_cfg)
     model = attach_sources(build_model(run_cfg, device), scene, run_cfg, device)
     opt = make_adam(param_groups(model, cfg))
     train = run_cfg["source_views"]["ids"]
@@ -164,6 +163,7 @@ def _fit(job) -> dict:
             f"{len(scene.split('test'))} test views; {cfg.samples} samples per ray, {cfg.views} source views; "
             f"{params:,} parameters (field {count_params(model.field):,})")
     start, elapsed, history = resume_state(run, model, opt, device) if job.resume else (0, 0.0, None)
+    run.write_config(run_cfg)  # after the checkpoint has loaded: a resume that cannot go on leaves the run as it was
     stepper = Stepper(model, opt, store, sizes, cfg, bg, device, job.seed + start)
     eval_parts = _eval_batch(scene, model, int(cfg.eval_rays), job.seed, device)
     prepare_s = time.perf_counter() - t0
@@ -202,8 +202,8 @@ class ProNeRFRun(SceneModel):
     def __init__(self, run: Run, config: dict, device="cpu", model: ProNeRFModel | None = None, scene=None,
                  trained: bool = True):
         super().__init__(run, config, device, scene)
-        if model is None:
-            model = attach_sources(build_model(config, self.device), self.scene, config, self.device)
+        if model is None:  # its source views are attached when the scene is first needed (``load_scene``)
+            model = build_model(config, self.device)
             if trained:
                 load_model(run, model, self.device)
         self.model = model.eval()
@@ -218,6 +218,7 @@ class ProNeRFRun(SceneModel):
         if missing:
             raise InputError(missing[0], f"source image missing ({len(missing)} of {len(ids)})",
                              "restore the scene's images; the run renders from them")
+        attach_sources(self.model, scene, self.config, self.device)
         return scene
 
     def render(self, camera, mode: str = "colour", uniform: int = 0) -> Rendering:
@@ -257,7 +258,8 @@ class ProNeRFRun(SceneModel):
         field = self.model.field
         with cpu_threads(self.run, self.device):
             return export_density_mesh(field.density, lambda x, d: field(x, d).rgb, lo, hi, self.mesh_threshold(),
-                                       self.scene, path, int(resolution or self.cfg.resolution), self.device)
+                                       self.scene if self.config.get("ndc") else None, path,
+                                       int(resolution or self.cfg.resolution), self.device)
 
     def occupancy(self) -> Occupancy:
         lo, hi = self._box()

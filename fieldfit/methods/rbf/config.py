@@ -2,20 +2,27 @@
 the preset" (the named constructors ``for_image``, ``for_shape``, ``for_scene``), which every fit goes through.
 """
 
+import os
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
 import torch
 
-from fieldfit.config import ConfigBase, option
+from fieldfit.config import MAX_BATCH, MAX_LR, MAX_POINTS, MAX_RES, ConfigBase, option
 from fieldfit.errors import InputError
 from fieldfit.fields.components.encodings import GridConfig, dense_shapes
 from fieldfit.fields.gaussian_rbf import FieldConfig
 
 GRIDS = ("dense", "triplane", "hash", "tcnn", "densehash")
+IMAGE_GRIDS = ("dense", "hash", "tcnn")  # 2-D inputs: no tri-plane; densehash needs --fine-levels (shapes only)
+RADIANCE_GRIDS = ("dense", "triplane", "hash", "tcnn")
 KERNELS = ("gaussian", "inverse_quadratic", "inverse_multiquadric", "multiquadric")
 DECODERS = ("rbf", "mlp", "siren")
+# Parameters of a feature grid: at most this many, and at most what the machine's memory holds for training
+# (weights, gradients and Adam's two moments: 16 bytes a parameter in float32).
+MAX_GRID_PARAMS = 1 << 32
+TRAIN_BYTES_PER_PARAM = 16
 
 
 def dense_grid_params(h: int, w: int, grid: GridConfig) -> int:
@@ -38,10 +45,45 @@ def fit_max_res(h: int, w: int, grid: GridConfig, cap: int) -> int:
     return lo
 
 
+def grid_param_count(grid: GridConfig, dim: int) -> int:
+    """Parameters of the feature grid ``grid`` over ``dim``-D inputs, counted from its config (nothing is made)."""
+    tables = 2**grid.table_log2 * grid.features
+    if grid.kind in ("hash", "tcnn"):
+        return grid.levels * tables
+    if grid.kind == "triplane":
+        res = grid.resolutions()
+        return grid.features * (3 * sum(r * r for r in res) + sum(r**3 for r in res if r <= grid.volume_max_res))
+    dense = grid.features * sum(int(np.prod(s)) for s in dense_shapes(dim, grid))
+    return dense + (grid.fine_levels * tables if grid.kind == "densehash" else 0)
+
+
+def _memory_bytes() -> int | None:
+    """Physical memory of this machine in bytes (None where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_grid_size(grid: GridConfig, dim: int) -> None:
+    """InputError naming --max-res when the grid is larger than MAX_GRID_PARAMS or than this machine's memory
+    can train (``TRAIN_BYTES_PER_PARAM``); checked before anything is allocated."""
+    params = grid_param_count(grid, dim)
+    memory = _memory_bytes()
+    cap = min(MAX_GRID_PARAMS, memory // TRAIN_BYTES_PER_PARAM) if memory else MAX_GRID_PARAMS
+    if params <= cap:
+        return
+    need = params * TRAIN_BYTES_PER_PARAM / 2**30
+    have = f"; this machine has {memory / 2**30:.0f} GB" if memory else ""
+    raise InputError(f"--max-res {grid.max_res}", f"a {grid.kind} grid of {params:,} parameters ({grid.levels} "
+                     f"levels of {grid.features} features) needs about {need:,.0f} GB to train{have}",
+                     "lower --max-res, --levels or --features")
+
+
 # The field options every task shares (their defaults differ by task).
-def _grid(d):
-    return option(d, "feature grid: dense | triplane | hash | tcnn | densehash (densehash: dense levels plus "
-                     "--fine-levels hashed ones up to --fine-max-res)", choices=GRIDS)
+def _grid(d, choices=GRIDS):
+    return option(d, f"feature grid: {' | '.join(choices)}" + (" (densehash: dense levels plus --fine-levels "
+                     "hashed ones up to --fine-max-res)" if "densehash" in choices else ""), choices=choices)
 
 
 def _levels(d):
@@ -49,11 +91,11 @@ def _levels(d):
 
 
 def _base_res(d):
-    return option(d, "coarsest grid resolution (cells per side)", low=2)
+    return option(d, "coarsest grid resolution (cells per side)", low=2, high=MAX_RES)
 
 
 def _max_res(d):
-    return option(d, "finest grid resolution (cells per side)", low=2)
+    return option(d, "finest grid resolution (cells per side)", low=2, high=MAX_RES)
 
 
 def _features(d):
@@ -81,16 +123,25 @@ def _layers(d):
 
 
 def _batch(d, what):
-    return option(d, f"{what} per optimisation step", low=1)
+    return option(d, f"{what} per optimisation step", low=1, high=MAX_BATCH)
 
 
 def _lr(d):
     return option(d, "learning rate (Adam; decays exponentially to lr x lr_final over the fit)", low=0.0,
-                  low_open=True)
+                  low_open=True, high=MAX_LR)
+
+
+def _test_every(d):
+    return option(d, "every N-th image is a test view when the scene has no split", low=2, high=10**6)
 
 
 def _table_log2(d):
     return option(d, "hash table size (log2 of entries per level)", low=8, high=30)
+
+
+# The field options that set the shapes of its weights (``ConfigBase.SHAPE_OPTIONS``: fixed on --resume).
+FIELD_SHAPES = ("grid", "levels", "base_res", "max_res", "features", "table_log2", "volume_max_res", "fine_levels",
+                "fine_max_res", "units", "decoder", "hidden", "layers")
 
 
 class FieldOptions:
@@ -116,8 +167,9 @@ class ImageConfig(ConfigBase, FieldOptions):
     image's values (two features per level and a doubled learning rate then, unless given)."""
 
     DEFAULT_SECONDS: ClassVar[float] = 60.0
+    SHAPE_OPTIONS: ClassVar[tuple[str, ...]] = (*FIELD_SHAPES, "grid_ratio")
 
-    grid: str = _grid("dense")
+    grid: str = _grid("dense", IMAGE_GRIDS)
     levels: int = _levels(6)
     base_res: int = _base_res(24)
     max_res: int | None = _max_res(None)  # None: the image's larger side (or the grid_ratio cap)
@@ -125,7 +177,7 @@ class ImageConfig(ConfigBase, FieldOptions):
     table_log2: int = _table_log2(19)
     init_scale: float = 1e-4
     grid_ratio: float | None = option(None, "cap the grid at this fraction of the image's values (e.g. 0.25)",
-                                      low=0.0, low_open=True)
+                                      low=0.0, low_open=True, high=100.0)
     units: int = _units(64)
     kernel: str = _kernel("gaussian")
     decoder: str = _decoder("rbf")
@@ -148,6 +200,8 @@ class ImageConfig(ConfigBase, FieldOptions):
             top = max(height, width)
             cap = int(cfg.grid_ratio * height * width * channels) if compressed else None
             cfg = replace(cfg, max_res=fit_max_res(height, width, cfg.grid_config(), cap) if cap is not None else top)
+        top = max(height, width)
+        check_grid_size(cfg.grid_config(axis_scale=(width / top, height / top)), 2)
         return cfg
 
 
@@ -156,6 +210,7 @@ class SDFConfig(ConfigBase, FieldOptions):
     """rbf on a shape: sdf(x) fitted to samples of the mesh in the unit frame; marching cubes at the end."""
 
     DEFAULT_SECONDS: ClassVar[float] = 60.0
+    SHAPE_OPTIONS: ClassVar[tuple[str, ...]] = FIELD_SHAPES
 
     grid: str = _grid("dense")
     levels: int = _levels(4)
@@ -166,7 +221,7 @@ class SDFConfig(ConfigBase, FieldOptions):
     init_scale: float = 1e-4
     volume_max_res: int = 0
     fine_levels: int = option(0, "grid densehash: hashed levels above --max-res", low=0, high=16)
-    fine_max_res: int = option(0, "grid densehash: finest hashed resolution", low=0)
+    fine_max_res: int = option(0, "grid densehash: finest hashed resolution", low=0, high=MAX_RES)
     units: int = _units(64)
     kernel: str = _kernel("gaussian")
     decoder: str = _decoder("rbf")
@@ -176,18 +231,25 @@ class SDFConfig(ConfigBase, FieldOptions):
     lr: float = _lr(5e-3)
     lr_final: float = 0.01
     train_points: int = option(2_000_000, "training points drawn from the shape (near the surface and uniform)",
-                               low=1000)
+                               low=1000, high=MAX_POINTS)
     thin_frac: float = option(0.1, "share of training points drawn across walls and gaps thinner than 0.02 "
                                    "(0: off)", low=0.0, high=1.0)
     resolution: int = option(256, "marching-cubes resolution of the exported mesh", low=16, high=2048)
     eval_every: float | None = option(None, "seconds between progress evaluations (default: a twelfth of the budget)",
-                                      low=0.0, low_open=True)
+                                      low=0.0, low_open=True, high=86400.0)
     iou_points: int = option(1_000_000, "Monte-Carlo points of the IoU measurement (standard error < 1e-3 at 1M)",
-                             low=1000)
+                             low=1000, high=MAX_POINTS)
 
     @classmethod
     def for_shape(cls, **given) -> "SDFConfig":
-        return cls(**given)
+        """The config of a shape fit; InputError for a densehash grid without hashed levels or a grid too large."""
+        cfg = cls(**given)
+        if cfg.grid == "densehash" and (cfg.fine_levels < 1 or cfg.fine_max_res <= cfg.max_res):
+            raise InputError("--grid densehash", f"needs --fine-levels >= 1 and --fine-max-res above --max-res "
+                             f"({cfg.max_res}); given {cfg.fine_levels} and {cfg.fine_max_res}",
+                             f"e.g. --fine-levels 2 --fine-max-res {4 * cfg.max_res}")
+        check_grid_size(cfg.grid_config(), 3)
+        return cfg
 
 
 # (levels, features) of a grid when --levels / --features are not given; other grids: (4, 4).
@@ -205,12 +267,13 @@ class RadianceConfig(ConfigBase, FieldOptions):
     ``rbf.radiance``). ``for_scene`` decides what is None from the scene and the device."""
 
     DEFAULT_SECONDS: ClassVar[float] = 300.0
+    SHAPE_OPTIONS: ClassVar[tuple[str, ...]] = (*FIELD_SHAPES, "grid_res")
 
     # scene loading
     downscale: int = option(1, "downscale the posed images by N (area average)", low=1, high=64)
-    test_every: int = option(8, "every N-th image is a test view when the scene has no split", low=2)
+    test_every: int = _test_every(8)
     # field
-    grid: str | None = _grid(None)  # None: hash on a GPU for world-space scenes, else triplane
+    grid: str | None = _grid(None, RADIANCE_GRIDS)  # None: hash on a GPU for world-space scenes, else triplane
     levels: int | None = _levels(None)
     base_res: int = _base_res(16)
     max_res: int | None = _max_res(None)
@@ -231,7 +294,7 @@ class RadianceConfig(ConfigBase, FieldOptions):
     lr_decoder: float | None = None  # None: LR_DECODER[decoder]
     lr_final: float = 0.1
     distortion: float | None = option(None, "weight of mip-NeRF 360's distortion loss (default: 0.01 for "
-                                            "captures without alpha, 0 with alpha)", low=0.0)
+                                            "captures without alpha, 0 with alpha)", low=0.0, high=100.0)
     background: str | None = option(None, "training background: random | black (default: random with alpha or "
                                           "NDC, else black)", choices=("random", "black"))
     # occupancy grid and march
@@ -251,8 +314,11 @@ class RadianceConfig(ConfigBase, FieldOptions):
 
     @classmethod
     def for_scene(cls, scene, device="cpu", **given) -> "RadianceConfig":
-        """The config of a fit of ``scene`` on ``device`` (``with_device`` then ``with_scene``)."""
-        return cls(**given).with_device(device, scene).with_scene(scene)
+        """The config of a fit of ``scene`` on ``device`` (``with_device`` then ``with_scene``); InputError for a
+        grid too large to train."""
+        cfg = cls(**given).with_device(device, scene).with_scene(scene)
+        check_grid_size(cfg.grid_config(), 3)
+        return cfg
 
     def with_device(self, device, scene=None) -> "RadianceConfig":
         """Step sizes and feature grid by device, where not set.
@@ -298,5 +364,6 @@ class RadianceConfig(ConfigBase, FieldOptions):
             lr_decoder=self.lr_decoder or LR_DECODER[self.decoder])
 
 
-__all__ = ["FieldOptions", "dense_grid_params", "fit_max_res", "GRIDS", "GRID_SHAPES", "ImageConfig", "LR_DECODER",
-           "RadianceConfig", "SDFConfig", "STEP_SIZES"]
+__all__ = ["FIELD_SHAPES", "FieldOptions", "check_grid_size", "dense_grid_params", "fit_max_res", "grid_param_count",
+           "GRIDS", "GRID_SHAPES", "IMAGE_GRIDS", "ImageConfig", "LR_DECODER", "RADIANCE_GRIDS", "RadianceConfig",
+           "SDFConfig", "STEP_SIZES"]

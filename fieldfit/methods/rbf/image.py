@@ -61,11 +61,12 @@ def fit(job) -> dict:
     fcfg = field_config(cfg, h, w)
     model = ImageRBF(fcfg, channels=c, device=device).to(device)
     opt = make_adam([{"params": model.parameters(), "lr": cfg.lr}])
-    run.write_config({"task": "image", "method": "rbf", "source": job.input.name, "height": h, "width": w,
-                      "channels": c, "field": fcfg.to_dict(), "config": cfg.to_dict(), "seed": job.seed})
     params = count_params(model)
     run.log(f"image {job.input.name}: {w}x{h}x{c}, field {params:,} parameters ({model.param_groups()})")
     start, elapsed, history = resume_state(run, model, opt, device) if job.resume else (0, 0.0, None)
+    # after the checkpoint has loaded into this model: a resume that cannot go on leaves the run as it was
+    run.write_config({"task": "image", "method": "rbf", "source": job.input.name, "height": h, "width": w,
+                      "channels": c, "field": fcfg.to_dict(), "config": cfg.to_dict(), "seed": job.seed})
     batch = min(cfg.batch, h * w)
     prepare_s = time.perf_counter() - t0
 
@@ -145,7 +146,12 @@ class ImageModel(Model):
         reconstruction.png)."""
         from fieldfit.scenes.inputs import classify
 
-        inp = classify(self.config["input"])
+        try:
+            inp = classify(self.config["input"])
+        except InputError as e:
+            raise InputError(self.config["input"], f"the image this run was fitted to is not there any more "
+                             f"({e.problem})", "restore it to measure the run again; render and view need only "
+                             "the run") from None
         image = read_input(inp)
         h, w, c = self.height, self.width, self.channels
         if image.shape != (h, w, c):

@@ -174,7 +174,6 @@ def _fit(job) -> dict:
         scene = load_radiance_scene(job.input, given.get("downscale", 1), given.get("test_every", 8))
         cfg = RadianceConfig.for_scene(scene, device, **given)
         run_cfg = run_config(scene, job.input, cfg, job.seed)
-    run.write_config(run_cfg)
     model, march = build_model(run_cfg, device)
     opt = make_adam(param_groups(model, cfg))
     store = PixelStore(scene, scene.split("train"))
@@ -186,6 +185,7 @@ def _fit(job) -> dict:
             f"{len(scene.split('test'))} test views of {c0.width}x{c0.height}, {store.count:,} training pixels{where}; "
             f"field {params:,} parameters {model.field.param_groups()}; march step {march.step:.4g}")
     start, elapsed, history = resume_state(run, model, opt, device) if job.resume else (0, 0.0, None)
+    run.write_config(run_cfg)  # after the checkpoint has loaded: a resume that cannot go on leaves the run as it was
     stepper = Stepper(model, opt, store, march, cfg, device, job.seed + start)
     prepare_s = time.perf_counter() - t0
 
@@ -305,8 +305,9 @@ class RadianceRun(SceneModel):
         lo, hi = self.mesh_box()
         with cpu_threads(self.run, self.device):
             return export_density_mesh(self.field.density, lambda x, d: self.field(x, d).rgb, lo, hi,
-                                       self.mesh_threshold(), self.scene, path, int(resolution or self.cfg.resolution),
-                                       self.device, occupied_fn=self.grid.occupied)
+                                       self.mesh_threshold(), self.scene if self.config.get("ndc") else None, path,
+                                       int(resolution or self.cfg.resolution), self.device,
+                                       occupied_fn=self.grid.occupied)
 
     def occupancy(self) -> Occupancy:
         """Inside where the density exceeds the mesh threshold, in occupied cells of the box (marching space;

@@ -44,12 +44,13 @@ def fit(job) -> dict:
     fcfg = cfg.field_config()
     model = SDFRBF(fcfg, device=device).to(device)
     opt = make_adam([{"params": model.parameters(), "lr": cfg.lr}])
-    run.write_config({"task": "sdf", "method": "rbf", "source": shape.name, "center": shape.center.tolist(),
-                      "scale": shape.scale, "field": fcfg.to_dict(), "config": cfg.to_dict(), "seed": job.seed})
     params = count_params(model)
     prepare_s = time.perf_counter() - t0
     run.log(f"shape {shape.name}: {len(pts):,} samples in {prepare_s:.1f}s; field {params:,} parameters")
     start, elapsed, history = resume_state(run, model, opt, device) if job.resume else (0, 0.0, None)
+    # after the checkpoint has loaded into this model: a resume that cannot go on leaves the run as it was
+    run.write_config({"task": "sdf", "method": "rbf", "source": shape.name, "center": shape.center.tolist(),
+                      "scale": shape.scale, "field": fcfg.to_dict(), "config": cfg.to_dict(), "seed": job.seed})
     n = len(pts)
 
     def step(i, progress):
