@@ -3,7 +3,7 @@
 ``Snapshot`` keeps the tensors of a fit's ``state()`` (the weights and optimizer state a checkpoint holds) in host
 memory, taken only when every one of them is finite, and writes them back into the live tensors to roll back.
 ``StopSignals`` turns the first SIGINT or SIGTERM into a request the training loop answers after its current step;
-a second one stops at once.
+a second one stops at once. A signal the process ignores (SIGINT of a job started in the background) stays ignored.
 """
 
 import copy
@@ -92,7 +92,8 @@ class StopSignals:
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
-                self.previous[s] = signal.signal(s, self._handle)
+                if signal.getsignal(s) is not signal.SIG_IGN:  # ignored (a background job's SIGINT): left so
+                    self.previous[s] = signal.signal(s, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -195,7 +195,34 @@ def test_a_snapshot_restores_dense_and_row_optimizers_in_place():
     assert all(torch.equal(v, kept[k]) for k, v in state()[0].items())
 
 
-def test_sigint_finishes_the_step_saves_and_exits_130(tmp_path, monkeypatch):
+@pytest.fixture
+def interruptible():
+    """SIGINT as an interactive Python has it (a test run started in the background inherits it ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path):
+    run = Run.create(tmp_path / "run")
+    fit, seen = Tiny(), []
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        def step(i, progress):
+            seen.append(signal.getsignal(signal.SIGINT))
+            if i == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # ignored: the fit goes on to its budget
+            return fit(i, progress)
+
+        fit_loop(step, Budget(steps=5), run, state=fit.state())
+        assert seen == [signal.SIG_IGN] * 5
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert finite_checkpoint(run)["step"] == 5
+
+
+def test_sigint_finishes_the_step_saves_and_exits_130(tmp_path, monkeypatch, interruptible):
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     calls, rgb = [], ImageRBF.rgb
 
@@ -216,7 +243,7 @@ def test_sigint_finishes_the_step_saves_and_exits_130(tmp_path, monkeypatch):
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
-def test_a_second_sigint_stops_at_once(tmp_path):
+def test_a_second_sigint_stops_at_once(tmp_path, interruptible):
     run = Run.create(tmp_path / "run")
     fit, reached = Tiny(), []
 
