@@ -29,19 +29,24 @@ def machine() -> dict:
     return info
 
 
+def fit_into(out: Path, scene, *flags, budget: float | None = None, steps: int | None = None) -> dict:
+    """Run `fieldfit SCENE FLAGS --out OUT` (the method's default budget when neither is given); return its
+    metrics.json with ``wall_seconds``. RuntimeError with the end of stderr when it fails."""
+    cmd = [sys.executable, "-m", "fieldfit", str(scene), "--out", str(out), *map(str, flags)]
+    cmd += ["--time-budget", str(budget)] if budget else ["--steps", str(steps)] if steps else []
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stderr[-2000:]}")
+    m = json.loads((Path(out) / "metrics.json").read_text())
+    m["wall_seconds"] = time.perf_counter() - t0
+    return m
+
+
 def fit(scene, *flags, budget: float | None = None, steps: int | None = None) -> dict:
     """Run `fieldfit SCENE FLAGS` in a fresh run folder; return its metrics.json."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "fieldfit", str(scene), "--out", str(out), *map(str, flags)]
-        cmd += ["--time-budget", str(budget)] if budget else ["--steps", str(steps)]
-        t0 = time.perf_counter()
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stderr[-2000:]}")
-        m = json.loads((out / "metrics.json").read_text())
-        m["wall_seconds"] = time.perf_counter() - t0
-        return m
+        return fit_into(Path(tmp) / "run", scene, *flags, budget=budget, steps=steps)
 
 
 def write(name: str, payload: dict, path: Path | None = None) -> Path:

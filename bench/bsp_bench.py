@@ -10,15 +10,13 @@ recorded with each row: the machine is shared, and timings are only comparable a
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import DATA, write
+from _common import DATA, fit_into, write
 
 MESHES = ("spot.obj", "featuretype.STL", "armadillo.obj", "bunny_ngp_small.obj", "bunny_zipper_res2.ply",
           "stanford-bunny.obj", "teapot.obj")
@@ -46,20 +44,17 @@ def obj_closed(path: Path) -> bool:
 
 
 def run_one(mesh: Path, budget: float, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "fieldfit", str(mesh), "--method", "bsp", "--out", str(out),
-           "--time-budget", str(budget)]
     load = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        return {"case": mesh.name, "error": res.stderr[-1500:]}
-    m = json.loads((out / "metrics.json").read_text())
+    try:
+        m = fit_into(out, mesh, "--method", "bsp", budget=budget)
+    except RuntimeError as e:
+        return {"case": mesh.name, "error": str(e)[-1500:]}
     keys = ("iou", "chamfer_l2", "normal_consistency", "watertight", "faces", "polygons", "convexes", "planes",
             "components", "euler", "input_euler", "steps", "extraction_seconds", "train_seconds")
     row = {"case": mesh.name, "budget_s": budget, **{k: m.get(k) for k in keys}}
     row.update(files_closed={f: (obj_closed if f.endswith(".obj") else closed)(out / f)
                              for f in ("mesh.ply", "mesh.obj", "convexes.ply")},
-               wall_seconds=time.perf_counter() - t0, load_avg_1min_start=load, load_avg_1min_end=os.getloadavg()[0])
+               wall_seconds=m["wall_seconds"], load_avg_1min_start=load, load_avg_1min_end=os.getloadavg()[0])
     return row
 
 

@@ -16,13 +16,12 @@ load average is recorded with each row: the machine is shared.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import DATA, RESULTS, write
+from _common import DATA, RESULTS, fit_into, write
 
 MESHES = ("spot.obj", "featuretype.STL")
 
@@ -40,19 +39,16 @@ def run_one(mesh: Path, budget: float | None, out: Path) -> dict:
     from fieldfit.mesh.weld import WELD_TOL
     from fieldfit.scenes.shapes import load_shape
 
-    cmd = [sys.executable, "-m", "fieldfit", str(mesh), "--method", "bsp", "--out", str(out)]
-    cmd += ["--time-budget", str(budget)] if budget else []
     load = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        return {"case": mesh.name, "error": res.stderr[-1500:]}
-    m = json.loads((out / "metrics.json").read_text())
+    try:
+        m = fit_into(out, mesh, "--method", "bsp", budget=budget)
+    except RuntimeError as e:
+        return {"case": mesh.name, "error": str(e)[-1500:]}
     keys = ("iou", "chamfer_l2", "watertight", "euler", "components", "faces", "polygons", "convexes", "steps",
             "train_seconds", "extraction_seconds", "reload")
     shape = load_shape(mesh)
     row = {"case": mesh.name, "budget_s": budget, "input_euler": shape.euler, "input_components": shape.components,
-           "reported": {k: m.get(k) for k in keys}, "wall_seconds": time.perf_counter() - t0}
+           "reported": {k: m.get(k) for k in keys}, "wall_seconds": m["wall_seconds"]}
     for name in ("mesh.ply", "mesh.obj"):
         row[name] = {"as_written": figures(out / name, "raw"), "trimesh_process": figures(out / name, None),
                      f"merged_{WELD_TOL:g}": figures(out / name, WELD_TOL)}

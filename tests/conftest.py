@@ -104,6 +104,15 @@ DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id=
 
 
 @pytest.fixture
+def one_thread():
+    """torch on one thread for the test (small matmuls: no barrier stalls on a shared machine); restored after."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def triton_kernels(monkeypatch):
     """Force fieldfit.cuda onto the Triton kernels for the duration of a test."""
     monkeypatch.setenv("FIELDFIT_KERNELS", "triton")

@@ -17,12 +17,7 @@ KEYS = {"chamfer_l2", "iou", "normal_consistency", "watertight", "faces", "conve
         "prepare_seconds", "export_seconds", "convention"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

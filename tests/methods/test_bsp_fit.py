@@ -7,14 +7,7 @@ import torch
 from fieldfit.fields.bsp import T_THRESHOLD, BSPField, BSPFieldConfig
 from fieldfit.methods.bsp import train as bt
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matmuls: one thread avoids barrier stalls on a shared machine (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fit(label_fn, dim, planes, convexes, steps, seed=0, batch=2048, n=40_000):

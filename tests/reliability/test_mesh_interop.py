@@ -24,12 +24,7 @@ SDF = ["csg", "--steps", "150", "--train-points", "50000", "--levels", "3", "--m
 RADIANCE = ["blocks", "--steps", "120", "--downscale", "2", "--levels", "2", "--max-res", "32", "--resolution", "32"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fit(tmp_path_factory, name, args) -> tuple:
