@@ -42,18 +42,10 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="fit into a non-empty --out folder: the files a fit writes there (config.json, checkpoint, "
                         "metrics, log, meshes, renders/) are removed first, other files are left alone")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed, 0 .. 2^32 - 1")
+    p.add_argument("--seed", type=int, default=0, help="random seed, 0 .. 2^32 - 1")
     p.add_argument("--resume", metavar="RUN", help="continue the training of RUN")
     p.add_argument("--view", action="store_true", help="open the viewer window while training")
     return p
-
-
-def _seed(text: str) -> int:
-    """--seed: a whole number that numpy, torch and random all take."""
-    value = int(text)  # a ValueError is argparse's "invalid value" line
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 2^32 - 1")
-    return value
 
 
 def method_flags(package) -> dict:
@@ -136,10 +128,9 @@ class Interrupted(KeyboardInterrupt):
 
 def _drop_if_empty(path: Path | None) -> None:
     """Remove a run folder this command made when bad input stopped it before any result (only its log)."""
-    from .runs import LOCK, is_temp
+    from .runs import entries
 
-    if path is not None and path.is_dir() and \
-            {p.name for p in path.iterdir() if p.name != LOCK and not is_temp(p.name)} <= {"log"}:
+    if path is not None and path.is_dir() and set(entries(path)) <= {"log"}:
         shutil.rmtree(path)
 
 

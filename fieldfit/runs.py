@@ -179,7 +179,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _entries(path: Path) -> list[str]:
+def entries(path: Path) -> list[str]:
     """What a folder holds, leaving out the lock and temporary files."""
     return sorted(n for n in os.listdir(path) if n != LOCK and not is_temp(n))
 
@@ -425,7 +425,7 @@ class Run:
 
 
 def _refuse_if_not_empty(path: Path) -> None:
-    names = _entries(path)
+    names = entries(path)
     if not names:
         return
     what = "a fieldfit run" if CONFIG in names else f"{len(names)} entries: {', '.join(names[:3])}" + \

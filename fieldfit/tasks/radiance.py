@@ -38,6 +38,20 @@ def load_radiance_scene(inp, downscale: int = 1, test_every: int = 8) -> Scene:
     return scene
 
 
+def radiance_setup(job, config_cls, run_config) -> tuple:
+    """(Config, scene, run config) of a radiance fit: on a resume the run's saved config with the given options
+    over it; else ``config_cls.for_scene`` resolves the options for the scene and ``run_config(scene, input,
+    cfg, seed)`` writes them down."""
+    if job.resume:
+        cfg = config_cls.from_dict(job.saved["config"]).replace(**job.options)
+        scene = load_radiance_scene(job.input, cfg.downscale, cfg.test_every)
+        return cfg, scene, {**job.saved, "config": cfg.to_dict()}
+    given = job.options
+    scene = load_radiance_scene(job.input, given.get("downscale", 1), given.get("test_every", 8))
+    cfg = config_cls.for_scene(scene, job.device, **given)
+    return cfg, scene, run_config(scene, job.input, cfg, job.seed)
+
+
 def scene_of_config(config: dict) -> Scene:
     """The scene a radiance run was fitted to (its ``source`` folder or built-in, with the run's ``downscale`` and
     ``test_every``); InputError naming the folder when it is gone."""

@@ -36,7 +36,7 @@ from fieldfit.tasks.radiance import (
     box_extent,
     camera_rays,
     eval_background,
-    load_radiance_scene,
+    radiance_setup,
     unit_box,
 )
 from fieldfit.tasks.views import SceneModel, evaluate_views, export_density_mesh, ndc_to_world
@@ -143,14 +143,7 @@ def _fit(job) -> dict:
     t0 = time.perf_counter()
     run, device = job.run, torch.device(job.device)
     seed_everything(job.seed)
-    if job.resume:
-        cfg = ProNeRFConfig.from_dict(job.saved["config"]).replace(**job.options)
-        scene = load_radiance_scene(job.input, cfg.downscale, cfg.test_every)
-        run_cfg = {**job.saved, "config": cfg.to_dict()}
-    else:
-        cfg = ProNeRFConfig.for_scene(**job.options)
-        scene = load_radiance_scene(job.input, cfg.downscale, cfg.test_every)
-        run_cfg = run_config(scene, job.input, cfg, job.seed)
+    cfg, scene, run_cfg = radiance_setup(job, ProNeRFConfig, run_config)
     model = attach_sources(build_model(run_cfg, device), scene, run_cfg, device)
     opt = make_adam(param_groups(model, cfg))
     train = run_cfg["source_views"]["ids"]

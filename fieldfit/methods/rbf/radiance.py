@@ -49,8 +49,8 @@ from fieldfit.tasks.radiance import (
     camera_rays,
     eval_background,
     eval_rays_from,
-    load_radiance_scene,
     march_bounds,
+    radiance_setup,
     unit_box,
 )
 from fieldfit.tasks.radiance import grid_and_step as scene_grid_and_step
@@ -164,16 +164,7 @@ def _fit(job) -> dict:
     t0 = time.perf_counter()
     run, device = job.run, torch.device(job.device)
     seed_everything(job.seed)
-    if job.resume:
-        saved = job.saved
-        cfg = RadianceConfig.from_dict(saved["config"]).replace(**job.options)
-        scene = load_radiance_scene(job.input, cfg.downscale, cfg.test_every)
-        run_cfg = {**saved, "config": cfg.to_dict()}
-    else:
-        given = job.options
-        scene = load_radiance_scene(job.input, given.get("downscale", 1), given.get("test_every", 8))
-        cfg = RadianceConfig.for_scene(scene, device, **given)
-        run_cfg = run_config(scene, job.input, cfg, job.seed)
+    cfg, scene, run_cfg = radiance_setup(job, RadianceConfig, run_config)
     model, march = build_model(run_cfg, device)
     opt = make_adam(param_groups(model, cfg))
     store = PixelStore(scene, scene.split("train"))
