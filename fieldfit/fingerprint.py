@@ -2,8 +2,9 @@
 content (``input_hash``), so the run is found again from any working folder and a resume can tell the same
 input (moved or not) from another one.
 
-The hash is sha256 of a file's bytes; of a posed-image folder, of its pose files' bytes plus the sorted names
-and sizes of its images (reading every image of a large capture would cost more than the check is worth).
+The hash is sha256 of a file's bytes; of a posed-image folder, of its pose files' bytes (COLMAP's model files
+included) plus the sorted names and sizes of its images (reading every image of a large capture would cost more
+than the check is worth).
 Built-in scenes are recorded by name, with no hash.
 """
 
@@ -12,8 +13,10 @@ import os
 from pathlib import Path
 
 CHUNK = 1 << 20
+_COLMAP = tuple(f"{d}{n}.{e}" for d in ("sparse/0/", "sparse/", "0/", "") for n in ("cameras", "images", "points3D")
+                for e in ("bin", "txt"))
 POSE_FILES = ("transforms.json", "transforms_train.json", "transforms_val.json", "transforms_test.json",
-              "poses_bounds.npy")
+              "poses_bounds.npy", "cameras_sphere.npz", "cameras.npz", *_COLMAP)
 
 
 def content_hash(path) -> str:

@@ -1,7 +1,7 @@
 """fieldfit.render: the one renderer every method and the viewer draw through.
 
 - ``camera``: the one camera type (pose, intrinsics, distortion), look-at helpers, frustum bounds;
-- ``rays``: rays of pixels, lens distortion, NDC (``NDCParams``), ray-box intersection;
+- ``rays``: rays of pixels, NDC (``NDCParams``), ray-box intersection; ``lens``: lens distortion models;
 - ``samples``: packed ray samples (``RaySamples``), the one type every sampler returns;
 - ``estimators`` (occupancy grid, uniform) and ``samplers`` (ProNeRF's projection-aware sampler);
 - ``termination``: the one early-termination rule; ``march``: the packed / rounds / fused marchers;
@@ -14,8 +14,9 @@ It takes fields through the contracts of ``fieldfit.fields.base`` and knows noth
 
 from .camera import Camera, frusta_bounds, look_at, look_at_centre, mean_up
 from .estimators import OccupancyGrid, UniformSampler
+from .lens import distort, undistort
 from .metrics import lpips_fn, psnr, ssim
-from .rays import NDCParams, distort, image_rays, ndc_rays, ndc_to_world, pixel_rays, ray_aabb, undistort
+from .rays import NDCParams, image_rays, ndc_rays, ndc_to_world, pixel_rays, ray_aabb
 from .samples import RaySamples
 from .volrend import RenderOutput, composite, composite_alpha
 

@@ -4,9 +4,11 @@ Conventions (every module of fieldfit uses them):
 - ``c2w`` [3,4] float64 camera-to-world in the OpenGL convention: x right, y up, looking along -z.
 - Intrinsics fx, fy, cx, cy in pixels of a ``width`` x ``height`` image; pixel (row i, col j) has its
   centre at x = j + 0.5, y = i + 0.5 and the camera-space direction ((x - cx)/fx, -(y - cy)/fy, -1).
-- ``distortion`` (k1, k2, k3, k4, p1, p2) acts on normalised OpenCV coordinates as ``render.rays.distort``
-  describes; ``model`` says how to read it: "PINHOLE" (none), "OPENCV" (radial-tangential) or
-  "OPENCV_FISHEYE" (equidistant, theta polynomial k1..k4).
+- ``distortion`` acts on normalised OpenCV coordinates as ``render.lens`` describes; ``model`` says how to read
+  it: "PINHOLE" (none), "OPENCV" (k1, k2, k3, k4, p1, p2: radial-tangential), "FULL_OPENCV" (k1, ..., k6, p1,
+  p2: the rational model; 8 numbers) or "OPENCV_FISHEYE" (k1, k2, k3, k4, p1, p2 with p ignored: equidistant,
+  theta polynomial; its rays are exact at any angle, past 90 degrees too). A fisheye camera always holds its
+  coefficients (zeros: the plain equidistant lens); the others hold None when every coefficient is zero.
 
 Scenes load their frames into Cameras, renderers draw from them and the viewer moves them: there is
 no other camera type.
@@ -18,7 +20,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-CAMERA_MODELS = ("PINHOLE", "OPENCV", "OPENCV_FISHEYE")
+from .lens import DIST_SIZE
+
+CAMERA_MODELS = ("PINHOLE", "OPENCV", "FULL_OPENCV", "OPENCV_FISHEYE")
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,10 +60,16 @@ class Camera:
         object.__setattr__(self, "height", int(self.height))
         if self.model not in CAMERA_MODELS:
             raise ValueError(f"Camera: model must be one of {CAMERA_MODELS}, got {self.model!r}")
+        if self.distortion is None and self.model == "OPENCV_FISHEYE":
+            object.__setattr__(self, "distortion", np.zeros(6))
         if self.distortion is not None:
             dist = np.asarray(self.distortion, dtype=np.float64).reshape(-1)
-            if dist.shape != (6,):
-                raise ValueError(f"Camera: distortion must be (k1, k2, k3, k4, p1, p2), got {dist.shape}")
+            n = DIST_SIZE[self.model]
+            if dist.shape != (n,):
+                layout = "k1..k6, p1, p2" if n == 8 else "k1, k2, k3, k4, p1, p2"
+                raise ValueError(f"Camera: {self.model} distortion must be ({layout}), got {dist.shape}")
+            if not np.all(np.isfinite(dist)):
+                raise ValueError(f"Camera: distortion must be finite, got {dist.tolist()}")
             object.__setattr__(self, "distortion", dist if np.any(dist) or self.model == "OPENCV_FISHEYE" else None)
 
     # -- geometry ------------------------------------------------------------------------------
@@ -114,30 +124,28 @@ class Camera:
     def rays(self, xy: torch.Tensor | None = None, device="cpu", dtype=torch.float32):
         """(origins [N,3], unit dirs [N,3]) through pixel positions xy [N,2] (x right, y down; centres at
         +0.5), or through every pixel centre in row-major order when xy is None. Computed in float64
-        on ``device`` (lens distortion undone exactly), returned as ``dtype``.
-
-        Raises ValueError for fisheye cameras (their rays are not pinhole rays).
+        on ``device`` (lens distortion undone exactly, fisheye rays past 90 degrees included), returned as ``dtype``.
         """
         from .rays import pixel_rays  # noqa: PLC0415 - rays imports this module's neighbours only
 
-        if self.model == "OPENCV_FISHEYE":
-            raise ValueError("fisheye cameras (OPENCV_FISHEYE) have no pinhole rays; undistort the images first")
         if xy is None:
             xy = pixel_grid(self.width, self.height, device)
         c2w = torch.as_tensor(self.c2w, dtype=torch.float64, device=device)
         dist = None if self.distortion is None else torch.as_tensor(self.distortion, dtype=torch.float64,
                                                                        device=device)
-        o, d = pixel_rays(xy.to(device=device, dtype=torch.float64), self.fx, self.fy, self.cx, self.cy, c2w, dist)
+        o, d = pixel_rays(xy.to(device=device, dtype=torch.float64), self.fx, self.fy, self.cx, self.cy, c2w, dist,
+                          self.model)
         return o.to(dtype).contiguous(), d.to(dtype).contiguous()
 
     def project(self, points: torch.Tensor):
-        """World points [M,3] -> (pixel positions [M,2] (x right, y down), depth in front [M])."""
+        """World points [M,3] -> (pixel positions [M,2] (x right, y down), depth in front [M]; fisheye lenses also
+        image points at depth <= 0, up to 180 degrees off the axis)."""
         from .projection import project  # noqa: PLC0415 - kept beside its one use, like the .rays import above
 
         c2w = torch.as_tensor(self.c2w, dtype=points.dtype, device=points.device)
         dist = None if self.distortion is None else torch.as_tensor(self.distortion, dtype=points.dtype,
                                                                        device=points.device)
-        return project(points, c2w, self.fx, self.fy, self.cx, self.cy, dist)
+        return project(points, c2w, self.fx, self.fy, self.cx, self.cy, dist, self.model)
 
 
 def pixel_grid(width: int, height: int, device="cpu") -> torch.Tensor:

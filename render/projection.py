@@ -2,7 +2,7 @@
 
 Conventions are those of ``render.rays``: c2w [3,4] OpenGL (x right, y up, looking along -z),
 pixel centres at integer + 0.5, normalised OpenCV coordinates u = (x - cx)/fx, v = (y - cy)/fy
-(y down), lens distortion (k1, k2, k3, k4, p1, p2) applied to (u, v) as ``render.rays.distort``.
+(y down), lens distortion of the camera's model applied as ``render.lens`` describes.
 
 ``project`` is exact (float64 in, float64 out; no_grad is up to the caller). ``gather_colours``
 looks colours up in V images stacked as [3,V,H,W] by per-point view index: the
@@ -13,15 +13,16 @@ official code warps into every training view, then keeps 4: METHODS.md 3.7.2).
 import torch
 import torch.nn.functional as F
 
-from .rays import distort
+from .lens import FISHEYE, distort, fisheye_project, lens_model
 
 
-def project(x: torch.Tensor, c2w: torch.Tensor, fx, fy, cx, cy, dist=None):
+def project(x: torch.Tensor, c2w: torch.Tensor, fx, fy, cx, cy, dist=None, model: str = "OPENCV"):
     """World points x [M,3] -> (pixel positions [M,2] (x right, y down), depth in front [M]).
 
     c2w is [3,4] (one camera for all points) or [M,3,4] (one per point); fx, fy, cx, cy are
-    floats or [M] tensors; dist is None, [6] or [M,6]. Points behind the camera get depth <= 0
-    (their pixel positions are finite but meaningless).
+    floats or [M] tensors; dist is None, [D] or [M,D] coefficients of the lens ``model``
+    (``render.lens``). Points behind the camera get depth <= 0 (their pixel positions are finite
+    but meaningless, except for fisheye lenses, which see them up to 180 degrees off the axis).
 
     Examples:
         >>> xy, z = project(torch.tensor([[0.0, 0.0, -2.0]]), torch.eye(3, 4), 100.0, 100.0, 50.0, 40.0)
@@ -36,9 +37,13 @@ def project(x: torch.Tensor, c2w: torch.Tensor, fx, fy, cx, cy, dist=None):
         p = torch.einsum("mij,mi->mj", rot, rel)
     depth = -p[:, 2]
     safe = torch.where(depth.abs() > 1e-12, depth, torch.full_like(depth, 1e-12))
-    uv = torch.stack([p[:, 0] / safe, -p[:, 1] / safe], dim=-1)
-    if dist is not None:
-        uv = distort(uv, dist)
+    if lens_model(model) == FISHEYE:
+        k = torch.zeros(6, dtype=x.dtype, device=x.device) if dist is None else dist
+        uv = fisheye_project(p * torch.tensor([1.0, -1.0, -1.0], dtype=p.dtype, device=p.device), k)
+    else:
+        uv = torch.stack([p[:, 0] / safe, -p[:, 1] / safe], dim=-1)
+        if dist is not None:
+            uv = distort(uv, dist, model)
     return torch.stack([uv[:, 0] * fx + cx, uv[:, 1] * fy + cy], dim=-1), depth
 
 

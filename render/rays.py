@@ -7,15 +7,11 @@ Conventions:
   at x = j + 0.5, y = i + 0.5. Image rows go down, so a pixel (x, y) has the
   normalised OpenCV coordinates u = (x - cx)/fx, v = (y - cy)/fy and the camera-space
   direction (u, -v, -1).
-- Lens distortion ``dist`` = (k1, k2, k3, k4, p1, p2) (nerfstudio's layout) acts on
-  (u, v) in OpenCV's convention (y down):
-      r2 = u^2 + v^2,  radial = 1 + k1 r2 + k2 r2^2 + k3 r2^3 + k4 r2^4
-      u_d = u radial + 2 p1 u v + p2 (r2 + 2 u^2)
-      v_d = v radial + p1 (r2 + 2 v^2) + 2 p2 u v
-  For COLMAP/OpenCV's OPENCV model k3 = k4 = 0; FULL_OPENCV's k3 goes in k3. k4, when
-  nonzero, is a fourth radial term in r^8, exactly as nerfstudio's perspective cameras
-  use it. Fisheye (OPENCV_FISHEYE) coefficients follow a different model and must not
-  be passed here.
+- Lens distortion ``dist`` with its ``model`` ("OPENCV": (k1, k2, k3, k4, p1, p2), nerfstudio's
+  layout; "FULL_OPENCV": (k1, ..., k6, p1, p2), the rational model; "OPENCV_FISHEYE":
+  equidistant) acts on (u, v) in OpenCV's convention (y down) as ``render.lens`` describes;
+  pixel positions are taken as photographed and the lens is undone exactly, fisheye rays
+  past 90 degrees from the axis included.
 - Directions are returned with unit length, so t along a ray is metric distance from
   the camera centre (not z-depth: z = t * cos of the angle to the optical axis).
 """
@@ -26,82 +22,7 @@ import torch
 
 from fieldfit.cuda import ray_box
 
-
-def _dist_coeffs(dist: torch.Tensor, like: torch.Tensor):
-    dist = torch.as_tensor(dist, dtype=like.dtype, device=like.device)
-    if dist.shape[-1] != 6:
-        raise ValueError(f"dist: expected [6] or [N,6] = (k1,k2,k3,k4,p1,p2), got {tuple(dist.shape)}")
-    return dist.unbind(-1)
-
-
-def distort(xy: torch.Tensor, dist: torch.Tensor) -> torch.Tensor:
-    """Apply radial-tangential distortion to normalised OpenCV coordinates.
-
-    Args:
-        xy: [N,2] undistorted normalised coordinates (u, v), y down.
-        dist: [6] or [N,6] (k1, k2, k3, k4, p1, p2), see the module docstring.
-
-    Returns:
-        [N,2] distorted coordinates; differentiable.
-
-    Examples:
-        >>> distort(torch.tensor([[0.5, 0.0]]), torch.tensor([0.1, 0, 0, 0, 0, 0])).tolist()
-        [[0.512499988079071, 0.0]]
-    """
-    k1, k2, k3, k4, p1, p2 = _dist_coeffs(dist, xy)
-    u, v = xy[..., 0], xy[..., 1]
-    r2 = u * u + v * v
-    radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * (k3 + r2 * k4)))
-    ud = u * radial + 2.0 * p1 * u * v + p2 * (r2 + 2.0 * u * u)
-    vd = v * radial + p1 * (r2 + 2.0 * v * v) + 2.0 * p2 * u * v
-    return torch.stack([ud, vd], dim=-1)
-
-
-def _distort_with_jacobian(u, v, k1, k2, k3, k4, p1, p2):
-    r2 = u * u + v * v
-    radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * (k3 + r2 * k4)))
-    dradial_dr2 = k1 + r2 * (2.0 * k2 + r2 * (3.0 * k3 + r2 * 4.0 * k4))
-    ud = u * radial + 2.0 * p1 * u * v + p2 * (r2 + 2.0 * u * u)
-    vd = v * radial + p1 * (r2 + 2.0 * v * v) + 2.0 * p2 * u * v
-    # d r2 / du = 2u, d r2 / dv = 2v
-    dud_du = radial + 2.0 * u * u * dradial_dr2 + 2.0 * p1 * v + 6.0 * p2 * u
-    dud_dv = 2.0 * u * v * dradial_dr2 + 2.0 * p1 * u + 2.0 * p2 * v
-    dvd_du = 2.0 * u * v * dradial_dr2 + 2.0 * p1 * u + 2.0 * p2 * v
-    dvd_dv = radial + 2.0 * v * v * dradial_dr2 + 6.0 * p1 * v + 2.0 * p2 * u
-    return ud, vd, dud_du, dud_dv, dvd_du, dvd_dv
-
-
-def undistort(xy_distorted: torch.Tensor, dist: torch.Tensor, iters: int = 10) -> torch.Tensor:
-    """Invert ``distort`` by Newton's method with the analytic 2x2 Jacobian.
-
-    Runs in float64 internally (the result is cast back to the input dtype) with a fixed
-    number of iterations (no host synchronisation). Starting from the distorted point,
-    10 iterations reach float64 round-off for the magnitudes of real lenses
-    (|k1| <~ 0.3 over the image); a near-singular Jacobian (far outside the image circle)
-    freezes that point instead of producing NaN.
-
-    Args:
-        xy_distorted: [N,2] distorted normalised coordinates, y down.
-        dist: [6] or [N,6] (k1, k2, k3, k4, p1, p2).
-        iters: Newton iterations.
-
-    Returns:
-        [N,2] undistorted normalised coordinates.
-    """
-    xd = xy_distorted.double()
-    k = _dist_coeffs(dist, xd)
-    ud_t, vd_t = xd[..., 0], xd[..., 1]
-    u, v = ud_t.clone(), vd_t.clone()
-    for _ in range(iters):
-        ud, vd, a, b, c, d = _distort_with_jacobian(u, v, *k)
-        fu, fv = ud - ud_t, vd - vd_t
-        det = a * d - b * c
-        ok = det.abs() > 1e-12
-        safe = torch.where(ok, det, torch.ones_like(det))
-        du = torch.where(ok, (d * fu - b * fv) / safe, torch.zeros_like(det))
-        dv = torch.where(ok, (a * fv - c * fu) / safe, torch.zeros_like(det))
-        u, v = u - du, v - dv
-    return torch.stack([u, v], dim=-1).to(xy_distorted.dtype)
+from .lens import FISHEYE, directions, lens_model, undistort
 
 
 def _as_column(x, like: torch.Tensor) -> torch.Tensor:
@@ -109,15 +30,17 @@ def _as_column(x, like: torch.Tensor) -> torch.Tensor:
     return x if x.dim() == 0 else x.reshape(-1)
 
 
-def pixel_rays(xy, fx, fy, cx, cy, c2w, dist=None):
+def pixel_rays(xy, fx, fy, cx, cy, c2w, dist=None, model: str = "OPENCV"):
     """World-space rays through pixel positions.
 
     Args:
         xy: [N,2] pixel coordinates (x = col + 0.5, y = row + 0.5 at pixel centres).
         fx, fy, cx, cy: floats or [N] tensors (pixels).
         c2w: [3,4] or [N,3,4] camera-to-world, OpenGL convention (looks along -z).
-        dist: None, [6] or [N,6] (k1, k2, k3, k4, p1, p2); the pixel positions are
-            taken as distorted (as photographed) and undistorted before unprojection.
+        dist: None, [D] or [N,D] coefficients of the lens ``model`` (``render.lens``); the
+            pixel positions are taken as distorted (as photographed) and undistorted first.
+        model: "OPENCV" (also "PINHOLE"), "FULL_OPENCV" or "OPENCV_FISHEYE" (a fisheye lens
+            with dist None has zero coefficients: the plain equidistant projection).
 
     Returns:
         (origins [N,3], dirs [N,3]) with unit-length dirs, in the dtype of c2w.
@@ -136,10 +59,15 @@ def pixel_rays(xy, fx, fy, cx, cy, c2w, dist=None):
         raise ValueError(f"xy: expected [N,2] pixel coordinates, got {tuple(xy.shape)}")
     u = (xy[:, 0] - _as_column(cx, xy)) / _as_column(fx, xy)
     v = (xy[:, 1] - _as_column(cy, xy)) / _as_column(fy, xy)
-    if dist is not None:
-        uv = undistort(torch.stack([u, v], -1), dist)
-        u, v = uv[:, 0], uv[:, 1]
-    d_cam = torch.stack([u, -v, -torch.ones_like(u)], dim=-1)  # OpenGL: y up, looking along -z
+    if lens_model(model) == FISHEYE:
+        k = torch.zeros(6, dtype=torch.float64, device=xy.device) if dist is None else dist
+        d_cv = directions(torch.stack([u, v], -1), k, model).to(xy.dtype)
+        d_cam = d_cv * torch.tensor([1.0, -1.0, -1.0], dtype=xy.dtype, device=xy.device)
+    else:
+        if dist is not None:
+            uv = undistort(torch.stack([u, v], -1), dist, model=model)
+            u, v = uv[:, 0], uv[:, 1]
+        d_cam = torch.stack([u, -v, -torch.ones_like(u)], dim=-1)  # OpenGL: y up, looking along -z
     rot, trans = c2w[..., :3], c2w[..., 3]
     if c2w.dim() == 2:
         dirs = d_cam @ rot.t()
@@ -151,7 +79,7 @@ def pixel_rays(xy, fx, fy, cx, cy, c2w, dist=None):
     return origins.contiguous(), dirs
 
 
-def image_rays(H: int, W: int, fx, fy, cx, cy, c2w, dist=None):
+def image_rays(H: int, W: int, fx, fy, cx, cy, c2w, dist=None, model: str = "OPENCV"):
     """Rays through every pixel centre of an H x W image, row-major (index = row * W + col).
 
     Args as ``pixel_rays``; c2w [3,4]. Returns (origins [H*W,3], dirs [H*W,3]), unit dirs.
@@ -162,7 +90,7 @@ def image_rays(H: int, W: int, fx, fy, cx, cy, c2w, dist=None):
     xs = torch.arange(W, device=c2w.device, dtype=dtype) + 0.5
     yy, xx = torch.meshgrid(ys, xs, indexing="ij")
     xy = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=-1)
-    return pixel_rays(xy, fx, fy, cx, cy, c2w.to(dtype), dist)
+    return pixel_rays(xy, fx, fy, cx, cy, c2w.to(dtype), dist, model)
 
 
 def ndc_rays(origins: torch.Tensor, dirs: torch.Tensor, H: int, W: int, focal: float, near: float = 1.0):

@@ -8,7 +8,8 @@ Conventions
   intrinsics / N: exact for N x N area averaging); distortion is unchanged by downscaling.
 * Images are decoded lazily and kept in a host-memory LRU cache (``cache_bytes``); nothing is
   pushed to a GPU here. RGBA images are stored premultiplied so that area downscaling and
-  compositing on ``background`` commute exactly.
+  compositing on ``background`` commute exactly. A frame's ``mask`` file (first channel) is its
+  alpha, multiplied into the image's own.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from fieldfit.render.rays import NDCParams
 
 from ._io import area_downscale, frame_desc, read_image
 
-SCENE_KINDS = ("blender", "nerfstudio", "llff", "builtin")
+SCENE_KINDS = ("blender", "nerfstudio", "llff", "colmap", "dtu", "builtin")
 
 
 @dataclass(eq=False)
@@ -36,6 +37,7 @@ class Frame:
     camera: Camera
     path: Path | None = None
     name: str = ""
+    mask: Path | None = None  # an object mask (DTU / IDR): its first channel is the frame's alpha
 
     def scaled(self, n: int) -> "Frame":
         """The frame seen through an n x n area downscale (``Camera.scaled``)."""
@@ -188,6 +190,13 @@ class Scene:
         else:
             alpha = None
             rgb = img
+        if f.mask is not None:
+            mask = read_image(Path(f.mask), source, desc)[..., 0]
+            if mask.shape != (h, w):
+                raise InputError(source, f"{desc}: mask {f.mask} is {mask.shape[1]}x{mask.shape[0]} but its image "
+                                 f"is {w}x{h}", "give each image a mask of its size")
+            rgb = rgb * mask[..., None]
+            alpha = mask if alpha is None else alpha * mask
         if rgb.shape[2] == 1:
             rgb = np.repeat(rgb, 3, axis=2)
         rgb = np.ascontiguousarray(area_downscale(rgb, n), dtype=np.float32)

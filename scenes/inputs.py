@@ -13,7 +13,8 @@ from fieldfit.errors import InputError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr")
 MESH_EXTS = (".obj", ".ply", ".stl", ".off", ".glb")
-POSED_MARKERS = ("transforms_train.json", "transforms.json", "poses_bounds.npy")
+POSED_MARKERS = ("transforms_train.json", "transforms.json", "poses_bounds.npy", "sparse/0/cameras.bin (or .txt)",
+                 "cameras.npz")  # what the one-line error lists; ``detect.capture_format`` decides
 
 
 @dataclass
@@ -35,7 +36,9 @@ def classify(path: str) -> Input:
         raise InputError(path, "no such file or folder",
                          f"pass an image, a mesh, a scene folder, or a built-in scene: {', '.join(sorted(BUILTIN))}")
     if p.is_dir():
-        if any((p / m).is_file() for m in POSED_MARKERS):
+        from .detect import capture_format
+
+        if capture_format(p) is not None:
             return Input("radiance", p, p.resolve().name)
         raise InputError(p, "folder holds nothing fieldfit can use",
                          f"expected one of {', '.join(POSED_MARKERS)} (posed images)")

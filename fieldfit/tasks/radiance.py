@@ -75,14 +75,11 @@ def to_march_space(scene: Scene, origins: torch.Tensor, dirs: torch.Tensor):
 def camera_rays(scene: Scene, camera: Camera, xy: torch.Tensor | None = None, device="cpu"):
     """Rays of a camera's pixels (all, row-major, when xy is None), float32, in the scene's marching space.
 
-    xy [N,2] are pixel positions (col + 0.5, row + 0.5 at centres). Lens distortion is undone exactly; the
-    rays are computed in float64 on ``device`` (an 800x800 frame costs ~60 ms on 2 CPU cores, nothing on a
-    GPU) and returned as float32 there.
+    xy [N,2] are pixel positions (col + 0.5, row + 0.5 at centres). Lens distortion is undone exactly (fisheye
+    lenses too); the rays are computed in float64 on ``device`` (an 800x800 frame costs ~60 ms on 2 CPU cores,
+    nothing on a GPU) and returned as float32 there.
     """
-    try:
-        o, d = camera.rays(xy, device=device, dtype=torch.float64)
-    except ValueError as e:  # a fisheye camera
-        raise InputError(scene.source, str(e), "undistort the images first (e.g. colmap image_undistorter)") from None
+    o, d = camera.rays(xy, device=device, dtype=torch.float64)
     o, d = to_march_space(scene, o, d)
     return o.float().contiguous(), d.float().contiguous()
 

@@ -38,6 +38,7 @@ from fieldfit.fields.components.encodings import frequency_encoding
 from fieldfit.fields.components.mlp import mlp
 
 from ..camera import Camera
+from ..lens import DIST_SIZE, lens_model
 from ..projection import fill_invalid, gather_colours, project
 from ..rays import ray_aabb
 from ..samples import RaySamples
@@ -105,6 +106,25 @@ def refine_in_bins(t: torch.Tensor, u: torch.Tensor, near: torch.Tensor, far: to
     return e[:, :-1] + u * (e[:, 1:] - e[:, :-1])
 
 
+def lens_groups(cams: list[Camera], device) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """[(lens model, members [V] bool, coefficients [V,D] float32)] of the cameras, one per model; [] when no camera
+    has a lens. Pinhole cameras join the OPENCV group (zero coefficients are no lens there; a fisheye's are not)."""
+    keys = [lens_model(c.model) if c.distortion is not None else None for c in cams]
+    models = sorted({k for k in keys if k is not None})
+    if not models:
+        return []
+    if "OPENCV" not in models and None in keys:
+        models = ["OPENCV", *models]
+    keys = ["OPENCV" if k is None else k for k in keys]
+    out = []
+    for m in models:
+        rows = [c.distortion if k == m and c.distortion is not None else np.zeros(DIST_SIZE[m])
+                for c, k in zip(cams, keys, strict=True)]
+        out.append((m, torch.tensor([k == m for k in keys], device=device),
+                    torch.tensor(np.stack(rows), dtype=torch.float32, device=device)))
+    return out
+
+
 class SourceViews:
     """Cameras of the source views (always) and their images (loaded when first projected into).
 
@@ -122,9 +142,7 @@ class SourceViews:
         self.c2w = torch.tensor(np.stack([c.c2w for c in cams]), dtype=torch.float32, device=self.device)
         self.intr = torch.tensor([[c.fx, c.fy, c.cx, c.cy] for c in cams], dtype=torch.float32, device=self.device)
         self.sizes = torch.tensor([[c.width, c.height] for c in cams], dtype=torch.long, device=self.device)
-        has_dist = any(c.distortion is not None for c in cams)
-        self.dist = torch.tensor(np.stack([np.zeros(6) if c.distortion is None else c.distortion for c in cams]),
-                                 dtype=torch.float32, device=self.device) if has_dist else None
+        self.lenses = lens_groups(cams, self.device)
         self.positions = np.stack([c.c2w[:, 3] for c in cams])
         self.images = None  # [3,V,H,W] allocated on first use
         self.loaded = np.zeros(len(cams), bool)
@@ -143,6 +161,21 @@ class SourceViews:
             img = torch.from_numpy(np.asarray(self.load_image(v), np.float32))
             self.images[:, v, :img.shape[0], :img.shape[1]] = img.permute(2, 0, 1).to(self.device)
             self.loaded[v] = True
+
+    def _project_lenses(self, pts: torch.Tensor, view: torch.Tensor):
+        """(pixels [M,2], depth [M]) of points [M,3] in views [M] through their lenses (one group per model)."""
+        if len(self.lenses) == 1:
+            model, _, dist = self.lenses[0]
+            fx, fy, cx, cy = self.intr[view].unbind(-1)
+            return project(pts, self.c2w[view], fx, fy, cx, cy, dist[view], model)
+        xy = pts.new_zeros(len(pts), 2)
+        depth = pts.new_zeros(len(pts))
+        for model, members, dist in self.lenses:
+            sel = members[view].nonzero().squeeze(-1)
+            vs = view[sel]
+            fx, fy, cx, cy = self.intr[vs].unbind(-1)
+            xy[sel], depth[sel] = project(pts[sel], self.c2w[vs], fx, fy, cx, cy, dist[vs], model)
+        return xy, depth
 
     def nearest(self, position, k: int, exclude: int | None = None) -> list[int]:
         """Indices of the k views nearest ``position`` [3] (world), nearest first."""
@@ -164,26 +197,24 @@ class SourceViews:
         r, n, _ = x.shape
         v = views.shape[-1]
         self._ensure(views)
-        if views.dim() == 1 and self.dist is None:  # shared views (a frame): one GEMM for all of them
+        if views.dim() == 1 and not self.lenses:  # shared views (a frame): one GEMM for all of them
             c2w = self.c2w[views]  # [V,3,4]
             rot = c2w[:, :, :3]
             p = (x.reshape(-1, 3) @ rot.permute(1, 0, 2).reshape(3, 3 * v)).view(-1, v, 3)
             p = (p - torch.einsum("vi,vij->vj", c2w[:, :, 3], rot)).reshape(-1, 3)
             k = self.intr[views][None].expand(r * n, v, 4).reshape(-1, 4)
-        elif self.dist is None:  # camera matrices gathered per ray, not per point (same as ``project``)
+        elif not self.lenses:  # camera matrices gathered per ray, not per point (same as ``project``)
             c2w = self.c2w[views]  # [R,V,3,4]
             p = torch.einsum("rnvi,rvij->rnvj", x[:, :, None, :] - c2w[:, None, :, :, 3], c2w[..., :3]).reshape(-1, 3)
             k = self.intr[views][:, None].expand(r, n, v, 4).reshape(-1, 4)
         views = views.expand(r, v) if views.dim() == 1 else views
         view = views[:, None, :].expand(r, n, v).reshape(-1)
-        if self.dist is None:
+        if not self.lenses:
             depth = -p[:, 2]
             safe = torch.where(depth.abs() > 1e-12, depth, torch.full_like(depth, 1e-12))
             xy = torch.stack([p[:, 0] / safe * k[:, 0] + k[:, 2], -p[:, 1] / safe * k[:, 1] + k[:, 3]], -1)
         else:
-            pts = x[:, :, None, :].expand(r, n, v, 3).reshape(-1, 3)
-            fx, fy, cx, cy = self.intr[view].unbind(-1)
-            xy, depth = project(pts, self.c2w[view], fx, fy, cx, cy, self.dist[view])
+            xy, depth = self._project_lenses(x[:, :, None, :].expand(r, n, v, 3).reshape(-1, 3), view)
         col, valid = gather_colours(self.images, view, xy, self.sizes, depth)
         return fill_invalid(col.view(r, n, v, 3), valid.view(r, n, v))
 

@@ -50,15 +50,16 @@ def test_centre_pixel_looks_forward_and_sizes_derive():
     torch.testing.assert_close(d_crop, d_full)
 
 
-def test_fisheye_has_no_pinhole_rays_and_bad_shapes_say_so():
-    fish = Camera(np.eye(3, 4), 10.0, 10.0, 5.0, 5.0, 10, 10, distortion=np.zeros(6), model="OPENCV_FISHEYE")
-    with pytest.raises(ValueError, match="fisheye"):
-        fish.rays()
+def test_bad_shapes_say_so():
     with pytest.raises(ValueError, match="c2w"):
         Camera(np.eye(3), 1.0, 1.0, 0.5, 0.5, 1, 1)
     with pytest.raises(ValueError, match="model"):
         Camera(np.eye(3, 4), 1.0, 1.0, 0.5, 0.5, 1, 1, model="KANNALA")
     assert Camera(np.eye(3, 4), 1.0, 1.0, 0.5, 0.5, 1, 1, distortion=np.zeros(6), model="OPENCV").distortion is None
+    with pytest.raises(ValueError, match="FULL_OPENCV distortion must be"):
+        Camera(np.eye(3, 4), 1.0, 1.0, 0.5, 0.5, 1, 1, distortion=np.ones(6), model="FULL_OPENCV")
+    fish = Camera(np.eye(3, 4), 1.0, 1.0, 0.5, 0.5, 1, 1, model="OPENCV_FISHEYE")
+    np.testing.assert_array_equal(fish.distortion, np.zeros(6))  # the plain equidistant lens, not "no lens"
 
 
 def test_look_at_is_orthonormal_even_along_up():
