@@ -6,6 +6,7 @@
     fieldfit eval RUN                      metrics again, from the checkpoint
     fieldfit view RUN                      the viewer window
     fieldfit scenes                        list the built-in scenes
+    fieldfit poses PHOTOS_OR_VIDEO --out SCENE   camera poses by structure-from-motion (pip install "fieldfit[sfm]")
 
 A method's flags come from its Config dataclasses (``fieldfit/methods/<method>/config.py``): ``fieldfit
 --method bsp --help`` lists bsp's; a flag another method or task owns is an error (exit 2) naming the valid ones.
@@ -14,14 +15,16 @@ A method's flags come from its Config dataclasses (``fieldfit/methods/<method>/c
 import argparse
 import errno
 import os
+import shlex
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from .args import Parser
 from .errors import FitError, InputError, Stopped
 
-SUBCOMMANDS = ("export", "render", "eval", "view", "scenes")
+SUBCOMMANDS = ("export", "render", "eval", "view", "scenes", "poses")
 # errno values of a disk or a folder refusing work (full, read-only, not ours): one line, exit 2, no traceback
 SYSTEM_ERRORS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS, errno.EACCES, errno.EPERM,
                  errno.EIO)
@@ -257,6 +260,64 @@ def cmd_view(argv) -> int:
     return view_main(argv)
 
 
+def cmd_poses(argv) -> int:
+    from .sfm import PosesOptions, SfmOptions, default_threads, make_scene
+    from .sfm.colmap import CAMERA_MODELS, MATCHERS
+
+    p = Parser(prog="fieldfit poses", description="Camera poses for a folder of photos or a video, by structure-"
+               "from-motion (COLMAP through pycolmap, on the CPU): writes a scene folder that fieldfit fits.",
+               epilog="Writes SCENE/images, SCENE/sparse/0 (COLMAP binary model), SCENE/transforms.json, "
+                      "SCENE/points3D.ply and SCENE/poses.json; then fit it with: fieldfit SCENE --method rbf")
+    p.add_argument("source", metavar="PHOTOS_OR_VIDEO",
+                   help="a folder of .jpg / .png photos (sorted by name) or a video (.mp4 .mov .avi .mkv .webm)")
+    p.add_argument("--out", required=True, metavar="SCENE", help="the scene folder to write; must be new or empty")
+    frames = p.add_mutually_exclusive_group()
+    frames.add_argument("--frames", type=int, metavar="N",
+                        help="video: keep this many frames, the sharpest of each equal stretch (default 100)")
+    frames.add_argument("--every", type=int, metavar="K", help="video: keep the sharpest of every K frames")
+    p.add_argument("--downscale", type=int, default=1, metavar="N",
+                   help="average N x N pixel blocks of each image before structure-from-motion (default 1); the "
+                        "scene keeps these smaller images, so fit it without a further --downscale")
+    p.add_argument("--matcher", choices=MATCHERS, default="auto",
+                   help="image pairs to match: every pair (exhaustive) or neighbours in name order (sequential); "
+                        "auto: sequential for a video, exhaustive up to 60 photos")
+    p.add_argument("--camera-model", choices=CAMERA_MODELS, default="SIMPLE_RADIAL",
+                   help="lens model COLMAP fits (default SIMPLE_RADIAL: one focal length and one radial term)")
+    p.add_argument("--single-camera", action=argparse.BooleanOptionalAction, default=True,
+                   help="one camera (lens) shared by all images (default: on; off when their sizes differ)")
+    p.add_argument("--max-size", type=int, default=1600, metavar="PX",
+                   help="features are found on images shrunk to at most this many pixels per side (default 1600)")
+    p.add_argument("--threads", type=int, default=default_threads(), metavar="N",
+                   help="CPU threads (default: all cores)")
+    p.add_argument("--vocab-tree", metavar="FILE", help="a COLMAP vocabulary tree: sequential matching then also "
+                   "detects loops (back at an earlier place)")
+    p.add_argument("--keep-database", action="store_true", help="keep COLMAP's database.db (features, matches)")
+    p.add_argument("--verbose", action="store_true", help="show COLMAP's own log")
+    a = p.parse_args(argv)
+    _check_poses(a)
+    sfm = SfmOptions(camera_model=a.camera_model, single_camera=a.single_camera, matcher=a.matcher,
+                     max_size=a.max_size, threads=a.threads, vocab_tree=Path(a.vocab_tree) if a.vocab_tree else None,
+                     verbose=a.verbose)
+    opts = PosesOptions(frames=a.frames, every=a.every, downscale=a.downscale, keep_database=a.keep_database, sfm=sfm)
+    t = time.perf_counter()
+    s = make_scene(a.source, a.out, opts, log=lambda line: print(line, flush=True))
+    print(f"wrote {a.out}: {s['registered']}/{s['images']} images registered, {s['points']} points in "
+          f"{time.perf_counter() - t:.0f} s")
+    print(f"fit it: fieldfit {shlex.quote(str(a.out))} --method rbf")
+    return 0
+
+
+def _check_poses(a) -> None:
+    """poses' numeric options in range (one line each, before any work)."""
+    for flag, value, low, high in (("--frames", a.frames, 3, 100000), ("--every", a.every, 1, 100000),
+                                   ("--downscale", a.downscale, 1, 64), ("--max-size", a.max_size, 64, 100000),
+                                   ("--threads", a.threads, 1, 4096)):
+        if value is not None and not low <= value <= high:
+            raise InputError(f"{flag} {value}", f"must be between {low} and {high}", "fieldfit poses -h")
+    if a.vocab_tree and not Path(a.vocab_tree).is_file():
+        raise InputError(a.vocab_tree, "vocabulary tree not found", "give the path of a COLMAP vocab tree file")
+
+
 def _maybe_tcmalloc(argv) -> None:
     """Re-exec once with tcmalloc preloaded when present: ~1.5x faster CPU training."""
     if os.environ.get("FIELDFIT_NO_TCMALLOC") or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
@@ -271,13 +332,14 @@ def _maybe_tcmalloc(argv) -> None:
         return
 
 
-COMMANDS = {"export": cmd_export, "render": cmd_render, "eval": cmd_eval, "view": cmd_view, "scenes": cmd_scenes}
+COMMANDS = {"export": cmd_export, "render": cmd_render, "eval": cmd_eval, "view": cmd_view, "scenes": cmd_scenes,
+            "poses": cmd_poses}
 
 
 def main(argv=None) -> int:
     from_shell = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
-    if from_shell and argv and argv[0] not in ("-h", "--help", "scenes"):
+    if from_shell and argv and argv[0] not in ("-h", "--help", "scenes", "poses"):
         _maybe_tcmalloc(argv)
     try:
         if argv and argv[0] in COMMANDS:
