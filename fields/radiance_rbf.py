@@ -66,6 +66,9 @@ class RadianceRBF(nn.Module):
         density_shift: added to the raw density before softplus.
         density_scale: multiplies softplus; None -> ``default_density_scale(aabb)``.
         device: where to build the grid (only matters for the tcnn encoding).
+        contraction: a ``render.contraction.Contraction`` for unbounded captures: the grid then covers the
+            contracted cube [-2,2]^3 (world points are contracted, then halved), ``aabb`` only sets the density
+            unit (the inner box).
 
     Examples:
         >>> f = RadianceRBF(FieldConfig(units=8), [[-1, -1, -1], [1, 1, 1]])
@@ -74,7 +77,7 @@ class RadianceRBF(nn.Module):
     """
 
     def __init__(self, cfg: FieldConfig, aabb, density_shift: float = GNF_DENSITY_SHIFT,
-                 density_scale: float | None = None, device="cpu"):
+                 density_scale: float | None = None, device="cpu", contraction=None):
         super().__init__()
         if cfg.decoder not in ("rbf", "mlp"):
             raise ValueError(f"RadianceRBF: decoder must be 'rbf' or 'mlp', got {cfg.decoder!r}")
@@ -85,11 +88,14 @@ class RadianceRBF(nn.Module):
         self.density_shift = float(density_shift)
         self.density_scale = float(default_density_scale(aabb) if density_scale is None else density_scale)
         self.register_buffer("aabb", aabb)
+        self.contraction = contraction
         self.encoding = make_encoding(3, cfg.grid, device)
         self.decoder = make_decoder(cfg, self.encoding.out_dim, 1 + 3 * sh_count(SH_DEGREE))
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """World points [N,3] -> [-1,1]^3 over the aabb (not clamped)."""
+        """World points [N,3] -> [-1,1]^3 over the aabb (not clamped), or over the contracted cube."""
+        if self.contraction is not None:
+            return 0.5 * self.contraction.apply(x)
         lo, hi = self.aabb[0], self.aabb[1]
         return (x - lo) * (2.0 / (hi - lo)) - 1.0
 
@@ -130,7 +136,7 @@ class RadianceRBF(nn.Module):
         from fieldfit.cuda.fused import HashEncoding, RBFField, TriPlaneEncoding
 
         enc, dec = self.encoding, self.decoder
-        if not isinstance(dec, RBFDecoder):
+        if not isinstance(dec, RBFDecoder) or self.contraction is not None:
             return None
         if type(enc) is HashGrid and enc.dim == 3:
             parts = HashEncoding(enc.table.detach(), tuple(enc.res))

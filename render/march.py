@@ -13,6 +13,9 @@ marchers give the same picture (float rounding aside):
 - ``render_fused``: one kernel per chunk of rays (``fieldfit.cuda.render_fused``) for fields that expose
   ``fused_parts`` (``fields.base.FusableField``: RBF fields on a hash grid or a tri-plane).
 
+On a grid with a contraction (unbounded captures, ``render.contraction``) rays are marched packed only: the
+candidates come from ``contracted_candidates`` instead of the box traversal, the rest is the same.
+
 The field is reached through ``fields.base.RadianceField`` only: ``density(x)`` and ``forward(x, d)``.
 ``march_mode`` picks the marcher of frames, ``render_rays`` draws many rays in chunks.
 """
@@ -27,6 +30,7 @@ from fieldfit.cuda import COMPOSITE_MAX_OPTICAL_DEPTH, ray_setup, traverse_occup
 from fieldfit.cuda import render_fused as fused_kernel
 from fieldfit.fields.base import RadianceField
 
+from .contraction import contracted_candidates
 from .estimators import OccupancyGrid
 from .rays import ray_aabb
 from .samples import RaySamples
@@ -65,7 +69,10 @@ def spans(grid: OccupancyGrid, origins: torch.Tensor, dirs: torch.Tensor, cfg: M
 @torch.no_grad()
 def candidates(grid: OccupancyGrid, origins: torch.Tensor, dirs: torch.Tensor, cfg: MarchConfig,
                stratified: bool = False) -> RaySamples:
-    """Every occupied interval of rays [R,3] within the occupied box and [near, far] (before termination)."""
+    """Every occupied interval of rays [R,3] within the occupied box and [near, far] (before termination); on a
+    grid with a contraction, every occupied interval between near and far (``render.contraction``)."""
+    if grid.contraction is not None:
+        return contracted_candidates(grid, grid.contraction, origins, dirs, cfg.near, cfg.far, cfg.step, stratified)
     t_min, t_max, max_steps, _ = spans(grid, origins, dirs, cfg)
     return grid.march_spans(origins, dirs, t_min, t_max, cfg.step, max_steps, stratified)
 
@@ -198,6 +205,8 @@ def render_chunked(field: RadianceField, grid: OccupancyGrid, origins: torch.Ten
     """(rgb [R,3] on the device, unclamped; opacity [R]; depth [R]; field samples) of rays [R,3] on the field's
     device, ``chunk`` rays at a time, marched by ``mode`` (see ``march_mode``)."""
     parts, n = [], 0
+    if grid.contraction is not None:  # only the packed marcher steps through contracted space
+        mode = "packed"
     for s in range(0, origins.shape[0], chunk):
         o, d = origins[s:s + chunk], dirs[s:s + chunk]
         if mode == "rounds":
@@ -229,10 +238,10 @@ def render_rays(field: RadianceField, grid: OccupancyGrid, origins: torch.Tensor
     Returns (rgb [R,3] on the CPU, clamped to [0,1]; opacity [R] on the CPU; depth [R] on the CPU (sum w t);
     number of field samples).
     """
-    mode = mode or march_mode(device, field)
+    mode = "packed" if grid.contraction is not None else (mode or march_mode(device, field))
     chunk = chunk or render_chunk(device)
     bg = torch.as_tensor(background, dtype=torch.float32, device=device)
-    if mode == "fused":
+    if mode == "fused" or grid.contraction is not None:  # image order (contracted rays have no box span)
         rgb, opacity, depth, n = render_chunked(field, grid, origins.to(device), dirs.to(device), bg, cfg, chunk, mode)
         return rgb.clamp(0, 1).float().cpu(), opacity.float().cpu(), depth.float().cpu(), n
     t0, t1, _ = ray_aabb(origins, dirs, grid.occupied_box().to(origins.device))

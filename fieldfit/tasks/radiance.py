@@ -6,6 +6,10 @@ lives in an NDC box: z in [-1,1] covers the near plane to infinity with depth re
 and x, y cover every camera's rays (a little wider than the average camera's [-1,1]). Directions are unit
 length in both spaces, so t is distance in that space (for NDC: distance inside the cube, not metres).
 
+Unbounded captures (``scene_contraction``): real photos in world space (no alpha, not NDC) are marched through
+a scene contraction (``render.contraction``): an inner cube around what the cameras look at keeps world
+coordinates, all space beyond it is folded into a shell, so content out to the horizon has a place in the field.
+
 Images stay on the host (numpy); only the sampled batch is moved to the device. Pixels of images with alpha
 are kept premultiplied with their alpha, so a batch can be composited on any background colour (random per
 ray during training).
@@ -19,6 +23,7 @@ import torch
 
 from fieldfit.errors import InputError
 from fieldfit.render.camera import Camera, look_at_centre
+from fieldfit.render.contraction import Contraction
 from fieldfit.scenes import Scene, load_scene
 
 
@@ -89,6 +94,40 @@ def march_bounds(scene: Scene) -> tuple[float, float]:
     return (0.0, float("inf")) if scene.ndc else (float(scene.near), float(scene.far))
 
 
+CONTRACT_MODES = ("on", "off")
+
+
+def scene_contraction(scene: Scene, mode: str | None = None) -> Contraction | None:
+    """The contraction of a scene's fit, or None. ``mode`` None decides: on for photographs in world space (no
+    alpha channel, not NDC, not a built-in or Blender scene), whose backgrounds reach beyond any box; off for
+    synthetic scenes with alpha and forward-facing (NDC) scenes.
+
+    The inner cube is centred on the point the training cameras look at (``look_at_centre``) with half-side
+    half the median camera distance from it (what the cameras look at and its surroundings; the cameras
+    themselves sit in the shell), or, when the scene has sparse points, the 90th percentile of their cube
+    distance from the centre where that is smaller."""
+    if mode not in (None, *CONTRACT_MODES):
+        raise InputError(f"--contract {mode}", "not a contraction mode", f"use one of {', '.join(CONTRACT_MODES)}")
+    if mode == "off":
+        return None
+    if scene.ndc:
+        if mode == "on":
+            raise InputError(scene.source, "a forward-facing (LLFF, NDC) scene cannot be contracted",
+                             "drop --contract on: NDC already maps depth to infinity into the box")
+        return None
+    if mode is None and (scene.has_alpha or scene.kind in ("builtin", "blender")):
+        return None
+    cams = scene.cameras("train")
+    centre = look_at_centre(cams)
+    radius = 0.5 * float(np.median([np.linalg.norm(c.c2w[:, 3] - centre) for c in cams]))
+    if scene.points is not None and len(scene.points) >= 100:
+        pts = np.asarray(scene.points, np.float64)
+        radius = min(radius, float(np.percentile(np.abs(pts - centre).max(axis=1), 90)))
+    if not radius > 0:
+        radius = float(np.mean(scene.aabb[1] - scene.aabb[0])) / 2
+    return Contraction(tuple(centre), radius)
+
+
 def unit_box(scene: Scene) -> np.ndarray:
     """[2,3] box that sets the density unit and the NDC march step: the scene's box, except for
     NDC scenes, where it is the cube [-1,1]^3 (their box is wider in x and y only, see
@@ -111,13 +150,20 @@ def pixel_footprint(scene: Scene) -> float:
     return float(np.median([np.linalg.norm(c.c2w[:, 3] - centre) / c.fx for c in cams]))
 
 
-def grid_and_step(scene: Scene, grid_res: int | None = None, step: float | None = None) -> tuple[int, float]:
+def grid_and_step(scene: Scene, grid_res: int | None = None, step: float | None = None,
+                  contraction: Contraction | None = None) -> tuple[int, float]:
     """Occupancy-grid resolution and marching step of a scene, unless given.
 
     World scenes: cells about 0.8 pixel footprint (32..128 per axis, multiples of 16) and a step of 0.7
     footprint, at least half a cell (TensoRF's step; big boxes around real captures). NDC scenes: 128 cells and
-    a step of one cell.
+    a step of one cell. Contracted scenes: the same rule over the inner cube, which the grid gives half its
+    cells to (the shell takes the other half), so twice the cells (at most 128).
     """
+    if contraction is not None:
+        extent = 2.0 * contraction.radius
+        foot = pixel_footprint(scene)
+        res = int(grid_res or np.clip(32 * np.ceil(1.25 * extent / foot / 16), 32, 128))
+        return res, float(step or max(0.7 * foot, extent / res))
     extent = box_extent(scene)
     if scene.ndc:
         res = int(grid_res or 128)
@@ -149,13 +195,16 @@ class RayBatch:
     dirs: torch.Tensor  # [R,3] unit
     rgb: torch.Tensor  # [R,3] premultiplied
     alpha: torch.Tensor  # [R]
+    image: torch.Tensor | None = None  # [R] int32: the pixel's photo, its position in the store's frame list
 
     def target(self, background: torch.Tensor) -> torch.Tensor:
         """[R,3] the pixel colours seen on ``background`` [3] or [R,3]."""
         return self.rgb + (1.0 - self.alpha)[:, None] * background
 
     def to(self, device) -> "RayBatch":
-        return RayBatch(*(t.to(device, non_blocking=True) for t in (self.origins, self.dirs, self.rgb, self.alpha)))
+        image = None if self.image is None else self.image.to(device, non_blocking=True)
+        return RayBatch(*(t.to(device, non_blocking=True) for t in (self.origins, self.dirs, self.rgb, self.alpha)),
+                        image=image)
 
 
 class PixelStore:
@@ -172,7 +221,10 @@ class PixelStore:
         parts = [self._frame(scene, i) for i in ids]
         self.origins, self.dirs, self.rgb, self.alpha = (np.concatenate(p) for p in zip(*parts, strict=True))
         self.count = len(self.rgb)
-        self._tensors = tuple(torch.from_numpy(a) for a in (self.origins, self.dirs, self.rgb, self.alpha))
+        self.images = len(ids)
+        self.image = np.repeat(np.arange(len(ids), dtype=np.int32), [len(p[2]) for p in parts])  # photo of a pixel
+        arrays = (self.origins, self.dirs, self.rgb, self.alpha, self.image)
+        self._tensors = tuple(torch.from_numpy(a) for a in arrays)
 
     @staticmethod
     def _frame(scene: Scene, i: int):
@@ -203,7 +255,8 @@ class PixelStore:
     def take(self, idx: np.ndarray) -> RayBatch:
         """The pixels ``idx`` [R] as a RayBatch where the pixels live (the host, or the GPU of ``keep_on``)."""
         idx = torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64)).to(self.device)
-        return RayBatch(*(t.index_select(0, idx) for t in self._tensors))
+        o, d, rgb, alpha, image = (t.index_select(0, idx) for t in self._tensors)
+        return RayBatch(o, d, rgb, alpha, image)
 
     def sample(self, n: int, rng: np.random.Generator) -> RayBatch:
         """n pixels drawn uniformly with replacement."""
@@ -226,10 +279,11 @@ def eval_rays_from(scene, n: int, seed: int, max_views: int = 8) -> EvalRays:
     store = PixelStore(scene, ids)
     idx = np.random.default_rng(seed + 1).choice(store.count, size=min(n, store.count), replace=False)
     b = store.take(idx)
-    return EvalRays(b.origins, b.dirs, b.rgb, b.alpha, torch.from_numpy(eval_background(scene)))
+    return EvalRays(b.origins, b.dirs, b.rgb, b.alpha, None, torch.from_numpy(eval_background(scene)))
 
 
-__all__ = ["EvalRays", "PixelStore", "RayBatch", "box_extent", "camera_rays", "eval_background", "eval_rays_from",
+__all__ = ["CONTRACT_MODES", "EvalRays", "PixelStore", "RayBatch", "box_extent", "camera_rays", "eval_background",
+           "eval_rays_from",
            "grid_and_step", "load_radiance_scene", "scene_of_config", "march_bounds", "pixel_footprint",
-           "premultiplied", "to_march_space", "unit_box"]
+           "premultiplied", "scene_contraction", "to_march_space", "unit_box"]
 

@@ -4,6 +4,8 @@ State (buffers, saved in state_dict): ``aabb`` [2,3], ``density`` [G^3] (EMA of 
 maximum density seen in each cell), ``binary`` [G,G,G] bool (cells marched). Cell
 (i, j, k) spans aabb[0] + (i, j, k) * cell_size, axis 0 along x; ``density`` is
 ``binary``'s flat (row-major) order. Every cell is on until the first ``update``.
+With a ``contraction`` (``render.contraction``) the grid covers the contracted cube: ``occupied``
+takes world points and contracts them, ``update`` hands ``density_fn`` world points.
 
 This is the TensoRF/instant-ngp/nerfacc scheme: ``update`` evaluates the field at a
 jittered point per cell, keeps max(decay * old, new), thresholds, and (as TensoRF's
@@ -44,8 +46,14 @@ class OccupancyGrid(nn.Module):
         True
     """
 
-    def __init__(self, aabb, resolution: int = 128, warmup_steps: int = 256, dilation: int = 1):
+    def __init__(self, aabb, resolution: int = 128, warmup_steps: int = 256, dilation: int = 1,
+                 contraction=None):
         super().__init__()
+        self.contraction = contraction
+        if contraction is not None:
+            from ..contraction import BOX
+
+            aabb = BOX
         aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3)
         if not bool((aabb[1] > aabb[0]).all()):
             raise ValueError(f"aabb: max corner must exceed min corner, got {aabb.tolist()}")
@@ -77,6 +85,8 @@ class OccupancyGrid(nn.Module):
         """[N] bool: whether the cell holding each point [N,3] is occupied (points outside the box take the
         nearest cell)."""
         g = torch.tensor(self.binary.shape, device=points.device)
+        if self.contraction is not None:
+            points = self.contraction.apply(points)
         cell = ((points.to(self.aabb.dtype) - self.aabb[0]) / self.cell_size).floor().long()
         cell = torch.minimum(cell.clamp_min(0), g - 1)
         return self.binary[cell[:, 0], cell[:, 1], cell[:, 2]]
@@ -136,6 +146,8 @@ class OccupancyGrid(nn.Module):
             idx = torch.unique(torch.cat([uniform, pick]))
         ijk = self.cell_indices(idx).to(self.aabb.dtype)
         points = self.aabb[0] + (ijk + torch.rand_like(ijk)) * self.cell_size
+        if self.contraction is not None:
+            points = self.contraction.inverse(points)
         new = _eval_chunked(density_fn, points, chunk).to(self.density.dtype)
         self.density[idx] = torch.maximum(self.density[idx] * decay, new)
         thre = min(float(threshold), float(self.density.mean()))

@@ -115,8 +115,10 @@ def test_training_background_follows_alpha_and_is_checked(blocks_run, capsys):
     alpha, opaque = SimpleNamespace(has_alpha=True, ndc=False), SimpleNamespace(has_alpha=False, ndc=False)
     assert RadianceConfig().with_scene(alpha).background == "random"  # blocks has alpha: learns it
     assert RadianceConfig().with_scene(SimpleNamespace(has_alpha=False, ndc=True)).background == "random"
-    assert RadianceConfig().with_scene(opaque).background == "black"  # no floaters in front of cameras
-    assert RadianceConfig(background="random").with_scene(opaque).background == "random"
+    # a box-bounded world scene (not contracted): black, no floaters in front of cameras; contracted photos train
+    # on random colours (tests/methods/test_rbf_unbounded.py)
+    assert RadianceConfig(contract="off").with_scene(opaque).background == "black"
+    assert RadianceConfig(background="random", contract="off").with_scene(opaque).background == "random"
     assert json.loads((blocks_run / "config.json").read_text())["config"]["background"] == "random"
     rc = main(["blocks", "--method", "rbf", "--steps", "1", "--background", "grey",
                "--out", str(blocks_run.parent / "x")])

@@ -36,7 +36,7 @@ def test_pixel_store_keeps_premultiplied_colour_and_rays():
 def test_pixel_store_batches_are_the_drawn_pixels_wherever_they_live(device, monkeypatch):
     scene = load_scene(blocks_scene_dir(), downscale=4)
     store = PixelStore(scene, scene.split("train")[:2])
-    arrays = (store.origins, store.dirs, store.rgb, store.alpha)
+    arrays = (store.origins, store.dirs, store.rgb, store.alpha, store.image)
     assert store.nbytes == sum(a.nbytes for a in arrays)
     assert store.device.type == "cpu"
     if device == "cuda":  # a GPU without room keeps them on the host
@@ -49,7 +49,7 @@ def test_pixel_store_batches_are_the_drawn_pixels_wherever_they_live(device, mon
     a, b = np.random.default_rng(5), np.random.default_rng(5)
     batch = store.sample(1000, a)
     idx = b.integers(0, store.count, 1000)  # the same draws as before the store could move: same batches
-    for got, want in zip((batch.origins, batch.dirs, batch.rgb, batch.alpha), arrays, strict=True):
+    for got, want in zip((batch.origins, batch.dirs, batch.rgb, batch.alpha, batch.image), arrays, strict=True):
         assert got.device.type == device
         np.testing.assert_array_equal(got.cpu().numpy(), want[idx])
     assert store.take(np.zeros(0, np.int64)).rgb.shape == (0, 3)

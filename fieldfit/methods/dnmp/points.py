@@ -82,7 +82,8 @@ def rbf_points(scene, inp, budget, device, run, max_res: int = 128):
     from fieldfit.optim import make_adam
     from fieldfit.tasks.radiance import PixelStore
 
-    cfg = RadianceConfig(max_res=int(max_res), grid_full=(16, 48, 128)).with_device(device).with_scene(scene)
+    cfg = RadianceConfig(max_res=int(max_res), grid_full=(16, 48, 128), contract="off",
+                         appearance="off").with_device(device).with_scene(scene)  # points inside the scene's box
     run_cfg = run_config(scene, inp, cfg, 0)
     model, march = build_model(run_cfg, device)
     opt = make_adam(param_groups(model, cfg))
@@ -121,11 +122,19 @@ def density_points(model, march):
     res = g.binary.shape
     axes = [g.aabb[0, a] + (torch.arange(res[a], device=g.aabb.device) + 0.5) * g.cell_size[a] for a in range(3)]
     pts = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    cell_size = float(g.cell_size.max())
+    inner = None
+    if g.contraction is not None:  # a contracted run (``--points RUN``): the inner cube's cells, in the world
+        inner = (pts.abs().amax(-1) <= 1.0).reshape(res).cpu()
+        pts = g.contraction.inverse(pts)
+        cell_size *= g.contraction.radius
     with torch.no_grad():
         dens = torch.cat([model.field.density(pts[s:s + (1 << 16)].float()) for s in range(0, len(pts), 1 << 16)])
     opacity = 1.0 - torch.exp(-dens * march.step)  # of one marching step
     thr = min(0.1, 0.5 * float(opacity.max()))
     occ = (opacity > thr).reshape(res).cpu()
+    if inner is not None:
+        occ &= inner
     field = model.field
 
     def density(x):
@@ -133,7 +142,7 @@ def density_points(model, march):
             return field.density(x.to(pts.device).float()).to(x.device)  # on the caller's device
 
     solid = Density(density, -math.log(1.0 - thr) / float(march.step))
-    return pts.cpu()[_surface(occ, 0).reshape(-1)].numpy(), float(g.cell_size.max()), solid, int(occ.sum())
+    return pts.cpu()[_surface(occ, 0).reshape(-1)].numpy(), cell_size, solid, int(occ.sum())
 
 
 def run_points(path: str, scene, device, run):

@@ -267,11 +267,16 @@ class RadianceConfig(ConfigBase, FieldOptions):
     ``rbf.radiance``). ``for_scene`` decides what is None from the scene and the device."""
 
     DEFAULT_SECONDS: ClassVar[float] = 300.0
-    SHAPE_OPTIONS: ClassVar[tuple[str, ...]] = (*FIELD_SHAPES, "grid_res")
+    SHAPE_OPTIONS: ClassVar[tuple[str, ...]] = (*FIELD_SHAPES, "grid_res", "contract", "appearance")
 
     # scene loading
     downscale: int = option(1, "downscale the posed images by N (area average)", low=1, high=64)
     test_every: int = _test_every(8)
+    contract: str | None = option(None, "scene contraction for backgrounds beyond the box: on | off (default: on "
+                                        "for photos in world space, off for synthetic and NDC scenes)",
+                                  choices=("on", "off"))
+    appearance: str | None = option(None, "per-photo colour correction (exposure, white balance): on | off "
+                                          "(default: on where the scene is contracted)", choices=("on", "off"))
     # field
     grid: str | None = _grid(None, RADIANCE_GRIDS)  # None: hash on a GPU for world-space scenes, else triplane
     levels: int | None = _levels(None)
@@ -356,11 +361,17 @@ class RadianceConfig(ConfigBase, FieldOptions):
         training evaluation with random, 20.6 with black), black for world-space captures without alpha, whose
         rays leave the box: there a random colour is noise the field silences by turning opaque where rays
         start, in front of each camera (fox 300 s: test views 13.6 dB with random, floaters; black: 19.4 dB at
-        150 s)."""
+        150 s). Contracted scenes (``tasks.radiance.scene_contraction``) train on random colours, as NDC scenes:
+        no ray leaves their space. Their per-photo colour correction is on (``rbf.radiance.Appearance``)."""
+        from fieldfit.tasks.radiance import scene_contraction
+
+        contracted = scene_contraction(scene, self.contract) is not None
         return replace(
             self, max_res=self.max_res or (256 if scene.ndc else 128),
+            contract=self.contract or ("on" if contracted else "off"),
+            appearance=self.appearance or ("on" if contracted else "off"),
             distortion=self.distortion if self.distortion is not None else (0.0 if scene.has_alpha else 0.01),
-            background=self.background or ("random" if (scene.has_alpha or scene.ndc) else "black"),
+            background=self.background or ("random" if (scene.has_alpha or scene.ndc or contracted) else "black"),
             lr_decoder=self.lr_decoder or LR_DECODER[self.decoder])
 
 

@@ -31,6 +31,8 @@ from fieldfit.fields.radiance_rbf import RadianceRBF, default_density_scale
 from fieldfit.model import Occupancy, Rendering, model_tensors
 from fieldfit.optim import count_params, make_adam, seed_everything, set_lr
 from fieldfit.render import OccupancyGrid
+from fieldfit.render.appearance import Appearance
+from fieldfit.render.contraction import Contraction
 from fieldfit.render.losses import distortion_loss
 from fieldfit.render.march import (
     MARCH_MODES,
@@ -51,6 +53,7 @@ from fieldfit.tasks.radiance import (
     eval_rays_from,
     march_bounds,
     radiance_setup,
+    scene_contraction,
     unit_box,
 )
 from fieldfit.tasks.radiance import grid_and_step as scene_grid_and_step
@@ -61,12 +64,24 @@ from .config import RadianceConfig
 
 
 class RadianceModel(nn.Module):
-    """A radiance field plus its occupancy grid (buffers), saved and loaded together."""
+    """A radiance field plus its occupancy grid (buffers) and, for real captures, the photos' colour maps
+    (``render.appearance``), saved and loaded together."""
 
-    def __init__(self, field: nn.Module, grid: OccupancyGrid):
+    def __init__(self, field: nn.Module, grid: OccupancyGrid, appearance: Appearance | None = None):
         super().__init__()
         self.field = field
         self.grid = grid
+        self.appearance = appearance
+
+    def seen(self, rgb: torch.Tensor, opacity: torch.Tensor, background) -> torch.Tensor:
+        """Colours [R,3] (composited on ``background``, opacities [R]) of a view no photo was trained on: through
+        the mean colour map, if any, in [0,1]."""
+        if self.appearance is None:
+            return rgb
+        dev = self.appearance.affine.device
+        bg = torch.as_tensor(background, dtype=rgb.dtype, device=dev)
+        with torch.no_grad():
+            return self.appearance.mean(rgb.to(dev), opacity.to(dev), bg).to(rgb.device).clamp(0, 1)
 
     @torch.no_grad()
     def update_grid(self, step: int, step_size: float, n_cells=None, threshold: float = 0.01,
@@ -78,34 +93,48 @@ class RadianceModel(nn.Module):
 
 def build_model(cfg: dict, device) -> tuple[RadianceModel, MarchConfig]:
     """The model and marching settings described by a run config (or the one fit is writing)."""
+    contraction = Contraction.from_config(cfg.get("contraction"))
     field = RadianceRBF(FieldConfig.from_dict(cfg["field"]), cfg["aabb"], cfg["density_shift"],
-                        cfg["density_scale"], device=device)
-    grid = OccupancyGrid(cfg["aabb"], resolution=cfg["grid_res"], warmup_steps=0, dilation=cfg.get("grid_dilation", 1))
-    return RadianceModel(field, grid).to(device), MarchConfig(**cfg["march"])
+                        cfg["density_scale"], device=device, contraction=contraction)
+    grid = OccupancyGrid(cfg["aabb"], resolution=cfg["grid_res"], warmup_steps=0, dilation=cfg.get("grid_dilation", 1),
+                         contraction=contraction)
+    n = int(cfg.get("appearance_images", 0))
+    return RadianceModel(field, grid, Appearance(n) if n else None).to(device), MarchConfig(**cfg["march"])
 
 
-def grid_and_step(scene, cfg: RadianceConfig) -> tuple[int, float]:
+def grid_and_step(scene, cfg: RadianceConfig, contraction=None) -> tuple[int, float]:
     """Occupancy-grid resolution and marching step (``tasks.radiance.grid_and_step``), unless set in ``cfg``."""
-    return scene_grid_and_step(scene, cfg.grid_res, cfg.step)
+    return scene_grid_and_step(scene, cfg.grid_res, cfg.step, contraction)
 
 
 def run_config(scene, inp, cfg: RadianceConfig, seed: int) -> dict:
     """config.json of a fit: the resolved options, the field and the march (``build_model`` rebuilds from it)."""
-    aabb = np.asarray(scene.aabb, np.float64)
+    contraction = scene_contraction(scene, cfg.contract)
+    aabb = np.asarray(scene.aabb if contraction is None else contraction.inner_box(), np.float64)
     near, far = march_bounds(scene)
-    grid_res, step = grid_and_step(scene, cfg)
+    if contraction is not None:
+        far = 1e308  # to the horizon (config.json keeps inf as 1e308)
+    grid_res, step = grid_and_step(scene, cfg, contraction)
     march = {"step": step, "near": near, "far": far, "early_stop": cfg.early_stop, "alpha_thre": cfg.alpha_thre}
     field_cfg = cfg.field_config()
     return {"task": "radiance", "method": "rbf", "source": inp.builtin or str(inp.path), "builtin": inp.builtin,
             "scene": scene.name, "scene_kind": scene.kind, "ndc": bool(scene.ndc), "aabb": aabb.tolist(),
             "field": field_cfg.to_dict(), "density_shift": cfg.density_shift,
-            "density_scale": default_density_scale(unit_box(scene)), "grid_res": grid_res,
+            "density_scale": default_density_scale(unit_box(scene) if contraction is None else aabb),
+            "grid_res": grid_res, "contraction": None if contraction is None else contraction.to_config(),
+            "appearance_images": len(scene.split("train")) if cfg.appearance == "on" else 0,
             "grid_dilation": int(cfg.grid_dilation), "march": march, "config": cfg.to_dict(), "seed": seed}
 
 
+APPEARANCE_LR = 1e-3
+
+
 def param_groups(model: RadianceModel, cfg: RadianceConfig) -> list[dict]:
-    return [{"params": list(model.field.encoding.parameters()), "lr": cfg.lr},
-            {"params": list(model.field.decoder.parameters()), "lr": cfg.lr_decoder}]
+    groups = [{"params": list(model.field.encoding.parameters()), "lr": cfg.lr},
+              {"params": list(model.field.decoder.parameters()), "lr": cfg.lr_decoder}]
+    if model.appearance is not None:
+        groups.append({"params": list(model.appearance.parameters()), "lr": APPEARANCE_LR})
+    return groups
 
 
 class Stepper:
@@ -141,9 +170,14 @@ class Stepper:
         bg = (torch.rand if c.background == "random" else torch.zeros)(n, 3, device=self.device)
         out, samples = render(self.model.field, self.model.grid, batch.origins, batch.dirs, bg, march,
                               stratified=True)
-        loss = torch.nn.functional.mse_loss(out.rgb, batch.target(bg))
+        rgb = out.rgb
+        if self.model.appearance is not None:
+            rgb = self.model.appearance(out.rgb, out.opacity, bg, batch.image)
+        loss = torch.nn.functional.mse_loss(rgb, batch.target(bg))
         if c.distortion > 0:
-            loss = loss + c.distortion * distortion_loss(out.weights, samples)
+            warp = self.model.grid.contraction
+            loss = loss + c.distortion * distortion_loss(out.weights, samples if warp is None else
+                                                         warp.normalised(samples))
         self.spr = 0.9 * self.spr + 0.1 * samples.n_samples / n
         self.rays += n
         self.samples += samples.n_samples
@@ -181,8 +215,9 @@ def _fit(job) -> dict:
     prepare_s = time.perf_counter() - t0
 
     def evaluate():
-        rgb, _, _, _ = render_rays(model.field, model.grid, eval_batch.origins, eval_batch.dirs,
-                                   eval_batch.background, march, device)
+        rgb, opacity, _, _ = render_rays(model.field, model.grid, eval_batch.origins, eval_batch.dirs,
+                                         eval_batch.background, march, device)
+        rgb = model.seen(rgb, opacity, eval_batch.background)
         return psnr_from_mse(torch.mean((rgb - eval_batch.target(eval_batch.background)) ** 2).item())
 
     budget = job.budget
@@ -237,11 +272,13 @@ class RadianceRun(SceneModel):
         return eval_background(self.scene)
 
     def marchers(self) -> list[str]:
-        """The frame marchers that can draw this field (``render.march.MARCH_MODES``)."""
+        """The frame marchers that can draw this field (``render.march.MARCH_MODES``; contracted: packed)."""
+        if self.grid.contraction is not None:
+            return ["packed"]
         return [m for m in MARCH_MODES if m != "fused" or fusable(self.field)]
 
     def march_mode(self) -> str:
-        return march_mode(self.device, self.field)
+        return "packed" if self.grid.contraction is not None else march_mode(self.device, self.field)
 
     @torch.no_grad()
     def render(self, camera, mode: str = "colour", march: str | None = None, on_device: bool = False) -> Rendering:
@@ -257,6 +294,7 @@ class RadianceRun(SceneModel):
         else:
             rgb, opacity, depth, n = render_rays(self.field, self.grid, o, d, self.background, self.march,
                                                  self.device, mode=march)
+        rgb = self.model.seen(rgb, opacity, self.background)
         h, w = camera.height, camera.width
         opacity = opacity.reshape(h, w)
         t = depth.reshape(h, w) / opacity.clamp_min(1e-10)
@@ -280,8 +318,12 @@ class RadianceRun(SceneModel):
         return torch.cat(out) if out else torch.zeros(0, 3)
 
     def mesh_box(self) -> tuple[np.ndarray, np.ndarray]:
-        """Box of the occupied cells grown by one cell, inside the grid's box (marching space)."""
+        """Box of the occupied cells grown by one cell, inside the grid's box (marching space); for a contracted
+        scene, the inner cube (its surroundings out to the horizon are not meshed)."""
         g = self.grid
+        if g.contraction is not None:
+            inner = g.contraction.inner_box()
+            return inner[0], inner[1]
         box = g.occupied_box().detach().cpu().double().numpy()
         cell = g.cell_size.cpu().double().numpy()
         aabb = g.aabb.cpu().double().numpy()
