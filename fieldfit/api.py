@@ -14,6 +14,7 @@ from pathlib import Path
 from .config import flag_name, given_options, shape_changes
 from .errors import InputError
 from .fingerprint import input_record, same_input
+from .logs import LogOptions
 from .registry import Job, config_class, get_method
 from .runs import CONFIG, FORMAT, METRICS, Run
 from .trainer import Budget
@@ -82,19 +83,24 @@ def check_seed(seed) -> int:
 
 
 def prepare(scene=None, method: str | None = None, *, time_budget=None, steps=None, device="auto", seed: int = 0,
-            out=None, resume=None, overwrite: bool = False, options: dict | None = None, command: str = "") -> tuple:
+            out=None, resume=None, overwrite: bool = False, options: dict | None = None, command: str = "",
+            log: str = "csv", log_image_every=60.0) -> tuple:
     """(method package, Job) of a fit: the input classified, the options checked against the method's Config for
-    its task, the budget, and the run folder, locked for writing (``job.run.release()`` when done): a new one
-    (``Run.create_unique`` / ``Run.claim``, see ``fieldfit.runs``) or, with ``resume``, the run to continue,
-    checked before anything is written into it (input, shape-setting options, checkpoint). Nothing is trained
-    yet."""
+    its task, the budget, the logs (``fieldfit.logs.LogOptions``: ``log`` csv | tensorboard, a test-view picture
+    every ``log_image_every`` seconds) and the run folder, locked for writing (``job.run.release()`` when done): a
+    new one (``Run.create_unique`` / ``Run.claim``, see ``fieldfit.runs``) or, with ``resume``, the run to
+    continue, checked before anything is written into it (input, shape-setting options, checkpoint). Nothing is
+    trained yet."""
     from fieldfit.scenes.inputs import classify
 
     options = {k: v for k, v in (options or {}).items() if v is not None}
     seed = check_seed(seed)
+    logging = LogOptions.of(log, log_image_every)  # tensorboard missing: said before any folder or training
     if resume is not None:
-        return _prepare_resume(scene, method, resume, time_budget=time_budget, steps=steps, device=device,
-                               seed=seed, out=out, overwrite=overwrite, options=options, command=command)
+        package, job = _prepare_resume(scene, method, resume, time_budget=time_budget, steps=steps, device=device,
+                                       seed=seed, out=out, overwrite=overwrite, options=options, command=command)
+        job.run.log_options = logging
+        return package, job
     method = method or "rbf"
     package = get_method(method)
     if not scene:
@@ -111,6 +117,7 @@ def prepare(scene=None, method: str | None = None, *, time_budget=None, steps=No
         name = f"{inp.name}-{method}-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-seed{int(seed)}" if int(seed) else "")
         run = Run.create_unique(Path("runs"), name)
     run.header = {**record, "method": method, "command": command}
+    run.log_options = logging
     return package, Job(_absolute(inp), parsed, budget, run, device, int(seed), False, {}, run.fresh)
 
 
@@ -183,7 +190,7 @@ def _resume_input(scene, saved: dict, run: Run):
 
 
 def fit(scene, method: str = "rbf", *, time_budget=None, steps=None, device="auto", seed: int = 0, out=None,
-        resume=None, overwrite: bool = False, **options):
+        resume=None, overwrite: bool = False, log: str = "csv", log_image_every: float = 60.0, **options):
     """Fit ``scene`` (an image, a mesh, a posed-image folder or a built-in name) and return the loaded run
     (``fieldfit.model.Model``; its folder is ``.run.path``).
 
@@ -195,12 +202,15 @@ def fit(scene, method: str = "rbf", *, time_budget=None, steps=None, device="aut
         out: the run folder (default runs/<scene>-<method>-<time>, with a suffix when taken); an existing one
             must be empty, unless ``overwrite`` (the files a fit writes are removed from it first).
         resume: a run folder to continue (the same input; options that set weight shapes stay as they were).
+        log: csv (RUN/metrics.csv, always written) | tensorboard (also event files in RUN/tensorboard, with a
+            test-view picture every ``log_image_every`` seconds of training; needs ``fieldfit[tensorboard]``).
         options: the method's Config fields for the input's task (``fieldfit.methods.<method>.CONFIGS``), e.g.
             ``max_res=256``; an unknown name raises InputError listing the valid ones.
     """
     package, job = prepare(scene, method if resume is None else None, time_budget=time_budget, steps=steps,
                            device=device, seed=seed, out=out, resume=resume, overwrite=overwrite, options=options,
-                           command=f"fieldfit.fit({scene!r}, method={method!r})")
+                           command=f"fieldfit.fit({scene!r}, method={method!r})", log=log,
+                           log_image_every=log_image_every)
     try:
         package.fit(job)
     finally:

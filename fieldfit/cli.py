@@ -1,8 +1,9 @@
 """The fieldfit command line (a thin layer over ``fieldfit.api``).
 
     fieldfit SCENE --method rbf            fit (SCENE: image, mesh, posed-image folder, built-in name)
-    fieldfit export RUN --mesh out.ply     a watertight mesh (.ply .obj .stl .glb); --via bsp: low-poly convexes
-    fieldfit render RUN --path orbit --out orbit.mp4
+    fieldfit export RUN --mesh out.ply     a watertight mesh (.ply .obj .stl .glb); --via bsp: low-poly convexes;
+                                           --faces N: decimated; --points out.ply; --parts out.glb | DIR/
+    fieldfit render RUN --path orbit --out orbit.mp4   (--camera-path path.json, --pass rgb|depth|normal)
     fieldfit eval RUN                      metrics again, from the checkpoint
     fieldfit view RUN                      the viewer window
     fieldfit scenes                        list the built-in scenes
@@ -14,6 +15,7 @@ A method's flags come from its Config dataclasses (``fieldfit/methods/<method>/c
 
 import argparse
 import errno
+import math
 import os
 import shlex
 import shutil
@@ -48,6 +50,11 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed, 0 .. 2^32 - 1")
     p.add_argument("--resume", metavar="RUN", help="continue the training of RUN")
     p.add_argument("--view", action="store_true", help="open the viewer window while training")
+    p.add_argument("--log", default="csv", choices=("csv", "tensorboard"),
+                   help="csv: RUN/metrics.csv (always written); tensorboard: also event files in RUN/tensorboard "
+                        "(pip install 'fieldfit[tensorboard]')")
+    p.add_argument("--log-image-every", type=float, default=60.0, metavar="SECONDS",
+                   help="--log tensorboard: a test-view picture every SECONDS of training (image and radiance fits)")
     return p
 
 
@@ -90,7 +97,8 @@ def cmd_fit(argv) -> int:
     options = {name: getattr(args, f"opt_{name}") for name in flags}
     package, job = prepare(args.scene, args.method, time_budget=args.time_budget, steps=args.steps,
                            device=args.device, seed=args.seed, out=args.out, resume=args.resume,
-                           overwrite=args.overwrite, options=options, command="fieldfit " + " ".join(argv))
+                           overwrite=args.overwrite, options=options, command="fieldfit " + " ".join(argv),
+                           log=args.log, log_image_every=args.log_image_every)
     try:  # the run is locked for writing until the fit ends, however it ends
         return _fit(package, job, args, method)
     finally:
@@ -107,7 +115,8 @@ def _fit(package, job, args, method: str) -> int:
                 f"budget {job.budget.describe()}")
     try:
         metrics = package.fit(job)
-    except InputError:
+    except InputError as e:  # why the fit stopped, in its log; a library's long advice (detail) there only
+        job.run.log(f"error: {e}" + (f"\n{e.detail}" if e.detail else ""), echo=False)
         _drop_if_empty(fresh)
         raise
     except Stopped:  # SIGINT / SIGTERM: the trainer saved a checkpoint and says how to resume
@@ -148,9 +157,13 @@ def _summary(m: dict) -> str:
 def cmd_export(argv) -> int:
     from .api import load
 
-    p = Parser(prog="fieldfit export", description="Export a watertight mesh of a run.")
+    p = Parser(prog="fieldfit export", description="Export a run's geometry: a watertight mesh, points or parts.")
     p.add_argument("run")
-    p.add_argument("--mesh", required=True, help="output mesh (.ply .obj .stl .glb)")
+    p.add_argument("--mesh", help="output mesh (.ply .obj .stl .glb)")
+    p.add_argument("--faces", type=int, help="--mesh: decimate to at most N faces, keeping watertight and topology")
+    p.add_argument("--points", help="output point cloud (.ply, binary: x y z [nx ny nz] red green blue)")
+    p.add_argument("--max-points", type=int, default=200_000, help="--points: at most N points (default 200000)")
+    p.add_argument("--parts", help="output convex parts: a .glb (a node per part) or a folder of part_NNN.obj")
     p.add_argument("--resolution", type=int, help="marching-cubes resolution")
     p.add_argument("--via", choices=("mc", "bsp"), default="mc", help="bsp: a low-poly union of convexes")
     p.add_argument("--convexes", type=int, help="--via bsp: convexes (default 64)")
@@ -160,7 +173,7 @@ def cmd_export(argv) -> int:
     a = p.parse_args(argv)
     budget = _check_export(a)
     model = load(a.run, a.device)
-    out = Path(a.mesh)
+    out = Path(a.mesh or a.points or a.parts)
     if _inside(out, model.run.path):  # it writes into the run: not while a fit writes there too
         model.run.acquire()
     try:
@@ -172,14 +185,34 @@ def cmd_export(argv) -> int:
 def _check_export(a):
     """export's arguments checked before the run is loaded; returns the --via bsp budget (None for mc)."""
     from fieldfit.mesh.io import SUPPORTED_MESH_EXTS
+    from fieldfit.mesh.parts import parts_target
 
+    from .exports import MAX_FACES, MAX_POINTS
+
+    given = [f for f in ("mesh", "points", "parts") if getattr(a, f)]
+    if len(given) != 1:
+        raise InputError("fieldfit export", "needs exactly one of --mesh, --points, --parts" +
+                         (f" (got {', '.join('--' + g for g in given)})" if given else ""),
+                         "e.g. fieldfit export RUN --mesh out.ply")
     if a.resolution is not None and not 16 <= a.resolution <= 2048:
         raise InputError(f"--resolution {a.resolution}", "must be between 16 and 2048", "e.g. --resolution 256")
-    if Path(a.mesh).suffix.lower() not in SUPPORTED_MESH_EXTS:
+    if a.faces is not None and (not a.mesh or not 4 <= a.faces <= MAX_FACES):
+        raise InputError(f"--faces {a.faces}", f"applies to --mesh, between 4 and {MAX_FACES}",
+                         "e.g. --mesh out.ply --faces 5000")
+    if not 1 <= a.max_points <= MAX_POINTS:
+        raise InputError(f"--max-points {a.max_points}", f"must be between 1 and {MAX_POINTS}",
+                         "e.g. --max-points 200000")
+    if a.mesh and Path(a.mesh).suffix.lower() not in SUPPORTED_MESH_EXTS:
         raise InputError(a.mesh, f"cannot export to '{Path(a.mesh).suffix}'",
                          f"use one of {' '.join(SUPPORTED_MESH_EXTS)}")
+    if a.points and Path(a.points).suffix.lower() != ".ply":
+        raise InputError(a.points, "point clouds are written as .ply", "e.g. --points points.ply")
+    if a.parts:
+        parts_target(a.parts)
     if a.via != "bsp":
         return None
+    if a.points:
+        raise InputError("--via bsp", "applies to --mesh and --parts", "leave --via out for --points")
     from fieldfit.config import config_flags
     from fieldfit.methods.bsp.config import BSPConfig
     from fieldfit.trainer import Budget
@@ -193,41 +226,85 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _export(model, out: Path, a, budget) -> int:
-    if a.via == "bsp":
-        from fieldfit.methods.bsp.proxy import export_via_bsp
+    from . import exports
 
-        m = export_via_bsp(model, out, convexes=a.convexes, budget=budget)
-    else:
-        m = model.export_mesh(out, a.resolution)
+    if a.points:
+        m = exports.points(model, out, a.max_points)
+        print(f"wrote {out}: {m['points']} points" + (", with normals" if m["normals"] else ""))
+        return 0
+    if a.parts:
+        m = exports.parts(model, out, a.via == "bsp", a.convexes, budget)
+        print(f"wrote {out}: {m['parts']} convex parts, volume sum {m['volume_sum']:.4g}")
+        return 0
+
+    def write(path):
+        if a.via == "bsp":
+            from fieldfit.methods.bsp.proxy import export_via_bsp
+
+            return export_via_bsp(model, path, convexes=a.convexes, budget=budget)
+        return model.export_mesh(path, a.resolution)
+
+    m = exports.decimated_mesh(model, out, a.faces, write) if a.faces else write(out)
     if m.get("mesh_error") or not out.is_file():  # e.g. a radiance field with no density yet
         raise InputError(model.run.path, f"no mesh written: {m.get('mesh_error') or 'the export produced no file'}",
                          "train longer (--time-budget / --steps)")
+    if a.faces:
+        print(f"wrote {out}: faces {m['faces']} (before {m['faces_before']}), watertight {m['watertight']}, "
+              f"euler {m['euler']} (before {m['euler_before']}), components {m['components']} "
+              f"(before {m['components_before']}), chamfer_l2 {m['chamfer_l2']:.4g}")
+        if m["note"]:
+            print(m["note"])
+        return 0
     keys = ("faces", "watertight", "euler", "iou", "chamfer_l2")
     print(f"wrote {out}: " + ", ".join(f"{k} {m[k]}" for k in keys if k in m))
     return 0
 
 
 def cmd_render(argv) -> int:
+    from fieldfit.viewer.app import parse_size  # WxH, each side 1..8192
+
     from .api import load
 
     p = Parser(prog="fieldfit render", description="Render a camera path of a run to a video.")
     p.add_argument("run")
     p.add_argument("--device", default="auto")
     p.add_argument("--path", default="orbit", choices=("orbit", "spiral", "test"))
+    p.add_argument("--camera-path", metavar="JSON", help="a nerfstudio camera_path.json (instead of --path)")
     p.add_argument("--out", required=True, help=".mp4 / .gif, or a folder for PNG frames")
     p.add_argument("--frames", type=int, default=60, help=f"frames of the video (1..{MAX_FRAMES})")
+    p.add_argument("--fps", type=float, help="frames per second (default: the camera path's, else 24)")
+    p.add_argument("--size", help="frame size WxH (default: the camera path's, the scene's, 512x512 for shapes)")
+    p.add_argument("--pass", dest="kind", default="rgb", choices=("rgb", "depth", "normal"),
+                   help="what the frames show: colour, depth (colour-mapped) or normals")
     a = p.parse_args(argv)
     if not 1 <= a.frames <= MAX_FRAMES:
         raise InputError(f"--frames {a.frames}", f"must be between 1 and {MAX_FRAMES}", "e.g. --frames 60")
+    from fieldfit.render.video import check_video_out
+
+    if a.fps is not None and not (math.isfinite(a.fps) and 0 < a.fps <= 1000):
+        raise InputError(f"--fps {a.fps:g}", "must be a number in (0, 1000]", "e.g. --fps 24")
+    size = parse_size(a.size) if a.size else None
+    cameras, fps = None, a.fps or 24.0
+    if a.camera_path:
+        from fieldfit.render.camera_path import load_camera_path
+
+        path = load_camera_path(a.camera_path, size, a.fps)
+        if len(path.cameras) > MAX_FRAMES:
+            raise InputError(a.camera_path, f"has {len(path.cameras)} frames, more than {MAX_FRAMES}",
+                             "render it in parts")
+        cameras, fps = path.cameras, path.fps
     model = load(a.run, a.device)
+    check_video_out(a.out)  # before any rendering: a .mp4 needs imageio-ffmpeg
     if model.task == "sdf":  # shapes: a turntable of the viewer's picture (the shaded surface, the convexes)
         from fieldfit.viewer.turntable import turntable
 
-        if a.path != "orbit":
+        if a.path != "orbit" and cameras is None:
             raise InputError(f"--path {a.path}", "shape runs have no scene cameras", "use --path orbit")
-        written, note = turntable(model, Path(a.out), a.frames)
+        written, note = turntable(model, Path(a.out), a.frames, size or (512, 512), cameras=cameras, fps=fps,
+                                  kind=a.kind)
     else:
-        written, note = model.render_video(a.path, Path(a.out), a.frames)
+        written, note = model.render_video(a.path, Path(a.out), a.frames, cameras=cameras, fps=fps, size=size,
+                                           kind=a.kind)
     if note:
         print(note)
         model.run.log(note, echo=False)

@@ -5,13 +5,15 @@ class InputError(Exception):
     """Bad user input (missing file, malformed json, wrong image size, NaN vertices, ...).
 
     The message must name the offending file (or argument) and say what to do.
-    The CLI prints it on one line, without a traceback, and exits with code 2.
+    The CLI prints it on one line, without a traceback, and exits with code 2. ``detail``: what a library said
+    at length (a decoder's multi-line advice), for the run's log only, never the terminal.
     """
 
-    def __init__(self, path, problem: str, fix: str = ""):
+    def __init__(self, path, problem: str, fix: str = "", detail: str = ""):
         self.path = str(path)
         self.problem = problem
         self.fix = fix
+        self.detail = detail
         msg = f"{self.path}: {problem}"
         if fix:
             msg += f" ({fix})"

@@ -7,6 +7,9 @@ viewer and notebooks never need a method's internals:
     model.metrics                              # metrics.json
     img = model.render(model.cameras("test")[0])   # Rendering: rgb, opacity, depth
     model.export_mesh("lego.ply")              # watertight mesh (every task with geometry)
+    model.point_cloud(200_000)                 # coloured points (mesh.points.PointCloud)
+    model.parts()                              # convex parts (bsp runs)
+    model.render_video("orbit", "orbit.mp4", kind="depth")
     model.evaluate()                           # metrics again, from the checkpoint
 
 A method answers what its task allows; the others raise ``InputError`` saying what to do instead.
@@ -99,12 +102,25 @@ class Model:
         """The run's inside/outside (for ``export --via bsp``)."""
         raise InputError(self.run.path, f"{_a(self.task)} run has no geometry to export")
 
+    def point_cloud(self, max_points: int = 200_000):
+        """At most ``max_points`` coloured points of the run's surface in its world frame (``mesh.points.PointCloud``;
+        shape runs: with normals)."""
+        raise InputError(self.run.path, f"{_a(self.task)} run has no geometry to export")
+
+    def parts(self) -> list:
+        """The run's convex parts [(vertices [V,3], faces [F,3])], closed convex meshes in its world frame."""
+        raise InputError(self.run.path, f"{_a(self.task)} run of {self.method} has no convex parts",
+                         "bsp runs have them: fieldfit SHAPE --method bsp; or add --via bsp to approximate this run")
+
     def evaluate(self) -> dict:
         """Measure the run again from its checkpoint; merges into and returns metrics.json."""
         raise InputError(self.run.path, "this run cannot be re-evaluated")
 
-    def render_video(self, path: str, out, frames: int = 60) -> tuple[Path, str]:
-        """Render camera path ``path`` (orbit | spiral | test) to ``out``; returns (file written, note)."""
+    def render_video(self, path: str, out, frames: int = 60, *, cameras: list | None = None, fps: float = 24.0,
+                     size: tuple[int, int] | None = None, kind: str = "rgb") -> tuple[Path, str]:
+        """Render camera path ``path`` (orbit | spiral | test; or the Cameras ``cameras``, e.g. of
+        ``render.camera_path.load_camera_path``) to ``out`` at ``fps``; ``size`` (width, height) resizes path
+        cameras; ``kind``: rgb | depth | normal (``render.passes``). Returns (file written, note)."""
         raise InputError(self.run.path, f"{_a(self.task)} run has no camera path to render")
 
     def state(self) -> dict:

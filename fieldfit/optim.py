@@ -53,11 +53,13 @@ def lower_lr(factor: float) -> float:
     return _LR_SCALE.get()
 
 
-def set_lr(opt: torch.optim.Optimizer, progress: float, final_ratio: float) -> None:
-    """Each group's rate: its ``base_lr`` on the ``lr_at`` schedule, times ``lr_scale()``."""
+def set_lr(opt: torch.optim.Optimizer, progress: float, final_ratio: float) -> float:
+    """Each group's rate: its ``base_lr`` on the ``lr_at`` schedule, times ``lr_scale()``. Returns the first
+    group's (what the logs show)."""
     scale = _LR_SCALE.get()
     for g in opt.param_groups:
         g["lr"] = lr_at(g["base_lr"], progress, final_ratio) * scale
+    return opt.param_groups[0]["lr"] if opt.param_groups else 0.0
 
 
 def make_adam(groups: list[dict], betas=(0.9, 0.99), eps=1e-15) -> torch.optim.Optimizer:

@@ -1,8 +1,9 @@
 """Run folders: the unit of output, readable without fieldfit's internals.
 
 A run folder holds ``config.json`` (enough to rebuild the model), ``checkpoint.safetensors``
-(weights and optimizer state; loading it executes no code), ``metrics.json``, ``log``,
-``curve.png`` and the task's outputs (``reconstruction.png``, ``mesh.ply``, ``renders/``).
+(weights and optimizer state; loading it executes no code), ``metrics.json``, ``log``, ``metrics.csv`` (and
+``tensorboard/``: ``fieldfit.logs``), ``curve.png`` and the task's outputs (``reconstruction.png``, ``mesh.ply``,
+``renders/``).
 
 Ownership: a new run gets a folder of its own (``Run.create_unique`` makes it exclusively, with a suffix when
 the name is taken; ``Run.claim`` takes a ``--out`` folder only when it is new or empty, or with ``overwrite``).
@@ -23,6 +24,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from contextlib import suppress
@@ -46,8 +48,8 @@ CURVE = "curve.png"
 LOCK = ".fieldfit.lock"
 # What a fit writes into its folder: ``Run.claim(overwrite=True)`` removes these first (nothing else), so an old
 # run's checkpoint, metrics or meshes never sit beside the new run's config.
-RUN_FILES = (CONFIG, CHECKPOINT, METRICS, LOG, CURVE, "reconstruction.png", "mesh.ply", "mesh.obj", "convexes.ply",
-             "renders", "points")
+RUN_FILES = (CONFIG, CHECKPOINT, METRICS, LOG, CURVE, "metrics.csv", "tensorboard", "reconstruction.png", "mesh.ply",
+             "mesh.obj", "convexes.ply", "renders", "points")
 # A temporary file of atomic_write (.NAME.PID.RANDOM[SUFFIX]) or of another writer (.NAME.RANDOM[SUFFIX]).
 _TEMP = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)\.)?[a-z0-9_]{8}(?P<suffix>\.[^.]+)?$")
 STALE_TEMP_S = 600.0  # a temporary file without a writer's pid is left alone while younger than this
@@ -194,6 +196,8 @@ class Run:
         self._t0 = time.time()
         self.header: dict = {}  # written first into config.json (input argument, command line)
         self.step_hook = None  # fit_loop calls step_hook(step, state) after each step (the live viewer)
+        self.log_options = None  # fieldfit.logs.LogOptions of the fit writing this run (None: csv only)
+        self.notes: dict = {}  # what the fit fell back to (``warn``), recorded in config.json and metrics.json
         self.fresh = False  # the folder was made for this run (bad input may remove it again)
         self._lock_fd = None
 
@@ -353,13 +357,13 @@ class Run:
 
     # -- config and metrics -------------------------------------------------
     def write_config(self, config: dict) -> None:
-        write_json(self.path / CONFIG, {"format": FORMAT, **self.header, **config})
+        write_json(self.path / CONFIG, {"format": FORMAT, **self.header, **config, **self.notes})
 
     def config(self) -> dict:
         return read_json(self.path / CONFIG)
 
     def write_metrics(self, metrics: dict) -> None:
-        write_json(self.path / METRICS, metrics)
+        write_json(self.path / METRICS, {**metrics, **self.notes})
 
     def metrics(self) -> dict:
         p = self.path / METRICS
@@ -375,6 +379,13 @@ class Run:
                 f.write(stamp + msg + "\n")
         if echo:
             print(msg, flush=True)
+
+    def warn(self, msg: str, **record) -> None:
+        """Say ``msg`` on stderr (one line) and in the log; ``record`` (e.g. grid_fallback="...") goes into the
+        run's config.json and metrics.json when they are written."""
+        print(f"fieldfit: warning: {msg}", file=sys.stderr, flush=True)
+        self.log(f"warning: {msg}", echo=False)
+        self.notes.update(record)
 
     # -- checkpoint -----------------------------------------------------------
     def save_checkpoint(self, tensors: dict, meta: dict) -> None:

@@ -9,6 +9,9 @@ an optional ``evaluate() -> dict`` (the task's quality metric, e.g. psnr or iou)
 Faults (``fit_loop``): a step whose loss is not finite, or a state found not finite when it is copied, rolls back
 to the last finite copy and goes on at a lower learning rate; checkpoints hold only finite tensors; SIGINT and
 SIGTERM save a checkpoint after the current step and stop (``errors.Stopped``).
+
+Logs (``fieldfit.logs``): RUN/metrics.csv, and TensorBoard events with ``--log tensorboard``, written by
+``fit_loop`` through one ``MetricLog`` for every method.
 """
 
 import math
@@ -22,6 +25,7 @@ import torch
 
 from .errors import FitError, InputError, Stopped
 from .faults import Snapshot, StopSignals, non_finite, resume_command
+from .logs import MetricLog
 from .optim import lower_lr, lr_scale, scaled_lr
 from .runs import CHECKPOINT, CURVE, Run, load_model, restore_optimizer
 
@@ -268,8 +272,15 @@ class _Guard:
 
 
 def fit_loop(step, budget: Budget, run: Run, *, evaluate=None, state=None, metric_name="metric",
-             eval_every_s=5.0, start_step=0, start_elapsed=0.0, history: History | None = None) -> History:
+             eval_every_s=5.0, start_step=0, start_elapsed=0.0, history: History | None = None, unit: str = "items",
+             preview=None, step_offset: int = 0, seconds_offset: float = 0.0) -> History:
     """Run ``step`` until the budget is spent. Returns the loss/metric history.
+
+    ``step(i, progress)`` returns ``{"loss": ...}`` and, for the logs (``fieldfit.logs``: RUN/metrics.csv, and
+    TensorBoard with ``--log tensorboard``), optionally ``mse`` (the batch's colour error: its PSNR is logged),
+    ``batch`` (the ``unit``s it trained: rays, pixels or points) and ``lr``. ``preview() -> [H,W,3]`` draws a
+    test view for TensorBoard; ``step_offset`` and ``seconds_offset`` are added to the steps and seconds the logs
+    write (a stage after another).
 
     A step whose loss is not finite (or that raises FloatingPointError), or a state found not finite when it is
     copied (every few seconds, before each checkpoint, at the end), rolls back to the last finite copy and goes on
@@ -282,7 +293,16 @@ def fit_loop(step, budget: Budget, run: Run, *, evaluate=None, state=None, metri
     clock = _Clock(start_elapsed)
     last_eval = last_ckpt = elapsed
     guard = _Guard(run, state, history)
-    with StopSignals(run) as stop, scaled_lr():
+    logs = MetricLog(run, metric_name, unit, start_step=start_step, start_seconds=start_elapsed,
+                     step_offset=step_offset, seconds_offset=seconds_offset, preview=preview)
+
+    def back(what: str) -> tuple[int, float]:
+        """Roll back (``_Guard.rollback``), the logs too; the step and seconds to go on from."""
+        to = guard.rollback(i, what)
+        logs.rewind(to, clock.now())
+        return to, clock.now()
+
+    with StopSignals(run) as stop, scaled_lr(), logs:
         if guard.snap is not None and not guard.take(i, elapsed):
             raise FitError(f"the state to train from (step {i}) is not finite ({guard.snap.bad}): start a new run")
         while True:
@@ -295,17 +315,19 @@ def fit_loop(step, budget: Budget, run: Run, *, evaluate=None, state=None, metri
                     ok = guard.take(i, elapsed)
                 if ok:
                     break
-                i, elapsed = guard.rollback(i, f"{guard.snap.bad} not finite"), clock.now()
+                i, elapsed = back(f"{guard.snap.bad} not finite")
                 continue
             try:
-                loss = float(step(i, budget.progress(i, elapsed))["loss"])
+                out = step(i, budget.progress(i, elapsed))
+                loss = float(out["loss"])
                 what = f"loss {loss}"
             except FloatingPointError as e:  # a step's own check (e.g. gradients not finite)
                 loss, what = math.nan, str(e)
             if not math.isfinite(loss):
-                i, elapsed = guard.rollback(i, what), clock.now()
+                i, elapsed = back(what)
                 continue
             i += 1
+            logs.add(dict(out, loss=loss))
             hook = getattr(run, "step_hook", None)
             if hook is not None:  # e.g. the viewer drawing between steps; its time is not training time
                 with clock.paused():
@@ -315,9 +337,10 @@ def fit_loop(step, budget: Budget, run: Run, *, evaluate=None, state=None, metri
                 history.steps.append(i)
                 history.seconds.append(elapsed)
                 history.loss.append(loss)
+            evaluated = None
             if evaluate is not None and elapsed - last_eval >= eval_every_s:
                 with clock.paused():  # evaluation time does not count against the budget
-                    metric = evaluate()
+                    metric = evaluated = evaluate()
                 history.metric_steps.append(i)
                 history.metric_seconds.append(elapsed)
                 history.metric.append(metric)
@@ -330,14 +353,18 @@ def fit_loop(step, budget: Budget, run: Run, *, evaluate=None, state=None, metri
                         guard.save()
                         last_ckpt = elapsed
                 if not ok:
-                    i, elapsed = guard.rollback(i, f"{guard.snap.bad} not finite"), clock.now()
+                    i, elapsed = back(f"{guard.snap.bad} not finite")
                     continue
+            if (evaluated is not None or logs.due(elapsed)) and not budget.done(i, elapsed):  # the last: below
+                with clock.paused():
+                    logs.row(i, elapsed, evaluated)
             prog.update(i, loss, metric, elapsed, budget.progress(i, elapsed))
         if evaluate is not None:
             metric = evaluate()
             history.metric_steps.append(i)
             history.metric_seconds.append(elapsed)
             history.metric.append(metric)
+        logs.row(i, elapsed, metric if evaluate is not None else None, final=True)
         prog.update(i, loss, metric, elapsed, 1.0, final=True)
         if state is not None:
             guard.save()

@@ -64,7 +64,7 @@ def interior_point(planes: np.ndarray) -> tuple[np.ndarray, float]:
     return res.x[:3], float(res.x[3])
 
 
-def _oriented_hull(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def oriented_hull(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Convex hull (vertices [V,3], faces [F,3] counter-clockwise seen from outside)."""
     hull = ConvexHull(points)
     used, faces = np.unique(hull.simplices, return_inverse=True)
@@ -95,7 +95,7 @@ def convex_polytope(planes, box=(-1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
     try:
         pts = HalfspaceIntersection(p, centre).intersections
         pts = np.unique(np.round(pts, 10), axis=0)  # >3 planes through one corner repeat it
-        return _oriented_hull(pts)
+        return oriented_hull(pts)
     except (QhullError, ValueError):
         return empty
 

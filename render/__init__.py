@@ -15,7 +15,7 @@ It takes fields through the contracts of ``fieldfit.fields.base`` and knows noth
 from .camera import Camera, frusta_bounds, look_at, look_at_centre, mean_up
 from .estimators import OccupancyGrid, UniformSampler
 from .lens import distort, undistort
-from .metrics import lpips_fn, psnr, ssim
+from .metrics import load_lpips, lpips_fn, psnr, ssim
 from .rays import NDCParams, image_rays, ndc_rays, ndc_to_world, pixel_rays, ray_aabb
 from .samples import RaySamples
 from .volrend import RenderOutput, composite, composite_alpha
@@ -34,6 +34,7 @@ __all__ = [
     "image_rays",
     "look_at",
     "look_at_centre",
+    "load_lpips",
     "lpips_fn",
     "mean_up",
     "ndc_rays",

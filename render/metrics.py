@@ -1,7 +1,11 @@
-"""Image metrics: PSNR, SSIM (Gaussian window, as skimage), LPIPS when installed.
+"""Image metrics: PSNR, SSIM (Gaussian window, as skimage), LPIPS where its weights load.
 
 Images are [H,W,C] (or [H,W]) tensors or arrays with values in [0, max_val]; the
 metrics return Python floats and are computed in float64 without gradient.
+
+LPIPS needs the optional ``lpips`` package and its network's weights (the linear layers ship with the package;
+the AlexNet / VGG backbone comes from torchvision's download cache). ``load_lpips`` says why it is unavailable
+when it is, so a report can carry the reason beside its null value.
 """
 
 import math
@@ -93,26 +97,48 @@ def ssim(
     return float(s.mean(dim=(1, 2)).mean())
 
 
-_LPIPS_CACHE = {}
+_LPIPS_CACHE = {}  # (net, device) -> (metric, None) or (None, why not): a failure is tried once
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def load_lpips(net: str = "alex", device=None):
+    """(LPIPS metric ``f(pred [H,W,3], target [H,W,3]) -> float`` on inputs in [0,1], None), or (None, the reason
+    it is unavailable: "lpips package not installed", "weights could not be loaded: ...").
+
+    ``lpips`` is imported lazily, here and never at import of fieldfit. The network is built once per (net,
+    device) and cached, and so is a failure."""
+    key = (net, str(device))
+    if key not in _LPIPS_CACHE:
+        _LPIPS_CACHE[key] = _build_lpips(net, device)
+    return _LPIPS_CACHE[key]
 
 
 def lpips_fn(net: str = "alex", device=None):
-    """LPIPS metric as a callable ``f(pred [H,W,3], target [H,W,3]) -> float`` (inputs in [0,1]).
+    """The LPIPS metric of ``load_lpips``, or None where it is unavailable."""
+    return load_lpips(net, device)[0]
 
-    Returns None when the optional ``lpips`` package is not installed (it is imported
-    lazily, here and never at import of fieldfit). The network is built once per
-    (net, device) and cached.
-    """
+
+def _build_lpips(net: str, device):
     try:
         import lpips  # noqa: PLC0415 - optional dependency, lazy on purpose
-    except ImportError:
-        return None
-    key = (net, str(device))
-    if key not in _LPIPS_CACHE:
+    except ImportError as e:
+        if getattr(e, "name", None) == "lpips":
+            return None, "lpips package not installed (pip install lpips)"
+        return None, f"lpips package cannot be imported ({_first_line(e)})"
+    try:  # the backbone's weights may need a download (none on an offline machine)
         model = lpips.LPIPS(net=net, verbose=False).eval()
-        _LPIPS_CACHE[key] = model.to(device) if device is not None else model
-    model = _LPIPS_CACHE[key]
+        if device is not None:
+            model = model.to(device)
+    except Exception as e:  # noqa: BLE001 - whatever stops the weights from loading is the reason reported
+        return None, f"weights could not be loaded: {_first_line(e)}"
+    return _lpips_metric(model), None
 
+
+def _lpips_metric(model):
     def fn(pred, target) -> float:
         dev = next(model.parameters()).device
         p = torch.as_tensor(pred, dtype=torch.float32, device=dev).permute(2, 0, 1)[None]

@@ -97,8 +97,10 @@ def image_header(path: Path, source: Path, desc: str) -> tuple[int, int, bool]:
         alpha = len(shape) == 3 and shape[2] in (2, 4)
         return w, h, alpha
     except Exception as e:  # noqa: BLE001 - any decoder failure is a user-file problem
-        raise InputError(source, f"{desc}: cannot read image {path}: {_one_line(e)}",
-                         "replace the file with a valid PNG/JPEG") from None
+        path = Path(path)
+        what = "empty file" if path.is_file() and path.stat().st_size == 0 else _unreadable(path)
+        raise InputError(source, f"{desc}: cannot read image {path}: {what}", "replace the file with a valid PNG/JPEG",
+                         f"{type(e).__name__}: {e}".strip()) from None
 
 
 # Pillow modes turned into the few layouts the loaders take (grey, grey+alpha, RGB, RGBA).
@@ -109,7 +111,18 @@ _LOW_BYTES = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L", "LA;16B": "RGBA"}
 
 
 class Undecodable(Exception):
-    """An image file no decoder reads; the message is one line."""
+    """An image file no decoder reads; the message is one line, ``detail`` what the decoder said in full (for a
+    run's log: imageio's advice on plugins to install spans lines)."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail
+
+
+def _unreadable(path) -> str:
+    """The problem of a file no decoder opens (what the decoders said goes to the log, not the terminal)."""
+    ext = Path(path).suffix.lower() or "image"
+    return f"not a readable {ext} file (another format under that name, or truncated?)"
 
 
 def _one_line(e: Exception) -> str:
@@ -139,7 +152,7 @@ def decode_image(path) -> np.ndarray:
 
             return np.asarray(iio.imread(path))
         except Exception as e:  # noqa: BLE001 - any decoder failure is a user-file problem
-            raise Undecodable(f"not an image any decoder reads ({_one_line(e)})") from None
+            raise Undecodable(_unreadable(path), f"{type(e).__name__}: {e}".strip()) from None
     try:
         with im:
             raw = im.tile[0].args if im.format == "PNG" and len(im.tile) == 1 else None
@@ -150,7 +163,7 @@ def decode_image(path) -> np.ndarray:
                 im = im.convert(want)
             arr = np.asarray(im)
     except Exception as e:  # noqa: BLE001 - truncated or corrupt data
-        raise Undecodable(f"truncated or corrupt image data ({_one_line(e)})") from None
+        raise Undecodable(f"truncated or corrupt image data ({_one_line(e)})", f"{type(e).__name__}: {e}") from None
     if arr.dtype.kind in "iu" and arr.dtype.itemsize > 1 and arr.dtype != np.uint16:
         if arr.min() >= 0 and arr.max() <= 65535:  # 16-bit grey that Pillow holds as 32-bit ints
             arr = arr.astype(np.uint16)
@@ -178,7 +191,7 @@ def read_image(path: Path, source: Path, desc: str) -> np.ndarray:
         arr = decode_image(path)
     except Undecodable as e:
         raise InputError(source, f"{desc}: cannot decode image {path}: {e}",
-                         "replace the file with a valid PNG/JPEG") from None
+                         "replace the file with a valid PNG/JPEG", e.detail) from None
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):

@@ -66,7 +66,7 @@ def load_image(path: Path) -> np.ndarray:
     except Undecodable as e:
         hint = ("install an EXR plugin (pip install imageio[freeimage]) or convert to PNG/TIFF"
                 if path.suffix.lower() == ".exr" else "re-export it as PNG or JPEG")
-        raise InputError(path, f"cannot decode image: {e}", hint) from None
+        raise InputError(path, f"cannot decode image: {e}", hint, e.detail) from None
     if img.ndim == 3 and img.shape[0] in (1,) and img.shape[-1] not in (1, 3, 4):  # multi-page with one page
         img = img[0]
     if img.ndim == 2:

@@ -49,6 +49,32 @@ def reloaded(path) -> dict:
             "reload": rep}
 
 
+CLAY = (199, 189, 173)  # uint8 colour of shape points without labels (the viewer's clay surface)
+
+
+def surface_cloud(v: np.ndarray, f: np.ndarray, n: int, labels=None, seed: int = 0):
+    """``n`` area-weighted samples of the mesh (v, f) with their face normals (``mesh.points.PointCloud``): coloured
+    clay, or with ``labels`` [F] (bsp: the convex of each face) the colour of each face's label (as convexes.ply)."""
+    from fieldfit.mesh.convex import palette
+    from fieldfit.mesh.points import PointCloud
+    from fieldfit.mesh.sampling import surface_samples
+    from fieldfit.mesh.topology import face_areas
+
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        p, normals = surface_samples(v, f, n, rng)
+        return PointCloud(p, np.tile(np.asarray(CLAY, np.uint8), (n, 1)), normals)
+    labels = np.asarray(labels, np.int64)
+    area = np.bincount(labels, weights=face_areas(v, f), minlength=int(labels.max()) + 1)
+    counts = rng.multinomial(n, area / area.sum())
+    colours = palette(len(area))
+    clouds = []
+    for k in np.nonzero(counts)[0]:
+        p, normals = surface_samples(v, f[labels == k], int(counts[k]), rng)
+        clouds.append(PointCloud(p, np.tile(colours[k], (len(p), 1)), normals))
+    return PointCloud.concat(clouds)
+
+
 def load_source_shape(config: dict):
     """The input shape a run was fitted to (its ``input`` argument, or the built-in), with the run's frame."""
     from fieldfit.errors import InputError
@@ -66,4 +92,4 @@ def load_source_shape(config: dict):
     return shape
 
 
-__all__ = ["CONVENTION", "load_source_shape", "mesh_figures", "reloaded", "shape_metrics"]
+__all__ = ["CLAY", "CONVENTION", "load_source_shape", "mesh_figures", "reloaded", "shape_metrics", "surface_cloud"]

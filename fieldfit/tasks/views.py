@@ -4,12 +4,20 @@ Every function takes the method's renderer as ``render_fn(camera) -> (rgb [H,W,3
 samples)``, so rbf, dnmp and pronerf share them.
 
 Metrics conventions (metrics.json): ``test.psnr`` is the mean over test views of each view's PSNR,
-``test.ssim`` the mean SSIM (11x11 Gaussian window, sigma 1.5), ``test.lpips`` (AlexNet) only when the
-``lpips`` package is installed; renders are compared with the test images as stored (alpha scenes composited
-on the scene's background). ``render_ms_per_frame`` is the wall time per test view (rays, marching, field,
-compositing), ``samples_per_ray`` the mean number of field samples per test ray (for rbf: composited ones with
-FIELDFIT_MARCH=packed; with the default rounds, every sample the field coloured, a round's samples past an
-opaque point included).
+``test.ssim`` the mean SSIM (11x11 Gaussian window, sigma 1.5), ``test.lpips`` (AlexNet) where the ``lpips``
+package and its weights load, else null with ``test.lpips_unavailable`` saying why (and the log saying it once);
+renders are compared with the test images as stored (alpha scenes composited on the scene's background).
+``render_ms_per_frame`` is the wall time per test view (rays, marching, field, compositing), ``samples_per_ray``
+the mean number of field samples per test ray (for rbf: composited ones with FIELDFIT_MARCH=packed; with the
+default rounds, every sample the field coloured, a round's samples past an opaque point included).
+
+Videos (``SceneModel.render_video``): the camera path's frames as rgb, depth or normal (``render.passes``; normals
+from the density gradient where the run computes them, ``render_modes`` "normals", else from the depth map).
+
+Point clouds (``SceneModel.point_cloud``): every training camera, scaled down so that all of them together cast at
+most ``RAYS_PER_POINT`` rays per point wanted, rendered; a pixel whose opacity exceeds 1/2 gives the point at its
+expected depth with its rendered colour; the points are thinned on a voxel grid (``mesh.points.voxel_thin``, cells
+from 1/2048 of their box's diagonal up).
 
 Density meshes: marching cubes on -(density - threshold) over a box, so the surface is closed where it meets
 the box; rbf's threshold is ln 2 / step (one marching step of it has opacity 1/2). Vertex colours: the
@@ -18,6 +26,7 @@ scenes are meshed in the NDC cube and mapped back to the scene's world frame, de
 bound.
 """
 
+import math
 import time
 from pathlib import Path
 
@@ -27,27 +36,36 @@ import torch
 from fieldfit.render.paths import path_cameras
 from fieldfit.render.video import write_video
 
+from ..errors import InputError
 from ..model import Model
 from ..runs import atomic_write
 from ..trainer import counted, cpu_threads
-from .radiance import scene_of_config
+from .radiance import camera_rays, scene_of_config
 
 VIDEO_PATHS = ("orbit", "spiral", "test")
+PREVIEW_SIDE = 256  # the logs' test-view picture: at most this many pixels a side
+RAYS_PER_POINT = 4
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    return (np.clip(rgb, 0, 1) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _png(path: Path, rgb: np.ndarray) -> None:
     import imageio.v3 as iio
 
-    img = (np.clip(rgb, 0, 1) * 255.0 + 0.5).astype(np.uint8)
+    img = to_uint8(rgb)
     atomic_write(path, lambda tmp: iio.imwrite(tmp, img, extension=".png"))
 
 
 def evaluate_views(render_fn, scene, run, device="cpu") -> dict:
     """Render every test view to renders/test_NNN.png and measure it (see the module doc)."""
-    from fieldfit.render.metrics import lpips_fn, psnr, ssim
+    from fieldfit.render.metrics import load_lpips, psnr, ssim
 
     ids = scene.split("test")
-    lp = lpips_fn(device=device) if ids else None
+    lp, lp_missing = load_lpips(device=device) if ids else (None, None)
+    if lp_missing:
+        run.log(f"lpips not measured: {lp_missing}")
     psnrs, ssims, lpipss, seconds, samples, rays = [], [], [], 0.0, 0, 0
     for k, i in enumerate(counted(ids, "test views", run)):
         cam = scene.frames[i].camera
@@ -63,8 +81,10 @@ def evaluate_views(render_fn, scene, run, device="cpu") -> dict:
             lpipss.append(lp(pred, gt))
     test = {"psnr": float(np.mean(psnrs)) if psnrs else float("nan"),
             "ssim": float(np.nanmean(ssims)) if ssims else float("nan"), "views": len(ids)}
-    if lpipss:
-        test["lpips"] = float(np.mean(lpipss))
+    if ids:
+        test["lpips"] = float(np.mean(lpipss)) if lpipss else None
+    if lp_missing:
+        test["lpips_unavailable"] = lp_missing
     c0 = scene.frames[ids[0] if ids else 0].camera
     return {"test": test, "render_ms_per_frame": 1000.0 * seconds / max(len(ids), 1),
             "samples_per_ray": samples / max(rays, 1), "render_size": [c0.width, c0.height]}
@@ -77,15 +97,6 @@ def video_cameras(scene, path: str, n: int) -> list:
     if path == "test":
         return [scene.frames[i].camera for i in test]
     return path_cameras(path, scene.cameras(), n, scene.frames[test[0]].camera, scene.metadata.get("bounds"))
-
-
-def render_video(render_fn, scene, path: str, out, n: int) -> tuple[Path, str]:
-    """Render a camera path (``video_cameras``) and write it as a video (``render.video.write_video``)."""
-    frames = []
-    for cam in counted(video_cameras(scene, path, n), f"{path} frames"):
-        rgb, _ = render_fn(cam)
-        frames.append((np.clip(rgb, 0, 1) * 255.0 + 0.5).astype(np.uint8))
-    return write_video(frames, Path(out))
 
 
 @torch.no_grad()
@@ -178,6 +189,13 @@ class SceneModel(Model):
         r = self.render(camera)
         return r.rgb.detach().cpu().numpy(), r.samples
 
+    def preview(self) -> np.ndarray:
+        """rgb [H,W,3] of the first test view (or the first view), shrunk to at most ``PREVIEW_SIDE`` pixels a side
+        (the picture of the logs while training)."""
+        ids = self.scene.split("test") or [0]
+        cam = self.scene.frames[ids[0]].camera
+        return self.frame(cam.scaled(max(1, -(-max(cam.width, cam.height) // PREVIEW_SIDE))))[0]
+
     def measure(self) -> dict:
         """Render and measure every test view (``evaluate_views``)."""
         return evaluate_views(self.frame, self.scene, self.run, self.device)
@@ -188,10 +206,75 @@ class SceneModel(Model):
         self.run.write_metrics(metrics)
         return metrics
 
-    def render_video(self, path: str, out, frames: int = 60):
+    def render_video(self, path: str, out, frames: int = 60, *, cameras: list | None = None, fps: float = 24.0,
+                     size: tuple[int, int] | None = None, kind: str = "rgb"):
+        cams = list(cameras) if cameras is not None else video_cameras(self.scene, path, frames)
+        if size is not None and cameras is None:
+            cams = [c.resized(*size) for c in cams]
         with cpu_threads(self.run, self.device):
-            return render_video(self.frame, self.scene, path, out, frames)
+            pictures, note = self.pictures(cams, kind, "camera path" if cameras is not None else f"{path} frames")
+        written, written_note = write_video(pictures, Path(out), fps)
+        return written, "; ".join(n for n in (note, written_note) if n)
+
+    def pictures(self, cameras: list, kind: str = "rgb", what: str = "frames") -> tuple[list[np.ndarray], str]:
+        """(uint8 frames [H,W,3] of ``cameras``, note) for pass ``kind`` rgb | depth | normal (module doc)."""
+        from fieldfit.render.passes import depth_frames, normal_frame, normals_from_points
+
+        if kind == "rgb":
+            return [to_uint8(self.frame(c)[0]) for c in counted(cameras, what)], ""
+        gradient = kind == "normal" and "normals" in self.render_modes
+        maps = []
+        for cam in counted(cameras, what):
+            points, r = self.surface(cam, "normals" if gradient else "colour")
+            if kind == "depth":
+                maps.append(np.where(np.isfinite(points[..., 0]), r.depth.float().cpu().numpy(), np.nan))
+            elif gradient:
+                n = r.normals.float().cpu().numpy()
+                maps.append(normal_frame(n, np.isfinite(points[..., 0])))
+            else:
+                n = normals_from_points(points, cam.position)
+                maps.append(normal_frame(np.nan_to_num(n), np.isfinite(n[..., 0])))
+        if kind == "depth":
+            frames, (lo, hi) = depth_frames(maps)
+            return frames, f"depth colours: turbo from {lo:.4g} (blue) to {hi:.4g} (red), black: no surface"
+        return maps, "normals from the " + ("density gradient" if gradient else "depth map")
+
+    def surface(self, camera, mode: str = "colour"):
+        """(world points [H,W,3] at the expected depth of each pixel whose opacity exceeds 1/2, nan elsewhere;
+        the ``Rendering``). InputError for runs whose renders carry no depth (dnmp)."""
+        r = self.render(camera, mode)
+        h, w = camera.height, camera.width
+        t = r.depth.float().cpu().reshape(-1)
+        solid = (r.opacity.float().cpu().reshape(-1) > 0.5) & torch.isfinite(t)
+        if not bool(torch.isfinite(t).any()) and bool((r.opacity.float() > 0.5).any()):
+            raise InputError(self.run.path, f"{self.method} renders carry no depth", "use --pass rgb")
+        o, d = camera_rays(self.scene, camera)
+        p = (o.double() + d.double() * t.double().nan_to_num(0.0)[:, None]).numpy()
+        if self.scene.ndc and bool(solid.any()):
+            p[solid.numpy()] = ndc_to_world(p[solid.numpy()], self.scene)
+        p[~solid.numpy()] = np.nan
+        return p.reshape(h, w, 3), r
+
+    def point_cloud(self, max_points: int = 200_000):
+        """Points of the training views' renders (module doc)."""
+        from fieldfit.mesh.points import PointCloud, voxel_thin
+        from fieldfit.mesh.weld import diagonal
+
+        cams = self.cameras("train") or self.cameras()
+        total = sum(c.pixels for c in cams)
+        k = max(1, math.ceil(math.sqrt(total / (RAYS_PER_POINT * max_points))))
+        clouds = []
+        with cpu_threads(self.run, self.device):
+            for cam in counted(cams, "point views"):
+                points, r = self.surface(cam.scaled(k))
+                hit = np.isfinite(points[..., 0])
+                clouds.append(PointCloud(points[hit], to_uint8(r.rgb.float().cpu().numpy()[hit])))
+        cloud = PointCloud.concat(clouds)
+        if len(cloud) == 0:
+            raise InputError(self.run.path, "no pixel of the training views is opaque: no points",
+                             "train longer (--time-budget / --steps)")
+        return voxel_thin(cloud, max_points, diagonal(cloud.points) / 2048)
 
 
 __all__ = ["VIDEO_PATHS", "SceneModel", "density_volume", "evaluate_views", "export_density_mesh", "ndc_to_world",
-           "render_video", "vertex_colours", "video_cameras"]
+           "vertex_colours", "video_cameras"]

@@ -2,9 +2,12 @@
 
 Every encoding maps x [N,d] in [-1,1]^d to features [N, out_dim]. The per-level lookups go
 through ``fieldfit.cuda`` (the seam where fused GPU kernels plug in).
+
+Kind ``tcnn`` is tinycudann's hash grid where it can run (installed, CUDA device); elsewhere
+``make_encoding`` builds fieldfit's ``HashGrid`` (the same instant-ngp encoding) without a word:
+the caller asks ``tcnn_unavailable`` first and tells the user (``fieldfit.methods.rbf.config.field_for_device``).
 """
 
-import logging
 from dataclasses import dataclass
 
 import torch
@@ -12,8 +15,6 @@ from torch import nn
 
 from fieldfit import cuda as kernels
 from fieldfit.cuda.triplane import _layout, pack
-
-log = logging.getLogger("fieldfit")
 
 
 @dataclass
@@ -213,6 +214,22 @@ class TcnnHashGrid(nn.Module):
         return self.enc(((x + 1) * 0.5).clamp(0, 1)).float()
 
 
+def tcnn_unavailable(device) -> str | None:
+    """Why tinycudann's hash grid cannot run on ``device`` (None when it can): not installed, failing to load, or
+    a device that is not a GPU."""
+    try:
+        import tinycudann  # noqa: F401, PLC0415 - optional accelerator, imported lazily
+    except ImportError as e:
+        if getattr(e, "name", None) == "tinycudann":
+            return "tinycudann not installed"
+        return f"tinycudann cannot be imported ({str(e).strip().splitlines()[0] if str(e).strip() else e!r})"
+    except (OSError, RuntimeError) as e:  # tcnn raises EnvironmentError at import without a usable GPU
+        return f"tinycudann failed to load ({str(e).strip().splitlines()[0] if str(e).strip() else e!r})"
+    if torch.device(device).type != "cuda":
+        return "tinycudann needs a CUDA device"
+    return None
+
+
 def make_encoding(dim: int, cfg: GridConfig, device="cpu") -> nn.Module:
     """Build the encoding ``cfg.kind`` for ``dim``-D inputs (tcnn falls back to torch hash)."""
     if cfg.kind == "dense":
@@ -225,13 +242,8 @@ def make_encoding(dim: int, cfg: GridConfig, device="cpu") -> nn.Module:
         return HashGrid(dim, cfg)
     if cfg.kind == "densehash":
         return DenseHashGrid(dim, cfg)
-    if cfg.kind == "tcnn":
-        if torch.device(device).type == "cuda":
-            try:
-                return TcnnHashGrid(dim, cfg)
-            except (ImportError, OSError, EnvironmentError) as e:
-                log.info("tinycudann unavailable (%s); using the torch hash grid", e)
-        return HashGrid(dim, cfg)
+    if cfg.kind == "tcnn":  # where tinycudann cannot run: the same encoding in torch (see the module doc)
+        return TcnnHashGrid(dim, cfg) if tcnn_unavailable(device) is None else HashGrid(dim, cfg)
     raise ValueError(f"unknown grid kind {cfg.kind!r} (dense, triplane, hash, tcnn, densehash)")
 
 
@@ -251,4 +263,4 @@ def grid_params(enc: nn.Module) -> int:
 
 
 __all__ = ["DenseGrid", "DenseHashGrid", "GridConfig", "HashGrid", "TcnnHashGrid", "TriPlane", "dense_shapes",
-           "frequency_encoding", "grid_params", "make_encoding"]
+           "frequency_encoding", "grid_params", "make_encoding", "tcnn_unavailable"]

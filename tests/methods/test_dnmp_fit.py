@@ -1,7 +1,9 @@
 """DNMP end to end on the built-in blocks scene: fit, renders, metrics, export, eval, render."""
 
+import csv
 import json
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
@@ -64,8 +66,30 @@ def test_export_eval_and_render(dnmp_run, tmp_path):
     assert main(["eval", str(dnmp_run)]) == 0
     after = json.loads((dnmp_run / "metrics.json").read_text())["test"]["psnr"]
     assert abs(after - before) < 1e-3  # the checkpoint renders what training rendered
-    video = tmp_path / "orbit.mp4"
+    video = tmp_path / "orbit.gif"  # .gif: no optional writer needed (.mp4 is tested with rbf)
     assert main(["render", str(dnmp_run), "--path", "orbit", "--frames", "3", "--out", str(video)]) == 0
+    assert len(iio.imread(video)) == 3
+
+
+def test_points_are_the_opaque_primitive_vertices_and_depth_is_refused(dnmp_run, tmp_path):
+    import trimesh
+
+    from conftest import run_main
+    from fieldfit.scenes import procedural
+
+    out = tmp_path / "points.ply"
+    res = run_main("export", dnmp_run, "--points", out, "--max-points", "4000")
+    assert res.returncode == 0, res.stderr
+    assert "property float nx" in out.read_bytes().split(b"end_header")[0].decode()
+    p = np.asarray(trimesh.load(out).vertices)
+    assert 100 < len(p) <= 4000
+    near_sphere = [np.abs(np.linalg.norm(p - np.asarray(c), axis=1) - r) for c, r, _ in procedural._SPHERES]
+    lo, hi = (np.asarray(b) for b in procedural._BOX)
+    in_slab_box = (p > lo - 0.15).all(1) & (p < hi + 0.15).all(1)
+    assert np.mean((np.min(near_sphere, 0) < 0.15) | in_slab_box) > 0.9  # primitives sit on the scene's surfaces
+    res = run_main("render", dnmp_run, "--path", "test", "--pass", "depth", "--out", tmp_path / "d")
+    assert res.returncode == 2
+    assert "carry no depth" in res.stderr
 
 
 def test_resume_continues_the_radiance_stage(dnmp_run, tmp_path):
@@ -154,6 +178,14 @@ def test_sphere_shapes_get_the_photometric_geometry_stage(dnmp_run, tmp_path):
     assert "dnmp geometry stage: 4 steps" in (out / "log").read_text()
     lat = Run.open(out).load_checkpoint()[0]["model.levels.0.latents"]
     assert (lat - lat[:1]).abs().max() > 0  # no longer the one sphere code for all
+    with open(out / "metrics.csv", newline="") as f:  # the geometry stage's rows, then the radiance stage's
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == sorted(set(steps))
+    assert steps[0] == 1
+    assert 4 in steps
+    assert steps[-1] == 40
+    with open(dnmp_run / "points" / "metrics.csv", newline="") as f:  # the rbf point fit's, in the run kept of it
+        assert int(list(csv.DictReader(f))[-1]["step"]) > 0
 
 
 def test_points_from_a_finished_rbf_run(dnmp_run, tmp_path, capsys):

@@ -474,6 +474,49 @@ def test_a_degenerate_or_broken_input_is_refused_in_one_line(tmp_path, make, arg
     no_run_left(tmp_path)
 
 
+def _text_png(d):
+    (d / "notes.png").write_text("a shopping list, not a picture\n")
+    return d / "notes.png"
+
+
+def _empty_jpg(d):
+    (d / "empty.jpg").write_bytes(b"")
+    return d / "empty.jpg"
+
+
+def _text_frame(scene, k):
+    iio.imwrite(scene / f"f{k}.png", noise(8, 8, k))
+    if k == 1:
+        (scene / f"f{k}.png").write_text("not a picture")
+
+
+UNDECODABLE = [
+    pytest.param(_png_truncated, "cut.png", "truncated", id="png-truncated"),
+    pytest.param(_text_png, "notes.png", "not a readable .png file", id="text-named-png"),
+    pytest.param(_empty_jpg, "empty.jpg", "empty", id="jpg-zero-bytes"),
+    pytest.param(_transforms(image=_text_frame), "f1.png", "not a readable .png file", id="transforms-text-frame"),
+]
+
+
+@pytest.mark.parametrize(("make", "name", "what"), UNDECODABLE)
+def test_an_undecodable_image_is_exactly_one_line_and_the_decoders_advice_goes_to_the_log(tmp_path, make, name, what):
+    (tmp_path / "in").mkdir()
+    scene = make(tmp_path / "in")
+    (tmp_path / "mine").mkdir()  # the user's own folder: kept, so its log keeps what the decoder said
+    code, out, err = cli(scene, "--steps", "3", "--out", tmp_path / "mine", cwd=tmp_path)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert name in lines[0], lines[0]
+    assert what in lines[0], lines[0]
+    assert "replace the file" in lines[0] or "re-export" in lines[0], lines[0]
+    assert "pip install imageio" not in out + err  # imageio's plugin advice never reaches the terminal
+    log = (tmp_path / "mine" / "log").read_text()
+    assert lines[0].removeprefix("fieldfit: error: ") in log
+    if name != "empty.jpg":  # an empty file: nothing was decoded, so no decoder spoke
+        assert "Error" in log.split(lines[0].removeprefix("fieldfit: error: "))[1]  # its message, in full, after
+
+
 SMALL_FITS = [
     pytest.param(_image(2, 2), TINY_IMAGE, id="image-2x2"),
     pytest.param(_image(5, 7), TINY_IMAGE, id="image-7x5"),

@@ -57,6 +57,9 @@ def test_psnr_closed_form_and_identical():
 
 
 def test_lpips_fn_is_optional(monkeypatch):
+    import fieldfit.render.metrics as metrics
+
+    monkeypatch.setattr(metrics, "_LPIPS_CACHE", {})  # a metric loaded earlier in this process is not reused
     monkeypatch.setitem(sys.modules, "lpips", None)  # import lpips -> ImportError
     assert lpips_fn() is None
 

@@ -223,6 +223,12 @@ class MeshView:
         frags = Raster(self.mesh, camera, near=1e-3 * self.mesh.radius, cull_back=self.cull)
         return to_uint8(shade(self.mesh, frags, camera, mode, self.smooth))
 
+    @torch.no_grad()
+    def depth(self, camera: Camera) -> np.ndarray:
+        """float [H,W]: depth along the camera's axis of the nearest surface, nan where there is none."""
+        frags = Raster(self.mesh, camera, near=1e-3 * self.mesh.radius, cull_back=self.cull)
+        return torch.where(frags.mask, frags.depth, torch.full_like(frags.depth, float("nan"))).numpy()
+
     def sync(self, tensors: dict, force: bool = False) -> None:
         """Take the trainer's weights; re-mesh when the last mesh is older than ``remesh_every_s`` or ``force`` (the
         final weights; a view of a finished run's mesh file ignores them)."""

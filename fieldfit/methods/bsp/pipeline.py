@@ -88,7 +88,7 @@ def _train(model, pool, probe, budget, run, cfg: BSPConfig, rng, gen, resume):
 
     history = fit_loop(fitter.step, budget, run, evaluate=evaluate, state=state, metric_name="iou",
                        eval_every_s=budget.eval_every(12), start_step=start,
-                       start_elapsed=elapsed, history=history)
+                       start_elapsed=elapsed, history=history, unit="points")
     x, f = pool.all()
     report = bsp_train.prune(model, x[f > 0.5])
     run.log(f"convexes used {report['convexes']} of {model.cfg.convexes} ({report['dead']} dead, "
@@ -182,6 +182,22 @@ def export(model: BSPField, shape, run: Run, cfg: BSPConfig, out: Path, extras: 
             "planes_per_convex": float(m.sum(0).mean()), "extraction_seconds": extract_s, "mesh": str(out)}
 
 
+def convex_parts(field: BSPField, to_world) -> list:
+    """[(vertices [V,3], faces [F,3])]: the hull of each live convex's polytope (``mesh.parts.convex_part``), its
+    corners mapped by ``to_world`` (unit frame -> the run's world frame); empty convexes left out."""
+    from fieldfit.mesh.convex import convex_polytope
+    from fieldfit.mesh.parts import convex_part
+
+    parts = []
+    for j in torch.nonzero(field.alive).flatten().tolist():
+        v, _ = convex_polytope(field.convex_planes(j), BOX)
+        if len(v):
+            v, f = convex_part(to_world(v))
+            if len(f):
+                parts.append((v, f))
+    return parts
+
+
 class BSPRun(Model):
     """A fitted convex decomposition: its exact polytopes, their union as a mesh, the convexes for the viewer."""
 
@@ -215,6 +231,17 @@ class BSPRun(Model):
         return {"mesh": str(path), **mesh_figures(v, f, path), "polygons": len(polygons),
                 "convexes": int(self.field.alive.sum()), "extraction_seconds": extract_s}
 
+    def point_cloud(self, max_points: int = 200_000):
+        """``max_points`` samples of the union with normals, coloured by convex (``tasks.shapes.surface_cloud``)."""
+        from fieldfit.tasks.shapes import surface_cloud
+
+        v, f, labels = self.mesh()
+        return surface_cloud(v, f, int(max_points), labels)
+
+    def parts(self) -> list:
+        """One closed convex mesh per live convex (``convex_parts``), in the input's frame."""
+        return convex_parts(self.field, self.from_unit)
+
     def occupancy(self) -> Occupancy:
         scale, center = self.scale, torch.as_tensor(self.center, dtype=torch.float32)
 
@@ -235,5 +262,5 @@ class BSPRun(Model):
         return metrics
 
 
-__all__ = ["BOX", "BSPRun", "CONVENTION", "export", "extract", "fit_job", "fit_shape", "probe_set", "train",
-           "write_mesh"]
+__all__ = ["BOX", "BSPRun", "CONVENTION", "convex_parts", "export", "extract", "fit_job", "fit_shape", "probe_set",
+           "train", "write_mesh"]

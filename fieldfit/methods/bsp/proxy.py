@@ -1,4 +1,5 @@
-"""``fieldfit export RUN --mesh out.ply --via bsp [--convexes N]``: a low-poly convex proxy of any run.
+"""``fieldfit export RUN --mesh out.ply --via bsp [--convexes N]``: a low-poly convex proxy of any run
+(``--parts``: its convexes, one closed mesh each).
 
 The decomposition is fitted to the run's occupancy (``Model.occupancy``: rbf SDF runs inside where sdf < 0;
 bsp runs inside their exact polytopes; radiance runs inside where the density exceeds the level of their own
@@ -20,7 +21,7 @@ from fieldfit.trainer import Budget
 
 from . import train as bsp_train
 from .config import BSPConfig
-from .pipeline import extract, probe_set, train, write_mesh
+from .pipeline import convex_parts, extract, probe_set, train, write_mesh
 
 CHUNK = 1 << 16
 
@@ -37,14 +38,10 @@ def unit_labels(occ):
     return label
 
 
-def export_via_bsp(model, out: Path, convexes: int | None = None, budget: Budget | None = None) -> dict:
+def fit_proxy(model, convexes: int | None = None, budget: Budget | None = None) -> dict:
     """Fit ``convexes`` (default 64) convexes to the occupancy of ``model`` (a ``fieldfit.model.Model``) within
-    ``budget`` (default 120 s); write ``out``; return its figures (watertight, components, Euler number: ``out`` as
-    other tools load it, ``tasks.shapes.reloaded``)."""
-    from fieldfit.mesh.inside import inside
-    from fieldfit.mesh.topology import signed_volume
-    from fieldfit.tasks.shapes import mesh_figures
-
+    ``budget`` (default 120 s). Returns field (the ``BSPField``), occ (the run's ``Occupancy``), label_fn, rng, cfg,
+    report (the training's), start (its ``perf_counter``)."""
     t0 = time.perf_counter()
     run = model.run
     occ = model.occupancy()
@@ -63,17 +60,37 @@ def export_via_bsp(model, out: Path, convexes: int | None = None, budget: Budget
     budget = budget or Budget(time_budget=120.0)
     run.log(f"export via bsp: {cfg.convexes} convexes, {cfg.planes} planes, budget {budget.describe()}")
     _, report = train(field, pool, probe, budget, run, cfg, rng, gen)
-    v, f, _, extract_s = extract(field)
+    return {"field": field, "occ": occ, "label_fn": label_fn, "rng": rng, "cfg": cfg, "report": report, "start": t0}
+
+
+def export_via_bsp(model, out: Path, convexes: int | None = None, budget: Budget | None = None) -> dict:
+    """``fit_proxy``, then write its union to ``out``; return its figures (watertight, components, Euler number:
+    ``out`` as other tools load it, ``tasks.shapes.reloaded``)."""
+    from fieldfit.mesh.inside import inside
+    from fieldfit.mesh.topology import signed_volume
+    from fieldfit.tasks.shapes import mesh_figures
+
+    fitted = fit_proxy(model, convexes, budget)
+    occ, cfg, rng, report = fitted["occ"], fitted["cfg"], fitted["rng"], fitted["report"]
+    v, f, _, extract_s = extract(fitted["field"])
     pts = rng.uniform(-1, 1, (int(cfg.iou_points), 3))
-    pin, gin = inside(pts, v, f), label_fn(pts)
+    pin, gin = inside(pts, v, f), fitted["label_fn"](pts)
     v_out = occ.world(v / occ.scale + occ.center)
     if signed_volume(v_out, f) < 0:  # a mirroring frame map (NDC) flips the orientation
         f = np.ascontiguousarray(f[:, ::-1])
     write_mesh(v_out, f, out)
     return {"mesh": str(out), **mesh_figures(v_out, f, out),
             "iou": float((pin & gin).sum() / max((pin | gin).sum(), 1)), "convexes": report["convexes"],
-            "planes": report["planes"], "extraction_seconds": extract_s, "seconds": time.perf_counter() - t0,
+            "planes": report["planes"], "extraction_seconds": extract_s,
+            "seconds": time.perf_counter() - fitted["start"],
             "convention": "iou against the run's own occupancy over 1M uniform points of its unit frame"}
 
 
-__all__ = ["export_via_bsp", "unit_labels"]
+def parts_via_bsp(model, convexes: int | None = None, budget: Budget | None = None) -> list:
+    """``fit_proxy``, then its convexes as closed convex meshes in the run's world frame (``pipeline.convex_parts``)."""
+    fitted = fit_proxy(model, convexes, budget)
+    occ = fitted["occ"]
+    return convex_parts(fitted["field"], lambda v: occ.world(v / occ.scale + occ.center))
+
+
+__all__ = ["export_via_bsp", "fit_proxy", "parts_via_bsp", "unit_labels"]

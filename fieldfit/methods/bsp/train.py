@@ -167,7 +167,7 @@ class Fitter:
         phase, q = phase_of(progress, self.sched)
         # phase 3 binarises T: it needs larger steps on T than phase 0
         self.opt.param_groups[1]["base_lr"] = self.sched.lr_t if phase == 0 else self.sched.lr_t3
-        set_lr(self.opt, q, self.sched.lr_final)
+        lr = set_lr(self.opt, q, self.sched.lr_final)
         x, f = self.pool.batch(self.sched.batch, progress, self.gen)
         k = 1.0 / band_at(self.sched, phase, q)
         if phase == 0:
@@ -183,7 +183,7 @@ class Fitter:
             self.model.T.clamp_(0, 1)  # negative T_ij makes C < 0, S = 1 far away (collapse)
         if q < self.sched.reseed_until[phase > 0] and (i + 1) % self.sched.reseed_every == 0:
             self.reseed_dead()
-        return {"loss": loss.detach(), "phase": phase}
+        return {"loss": loss.detach(), "phase": phase, "batch": len(x), "lr": lr}
 
     @torch.no_grad()
     def reseed_dead(self, probe: int = 20000) -> int:

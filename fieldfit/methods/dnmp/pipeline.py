@@ -40,6 +40,7 @@ import torch
 from fieldfit.errors import InputError
 from fieldfit.fields.components.encodings import frequency_encoding
 from fieldfit.fields.dnmp import MeshDecoder, PrimitiveLevel
+from fieldfit.logs import MetricLog
 from fieldfit.model import Occupancy, Rendering, model_tensors
 from fieldfit.optim import count_params, make_adam, seed_everything
 from fieldfit.render.metrics import psnr_from_mse
@@ -149,9 +150,15 @@ def _fit(job) -> dict:
         geo_budget = Budget(time_budget=max(geo_left, 1e-6))  # 0 would mean "no limit"
         go = geo_left > 0
     i, last = 0, float("nan")
-    while go and not geo_budget.done(i, time.perf_counter() - t1):
-        last = float(geo(i, geo_budget.progress(i, time.perf_counter() - t1))["loss"])
-        i += 1
+    with MetricLog(job.run, "psnr", "rays") as logs:  # the geometry stage's rows come first in metrics.csv
+        while go and not geo_budget.done(i, time.perf_counter() - t1):
+            out = geo(i, geo_budget.progress(i, time.perf_counter() - t1))
+            last = float(out["loss"])
+            i += 1
+            logs.add(dict(out, loss=last))
+            if logs.due(time.perf_counter() - t1):
+                logs.row(i, time.perf_counter() - t1)
+        logs.row(i, time.perf_counter() - t1)
     geo_s = time.perf_counter() - t1
     job.run.log(f"dnmp geometry stage: {i} steps in {geo_s:.0f}s, last loss {last:.4g}")
     stage = {"geometry_steps": i, "geometry_seconds": geo_s, "before_radiance_seconds": time.perf_counter() - t0}
@@ -251,14 +258,15 @@ def _radiance(model, scene, store, cfg: DNMPConfig, job, t0: float, stage: dict,
     geo_i = stage["geometry_steps"]
     stage_budget = Budget(steps=max(1, budget.steps - geo_i)) if budget.steps is not None else \
         Budget(time_budget=stage["radiance_budget_s"])
+    loaded = DNMPRun(run, run_cfg, dev, model=model, scene=scene)
     t3 = time.perf_counter()
     history = fit_loop(stepper, stage_budget, run, evaluate=evaluate, state=_state(model, adam, feats, stage),
                        metric_name="psnr", eval_every_s=stage_budget.eval_every(10),
-                       start_step=start, start_elapsed=elapsed, history=history)
+                       start_step=start, start_elapsed=elapsed, history=history, unit="rays",
+                       preview=loaded.preview, step_offset=geo_i, seconds_offset=stage["geometry_seconds"])
     _synchronize(dev)
     rad_s = time.perf_counter() - t3
     train_s = time.perf_counter() - t0
-    loaded = DNMPRun(run, run_cfg, dev, model=model, scene=scene)
     metrics = loaded.measure()
     t4 = time.perf_counter()
     metrics.update(loaded.export_mesh(run.path / "mesh.ply"))
@@ -333,6 +341,27 @@ class DNMPRun(SceneModel):
     def export_mesh(self, path, resolution: int | None = None) -> dict:
         with cpu_threads(self.run, self.device):
             return export_occupancy_mesh(self.model, path, int(resolution or self.cfg.resolution))
+
+    @torch.no_grad()
+    def point_cloud(self, max_points: int = 200_000):
+        """The primitives' vertices where the shader makes them opaque (alpha > 1/2 seen head-on, along -normal),
+        with the shader's colour from there and their normals; thinned on a voxel grid (``mesh.points.voxel_thin``,
+        cells from 1/2048 of the box's diagonal up)."""
+        from fieldfit.mesh.points import PointCloud, to_uint8, voxel_thin
+        from fieldfit.mesh.weld import diagonal
+
+        clouds = []
+        for lv, (v, n) in zip(self.model.levels, self.model.geometry(), strict=True):
+            if lv.count == 0:
+                continue
+            alpha, rgb = self.model.shader(lv.features, -n, n)
+            keep = (alpha > 0.5).cpu().numpy()
+            clouds.append(PointCloud(v.double().cpu().numpy()[keep], to_uint8(rgb.float().cpu().numpy()[keep]),
+                                     n.float().cpu().numpy()[keep]))
+        cloud = PointCloud.concat(clouds)
+        if len(cloud) == 0:
+            raise InputError(self.run.path, "no opaque primitive: no points", "train the run longer")
+        return voxel_thin(cloud, max_points, diagonal(cloud.points) / 2048)
 
     def occupancy(self) -> Occupancy:
         """Inside the union of the opaque primitives (``mesh.occupancy_volume``, sampled at the mesh resolution and

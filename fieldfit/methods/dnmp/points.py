@@ -77,9 +77,11 @@ def carve_points(scene, cell: float, shell: int = 1, max_views: int = 60, device
 def rbf_points(scene, inp, budget, device, run, max_res: int = 128):
     """(surface points, grid cell size, Density) of a short rbf radiance fit of the same scene (see the module
     doc), for ``budget`` (a ``trainer.Budget``; in seconds: at least 64 steps)."""
+    from fieldfit.logs import MetricLog
     from fieldfit.methods.rbf.config import RadianceConfig
     from fieldfit.methods.rbf.radiance import Stepper, build_model, param_groups, run_config
     from fieldfit.optim import make_adam
+    from fieldfit.runs import Run as RunFolder
     from fieldfit.tasks.radiance import PixelStore
 
     cfg = RadianceConfig(max_res=int(max_res), grid_full=(16, 48, 128), contract="off",
@@ -92,9 +94,15 @@ def rbf_points(scene, inp, budget, device, run, max_res: int = 128):
     stepper = Stepper(model, opt, store, march, cfg, device, 0)
     steps, seconds = budget.steps, budget.time_budget
     t0, i = time.perf_counter(), 0
-    while (i < steps) if steps else (time.perf_counter() - t0 < seconds or i < 64):
-        stepper(i, i / steps if steps else min(1.0, (time.perf_counter() - t0) / max(seconds, 1e-6)))
-        i += 1
+    # its rows go into the rbf run it is kept as (RUN/points/metrics.csv)
+    with MetricLog(RunFolder.create(run.path / POINT_FIT), "psnr", "rays", getattr(run, "log_options", None)) as logs:
+        while (i < steps) if steps else (time.perf_counter() - t0 < seconds or i < 64):
+            out = stepper(i, i / steps if steps else min(1.0, (time.perf_counter() - t0) / max(seconds, 1e-6)))
+            i += 1
+            logs.add(out)  # its tensors are read at the rows only: no wait for the GPU at each step
+            if logs.due(time.perf_counter() - t0):
+                logs.row(i, time.perf_counter() - t0)
+        logs.row(i, time.perf_counter() - t0)
     model.update_grid(i, march.step, None, cfg.grid_threshold)
     pts, cell, solid, cells = density_points(model, march)
     run.log(f"dnmp: rbf point fit {i} steps in {time.perf_counter() - t0:.0f}s, {cells} solid cells")

@@ -50,14 +50,17 @@ class _Base:
             return torch.rand(n, 3, device="cpu").to(dirs.device)
         return self.model.background(dirs)
 
-    def _step(self, loss, progress):
+    def _step(self, loss, progress) -> dict:
+        """Step the optimizers on ``loss`` (the colour error); the step's result for the trainer."""
+        rates = []
         for opt in self.opt:  # dense Adam (MLPs, geometry) and SparseAdam (vertex features)
-            set_lr(opt, progress, self.extra.lr_final)
+            rates.append(set_lr(opt, progress, self.extra.lr_final))
             opt.zero_grad(set_to_none=True)
         loss.backward()
         for opt in self.opt:
             opt.step()
         self.calls += 1
+        return {"loss": loss.detach(), "mse": loss.detach(), "lr": rates[0]}
 
 
 class GeometryStepper(_Base):
@@ -82,8 +85,7 @@ class GeometryStepper(_Base):
         rgb, _ = shade(self.model, layers, batch.dirs, bg, geometry=geometry, row_adam=self.opt[1])
         loss = torch.nn.functional.mse_loss(rgb, batch.target(bg))
         self.rays += w * h
-        self._step(loss, progress)
-        return {"loss": loss.detach()}
+        return {**self._step(loss, progress), "batch": w * h}
 
 
 class FragmentCache:
@@ -194,8 +196,7 @@ class RadianceStepper(_Base):
         rgb, _ = shade(self.model, layers, batch.dirs, bg, row_adam=self.opt[1])
         loss = torch.nn.functional.mse_loss(rgb, batch.target(bg))
         self.rays += n
-        self._step(loss, progress)
-        return {"loss": loss.detach()}
+        return {**self._step(loss, progress), "batch": n}
 
 
 def camera_dirs(scene, camera, device="cpu") -> torch.Tensor:

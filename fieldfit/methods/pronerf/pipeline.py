@@ -25,6 +25,7 @@ from fieldfit.fields.components.encodings import frequency_encoding
 from fieldfit.fields.gaussian_rbf import FieldConfig
 from fieldfit.fields.nerf import NerfMLP
 from fieldfit.fields.radiance_rbf import RadianceRBF, default_density_scale
+from fieldfit.methods.rbf.config import field_for_device
 from fieldfit.model import Occupancy, Rendering, model_tensors
 from fieldfit.optim import count_params, make_adam, seed_everything
 from fieldfit.render.metrics import psnr_from_mse
@@ -144,6 +145,8 @@ def _fit(job) -> dict:
     run, device = job.run, torch.device(job.device)
     seed_everything(job.seed)
     cfg, scene, run_cfg = radiance_setup(job, ProNeRFConfig, run_config)
+    if run_cfg["field_kind"] != "nerf":  # the rbf field's grid as built here (tcnn only where tinycudann runs)
+        run_cfg["field"] = field_for_device(FieldConfig.from_dict(run_cfg["field"]), device, run).to_dict()
     model = attach_sources(build_model(run_cfg, device), scene, run_cfg, device)
     opt = make_adam(param_groups(model, cfg))
     train = run_cfg["source_views"]["ids"]
@@ -170,11 +173,11 @@ def _fit(job) -> dict:
 
     budget = job.budget
     t1 = time.perf_counter()
-    history = fit_loop(stepper, budget, run, evaluate=evaluate, state=model_state(model, opt), metric_name="psnr",
-                       eval_every_s=budget.eval_every(10), start_step=start,
-                       start_elapsed=elapsed, history=history)
-    train_s = time.perf_counter() - t1
     loaded = ProNeRFRun(run, run_cfg, device, model=model, scene=scene)
+    history = fit_loop(stepper, budget, run, evaluate=evaluate, state=model_state(model, opt), metric_name="psnr",
+                       eval_every_s=budget.eval_every(10), start_step=start, start_elapsed=elapsed,
+                       history=history, unit="rays", preview=loaded.preview)
+    train_s = time.perf_counter() - t1
     metrics = loaded.measure()
     t2 = time.perf_counter()
     metrics.update(loaded.export_mesh(run.path / "mesh.ply"))

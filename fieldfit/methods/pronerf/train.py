@@ -84,7 +84,7 @@ class Stepper:
 
     def __call__(self, i: int, progress: float) -> dict:
         e = self.e
-        set_lr(self.opt, progress, e.lr_final)
+        lr = set_lr(self.opt, progress, e.lr_final)
         stage2 = progress >= e.stage1
         explore = not stage2 and i % 2 == 1
         batch, views = self.sample(e.explore_batch if explore else e.batch)
@@ -110,7 +110,7 @@ class Stepper:
         self.rays += batch.origins.shape[0]
         self.samples += n
         self.last_step = i + 1
-        return {"loss": loss.detach()}
+        return {"loss": loss.detach(), "mse": loss.detach(), "batch": batch.origins.shape[0], "lr": lr}
 
 
 __all__ = ["Stepper"]

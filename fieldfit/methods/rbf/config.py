@@ -11,7 +11,7 @@ import torch
 
 from fieldfit.config import MAX_BATCH, MAX_LR, MAX_POINTS, MAX_RES, ConfigBase, option
 from fieldfit.errors import InputError
-from fieldfit.fields.components.encodings import GridConfig, dense_shapes
+from fieldfit.fields.components.encodings import GridConfig, dense_shapes, tcnn_unavailable
 from fieldfit.fields.gaussian_rbf import FieldConfig
 
 GRIDS = ("dense", "triplane", "hash", "tcnn", "densehash")
@@ -78,6 +78,21 @@ def check_grid_size(grid: GridConfig, dim: int) -> None:
     raise InputError(f"--max-res {grid.max_res}", f"a {grid.kind} grid of {params:,} parameters ({grid.levels} "
                      f"levels of {grid.features} features) needs about {need:,.0f} GB to train{have}",
                      "lower --max-res, --levels or --features")
+
+
+def field_for_device(field: FieldConfig, device, run) -> FieldConfig:
+    """``field`` as it is built on ``device``: a ``tcnn`` grid where tinycudann cannot run becomes fieldfit's own
+    hash grid (kind ``hash``, the same instant-ngp encoding; recorded so, the run loads anywhere). The fallback is
+    said in one line on stderr and in the run's log, and recorded as ``grid_fallback`` in config.json and
+    metrics.json (``Run.warn``)."""
+    if field.grid.kind != "tcnn" or field.decoder == "siren":  # siren: no grid at all
+        return field
+    why = tcnn_unavailable(device)
+    if why is None:
+        return field
+    slower = ", slower" if torch.device(device).type == "cuda" else ""
+    run.warn(f"{why}: using fieldfit's torch hash grid (same encoding{slower})", grid_fallback=f"tcnn -> hash: {why}")
+    return replace(field, grid=replace(field.grid, kind="hash"))
 
 
 # The field options every task shares (their defaults differ by task).
@@ -375,6 +390,7 @@ class RadianceConfig(ConfigBase, FieldOptions):
             lr_decoder=self.lr_decoder or LR_DECODER[self.decoder])
 
 
-__all__ = ["FIELD_SHAPES", "FieldOptions", "check_grid_size", "dense_grid_params", "fit_max_res", "grid_param_count",
+__all__ = ["FIELD_SHAPES", "FieldOptions", "check_grid_size", "dense_grid_params", "field_for_device", "fit_max_res",
+           "grid_param_count",
            "GRIDS", "GRID_SHAPES", "IMAGE_GRIDS", "ImageConfig", "LR_DECODER", "RADIANCE_GRIDS", "RadianceConfig",
            "SDFConfig", "STEP_SIZES"]

@@ -17,7 +17,7 @@ from fieldfit.render.metrics import psnr_from_mse
 from fieldfit.runs import Run, atomic_write, load_model, model_state
 from fieldfit.trainer import fit_loop, plot_curve, resume_state
 
-from .config import ImageConfig, dense_grid_params, fit_max_res
+from .config import ImageConfig, dense_grid_params, field_for_device, fit_max_res
 
 
 def field_config(cfg: ImageConfig, h: int, w: int) -> FieldConfig:
@@ -58,7 +58,7 @@ def fit(job) -> dict:
         ImageConfig.for_image(h, w, c, **job.options)
     target = torch.from_numpy(image).to(device).reshape(-1, c)
     uv = pixel_uv(h, w, device)
-    fcfg = field_config(cfg, h, w)
+    fcfg = field_for_device(field_config(cfg, h, w), device, run)
     model = ImageRBF(fcfg, channels=c, device=device).to(device)
     opt = make_adam([{"params": model.parameters(), "lr": cfg.lr}])
     params = count_params(model)
@@ -71,13 +71,16 @@ def fit(job) -> dict:
     prepare_s = time.perf_counter() - t0
 
     def step(i, progress):
-        set_lr(opt, progress, cfg.lr_final)
+        lr = set_lr(opt, progress, cfg.lr_final)
         idx = torch.randint(0, h * w, (batch,), device=device, generator=gen if device.type == "cpu" else None)
         loss = torch.nn.functional.mse_loss(model.rgb(uv[idx]), target[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss": loss.detach()}
+        return {"loss": loss.detach(), "mse": loss.detach(), "batch": batch, "lr": lr}
+
+    def preview():
+        return render_image(model, h, w, device).clamp(0, 1)
 
     def evaluate():
         pred = render_image(model, h, w, device).reshape(-1, c)
@@ -86,8 +89,8 @@ def fit(job) -> dict:
     budget = job.budget
     t1 = time.perf_counter()
     history = fit_loop(step, budget, run, evaluate=evaluate, state=model_state(model, opt), metric_name="psnr",
-                       eval_every_s=budget.eval_every(12), start_step=start,
-                       start_elapsed=elapsed, history=history)
+                       eval_every_s=budget.eval_every(12), start_step=start, start_elapsed=elapsed,
+                       history=history, unit="pixels", preview=preview)
     train_s = time.perf_counter() - t1
     t2 = time.perf_counter()
     metrics = write_outputs(model, run, h, w, target.reshape(h, w, c), device)

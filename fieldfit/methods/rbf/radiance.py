@@ -60,7 +60,7 @@ from fieldfit.tasks.radiance import grid_and_step as scene_grid_and_step
 from fieldfit.tasks.views import SceneModel, export_density_mesh, ndc_to_world
 from fieldfit.trainer import cpu_threads, fit_loop, plot_curve, resume_state
 
-from .config import RadianceConfig
+from .config import RadianceConfig, field_for_device
 
 
 class RadianceModel(nn.Module):
@@ -163,7 +163,7 @@ class Stepper:
 
     def __call__(self, i: int, progress: float) -> dict:
         c = self.cfg
-        set_lr(self.opt, progress, c.lr_final)
+        lr = set_lr(self.opt, progress, c.lr_final)
         march = self._grid(i)
         n = int(np.clip(c.target_samples / max(self.spr, 1.0), 256, c.batch))
         batch = self.store.sample(n, self.rng).to(self.device)
@@ -173,7 +173,8 @@ class Stepper:
         rgb = out.rgb
         if self.model.appearance is not None:
             rgb = self.model.appearance(out.rgb, out.opacity, bg, batch.image)
-        loss = torch.nn.functional.mse_loss(rgb, batch.target(bg))
+        mse = torch.nn.functional.mse_loss(rgb, batch.target(bg))
+        loss = mse
         if c.distortion > 0:
             warp = self.model.grid.contraction
             loss = loss + c.distortion * distortion_loss(out.weights, samples if warp is None else
@@ -186,7 +187,7 @@ class Stepper:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-        return {"loss": loss.detach()}
+        return {"loss": loss.detach(), "mse": mse.detach(), "batch": n, "lr": lr}
 
 
 def fit(job) -> dict:
@@ -199,6 +200,7 @@ def _fit(job) -> dict:
     run, device = job.run, torch.device(job.device)
     seed_everything(job.seed)
     cfg, scene, run_cfg = radiance_setup(job, RadianceConfig, run_config)
+    run_cfg["field"] = field_for_device(FieldConfig.from_dict(run_cfg["field"]), device, run).to_dict()
     model, march = build_model(run_cfg, device)
     opt = make_adam(param_groups(model, cfg))
     store = PixelStore(scene, scene.split("train"))
@@ -222,11 +224,11 @@ def _fit(job) -> dict:
 
     budget = job.budget
     t1 = time.perf_counter()
-    history = fit_loop(stepper, budget, run, evaluate=evaluate, state=model_state(model, opt), metric_name="psnr",
-                       eval_every_s=budget.eval_every(10), start_step=start,
-                       start_elapsed=elapsed, history=history)
-    train_s = time.perf_counter() - t1
     loaded = RadianceRun(run, run_cfg, device, model=model, scene=scene)
+    history = fit_loop(stepper, budget, run, evaluate=evaluate, state=model_state(model, opt), metric_name="psnr",
+                       eval_every_s=budget.eval_every(10), start_step=start, start_elapsed=elapsed,
+                       history=history, unit="rays", preview=loaded.preview)
+    train_s = time.perf_counter() - t1
     metrics = loaded.measure()
     t2 = time.perf_counter()
     metrics.update(loaded.export_mesh(run.path / "mesh.ply", cfg.resolution))

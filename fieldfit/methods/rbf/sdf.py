@@ -18,7 +18,7 @@ from fieldfit.runs import Run, load_model, model_state
 from fieldfit.tasks.shapes import CONVENTION, load_source_shape, mesh_figures, shape_metrics
 from fieldfit.trainer import fit_loop, plot_curve, resume_state
 
-from .config import SDFConfig
+from .config import SDFConfig, field_for_device
 
 
 def sdf_loss(pred, gt):
@@ -41,7 +41,7 @@ def fit(job) -> dict:
     sampling = {"thin_frac": float(cfg.thin_frac)} if cfg.thin_frac else {}
     pts, sdf = shape.training_set(int(cfg.train_points), rng, **sampling)
     pts, sdf = torch.from_numpy(pts).to(device), torch.from_numpy(sdf).to(device)
-    fcfg = cfg.field_config()
+    fcfg = field_for_device(cfg.field_config(), device, run)
     model = SDFRBF(fcfg, device=device).to(device)
     opt = make_adam([{"params": model.parameters(), "lr": cfg.lr}])
     params = count_params(model)
@@ -54,13 +54,13 @@ def fit(job) -> dict:
     n = len(pts)
 
     def step(i, progress):
-        set_lr(opt, progress, cfg.lr_final)
+        lr = set_lr(opt, progress, cfg.lr_final)
         idx = torch.randint(0, n, (cfg.batch,), device=device, generator=gen if device.type == "cpu" else None)
         loss = sdf_loss(model.sdf(pts[idx]), sdf[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss": loss.detach()}
+        return {"loss": loss.detach(), "batch": cfg.batch, "lr": lr}
 
     eval_pts = torch.from_numpy(rng.uniform(-1, 1, (100_000, 3)).astype(np.float32)).to(device)
     eval_in = torch.from_numpy(shape.inside(eval_pts.cpu().numpy())).to(device)
@@ -74,7 +74,7 @@ def fit(job) -> dict:
     t1 = time.perf_counter()
     history = fit_loop(step, budget, run, evaluate=evaluate, state=model_state(model, opt), metric_name="iou",
                        eval_every_s=cfg.eval_every or budget.eval_every(12), start_step=start,
-                       start_elapsed=elapsed, history=history)
+                       start_elapsed=elapsed, history=history, unit="points")
     train_s = time.perf_counter() - t1
     t2 = time.perf_counter()
     v, f = extract(model, cfg.resolution, device, run)
@@ -147,6 +147,13 @@ class SDFModel(Model):
         res = int(resolution or self.cfg.resolution)
         v, f = extract(self.field, res, self.device, self.run)
         return {**write_mesh(v, f, self.frame, path), **mesh_figures(v, f), "resolution": res}
+
+    def point_cloud(self, max_points: int = 200_000):
+        """``max_points`` samples of the zero level set's mesh with normals (``tasks.shapes.surface_cloud``)."""
+        from fieldfit.tasks.shapes import surface_cloud
+
+        v, f = self.mesh()
+        return surface_cloud(v, f, int(max_points))
 
     def occupancy(self) -> Occupancy:
         """sdf < 0, in the fit's own unit frame (field space: the input's frame)."""
