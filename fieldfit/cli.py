@@ -5,7 +5,7 @@
                                            --faces N: decimated; --points out.ply; --parts out.glb | DIR/
     fieldfit render RUN --path orbit --out orbit.mp4   (--camera-path path.json, --pass rgb|depth|normal)
     fieldfit eval RUN                      metrics again, from the checkpoint
-    fieldfit view RUN                      the viewer window
+    fieldfit view RUN                      the viewer window (--web: in a browser, e.g. on a remote machine)
     fieldfit scenes                        list the built-in scenes
     fieldfit poses PHOTOS_OR_VIDEO --out SCENE   camera poses by structure-from-motion (pip install "fieldfit[sfm]")
 
@@ -49,13 +49,37 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "metrics, log, meshes, renders/) are removed first, other files are left alone")
     p.add_argument("--seed", type=int, default=0, help="random seed, 0 .. 2^32 - 1")
     p.add_argument("--resume", metavar="RUN", help="continue the training of RUN")
-    p.add_argument("--view", action="store_true", help="open the viewer window while training")
+    p.add_argument("--view", nargs="?", const="native", metavar="native|web",
+                   help="view while training: --view opens the viewer window, --view web serves it to a browser")
+    p.add_argument("--port", type=int, help="--view web: the port (default 7007)")
+    p.add_argument("--host", help="--view web: the address to listen on (default 127.0.0.1: reach it through ssh -L)")
     p.add_argument("--log", default="csv", choices=("csv", "tensorboard"),
                    help="csv: RUN/metrics.csv (always written); tensorboard: also event files in RUN/tensorboard "
                         "(pip install 'fieldfit[tensorboard]')")
     p.add_argument("--log-image-every", type=float, default=60.0, metavar="SECONDS",
                    help="--log tensorboard: a test-view picture every SECONDS of training (image and radiance fits)")
     return p
+
+
+def check_view(args) -> None:
+    """--view native|web, --port and --host checked (before the run folder is made): for web, viser is installed
+    and the port is free. ``fieldfit --view SCENE`` still means the window on SCENE."""
+    if args.view not in (None, "native", "web"):
+        if args.scene is not None:
+            raise InputError(f"--view {args.view}", "expected native or web",
+                             "--view (the window) or --view web (a browser)")
+        args.scene, args.view = args.view, "native"
+    if args.view != "web":
+        for flag, given in (("--port", args.port), ("--host", args.host)):
+            if given is not None:
+                raise InputError(flag, "only goes with --view web", f"add --view web, or drop {flag}")
+        return
+    from fieldfit.viewer.web_net import DEFAULT_HOST, DEFAULT_PORT, check_port, require_viser
+
+    args.host = DEFAULT_HOST if args.host is None else args.host
+    args.port = DEFAULT_PORT if args.port is None else args.port
+    require_viser()
+    check_port(args.host, args.port)
 
 
 def method_flags(package) -> dict:
@@ -91,6 +115,7 @@ def cmd_fit(argv) -> int:
     if unknown:
         listing = ", ".join(sorted(f.flag for f in flags.values()))
         raise InputError(unknown[0], f"not an option of --method {method}", f"its options: {listing}")
+    check_view(args)
     if not args.scene and not args.resume:
         parser.print_usage(sys.stderr)
         raise InputError("SCENE", "missing", "try: fieldfit csg --method rbf   (fieldfit scenes lists built-ins)")
@@ -105,12 +130,32 @@ def cmd_fit(argv) -> int:
         job.run.release()
 
 
-def _fit(package, job, args, method: str) -> int:
-    fresh = job.run.path if job.fresh else None
-    if args.view:  # the viewer draws between training steps (fieldfit.viewer.live)
+def _live_view(args, job):
+    """The step hook that draws between training steps: the window (fieldfit.viewer.live), a browser
+    (fieldfit.viewer.web_live), or None."""
+    if args.view == "web":
+        from fieldfit.viewer.web_live import LiveWeb
+
+        return LiveWeb(job.run, job.device, host=args.host, port=args.port)
+    if args.view:
         from fieldfit.viewer.live import LiveView
 
-        job.run.step_hook = LiveView(job.run, job.device)
+        return LiveView(job.run, job.device)
+    return None
+
+
+def _fit(package, job, args, method: str) -> int:
+    job.run.step_hook = _live_view(args, job)
+    try:
+        return _fit_viewed(package, job, args, method)
+    finally:
+        close = getattr(job.run.step_hook, "close", None)
+        if close is not None:  # the browser viewer's server: stopped (its port freed) however the fit ends
+            close()
+
+
+def _fit_viewed(package, job, args, method: str) -> int:
+    fresh = job.run.path if job.fresh else None
     job.run.log(f"fieldfit {method} on {job.input.name} ({job.input.task}) -> {job.run.path}; "
                 f"budget {job.budget.describe()}")
     try:
@@ -129,7 +174,7 @@ def _fit(package, job, args, method: str) -> int:
                           "run it again") from None
     print(_summary(metrics))
     print(f"results: {job.run.path.resolve()}")
-    if args.view:
+    if job.run.step_hook is not None:
         job.run.step_hook.finish()
     return 0
 

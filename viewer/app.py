@@ -1,14 +1,17 @@
-"""``fieldfit view RUN``: the viewer window, or one picture of it with ``--screenshot``.
+"""``fieldfit view RUN``: the viewer window, one picture of it with ``--screenshot``, or a browser viewer (``--web``).
 
     fieldfit view RUN [--screenshot out.png] [--camera test:3|train:0|front] [--size WxH]
                       [--mode MODE] [--fps 30] [--scale S] [--overlay auto|on|off]
+    fieldfit view RUN --web [--port 7007] [--host 127.0.0.1] [--camera test:3] [--mode MODE] ...
 
 The screenshot rule: ``--screenshot`` draws the window's picture with the camera at rest,
 i.e. at full resolution (or at ``--scale`` when pinned), through the same view and composer
 as the window, at ``--size`` (default: the ``--camera``'s image size, else the view's size).
 The overlay (fps, scale, mode) is ON in the window and OFF in screenshots unless
 ``--overlay on|off`` says otherwise, so a screenshot of a scene camera compares with the
-run's renders. The window reloads the weights when the run's checkpoint changes (a fit
+run's renders (in the browser it is off too: its panel shows the same readouts). ``--web`` serves the viewer to
+browsers (viewer/web.py) on 127.0.0.1 unless ``--host`` says otherwise, each tab at ``--camera`` if given. The window
+(and the browser viewer) reloads the weights when the run's checkpoint changes (a fit
 that is still running). Testing aids: ``--frames N`` closes the window after N frames, ``--grab``
 saves what the window showed last (read back from OpenGL), ``--print-camera`` prints the
 final camera pose as JSON.
@@ -31,8 +34,11 @@ MAX_SIDE = 8192  # --size: the largest width or height (pixels)
 def parser() -> argparse.ArgumentParser:
     from fieldfit.args import Parser  # errors in one line, as every fieldfit command
 
-    p = Parser(prog="fieldfit view", description="Look at a run in a window (or --screenshot).")
+    p = Parser(prog="fieldfit view", description="Look at a run in a window (or --screenshot, or --web: a browser).")
     p.add_argument("run", help="run folder")
+    p.add_argument("--web", action="store_true", help="serve the viewer to a browser (e.g. on a remote machine)")
+    p.add_argument("--port", type=int, help="--web: the port (default 7007)")
+    p.add_argument("--host", help="--web: the address to listen on (default 127.0.0.1: reach it through ssh -L)")
     p.add_argument("--screenshot", metavar="PNG", help="write the window's picture to PNG without opening a window")
     p.add_argument("--camera", help="start at a scene camera: test:K, train:K (radiance) or front/top/... (shapes)")
     p.add_argument("--size", help=f"window / screenshot size WxH (each side 1..{MAX_SIDE})")
@@ -40,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=30.0, help="target frame rate while moving")
     p.add_argument("--scale", type=float, help="pin the render scale (1.0: always full resolution)")
     p.add_argument("--overlay", choices=("auto", "on", "off"), default="auto",
-                   help="status text: auto = on in the window, off in screenshots")
+                   help="status text: auto = on in the window, off in screenshots and the browser")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--frames", type=int, help=argparse.SUPPRESS)
@@ -69,6 +75,25 @@ def check_numbers(args) -> None:
         raise InputError(f"--threads {args.threads}", "must be between 1 and 1024", "e.g. --threads 4")
     if args.size:
         parse_size(args.size)
+    check_web(args)
+
+
+def check_web(args) -> None:
+    """--web's options: --port and --host only with it (then their defaults filled in), the window's not."""
+    from .web_net import DEFAULT_HOST, DEFAULT_PORT
+
+    if not args.web:
+        for flag, given in (("--port", args.port), ("--host", args.host)):
+            if given is not None:
+                raise InputError(flag, "only goes with --web", f"add --web, or drop {flag}")
+        return
+    for flag, given in (("--screenshot", args.screenshot), ("--size", args.size), ("--frames", args.frames),
+                        ("--grab", args.grab), ("--print-camera", args.print_camera)):
+        if given:
+            raise InputError(flag, "does not go with --web (the browser sets the size)",
+                             "drop it, or view in a window without --web")
+    args.host = DEFAULT_HOST if args.host is None else args.host
+    args.port = DEFAULT_PORT if args.port is None else args.port
 
 
 def default_size(view) -> tuple[int, int]:
@@ -77,23 +102,29 @@ def default_size(view) -> tuple[int, int]:
     return w * k, h * k
 
 
+def pick_preset(view, args):
+    """--mode and --camera checked against the view; the --camera preset (None without --camera)."""
+    if args.mode and args.mode not in view.modes:
+        raise InputError(f"--mode {args.mode}", "not a mode of this run's view",
+                         f"choose one of {', '.join(view.modes)}")
+    if not args.camera:
+        return None
+    presets = {p.name: p for p in view.presets()}
+    if args.camera not in presets:
+        names = ", ".join(_ranges(list(presets))) or "none (this run has no scene cameras)"
+        raise InputError(f"--camera {args.camera}", "no such camera", f"cameras: {names}")
+    return presets[args.camera]
+
+
 def make_session(view, args, screenshot: bool):
     """(Session, (width, height)) from the command line (its numbers checked: ``check_numbers``): camera, size,
     mode, overlay."""
     from .session import Session
 
-    if args.mode and args.mode not in view.modes:
-        raise InputError(f"--mode {args.mode}", "not a mode of this run's view",
-                         f"choose one of {', '.join(view.modes)}")
+    preset = pick_preset(view, args)
     overlay = {"on": True, "off": False}.get(args.overlay, not screenshot)
     size = parse_size(args.size) if args.size else None
-    preset = None
-    if args.camera:
-        presets = {p.name: p for p in view.presets()}
-        if args.camera not in presets:
-            names = ", ".join(_ranges(list(presets))) or "none (this run has no scene cameras)"
-            raise InputError(f"--camera {args.camera}", "no such camera", f"cameras: {names}")
-        preset = presets[args.camera]
+    if preset is not None:
         size = size or preset.size
     size = size or default_size(view)
     session = Session(view, args.mode, args.fps, args.scale, overlay, aspect=size[0] / size[1])
@@ -130,14 +161,20 @@ class Follow:
         p = self.run.path / "checkpoint.safetensors"
         return p.stat().st_mtime if p.is_file() else None
 
-    def __call__(self, session) -> None:
+    def poll(self, view) -> bool:
+        """Load the new weights into ``view`` when the checkpoint changed (checked every ``every_s``); True then."""
         if time.perf_counter() - self.checked < self.every_s:
-            return
+            return False
         self.checked = time.perf_counter()
         mtime = self._mtime()
-        if mtime is not None and mtime != self.mtime:
-            self.mtime = mtime
-            session.view.sync(self.run.load_checkpoint("cpu")[0])
+        if mtime is None or mtime == self.mtime:
+            return False
+        self.mtime = mtime
+        view.sync(self.run.load_checkpoint("cpu")[0])
+        return True
+
+    def __call__(self, session) -> None:
+        if self.poll(session.view):
             session.dirty = True
 
 
@@ -171,6 +208,12 @@ def main(argv) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.web:
+        from .web_net import check_port, require_viser
+
+        require_viser()
+        check_port(args.host, args.port)  # before loading anything: fail fast
+        return view_in_browser(args, open_view(args.run, resolve_device(args.device)))
     if not args.screenshot:
         from .window import check_display
 
@@ -193,4 +236,18 @@ def main(argv) -> int:
             window.close()
     if args.print_camera:
         print(json.dumps({"c2w": session.camera.c2w.tolist(), "distance": session.camera.distance}))
+    return 0
+
+
+def view_in_browser(args, view) -> int:
+    """``--web``: serve the view until Ctrl-C (the port is freed then); new tabs start at ``--camera``."""
+    from .web import WebViewer, serve
+    from .web_net import access_line
+
+    preset = pick_preset(view, args)
+    viewer = WebViewer(view, args.host, args.port, mode=args.mode, fps=args.fps, scale=args.scale,
+                       overlay=args.overlay == "on", camera=preset.name if preset else None)
+    print(access_line(args.host, args.port), flush=True)
+    serve(viewer, follow=Follow(view.model.run))
+    print("web viewer stopped", flush=True)
     return 0
