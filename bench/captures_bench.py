@@ -22,7 +22,7 @@ from _common import DATA, fit_into, write  # noqa: E402
 CASES = {  # name: (scene folder under the data root, downscale, seconds)
     "fox": ("fox_ingp", 4, 300),
     "cup": ("colmap/cup_object", 4, 300),
-    "tank": ("colmap/tank_opencv", 1, 300),
+    "tank": ("colmap/tank_opencv", 2, 300),
     "bonsai": ("colmap/bonsai_selfsfm", 2, 900),
 }
 KEYS = ("steps", "train_seconds", "samples_per_ray", "train_samples_per_ray", "occupied_fraction",

@@ -101,7 +101,11 @@ def _fit_parser(method: str) -> tuple[argparse.ArgumentParser, dict]:
     group = p.add_argument_group(f"options of --method {method}")
     for name, f in sorted(flags.items()):
         default = "" if f.default is None else f" (default {f.default})"
-        group.add_argument(f.flag, dest=f"opt_{name}", metavar=f.type.__name__.upper(), help=f.help + default)
+        if f.type is bool:  # --flag alone means on
+            group.add_argument(f.flag, dest=f"opt_{name}", metavar="on|off", nargs="?", const="on",
+                               help=f.help + default)
+        else:
+            group.add_argument(f.flag, dest=f"opt_{name}", metavar=f.type.__name__.upper(), help=f.help + default)
     return p, flags
 
 

@@ -95,14 +95,29 @@ def schedule(k: torch.Tensor, t0: torch.Tensor, t_in: torch.Tensor, k_in: torch.
     return torch.where(k <= k_in, inner, outer)
 
 
-@torch.no_grad()
-def contracted_candidates(grid, contraction: Contraction, origins: torch.Tensor, dirs: torch.Tensor, near: float,
-                          far: float, step: float, stratified: bool = False) -> RaySamples:
-    """Every interval of rays [R,3] (unit dirs) between near and far whose contracted midpoint lies in an
-    occupied cell of ``grid`` (a grid over ``BOX``), stepped as the module doc says."""
+@dataclass
+class Spans:
+    """Where rays [R] march (module doc): from ``t0``, uniform steps until ``t_in`` (``k_in`` of them), then
+    growing; ``counts`` intervals in all before ``far``."""
+
+    t0: torch.Tensor
+    t_in: torch.Tensor
+    k_in: torch.Tensor
+    counts: torch.Tensor
+    far: float
+    step: float
+
+    def times(self, k: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """t [A,K] at step indices k [A,K] of the rays ``rows`` [A] (all when None), within [t0, far]."""
+        t0, t_in, k_in = (x if rows is None else x[rows] for x in (self.t0, self.t_in, self.k_in))
+        t = schedule(k, t0, t_in, k_in, self.step).clamp_max(self.far)
+        return torch.maximum(t, t0[:, None])
+
+
+def spans(contraction: Contraction, origins: torch.Tensor, dirs: torch.Tensor, near: float, far: float,
+          step: float) -> Spans:
+    """The marching schedule of rays [R,3] (unit dirs) between near and far (module doc)."""
     n_rays, dev, dt = origins.shape[0], origins.device, origins.dtype
-    if n_rays == 0:
-        return RaySamples.empty(0, dev, dt)
     box = torch.as_tensor(contraction.inner_box(), dtype=dt, device=dev)
     _, t_b, hit = ray_aabb(origins, dirs, box)
     far = float(far) if math.isfinite(far) else 1e6 * contraction.radius
@@ -113,13 +128,39 @@ def contracted_candidates(grid, contraction: Contraction, origins: torch.Tensor,
     k_in = torch.ceil((t_in - t0).clamp_min(0.0) / step)
     k_far = (t_in / step) * (1.0 - t_in / far)
     counts = (k_in + torch.ceil(k_far.clamp_min(0.0))).long() + 1
+    return Spans(t0, t_in, k_in, counts, far, float(step))
+
+
+def window(grid, sp: Spans, origins: torch.Tensor, dirs: torch.Tensor, rows: torch.Tensor, k_next: torch.Tensor,
+           k: int):
+    """The next ``k`` intervals of rays ``rows`` [A] from their step index ``k_next`` [A]: (t_starts [A,k], t_ends
+    [A,k], valid [A,k] bool: in the schedule and occupied, k_next + k). For marchers that go in rounds."""
+    idx = k_next[:, None].to(origins.dtype) + torch.arange(k + 1, device=origins.device, dtype=origins.dtype)
+    t = sp.times(idx, rows)
+    ts, te = t[:, :-1], t[:, 1:]
+    valid = (te > ts) & (idx[:, 1:] <= sp.counts[rows, None])
+    flat = valid.nonzero(as_tuple=True)
+    occ = torch.zeros_like(valid)
+    mid = 0.5 * (ts[flat] + te[flat])
+    r = rows[flat[0]]
+    occ[flat] = grid.occupied(origins[r] + dirs[r] * mid[:, None])
+    return ts, te, occ, k_next + k
+
+
+@torch.no_grad()
+def contracted_candidates(grid, contraction: Contraction, origins: torch.Tensor, dirs: torch.Tensor, near: float,
+                          far: float, step: float, stratified: bool = False) -> RaySamples:
+    """Every interval of rays [R,3] (unit dirs) between near and far whose contracted midpoint lies in an
+    occupied cell of ``grid`` (a grid over ``BOX``), stepped as the module doc says."""
+    n_rays, dev, dt = origins.shape[0], origins.device, origins.dtype
+    if n_rays == 0:
+        return RaySamples.empty(0, dev, dt)
+    sp = spans(contraction, origins, dirs, near, far, step)
     parts, r0 = [], 0
-    order = torch.arange(n_rays, device=dev)
     while r0 < n_rays:
-        k_max = int(counts[r0:].max())
+        k_max = int(sp.counts[r0:].max())
         r1 = min(n_rays, r0 + max(1, MAX_CANDIDATES // max(k_max, 1)))
-        parts.append(_chunk(grid, contraction, origins, dirs, order[r0:r1], t0, t_in, k_in, counts, far, step,
-                            stratified))
+        parts.append(_chunk(grid, sp, origins, dirs, torch.arange(r0, r1, device=dev), stratified))
         r0 = r1
     t_s = torch.cat([p[0] for p in parts])
     t_e = torch.cat([p[1] for p in parts])
@@ -127,14 +168,13 @@ def contracted_candidates(grid, contraction: Contraction, origins: torch.Tensor,
     return RaySamples(t_s, t_e, ri, n_rays)
 
 
-def _chunk(grid, contraction, origins, dirs, rows, t0, t_in, k_in, counts, far, step, stratified):
+def _chunk(grid, sp: Spans, origins, dirs, rows, stratified):
     dev, dt = origins.device, origins.dtype
-    k_max = int(counts[rows].max())
+    k_max = int(sp.counts[rows].max())
     k = torch.arange(k_max + 1, device=dev, dtype=dt)[None, :].expand(rows.numel(), -1)
     if stratified:
         k = k + torch.rand(rows.numel(), 1, device=dev, dtype=dt)
-    t = schedule(k, t0[rows], t_in[rows], k_in[rows], step).clamp_max(far)
-    t = torch.maximum(t, t0[rows, None])
+    t = sp.times(k, rows)
     t_s, t_e = t[:, :-1], t[:, 1:]
     valid = t_e > t_s
     mid = 0.5 * (t_s + t_e)
@@ -146,4 +186,4 @@ def _chunk(grid, contraction, origins, dirs, rows, t0, t_in, k_in, counts, far, 
     return s.t_starts, s.t_ends, rows[s.ray_indices]
 
 
-__all__ = ["BOX", "Contraction", "contracted_candidates", "schedule"]
+__all__ = ["BOX", "Contraction", "Spans", "contracted_candidates", "schedule", "spans", "window"]

@@ -13,8 +13,9 @@ marchers give the same picture (float rounding aside):
 - ``render_fused``: one kernel per chunk of rays (``fieldfit.cuda.render_fused``) for fields that expose
   ``fused_parts`` (``fields.base.FusableField``: RBF fields on a hash grid or a tri-plane).
 
-On a grid with a contraction (unbounded captures, ``render.contraction``) rays are marched packed only: the
-candidates come from ``contracted_candidates`` instead of the box traversal, the rest is the same.
+On a grid with a contraction (unbounded captures, ``render.contraction``) the packed marcher takes its candidates
+from ``contracted_candidates`` and the rounds from ``contraction.window`` instead of the box traversal; the fused
+kernel does not draw them (rounds on a CPU, packed on a GPU instead).
 
 The field is reached through ``fields.base.RadianceField`` only: ``density(x)`` and ``forward(x, d)``.
 ``march_mode`` picks the marcher of frames, ``render_rays`` draws many rays in chunks.
@@ -31,6 +32,8 @@ from fieldfit.cuda import render_fused as fused_kernel
 from fieldfit.fields.base import RadianceField
 
 from .contraction import contracted_candidates
+from .contraction import spans as contracted_spans
+from .contraction import window as contracted_window
 from .estimators import OccupancyGrid
 from .rays import ray_aabb
 from .samples import RaySamples
@@ -108,19 +111,30 @@ def render_rounds(field: RadianceField, grid: OccupancyGrid, origins: torch.Tens
     Returns (rgb [R,3] with background, opacity [R], depth [R] (sum w t_mid), field evaluations).
     """
     n, dev = origins.shape[0], origins.device
-    t_min, t_max, max_steps, _ = spans(grid, origins, dirs, cfg)
+    warp = grid.contraction
+    if warp is None:
+        t_min, t_max, max_steps, _ = spans(grid, origins, dirs, cfg)
+        alive = (t_max > t_min).nonzero().squeeze(-1)
+        k_next = torch.zeros(n, dtype=torch.int32, device=dev)
+    else:  # contracted: windows of the schedule (``render.contraction.window``)
+        sched = contracted_spans(warp, origins, dirs, cfg.near, cfg.far, cfg.step)
+        alive = torch.arange(n, device=dev)
+        k_next = torch.zeros(n, dtype=torch.long, device=dev)
     rgb = torch.zeros(n, 3, device=dev)
     opacity, depth = torch.zeros(n, device=dev), torch.zeros(n, device=dev)
     tau_all, tau_kept = torch.zeros(n, device=dev), torch.zeros(n, device=dev)  # optical depth so far
-    k_next = torch.zeros(n, dtype=torch.int32, device=dev)
-    alive = (t_max > t_min).nonzero().squeeze(-1)
     stop_tau = stop_depth(cfg.early_stop)
     k, evals = int(first), 0
     while alive.numel() > 0:
         o, d = origins[alive], dirs[alive]
-        ts, te, counts, kn = traverse_occupancy_next(o, d, t_min[alive], t_max[alive], grid.binary, grid.aabb,
-                                                     cfg.step, max_steps, k_next[alive], k)
-        valid = torch.arange(k, device=dev) < counts[:, None]
+        if warp is None:
+            ts, te, counts, kn = traverse_occupancy_next(o, d, t_min[alive], t_max[alive], grid.binary, grid.aabb,
+                                                         cfg.step, max_steps, k_next[alive], k)
+            valid = torch.arange(k, device=dev) < counts[:, None]
+            more = kn < max_steps
+        else:
+            ts, te, valid, kn = contracted_window(grid, sched, origins, dirs, alive, k_next[alive], k)
+            more = kn < sched.counts[alive]
         rows, cols = valid.nonzero(as_tuple=True)
         evals += rows.numel()
         mid = 0.5 * (ts + te)
@@ -139,7 +153,7 @@ def render_rounds(field: RadianceField, grid: OccupancyGrid, origins: torch.Tens
         tau_all[alive] += tau.sum(1)
         tau_kept[alive] += tau_k.sum(1)
         k_next[alive] = kn
-        alive = alive[(kn < max_steps) & (tau_all[alive] < stop_tau)]
+        alive = alive[more & (tau_all[alive] < stop_tau)]
         k = min(2 * k, int(most))
     bg = torch.as_tensor(background, dtype=rgb.dtype, device=dev)
     return rgb + (1.0 - opacity)[:, None] * bg, opacity, depth, evals
@@ -176,7 +190,7 @@ def render_chunk(device) -> int:
     return 1 << 20 if torch.device(device).type == "cuda" else 1 << 13
 
 
-def march_mode(device, field=None) -> str:
+def march_mode(device, field=None, grid=None) -> str:
     """How frames are marched: FIELDFIT_MARCH=rounds|packed|fused, else rounds on a CPU, and on a GPU fused
     where ``field`` is ``fusable`` and the Triton kernels draw (not FIELDFIT_KERNELS=torch), else packed.
 
@@ -193,6 +207,8 @@ def march_mode(device, field=None) -> str:
         return mode
     if torch.device(device).type == "cpu":
         return "rounds"
+    if grid is not None and grid.contraction is not None:  # no fused kernel for contracted space
+        return "packed"
     from fieldfit.cuda import backend_for_device  # noqa: PLC0415 - only the GPU branch reaches it
 
     kernel = backend_for_device(device) == "triton"  # not FIELDFIT_KERNELS=torch
@@ -205,8 +221,8 @@ def render_chunked(field: RadianceField, grid: OccupancyGrid, origins: torch.Ten
     """(rgb [R,3] on the device, unclamped; opacity [R]; depth [R]; field samples) of rays [R,3] on the field's
     device, ``chunk`` rays at a time, marched by ``mode`` (see ``march_mode``)."""
     parts, n = [], 0
-    if grid.contraction is not None:  # only the packed marcher steps through contracted space
-        mode = "packed"
+    if grid.contraction is not None and mode == "fused":  # the fused kernel does not step through contracted space
+        mode = "rounds" if torch.device(origins.device).type == "cpu" else "packed"
     for s in range(0, origins.shape[0], chunk):
         o, d = origins[s:s + chunk], dirs[s:s + chunk]
         if mode == "rounds":
@@ -238,7 +254,7 @@ def render_rays(field: RadianceField, grid: OccupancyGrid, origins: torch.Tensor
     Returns (rgb [R,3] on the CPU, clamped to [0,1]; opacity [R] on the CPU; depth [R] on the CPU (sum w t);
     number of field samples).
     """
-    mode = "packed" if grid.contraction is not None else (mode or march_mode(device, field))
+    mode = mode or march_mode(device, field, grid)
     chunk = chunk or render_chunk(device)
     bg = torch.as_tensor(background, dtype=torch.float32, device=device)
     if mode == "fused" or grid.contraction is not None:  # image order (contracted rays have no box span)

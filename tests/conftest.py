@@ -42,6 +42,38 @@ def data_path(*parts) -> Path:
     return p
 
 
+def write_blocks_photos(root: Path, *, alpha: bool = True, sky=None, exposure=None) -> None:
+    """The built-in blocks scene (downscale 2: 32x32) written as a nerfstudio folder of PNG photos, frames in the
+    blocks order. ``alpha``: RGBA photos; else RGB on ``sky(dirs [N,3]) -> [N,3]`` (the colour at infinity).
+    ``exposure(i) -> float`` scales photo i's colours."""
+    import json
+
+    import imageio.v3 as iio
+    import numpy as np
+
+    from fieldfit.scenes import load_scene
+    from fieldfit.scenes.builtin import blocks_scene_dir
+
+    src = load_scene(blocks_scene_dir(), downscale=2)
+    (root / "images").mkdir(parents=True)
+    frames = []
+    for i, f in enumerate(src.frames):
+        a = src.alpha(i)
+        rgb = (src.image(i) - (1 - a)[..., None] * np.asarray(src.background)) / np.maximum(a, 1e-6)[..., None]
+        rgb = np.clip(rgb * (exposure(i) if exposure else 1.0), 0, 1)
+        if alpha:
+            img = np.concatenate([rgb, a[..., None]], -1)
+        else:
+            img = a[..., None] * rgb + (1 - a[..., None]) * sky(f.camera.rays()[1].numpy()).reshape(rgb.shape)
+        name = f"images/{i:03d}.png"
+        iio.imwrite(root / name, (img * 255 + 0.5).astype(np.uint8))
+        c = f.camera
+        c2w = np.vstack([c.c2w, [0, 0, 0, 1]])
+        frames.append({"file_path": name, "transform_matrix": c2w.tolist(), "fl_x": c.fx, "fl_y": c.fy,
+                       "cx": c.cx, "cy": c.cy, "w": c.width, "h": c.height})
+    (root / "transforms.json").write_text(json.dumps({"frames": frames}))
+
+
 def run_cli(*args, cwd=None, timeout=600):
     """Run `python -m fieldfit ARGS` in a subprocess; return CompletedProcess (text)."""
     env = dict(os.environ, FIELDFIT_NO_TCMALLOC="1", PYTHONUNBUFFERED="1")

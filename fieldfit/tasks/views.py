@@ -16,8 +16,8 @@ from the density gradient where the run computes them, ``render_modes`` "normals
 
 Point clouds (``SceneModel.point_cloud``): every training camera, scaled down so that all of them together cast at
 most ``RAYS_PER_POINT`` rays per point wanted, rendered; a pixel whose opacity exceeds 1/2 gives the point at its
-expected depth with its rendered colour; the points are thinned on a voxel grid (``mesh.points.voxel_thin``, cells
-from 1/2048 of their box's diagonal up).
+expected depth with its rendered colour, kept where it lies in ``points_box`` (a contracted run's inner cube); the
+points are thinned on a voxel grid (``mesh.points.voxel_thin``, cells from 1/2048 of their box's diagonal up).
 
 Density meshes: marching cubes on -(density - threshold) over a box, so the surface is closed where it meets
 the box; rbf's threshold is ln 2 / step (one marching step of it has opacity 1/2). Vertex colours: the
@@ -255,6 +255,11 @@ class SceneModel(Model):
         p[~solid.numpy()] = np.nan
         return p.reshape(h, w, 3), r
 
+    def points_box(self):
+        """[2,3] world box the point cloud keeps, or None for all points (``RadianceRun``: the inner cube of a
+        contracted run)."""
+        return None
+
     def point_cloud(self, max_points: int = 200_000):
         """Points of the training views' renders (module doc)."""
         from fieldfit.mesh.points import PointCloud, voxel_thin
@@ -265,9 +270,12 @@ class SceneModel(Model):
         k = max(1, math.ceil(math.sqrt(total / (RAYS_PER_POINT * max_points))))
         clouds = []
         with cpu_threads(self.run, self.device):
+            box = self.points_box()
             for cam in counted(cams, "point views"):
                 points, r = self.surface(cam.scaled(k))
                 hit = np.isfinite(points[..., 0])
+                if box is not None:  # a contracted run: its background out to the horizon is left out
+                    hit &= np.all((points >= box[0]) & (points <= box[1]), axis=-1)
                 clouds.append(PointCloud(points[hit], to_uint8(r.rgb.float().cpu().numpy()[hit])))
         cloud = PointCloud.concat(clouds)
         if len(cloud) == 0:

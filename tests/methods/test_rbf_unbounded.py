@@ -9,12 +9,11 @@ photos without alpha (on a checkered sky at infinity) show the default rule: pho
 import json
 import math
 
-import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
 
-from conftest import data_path
+from conftest import data_path, write_blocks_photos
 from fieldfit.cli import main
 from fieldfit.errors import InputError
 from fieldfit.methods.rbf.config import RadianceConfig
@@ -38,45 +37,26 @@ def sky_colour(d: np.ndarray) -> np.ndarray:
 
 
 def write_photo_scene(root, alpha: bool = True):
-    """The blocks scene as photographs (module doc); returns {file name: exposure} of the training photos."""
-    src = load_scene(blocks_scene_dir(), downscale=2)
-    (root / "images").mkdir(parents=True)
-    frames, exposure = [], {}
-    for i, f in enumerate(src.frames):
-        a = src.alpha(i)
-        rgb = (src.image(i) - (1 - a)[..., None] * np.asarray(src.background)) / np.maximum(a, 1e-6)[..., None]
-        e = 1.0 if i % TEST_EVERY == 0 else EXPOSURES[i % 2]
-        rgb = np.clip(rgb * e, 0, 1)
-        if alpha:
-            img = np.concatenate([rgb, a[..., None]], -1)
-        else:
-            sky = sky_colour(f.camera.rays()[1].numpy()).reshape(rgb.shape)
-            img = a[..., None] * rgb + (1 - a[..., None]) * sky
-        name = f"images/{i:03d}.png"
-        iio.imwrite(root / name, (img * 255 + 0.5).astype(np.uint8))
-        c = f.camera
-        c2w = np.vstack([c.c2w, [0, 0, 0, 1]])
-        frames.append({"file_path": name, "transform_matrix": c2w.tolist(), "fl_x": c.fx, "fl_y": c.fy,
-                       "cx": c.cx, "cy": c.cy, "w": c.width, "h": c.height})
-        if i % TEST_EVERY:
-            exposure[name] = e
-    (root / "transforms.json").write_text(json.dumps({"frames": frames}))
-    return exposure
+    """The blocks photos at their exposures (module doc)."""
+    def exposure(i):
+        return 1.0 if i % TEST_EVERY == 0 else EXPOSURES[i % 2]
+
+    write_blocks_photos(root, alpha=alpha, sky=sky_colour, exposure=exposure)
 
 
 @pytest.fixture(scope="module")
 def photo_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("photos") / "scene"
-    exposure = write_photo_scene(root)
+    write_photo_scene(root)
     out = root.parent / "run"
     rc = main([str(root), "--method", "rbf", "--steps", "300", "--test-every", str(TEST_EVERY), "--levels", "3",
                "--max-res", "64", "--resolution", "32", "--contract", "on", "--appearance", "on", "--out", str(out)])
     assert rc == 0
-    return root, out, exposure
+    return root, out
 
 
 def test_contracted_fit_has_colour_maps(photo_run):
-    root, out, _ = photo_run
+    root, out = photo_run
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["contraction"] is not None
     assert cfg["appearance_images"] == len(load_scene(root, test_every=TEST_EVERY).split("train"))
@@ -84,7 +64,7 @@ def test_contracted_fit_has_colour_maps(photo_run):
 
 
 def test_contracted_fit_learns_the_scene(photo_run):
-    root, out, _ = photo_run
+    root, out = photo_run
     scene = load_scene(root, test_every=TEST_EVERY)
     mean = np.mean([scene.image(i).reshape(-1, 3).mean(0) for i in scene.split("train")], axis=0)
     base = np.mean([psnr(np.broadcast_to(mean, scene.image(i).shape).copy(), scene.image(i))

@@ -107,7 +107,7 @@ def test_render_sees_the_ball_and_the_wall_behind_the_contraction():
     assert torch.allclose(out.rgb[0], torch.tensor([1.0, 0.0, 0.0]), atol=1e-2)  # the ball first
     assert torch.allclose(out.rgb[1], torch.tensor([0.0, 0.0, 1.0]), atol=5e-2)  # past it: the wall at x = 30
     rgb, opacity, depth, _ = render_rays(field, grid, o, d, torch.zeros(3), cfg, "cpu", mode="rounds")
-    assert torch.allclose(rgb, out.rgb.clamp(0, 1), atol=1e-5)  # contracted grids march packed whatever is asked
+    assert torch.allclose(rgb, out.rgb.clamp(0, 1), atol=1e-5)  # the rounds marcher, the same picture
     assert float(depth[1] / opacity[1]) == pytest.approx(33.0, abs=1.5)  # the wall at x = 30, 33 from the camera
 
 
@@ -119,3 +119,17 @@ def test_uncontracted_grid_marches_as_before():
     s = candidates(grid, o, d, MarchConfig(step=0.01, near=0.0))
     assert float(s.t_ends.max()) <= 5.0 + 1e-4  # ends at the box: no wall
     assert np.isfinite(s.t_starts.numpy()).all()
+
+
+def test_rounds_and_packed_draw_the_same_contracted_picture():
+    field = Ball()
+    grid = contracted_grid(field, 64)
+    cfg = MarchConfig(step=0.02, near=0.05, far=math.inf, early_stop=1e-4)
+    g = torch.Generator().manual_seed(1)
+    o = torch.tensor([-3.0, -0.25, 1.0]).expand(500, 3).contiguous()
+    d = torch.nn.functional.normalize(torch.tensor([1.0, 0.0, 0.0]) + 0.6 * torch.randn(500, 3, generator=g), dim=-1)
+    packed = render_rays(field, grid, o, d, torch.zeros(3), cfg, "cpu", mode="packed")
+    rounds = render_rays(field, grid, o, d, torch.zeros(3), cfg, "cpu", mode="rounds")
+    for a, b in zip(packed[:3], rounds[:3], strict=True):
+        assert torch.allclose(a, b, atol=2e-4, rtol=1e-4)
+    assert float(packed[1].min()) < 0.5 < float(packed[1].max())  # some rays miss the ball and the wall

@@ -6,7 +6,8 @@ composites on a random background colour per ray (so alpha scenes learn their al
 opaque). The number of rays per step adapts so that a step holds about ``target_samples`` field samples. The
 grid is evaluated in full at the steps ``grid_full`` and on a random subset of cells every ``grid_every``
 steps; before the first refresh rays are marched with a ``coarse_step`` times larger step. An optional
-distortion loss (mip-NeRF 360) concentrates each ray's weights.
+distortion loss (mip-NeRF 360) concentrates each ray's weights. Real photographs are contracted and get per-photo colour
+maps (``tasks.radiance.scene_contraction``, ``render.appearance``).
 
 Choices (``grid_and_step``, ``RadianceConfig.for_scene``): the field and the occupancy grid cover the scene's
 box (Blender: [-1.5, 1.5]^3; instant-ngp: its aabb_scale box; LLFF: the NDC box, see ``tasks.radiance``); the
@@ -274,13 +275,11 @@ class RadianceRun(SceneModel):
         return eval_background(self.scene)
 
     def marchers(self) -> list[str]:
-        """The frame marchers that can draw this field (``render.march.MARCH_MODES``; contracted: packed)."""
-        if self.grid.contraction is not None:
-            return ["packed"]
+        """The frame marchers that can draw this field (``render.march.MARCH_MODES``; fused: not contracted ones)."""
         return [m for m in MARCH_MODES if m != "fused" or fusable(self.field)]
 
     def march_mode(self) -> str:
-        return "packed" if self.grid.contraction is not None else march_mode(self.device, self.field)
+        return march_mode(self.device, self.field, self.grid)
 
     @torch.no_grad()
     def render(self, camera, mode: str = "colour", march: str | None = None, on_device: bool = False) -> Rendering:
@@ -330,6 +329,11 @@ class RadianceRun(SceneModel):
         cell = g.cell_size.cpu().double().numpy()
         aabb = g.aabb.cpu().double().numpy()
         return np.maximum(box[0] - cell, aabb[0]), np.minimum(box[1] + cell, aabb[1])
+
+    def points_box(self):
+        """The inner cube of a contracted run (its point cloud leaves out the shell), else None."""
+        c = self.grid.contraction
+        return None if c is None else c.inner_box()
 
     def mesh_threshold(self) -> float:
         """Density where one marching step has opacity 1/2: ln 2 / step."""
