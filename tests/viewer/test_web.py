@@ -401,7 +401,9 @@ def test_view_web_stops_cleanly_on_ctrl_c(radiance_run):
     port = _free_port()
     env = dict(os.environ, FIELDFIT_NO_TCMALLOC="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "fieldfit", "view", radiance_run, "--web", "--port", port, "--camera", "test:1"]
-    proc = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # SIGINT as a terminal gives it: a test run started in the background hands its children SIGINT ignored
+    proc = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = proc.stdout.readline()  # printed once the server listens
         assert f"http://127.0.0.1:{port}" in line
