@@ -247,7 +247,6 @@ def view_in_browser(args, view) -> int:
     preset = pick_preset(view, args)
     viewer = WebViewer(view, args.host, args.port, mode=args.mode, fps=args.fps, scale=args.scale,
                        overlay=args.overlay == "on", camera=preset.name if preset else None)
-    print(access_line(args.host, args.port), flush=True)
-    serve(viewer, follow=Follow(view.model.run))
+    serve(viewer, follow=Follow(view.model.run), announce=lambda: print(access_line(args.host, args.port), flush=True))
     print("web viewer stopped", flush=True)
     return 0

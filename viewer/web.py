@@ -256,10 +256,13 @@ class WebViewer:
                 time.sleep(0.05)
 
 
-def serve(viewer: WebViewer, follow=None) -> None:
+def serve(viewer: WebViewer, follow=None, announce=None) -> None:
     """Draw for the tabs until Ctrl-C, reloading the weights when ``follow`` (``app.Follow``) says the run's
-    checkpoint changed; the server is stopped (its port freed) however the loop ends."""
+    checkpoint changed; the server is stopped (its port freed) however the loop ends. ``announce()`` (the URL line)
+    runs first, inside it: a Ctrl-C that follows the line at once still stops cleanly."""
     try:
+        if announce is not None:
+            announce()
         while True:
             viewer.pump(IDLE_WAIT_S)
             if follow is not None and follow.poll(viewer.view):
