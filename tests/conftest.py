@@ -74,6 +74,21 @@ def write_blocks_photos(root: Path, *, alpha: bool = True, sky=None, exposure=No
     (root / "transforms.json").write_text(json.dumps({"frames": frames}))
 
 
+def fit_one_thread(tmp_path_factory, name: str, args) -> Path:
+    """``fieldfit ARGS --out NEW`` in this process on one thread (module fixtures run before the function-scoped
+    ``one_thread``); returns the run folder."""
+    from fieldfit.cli import main
+
+    out = tmp_path_factory.mktemp(name) / "run"
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*args, "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(n)
+    return out
+
+
 def run_cli(*args, cwd=None, timeout=600):
     """Run `python -m fieldfit ARGS` in a subprocess; return CompletedProcess (text)."""
     env = dict(os.environ, FIELDFIT_NO_TCMALLOC="1", PYTHONUNBUFFERED="1")

@@ -7,11 +7,9 @@ import re
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 import trimesh
 
-from conftest import run_main
-from fieldfit.cli import main
+from conftest import fit_one_thread, run_main
 from fieldfit.mesh.weld import reload_report
 
 BSP = ["csg", "--method", "bsp", "--steps", "40", "--train-points", "20000", "--convexes", "4", "--batch", "1024",
@@ -21,15 +19,7 @@ RADIANCE = ["blocks", "--steps", "120", "--downscale", "2", "--levels", "2", "--
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def fit(tmp_path_factory, name, args):
-    out = tmp_path_factory.mktemp(name) / "run"
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main([*args, "--out", str(out)]) == 0
-    finally:
-        torch.set_num_threads(n)
-    return out
+fit = fit_one_thread
 
 
 @pytest.fixture(scope="module")

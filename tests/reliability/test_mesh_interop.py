@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import fit_one_thread
 from fieldfit.cli import main
 from fieldfit.mesh.weld import load_welded, mesh_report, reload_report
 
@@ -28,13 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fit(tmp_path_factory, name, args) -> tuple:
-    out = tmp_path_factory.mktemp(name) / "run"
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main([*args, "--out", str(out)]) == 0
-    finally:
-        torch.set_num_threads(n)
+    out = fit_one_thread(tmp_path_factory, name, args)
     return out, json.loads((out / "metrics.json").read_text())
 
 
