@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from .config import flag_name, given_options, shape_changes
-from .errors import InputError
+from .errors import InputError, Silent
 from .fingerprint import input_record, same_input
 from .logs import LogOptions
 from .registry import Job, config_class, get_method
@@ -90,7 +90,35 @@ def prepare(scene=None, method: str | None = None, *, time_budget=None, steps=No
     every ``log_image_every`` seconds) and the run folder, locked for writing (``job.run.release()`` when done): a
     new one (``Run.create_unique`` / ``Run.claim``, see ``fieldfit.runs``) or, with ``resume``, the run to
     continue, checked before anything is written into it (input, shape-setting options, checkpoint). Nothing is
-    trained yet."""
+    trained yet.
+
+    Started by torchrun with several ranks (``fieldfit.dist``): the ranks join, rank 0 prepares the run and the
+    others a mirror of it (``Run.mirror``); when rank 0's preparation fails, the others raise ``Silent``."""
+    from . import dist
+
+    kw = dict(time_budget=time_budget, steps=steps, device=device, seed=seed, out=out, resume=resume,
+              overwrite=overwrite, options=options, command=command, log=log, log_image_every=log_image_every)
+    if dist.launched() <= 1:
+        return _prepare(scene, method, **kw)
+    kw["device"] = dist.setup(resolve_device(device))
+    if dist.is_main():
+        try:
+            package, job = _prepare(scene, method, **kw)
+        except BaseException:
+            dist.broadcast_object(None)
+            raise
+        dist.broadcast_object(str(job.run.path))
+        return package, job
+    path = dist.broadcast_object(None)
+    if path is None:
+        raise Silent(2)
+    return _prepare(scene, method, mirror=Path(path), **kw)
+
+
+def _prepare(scene=None, method: str | None = None, *, time_budget=None, steps=None, device="auto", seed: int = 0,
+             out=None, resume=None, overwrite: bool = False, options: dict | None = None, command: str = "",
+             log: str = "csv", log_image_every=60.0, mirror: Path | None = None) -> tuple:
+    """``prepare`` in one process (``mirror``: rank 0's run folder, for the other ranks)."""
     from fieldfit.scenes.inputs import classify
 
     options = {k: v for k, v in (options or {}).items() if v is not None}
@@ -98,7 +126,8 @@ def prepare(scene=None, method: str | None = None, *, time_budget=None, steps=No
     logging = LogOptions.of(log, log_image_every)  # tensorboard missing: said before any folder or training
     if resume is not None:
         package, job = _prepare_resume(scene, method, resume, time_budget=time_budget, steps=steps, device=device,
-                                       seed=seed, out=out, overwrite=overwrite, options=options, command=command)
+                                       seed=seed, out=out, overwrite=overwrite, options=options, command=command,
+                                       mirror=mirror)
         job.run.log_options = logging
         return package, job
     method = method or "rbf"
@@ -111,7 +140,9 @@ def prepare(scene=None, method: str | None = None, *, time_budget=None, steps=No
     budget = Budget.of(time_budget, steps, cls.DEFAULT_SECONDS)
     device = resolve_device(device)
     record = input_record(inp)
-    if out:
+    if mirror is not None:
+        run = Run.mirror(mirror)
+    elif out:
         run = Run.claim(Path(out), overwrite)
     else:
         name = f"{inp.name}-{method}-{time.strftime('%Y%m%d-%H%M%S')}" + (f"-seed{int(seed)}" if int(seed) else "")
@@ -128,14 +159,17 @@ def _absolute(inp):
     return inp if inp.path is None else replace(inp, path=Path(os.path.abspath(inp.path)))
 
 
-def _prepare_resume(scene, method, resume, *, time_budget, steps, device, seed, out, overwrite, options, command):
-    """``prepare`` for ``--resume RUN``: every check before the run is written to, under its lock."""
+def _prepare_resume(scene, method, resume, *, time_budget, steps, device, seed, out, overwrite, options, command,
+                    mirror=None):
+    """``prepare`` for ``--resume RUN``: every check before the run is written to, under its lock (``mirror``:
+    rank 0 holds the lock; this rank reads the run and writes into a ``Run.mirror`` of it)."""
     run = open_run(resume)
     if out is not None and os.path.realpath(out) != os.path.realpath(run.path):
         raise InputError(f"--out {out}", "a resume writes into the run it continues", "leave --out out")
     if overwrite:
         raise InputError("--overwrite", "a resume continues the run", "leave --overwrite out, or start a new fit")
-    run.acquire()
+    if mirror is None:
+        run.acquire()
     try:
         saved = run.config()
         if method is not None and method != saved["method"]:
@@ -157,10 +191,12 @@ def _prepare_resume(scene, method, resume, *, time_budget, steps, device, seed, 
             raise InputError(run.path, "nothing to resume: the run has no checkpoint yet", "start a new fit")
         if run.has_checkpoint():
             run.checkpoint_meta()  # its layout is checked here; the method checks its tensors before writing
-        run.header = {**input_record(inp), "method": method, "command": command}
+        header = {**input_record(inp), "method": method, "command": command}
     except BaseException:
         run.release()
         raise
+    run = run if mirror is None else Run.mirror(run.path)
+    run.header = header
     return package, Job(_absolute(inp), parsed, budget, run, device, int(seed), True, saved, False)
 
 

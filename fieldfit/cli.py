@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from .args import Parser
-from .errors import FitError, InputError, Stopped
+from .errors import FitError, InputError, Silent, Stopped
 
 SUBCOMMANDS = ("export", "render", "eval", "view", "scenes", "poses")
 # errno values of a disk or a folder refusing work (full, read-only, not ours): one line, exit 2, no traceback
@@ -58,6 +58,9 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "(pip install 'fieldfit[tensorboard]')")
     p.add_argument("--log-image-every", type=float, default=60.0, metavar="SECONDS",
                    help="--log tensorboard: a test-view picture every SECONDS of training (image and radiance fits)")
+    p.add_argument("--gpus", type=int, metavar="N",
+                   help="train data-parallel on N GPUs of this machine (torchrun --nproc_per_node N -m fieldfit ...; "
+                        "on CPUs or several machines call torchrun yourself, see README)")
     return p
 
 
@@ -110,6 +113,7 @@ def _fit_parser(method: str) -> tuple[argparse.ArgumentParser, dict]:
 
 
 def cmd_fit(argv) -> int:
+    from . import dist
     from .api import open_run, prepare
 
     pre, _ = _base_parser(add_help=False).parse_known_args(argv)
@@ -120,6 +124,8 @@ def cmd_fit(argv) -> int:
         listing = ", ".join(sorted(f.flag for f in flags.values()))
         raise InputError(unknown[0], f"not an option of --method {method}", f"its options: {listing}")
     check_view(args)
+    if args.gpus is not None:
+        return _launch(argv, args.gpus)
     if not args.scene and not args.resume:
         parser.print_usage(sys.stderr)
         raise InputError("SCENE", "missing", "try: fieldfit csg --method rbf   (fieldfit scenes lists built-ins)")
@@ -129,14 +135,48 @@ def cmd_fit(argv) -> int:
                            overwrite=args.overwrite, options=options, command="fieldfit " + " ".join(argv),
                            log=args.log, log_image_every=args.log_image_every)
     try:  # the run is locked for writing until the fit ends, however it ends
-        return _fit(package, job, args, method)
+        code = _fit(package, job, args, method)
+        dist.barrier()  # every rank done before any leaves the group
+        return code
     finally:
         job.run.release()
+        dist.teardown()
+
+
+def _launch(argv: list, n: int) -> int:
+    """``--gpus N``: this command again under torch's launcher, one rank per GPU (``fieldfit.dist``)."""
+    import torch
+
+    from . import dist
+
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n < 1 or n > have:
+        raise InputError(f"--gpus {n}", f"this machine has {have} CUDA device(s)",
+                         "on CPUs run: torchrun --nproc_per_node N -m fieldfit SCENE --device cpu ...")
+    if dist.launched() > 1:
+        raise InputError(f"--gpus {n}", "already started by torchrun", "leave --gpus out under torchrun")
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--gpus":
+            skip = True
+        elif not a.startswith("--gpus="):
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "-m", "fieldfit",
+           *rest]
+    sys.stdout.flush()
+    os.execv(sys.executable, cmd)
+    return 0  # not reached
 
 
 def _live_view(args, job):
     """The step hook that draws between training steps: the window (fieldfit.viewer.live), a browser
-    (fieldfit.viewer.web_live), or None."""
+    (fieldfit.viewer.web_live), or None (also on the ranks other than 0 of a distributed fit)."""
+    from . import dist
+
+    if not dist.is_main():
+        return None
     if args.view == "web":
         from fieldfit.viewer.web_live import LiveWeb
 
@@ -159,6 +199,8 @@ def _fit(package, job, args, method: str) -> int:
 
 
 def _fit_viewed(package, job, args, method: str) -> int:
+    from . import dist
+
     fresh = job.run.path if job.fresh else None
     job.run.log(f"fieldfit {method} on {job.input.name} ({job.input.task}) -> {job.run.path}; "
                 f"budget {job.budget.describe()}")
@@ -176,8 +218,9 @@ def _fit_viewed(package, job, args, method: str) -> int:
             raise Interrupted(f"the last checkpoint is kept: continue with fieldfit --resume {job.run.path}") from None
         raise Interrupted("before the first checkpoint (one per minute of training): nothing to resume, "
                           "run it again") from None
-    print(_summary(metrics))
-    print(f"results: {job.run.path.resolve()}")
+    if dist.is_main():
+        print(_summary(metrics))
+        print(f"results: {job.run.path.resolve()}")
     if job.run.step_hook is not None:
         job.run.step_hook.finish()
     return 0
@@ -342,10 +385,17 @@ def cmd_render(argv) -> int:
             raise InputError(a.camera_path, f"has {len(path.cameras)} frames, more than {MAX_FRAMES}",
                              "render it in parts")
         cameras, fps = path.cameras, path.fps
-    model = load(a.run, a.device)
+    from . import dist
+    from .api import resolve_device
+
+    device = dist.setup(resolve_device(a.device)) if dist.launched() > 1 else a.device  # frames dealt to the ranks
+    model = load(a.run, device)
     check_video_out(a.out)  # before any rendering: a .mp4 needs imageio-ffmpeg
     if model.task == "sdf":  # shapes: a turntable of the viewer's picture (the shaded surface, the convexes)
         from fieldfit.viewer.turntable import turntable
+
+        if dist.active():
+            raise InputError(a.run, "shape turntables are drawn by one process", "run fieldfit render without torchrun")
 
         if a.path != "orbit" and cameras is None:
             raise InputError(f"--path {a.path}", "shape runs have no scene cameras", "use --path orbit")
@@ -354,10 +404,13 @@ def cmd_render(argv) -> int:
     else:
         written, note = model.render_video(a.path, Path(a.out), a.frames, cameras=cameras, fps=fps, size=size,
                                            kind=a.kind)
-    if note:
-        print(note)
-        model.run.log(note, echo=False)
-    print(f"wrote {written}")
+    if dist.is_main():
+        if note:
+            print(note)
+            model.run.log(note, echo=False)
+        print(f"wrote {written}")
+    dist.barrier()
+    dist.teardown()
     return 0
 
 
@@ -444,6 +497,16 @@ def _check_poses(a) -> None:
         raise InputError(a.vocab_tree, "vocabulary tree not found", "give the path of a COLMAP vocab tree file")
 
 
+def _echoes(e: Exception) -> bool:
+    """Whether this process prints error ``e``: always, except on the ranks other than 0 of a distributed fit,
+    which print only their own news (another rank lost); rank 0 says the rest."""
+    if os.environ.get("RANK", "0") in ("0", "") or os.environ.get("WORLD_SIZE", "1") == "1":
+        return True
+    from .dist import RankLost
+
+    return isinstance(e, RankLost)
+
+
 def _maybe_tcmalloc(argv) -> None:
     """Re-exec once with tcmalloc preloaded when present: ~1.5x faster CPU training."""
     if os.environ.get("FIELDFIT_NO_TCMALLOC") or "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
@@ -472,8 +535,11 @@ def main(argv=None) -> int:
             return COMMANDS[argv[0]](argv[1:])
         return cmd_fit(argv)
     except InputError as e:
-        print(f"fieldfit: error: {e}", file=sys.stderr)
+        if _echoes(e):
+            print(f"fieldfit: error: {e}", file=sys.stderr)
         return 2
+    except Silent as e:  # a rank other than 0: rank 0 said why
+        return e.exit_code
     except Stopped as e:
         print(("\n" if sys.stdout.isatty() else "") + f"fieldfit: {e}", file=sys.stderr)
         return e.exit_code
@@ -484,7 +550,8 @@ def main(argv=None) -> int:
         print("\nfieldfit: interrupted", file=sys.stderr)
         return 130
     except (FloatingPointError, FitError) as e:
-        print(f"fieldfit: error: {e}", file=sys.stderr)
+        if _echoes(e):
+            print(f"fieldfit: error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # the system refused a read or write no InputError named: still one line
         if e.errno not in SYSTEM_ERRORS:

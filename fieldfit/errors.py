@@ -31,3 +31,12 @@ class Stopped(KeyboardInterrupt):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + int(signum)
+
+
+class Silent(Exception):
+    """A rank other than 0 of a distributed fit stopping because rank 0 did (rank 0 printed why): the CLI prints
+    nothing and exits with ``exit_code``."""
+
+    def __init__(self, exit_code: int = 2):
+        super().__init__(f"exit {exit_code}")
+        self.exit_code = int(exit_code)

@@ -63,13 +63,17 @@ def set_lr(opt: torch.optim.Optimizer, progress: float, final_ratio: float) -> f
 
 
 def make_adam(groups: list[dict], betas=(0.9, 0.99), eps=1e-15) -> torch.optim.Optimizer:
-    """Adam, fused when torch supports it for the device (3x faster on CPU for big grids)."""
+    """Adam, fused when torch supports it for the device (3x faster on CPU for big grids). In a distributed fit
+    its gradients are averaged over the ranks before each step (``fieldfit.dist.attach``)."""
+    from . import dist
+
     for g in groups:
         g["base_lr"] = g["lr"]
     try:
-        return torch.optim.Adam(groups, betas=betas, eps=eps, fused=True)
+        opt = torch.optim.Adam(groups, betas=betas, eps=eps, fused=True)
     except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(groups, betas=betas, eps=eps)
+        opt = torch.optim.Adam(groups, betas=betas, eps=eps)
+    return dist.attach(opt)
 
 
 def count_params(model: torch.nn.Module) -> int:

@@ -199,6 +199,8 @@ class Run:
         self.log_options = None  # fieldfit.logs.LogOptions of the fit writing this run (None: csv only)
         self.notes: dict = {}  # what the fit fell back to (``warn``), recorded in config.json and metrics.json
         self.fresh = False  # the folder was made for this run (bad input may remove it again)
+        self.quiet = False  # never print the log (a mirror: rank 0 speaks for the fit)
+        self.scratch = False  # a mirror's temporary folder: removed by ``release``
         self._lock_fd = None
 
     @classmethod
@@ -268,6 +270,20 @@ class Run:
             raise InputError(path, f"not a run folder (no {CONFIG})", "pass the folder a fit wrote, e.g. runs/<name>")
         return cls(path)
 
+    @classmethod
+    def mirror(cls, path: Path) -> "Run":
+        """A stand-in for the run ``path`` on a rank other than 0 of a distributed fit (``fieldfit.dist``): a
+        temporary folder in which the run's config.json, checkpoint and metrics.json are linked (reads see rank
+        0's), while its own writes replace the links and never reach ``path``; not echoed; removed by
+        ``release``."""
+        scratch = Path(tempfile.mkdtemp(prefix="fieldfit-mirror-"))
+        for name in (CONFIG, CHECKPOINT, METRICS):
+            if (Path(path) / name).exists():
+                os.symlink(os.path.abspath(Path(path) / name), scratch / name)
+        run = cls(scratch)
+        run.quiet = run.scratch = True
+        return run
+
     # -- ownership ------------------------------------------------------------
     def acquire(self) -> "Run":
         """Lock the run for writing (non-blocking; InputError naming the holder's pid when another process
@@ -306,7 +322,10 @@ class Run:
         return self
 
     def release(self) -> None:
-        """Let go of the lock (removing the lock file); nothing when not held."""
+        """Let go of the lock (removing the lock file); nothing when not held. A mirror's folder is removed."""
+        if self.scratch:
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
         fd, self._lock_fd = self._lock_fd, None
         if fd is None:
             return
@@ -377,13 +396,14 @@ class Run:
         with suppress(OSError):
             with open(self.path / LOG, "a") as f:
                 f.write(stamp + msg + "\n")
-        if echo:
+        if echo and not self.quiet:
             print(msg, flush=True)
 
     def warn(self, msg: str, **record) -> None:
         """Say ``msg`` on stderr (one line) and in the log; ``record`` (e.g. grid_fallback="...") goes into the
         run's config.json and metrics.json when they are written."""
-        print(f"fieldfit: warning: {msg}", file=sys.stderr, flush=True)
+        if not self.quiet:
+            print(f"fieldfit: warning: {msg}", file=sys.stderr, flush=True)
         self.log(f"warning: {msg}", echo=False)
         self.notes.update(record)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import dist
 from .errors import FitError, InputError, Stopped
 from .faults import Snapshot, StopSignals, non_finite, resume_command
 from .logs import MetricLog
@@ -152,7 +153,7 @@ class Progress:
 
     def __init__(self, run: Run | None, metric_name: str = "", log_every_s: float = 10.0):
         self.run, self.metric_name = run, metric_name
-        self.tty = sys.stdout.isatty()
+        self.tty = sys.stdout.isatty() and dist.is_main()
         self.last_log = -1e9
         self.log_every_s = log_every_s
 
@@ -292,28 +293,37 @@ def fit_loop(step, budget: Budget, run: Run, *, evaluate=None, state=None, metri
     i, elapsed, metric, loss = start_step, start_elapsed, None, float("nan")
     clock = _Clock(start_elapsed)
     last_eval = last_ckpt = elapsed
+    if state is not None:  # several ranks (fieldfit.dist): all start from rank 0's state
+        dist.broadcast_tensors(state()[0])
+    dist.fork_rng()
     guard = _Guard(run, state, history)
     logs = MetricLog(run, metric_name, unit, start_step=start_step, start_seconds=start_elapsed,
                      step_offset=step_offset, seconds_offset=seconds_offset, preview=preview)
 
+    def now() -> float:
+        """Seconds of training, the same on every rank (the slowest rank's clock)."""
+        return dist.agree(clock.now(), None, True, False)[0]
+
     def back(what: str) -> tuple[int, float]:
         """Roll back (``_Guard.rollback``), the logs too; the step and seconds to go on from."""
         to = guard.rollback(i, what)
-        logs.rewind(to, clock.now())
-        return to, clock.now()
+        t = now()
+        logs.rewind(to, t)
+        return to, t
+
+    def take() -> bool:
+        with clock.paused():
+            return dist.all_true(guard.take(i, elapsed))
 
     with StopSignals(run) as stop, scaled_lr(), logs:
-        if guard.snap is not None and not guard.take(i, elapsed):
+        if guard.snap is not None and not take():
             raise FitError(f"the state to train from (step {i}) is not finite ({guard.snap.bad}): start a new run")
+        signum = dist.agree(elapsed, stop.signum, True, False)[1]
         while True:
-            if stop.signum is not None:
-                guard.stop(i, elapsed, stop.signum)
+            if signum is not None:
+                guard.stop(i, elapsed, signum)
             if budget.done(i, elapsed):
-                if guard.snap is None or guard.snap.step == i:
-                    break
-                with clock.paused():
-                    ok = guard.take(i, elapsed)
-                if ok:
+                if guard.snap is None or guard.snap.step == i or take():
                     break
                 i, elapsed = back(f"{guard.snap.bad} not finite")
                 continue
@@ -323,8 +333,10 @@ def fit_loop(step, budget: Budget, run: Run, *, evaluate=None, state=None, metri
                 what = f"loss {loss}"
             except FloatingPointError as e:  # a step's own check (e.g. gradients not finite)
                 loss, what = math.nan, str(e)
-            if not math.isfinite(loss):
-                i, elapsed = back(what)
+            t = clock.now()  # the step's decisions, agreed by every rank (one process: as they are)
+            t, signum, finite, due = dist.agree(t, stop.signum, math.isfinite(loss), guard.due(i + 1, t))
+            if not finite:
+                i, elapsed = back(what if not math.isfinite(loss) else "another rank's loss not finite")
                 continue
             i += 1
             logs.add(dict(out, loss=loss))
@@ -332,7 +344,7 @@ def fit_loop(step, budget: Budget, run: Run, *, evaluate=None, state=None, metri
             if hook is not None:  # e.g. the viewer drawing between steps; its time is not training time
                 with clock.paused():
                     hook(i, state)
-            elapsed = clock.now()
+            elapsed = clock.now() if not dist.active() else t
             if i % 10 == 0 or i < 10:
                 history.steps.append(i)
                 history.seconds.append(elapsed)
@@ -346,12 +358,12 @@ def fit_loop(step, budget: Budget, run: Run, *, evaluate=None, state=None, metri
                 history.metric.append(metric)
                 last_eval = elapsed
             checkpoint = state is not None and elapsed - last_ckpt >= CHECKPOINT_EVERY_S
-            if checkpoint or guard.due(i, elapsed):
-                with clock.paused():
-                    ok = guard.take(i, elapsed)
-                    if ok and checkpoint:
+            if checkpoint or (guard.due(i, elapsed) if not dist.active() else due):
+                ok = take()
+                if ok and checkpoint:
+                    with clock.paused():
                         guard.save()
-                        last_ckpt = elapsed
+                    last_ckpt = elapsed
                 if not ok:
                     i, elapsed = back(f"{guard.snap.bad} not finite")
                     continue

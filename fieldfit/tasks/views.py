@@ -54,31 +54,41 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
 def _png(path: Path, rgb: np.ndarray) -> None:
     import imageio.v3 as iio
 
-    img = to_uint8(rgb)
+    img = rgb if rgb.dtype == np.uint8 else to_uint8(rgb)
     atomic_write(path, lambda tmp: iio.imwrite(tmp, img, extension=".png"))
 
 
 def evaluate_views(render_fn, scene, run, device="cpu") -> dict:
-    """Render every test view to renders/test_NNN.png and measure it (see the module doc)."""
+    """Render every test view to renders/test_NNN.png and measure it (see the module doc). In a distributed fit
+    (``fieldfit.dist``) the views are dealt to the ranks and rank 0 writes them all."""
+    from fieldfit import dist
     from fieldfit.render.metrics import load_lpips, psnr, ssim
 
     ids = scene.split("test")
     lp, lp_missing = load_lpips(device=device) if ids else (None, None)
     if lp_missing:
         run.log(f"lpips not measured: {lp_missing}")
-    psnrs, ssims, lpipss, seconds, samples, rays = [], [], [], 0.0, 0, 0
-    for k, i in enumerate(counted(ids, "test views", run)):
+    measured, pictures = [], []
+    for k, i in counted(dist.deal(list(enumerate(ids))), "test views", run):
         cam = scene.frames[i].camera
         t = time.perf_counter()
         pred, n = render_fn(cam)
-        seconds += time.perf_counter() - t
-        samples, rays = samples + n, rays + cam.pixels
-        _png(run.path / "renders" / f"test_{k:03d}.png", pred)
+        seconds = time.perf_counter() - t
         gt = scene.image(i)
-        psnrs.append(psnr(pred, gt))
-        ssims.append(ssim(pred, gt))  # views under 11 px: a smaller window (render.metrics.ssim)
-        if lp is not None:
-            lpipss.append(lp(pred, gt))
+        # views under 11 px: a smaller window for SSIM (render.metrics.ssim)
+        measured.append((psnr(pred, gt), ssim(pred, gt), lp(pred, gt) if lp is not None else None, seconds, n,
+                         cam.pixels))
+        if dist.active():
+            pictures.append(to_uint8(pred))
+        else:
+            _png(run.path / "renders" / f"test_{k:03d}.png", pred)
+    measured = dist.collect(measured, len(ids))
+    if dist.active():
+        for k, picture in enumerate(dist.collect(pictures, len(ids), to_all=False) or []):
+            _png(run.path / "renders" / f"test_{k:03d}.png", picture)
+    psnrs, ssims = [m[0] for m in measured], [m[1] for m in measured]
+    lpipss = [m[2] for m in measured] if lp is not None else []
+    seconds, samples, rays = sum(m[3] for m in measured), sum(m[4] for m in measured), sum(m[5] for m in measured)
     test = {"psnr": float(np.mean(psnrs)) if psnrs else float("nan"),
             "ssim": float(np.nanmean(ssims)) if ssims else float("nan"), "views": len(ids)}
     if ids:
@@ -208,23 +218,30 @@ class SceneModel(Model):
 
     def render_video(self, path: str, out, frames: int = 60, *, cameras: list | None = None, fps: float = 24.0,
                      size: tuple[int, int] | None = None, kind: str = "rgb"):
+        from fieldfit import dist
+
         cams = list(cameras) if cameras is not None else video_cameras(self.scene, path, frames)
         if size is not None and cameras is None:
             cams = [c.resized(*size) for c in cams]
         with cpu_threads(self.run, self.device):
             pictures, note = self.pictures(cams, kind, "camera path" if cameras is not None else f"{path} frames")
+        if not dist.is_main():  # several ranks (torchrun ... render): rank 0 writes the video
+            return Path(out), note
         written, written_note = write_video(pictures, Path(out), fps)
         return written, "; ".join(n for n in (note, written_note) if n)
 
     def pictures(self, cameras: list, kind: str = "rgb", what: str = "frames") -> tuple[list[np.ndarray], str]:
-        """(uint8 frames [H,W,3] of ``cameras``, note) for pass ``kind`` rgb | depth | normal (module doc)."""
+        """(uint8 frames [H,W,3] of ``cameras``, note) for pass ``kind`` rgb | depth | normal (module doc). With
+        several ranks (``fieldfit.dist``) each draws its share of the cameras and every rank gets every frame."""
+        from fieldfit import dist
         from fieldfit.render.passes import depth_frames, normal_frame, normals_from_points
 
         if kind == "rgb":
-            return [to_uint8(self.frame(c)[0]) for c in counted(cameras, what)], ""
+            mine = [to_uint8(self.frame(c)[0]) for c in counted(dist.deal(cameras), what)]
+            return dist.collect(mine, len(cameras)), ""
         gradient = kind == "normal" and "normals" in self.render_modes
         maps = []
-        for cam in counted(cameras, what):
+        for cam in counted(dist.deal(cameras), what):
             points, r = self.surface(cam, "normals" if gradient else "colour")
             if kind == "depth":
                 maps.append(np.where(np.isfinite(points[..., 0]), r.depth.float().cpu().numpy(), np.nan))
@@ -234,6 +251,7 @@ class SceneModel(Model):
             else:
                 n = normals_from_points(points, cam.position)
                 maps.append(normal_frame(np.nan_to_num(n), np.isfinite(n[..., 0])))
+        maps = dist.collect(maps, len(cameras))
         if kind == "depth":
             frames, (lo, hi) = depth_frames(maps)
             return frames, f"depth colours: turbo from {lo:.4g} (blue) to {hi:.4g} (red), black: no surface"

@@ -11,17 +11,25 @@ This is the TensoRF/instant-ngp/nerfacc scheme: ``update`` evaluates the field a
 jittered point per cell, keeps max(decay * old, new), thresholds, and (as TensoRF's
 alpha mask does with a 3x3x3 max-pool) dilates the result so that a cell whose single
 probe point fell outside a thin occupied cap is still marched.
+
+In a distributed fit (torch.distributed initialised, several ranks) rank 0 refreshes the grid and broadcasts
+it, so every rank marches the same cells.
 """
 
 import math
 
 import torch
+import torch.distributed as tdist
 from torch import nn
 
 from ...cuda import traverse_occupancy
 from ..rays import ray_aabb
 from ..samples import RaySamples
 from ..termination import terminate
+
+
+def _ranks() -> int:
+    return tdist.get_world_size() if tdist.is_available() and tdist.is_initialized() else 1
 
 
 def _eval_chunked(fn, x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -134,6 +142,9 @@ class OccupancyGrid(nn.Module):
                 among the occupied ones.
             chunk: points per density_fn call.
         """
+        if _ranks() > 1 and tdist.get_rank() > 0:  # a distributed fit: rank 0 refreshes, the others receive
+            self._receive()
+            return
         g3 = self.density.numel()
         device = self.density.device
         if n_cells is None or step < self.warmup_steps:
@@ -157,6 +168,15 @@ class OccupancyGrid(nn.Module):
             pooled = nn.functional.max_pool3d(binary[None, None].float(), k, stride=1, padding=self.dilation)
             binary = pooled[0, 0] > 0
         self.binary.copy_(binary)
+        if _ranks() > 1:
+            self._receive()
+
+    def _receive(self) -> None:
+        """Rank 0's density and cells on every rank (a distributed fit: the grid is the same everywhere)."""
+        tdist.broadcast(self.density, 0)
+        cells = self.binary.to(torch.uint8)
+        tdist.broadcast(cells, 0)
+        self.binary.copy_(cells.bool())
 
     def span(self, origins: torch.Tensor, dirs: torch.Tensor, near, far) -> tuple[torch.Tensor, torch.Tensor]:
         """(t_min, t_max) [R] of rays clipped to the box and to [near, far] (t_max = t_min: nothing to march)."""

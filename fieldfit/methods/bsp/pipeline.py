@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fieldfit import dist
 from fieldfit.errors import InputError
 from fieldfit.fields.bsp import BSPField, BSPFieldConfig
 from fieldfit.model import Model, Occupancy, model_tensors
@@ -127,6 +128,7 @@ def fit_shape(shape, cfg: BSPConfig, job) -> dict:
     run.log(f"shape {shape.name}: {len(pool.all()[0]):,} labelled samples in {prepare_s:.1f}s; "
             f"{fcfg.planes} planes, {fcfg.convexes} convexes")
     t1 = time.perf_counter()
+    dist.fork_generator(gen, job.seed)  # each rank its own batches (rank 0 as in one process)
     history, report = train(model, pool, probe, job.budget, run, cfg, rng, gen, resume=job.resume)
     train_s = time.perf_counter() - t1
     t2 = time.perf_counter()

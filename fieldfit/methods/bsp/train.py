@@ -25,8 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fieldfit import dist
 from fieldfit.fields.bsp import T_THRESHOLD, BSPField
 from fieldfit.optim import make_adam, set_lr
+from fieldfit.runs import model_state
 
 
 @dataclass
@@ -168,7 +170,7 @@ class Fitter:
         # phase 3 binarises T: it needs larger steps on T than phase 0
         self.opt.param_groups[1]["base_lr"] = self.sched.lr_t if phase == 0 else self.sched.lr_t3
         lr = set_lr(self.opt, q, self.sched.lr_final)
-        x, f = self.pool.batch(self.sched.batch, progress, self.gen)
+        x, f = self.pool.batch(dist.share(self.sched.batch), progress, self.gen)
         k = 1.0 / band_at(self.sched, phase, q)
         if phase == 0:
             s = self.model.continuous_union(self.model.convex_values(x, k))
@@ -183,6 +185,8 @@ class Fitter:
             self.model.T.clamp_(0, 1)  # negative T_ij makes C < 0, S = 1 far away (collapse)
         if q < self.sched.reseed_until[phase > 0] and (i + 1) % self.sched.reseed_every == 0:
             self.reseed_dead()
+            if dist.active():  # the ranks' seeds differ: all go on from rank 0's
+                dist.broadcast_tensors(model_state(self.model, self.opt)()[0])
         return {"loss": loss.detach(), "phase": phase, "batch": len(x), "lr": lr}
 
     @torch.no_grad()

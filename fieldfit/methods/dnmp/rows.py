@@ -8,9 +8,13 @@ applies Adam to those rows only (lazy Adam: untouched rows keep their moments; b
 the global step, as torch.optim.SparseAdam). The tables must require grad (so that autograd
 runs the gather's backward); their ``.grad`` stays None, so no other optimizer should hold them.
 The moments live beside their tables (same device), and the update never leaves that device.
+In a distributed fit (``fieldfit.dist``) each table's row gradients are summed over the ranks in a dense table
+(one all-reduce of the table's size per step) and averaged; the rows any rank touched are updated.
 """
 
 import torch
+
+from fieldfit import dist
 
 
 class _Gather(torch.autograd.Function):
@@ -54,19 +58,38 @@ class RowAdam:
         lr = self.param_groups[0]["lr"]
         c1, c2 = 1 - self.b1**self.t, 1 - self.b2**self.t
         for table, m, v, sink in zip(self.tables, self.m, self.v, self.sinks, strict=True):
-            if not sink:
+            if dist.active():
+                uniq, g = _ranks_rows(table, sink)
+                sink.clear()
+                if not uniq.numel():
+                    continue
+            elif not sink:
                 continue
-            rows = torch.cat([r for r, _ in sink])
-            grads = torch.cat([g for _, g in sink])
-            uniq, inv = torch.unique(rows, return_inverse=True)
-            g = torch.zeros(uniq.numel(), table.shape[1], dtype=grads.dtype, device=table.device).index_add_(
-                0, inv, grads)
+            else:
+                rows = torch.cat([r for r, _ in sink])
+                grads = torch.cat([g for _, g in sink])
+                uniq, inv = torch.unique(rows, return_inverse=True)
+                g = torch.zeros(uniq.numel(), table.shape[1], dtype=grads.dtype, device=table.device).index_add_(
+                    0, inv, grads)
             mr = m.index_select(0, uniq).mul_(self.b1).add_(g, alpha=1 - self.b1)
             vr = v.index_select(0, uniq).mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
             m.index_copy_(0, uniq, mr)
             v.index_copy_(0, uniq, vr)
             table.index_add_(0, uniq, -lr * (mr / c1) / ((vr / c2).sqrt() + self.eps))
             sink.clear()
+
+
+def _ranks_rows(table: torch.Tensor, sink: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows any rank touched [U], their gradient averaged over the ranks [U,C]) of one table."""
+    dense = torch.zeros_like(table)
+    touched = torch.zeros(table.shape[0], dtype=torch.uint8, device=table.device)
+    for rows, grad in sink:
+        dense.index_add_(0, rows, grad.to(dense.dtype))
+        touched[rows] = 1
+    dist.sum_(dense)
+    dist.max_(touched)
+    uniq = touched.nonzero().squeeze(1)
+    return uniq, dense.index_select(0, uniq) / dist.world()
 
 
 __all__ = ["RowAdam"]

@@ -23,6 +23,7 @@ the cache's fragments are moved to the model's device.
 import numpy as np
 import torch
 
+from fieldfit import dist
 from fieldfit.optim import set_lr
 from fieldfit.tasks.radiance import PixelStore, camera_rays
 
@@ -40,7 +41,7 @@ class _Base:
     def __init__(self, model, opt, store: PixelStore, scene, extra, seed: int):
         self.model, self.opt, self.store, self.scene, self.extra = model, opt, store, scene, extra
         self.device = model.device
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(dist.sample_seed(seed))  # each rank its own pixels (rank 0: the seed)
         self.alpha_bg = bool(scene.has_alpha)
         self.rays = self.calls = 0
 
@@ -185,7 +186,7 @@ class RadianceStepper(_Base):
         self.cache = cache
 
     def __call__(self, i: int, progress: float) -> dict:
-        n = int(self.extra.batch)
+        n = dist.share(int(self.extra.batch))
         if self.alpha_bg:
             pixels = self.cache.pixels[self.rng.integers(0, len(self.cache.pixels), n)]
         else:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fieldfit import dist
 from fieldfit.optim import set_lr
 from fieldfit.render.losses import distortion_loss
 from fieldfit.render.samplers.projection import densify, intervals, weight_quantiles
@@ -37,7 +38,7 @@ class Stepper:
     def __init__(self, model, opt, store: PixelStore, frame_sizes: list[int], extra, eval_bg, device, seed: int):
         self.model, self.opt, self.store, self.e = model, opt, store, extra
         self.device = torch.device(device)
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(dist.sample_seed(seed))  # each rank its own rays (rank 0: the seed)
         self.ends = np.cumsum(frame_sizes)
         self.pools = model.sampler.sources.neighbour_pools(int(extra.pool))
         self.eval_bg = torch.as_tensor(eval_bg, dtype=torch.float32, device=self.device)
@@ -87,7 +88,7 @@ class Stepper:
         lr = set_lr(self.opt, progress, e.lr_final)
         stage2 = progress >= e.stage1
         explore = not stage2 and i % 2 == 1
-        batch, views = self.sample(e.explore_batch if explore else e.batch)
+        batch, views = self.sample(dist.share(e.explore_batch if explore else e.batch))
         bg = torch.rand(batch.origins.shape[0], 3, device=self.device)
         if explore:
             loss, total, n = self._explore(batch, views, bg)

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import torch
 
+from fieldfit import dist
 from fieldfit.errors import InputError
 from fieldfit.fields.gaussian_rbf import FieldConfig, ImageRBF
 from fieldfit.model import Model, Rendering, model_tensors
@@ -53,6 +54,7 @@ def fit(job) -> dict:
     run, device = job.run, torch.device(job.device)
     image = read_input(job.input)
     gen = seed_everything(job.seed)
+    dist.fork_generator(gen, job.seed)  # each rank its own batches (rank 0 as in one process)
     h, w, c = image.shape
     cfg = ImageConfig.from_dict(job.saved["config"]).replace(**job.options) if job.resume else \
         ImageConfig.for_image(h, w, c, **job.options)
@@ -67,7 +69,7 @@ def fit(job) -> dict:
     # after the checkpoint has loaded into this model: a resume that cannot go on leaves the run as it was
     run.write_config({"task": "image", "method": "rbf", "source": job.input.name, "height": h, "width": w,
                       "channels": c, "field": fcfg.to_dict(), "config": cfg.to_dict(), "seed": job.seed})
-    batch = min(cfg.batch, h * w)
+    batch = dist.share(min(cfg.batch, h * w))
     prepare_s = time.perf_counter() - t0
 
     def step(i, progress):

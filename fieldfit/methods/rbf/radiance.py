@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fieldfit import dist
 from fieldfit.fields.gaussian_rbf import FieldConfig
 from fieldfit.fields.radiance_rbf import RadianceRBF, default_density_scale
 from fieldfit.model import Occupancy, Rendering, model_tensors
@@ -145,7 +146,7 @@ class Stepper:
                  seed: int):
         self.model, self.opt, self.store, self.march, self.cfg = model, opt, store, march, cfg
         self.device = torch.device(device)
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(dist.sample_seed(seed))  # each rank its own rays (rank 0: the seed)
         self.spr = 64.0  # running mean of samples per ray
         self.rays = self.samples = 0
         self.last_step = 0
@@ -166,7 +167,7 @@ class Stepper:
         c = self.cfg
         lr = set_lr(self.opt, progress, c.lr_final)
         march = self._grid(i)
-        n = int(np.clip(c.target_samples / max(self.spr, 1.0), 256, c.batch))
+        n = dist.share(int(np.clip(c.target_samples / max(self.spr, 1.0), 256, c.batch)))  # this rank's rays
         batch = self.store.sample(n, self.rng).to(self.device)
         bg = (torch.rand if c.background == "random" else torch.zeros)(n, 3, device=self.device)
         out, samples = render(self.model.field, self.model.grid, batch.origins, batch.dirs, bg, march,

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import torch
 
+from fieldfit import dist
 from fieldfit.errors import FitError
 from fieldfit.fields.gaussian_rbf import SDFRBF, FieldConfig
 from fieldfit.model import Model, Occupancy, model_tensors
@@ -35,6 +36,7 @@ def fit(job) -> dict:
     cfg = SDFConfig.from_dict(job.saved["config"]).replace(**job.options) if job.resume else \
         SDFConfig.for_shape(**job.options)
     gen = seed_everything(job.seed)
+    dist.fork_generator(gen, job.seed)  # each rank its own batches (rank 0 as in one process)
     for d in shape.diagnostics:
         run.log(f"input: {d}")
     rng = np.random.default_rng(job.seed)
@@ -51,16 +53,16 @@ def fit(job) -> dict:
     # after the checkpoint has loaded into this model: a resume that cannot go on leaves the run as it was
     run.write_config({"task": "sdf", "method": "rbf", "source": shape.name, "center": shape.center.tolist(),
                       "scale": shape.scale, "field": fcfg.to_dict(), "config": cfg.to_dict(), "seed": job.seed})
-    n = len(pts)
+    n, batch = len(pts), dist.share(cfg.batch)
 
     def step(i, progress):
         lr = set_lr(opt, progress, cfg.lr_final)
-        idx = torch.randint(0, n, (cfg.batch,), device=device, generator=gen if device.type == "cpu" else None)
+        idx = torch.randint(0, n, (batch,), device=device, generator=gen if device.type == "cpu" else None)
         loss = sdf_loss(model.sdf(pts[idx]), sdf[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss": loss.detach(), "batch": cfg.batch, "lr": lr}
+        return {"loss": loss.detach(), "batch": batch, "lr": lr}
 
     eval_pts = torch.from_numpy(rng.uniform(-1, 1, (100_000, 3)).astype(np.float32)).to(device)
     eval_in = torch.from_numpy(shape.inside(eval_pts.cpu().numpy())).to(device)
