@@ -71,7 +71,8 @@ class RadianceRBF(nn.Module):
             unit (the inner box).
 
     Examples:
-        >>> f = RadianceRBF(FieldConfig(units=8), [[-1, -1, -1], [1, 1, 1]])
+        >>> from fieldfit.fields.components.encodings import GridConfig
+        >>> f = RadianceRBF(FieldConfig(GridConfig(levels=2, max_res=16), units=8), [[-1, -1, -1], [1, 1, 1]])
         >>> f(torch.zeros(5, 3), torch.tensor([[0.0, 0, 1]]).expand(5, 3)).rgb.shape
         torch.Size([5, 3])
     """

@@ -20,6 +20,7 @@ from conftest import run_main
 
 HERE = Path(__file__).parent
 LAUNCH_TIMEOUT = 180
+SMALL = ("--levels", "3", "--max-res", "64")  # a small image field: the launches, not the fits, are tested
 
 
 def torchrun(*args, tmp: Path, nproc: int = 2, timeout: float = LAUNCH_TIMEOUT, **popen):
@@ -85,7 +86,7 @@ def fitted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fits")
     a, b = tmp / "a", tmp / "b"
     for run in (a, b):
-        p = fieldfit("rings", "--steps", 20, "--out", run, tmp=tmp)
+        p = fieldfit("rings", "--steps", 20, *SMALL, "--out", run, tmp=tmp)
         assert p.returncode == 0, p.stderr[-2000:]
     first = losses(a)
     one = run_main("--resume", a, "--steps", 30, "--device", "cpu")  # one process: this one
@@ -113,7 +114,7 @@ def test_resume_across_world_sizes(fitted):
 
 
 def test_a_killed_rank_stops_the_other_with_one_line(tmp_path):
-    p = fieldfit("rings", "--time-budget", 120, "--out", tmp_path / "run", tmp=tmp_path, stdout=subprocess.PIPE,
+    p = fieldfit("rings", "--time-budget", 120, *SMALL, "--out", tmp_path / "run", tmp=tmp_path, stdout=subprocess.PIPE,
                  stderr=subprocess.PIPE)
     try:
         log = tmp_path / "run" / "log"

@@ -21,6 +21,8 @@ from fieldfit.trainer import fit_loop, plot_curve, resume_state
 
 from .config import SDFConfig, field_for_device
 
+PROBE_POINTS = 100_000  # uniform points of the in-training IoU
+
 
 def sdf_loss(pred, gt):
     """GNF's relative squared error: (pred - gt)^2 / (|gt| + 0.1) favours the surface."""
@@ -29,6 +31,7 @@ def sdf_loss(pred, gt):
 
 def fit(job) -> dict:
     from fieldfit.scenes.shapes import load_shape
+    from fieldfit.tasks.sdf_samples import prepare
 
     t0 = time.perf_counter()
     run, device = job.run, torch.device(job.device)
@@ -39,16 +42,21 @@ def fit(job) -> dict:
     dist.fork_generator(gen, job.seed)  # each rank its own batches (rank 0 as in one process)
     for d in shape.diagnostics:
         run.log(f"input: {d}")
-    rng = np.random.default_rng(job.seed)
+    load_s = time.perf_counter() - t0
     sampling = {"thin_frac": float(cfg.thin_frac)} if cfg.thin_frac else {}
-    pts, sdf = shape.training_set(int(cfg.train_points), rng, **sampling)
-    pts, sdf = torch.from_numpy(pts).to(device), torch.from_numpy(sdf).to(device)
+    prep = prepare(shape, int(cfg.train_points), job.seed, PROBE_POINTS, **sampling)
+    t_model = time.perf_counter()
+    pts, sdf = torch.from_numpy(prep.points).to(device), torch.from_numpy(prep.sdf).to(device)
+    eval_pts, eval_in = torch.from_numpy(prep.probe).to(device), torch.from_numpy(prep.probe_inside).to(device)
     fcfg = field_for_device(cfg.field_config(), device, run)
     model = SDFRBF(fcfg, device=device).to(device)
     opt = make_adam([{"params": model.parameters(), "lr": cfg.lr}])
     params = count_params(model)
     prepare_s = time.perf_counter() - t0
-    run.log(f"shape {shape.name}: {len(pts):,} samples in {prepare_s:.1f}s; field {params:,} parameters")
+    phases = {"load": load_s, **prep.seconds, "model": time.perf_counter() - t_model}
+    run.log(f"shape {shape.name}: {len(pts):,} samples in {prepare_s:.1f}s"
+            f"{' (from the cache)' if prep.cached else ''}; field {params:,} parameters")
+    run.log("prepare: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()))
     start, elapsed, history = resume_state(run, model, opt, device) if job.resume else (0, 0.0, None)
     # after the checkpoint has loaded into this model: a resume that cannot go on leaves the run as it was
     run.write_config({"task": "sdf", "method": "rbf", "source": shape.name, "center": shape.center.tolist(),
@@ -63,9 +71,6 @@ def fit(job) -> dict:
         loss.backward()
         opt.step()
         return {"loss": loss.detach(), "batch": batch, "lr": lr}
-
-    eval_pts = torch.from_numpy(rng.uniform(-1, 1, (100_000, 3)).astype(np.float32)).to(device)
-    eval_in = torch.from_numpy(shape.inside(eval_pts.cpu().numpy())).to(device)
 
     @torch.no_grad()
     def evaluate():  # quick occupancy IoU on a fixed probe set
@@ -85,6 +90,7 @@ def fit(job) -> dict:
     plot_curve(run, history, "iou")
     metrics.update(task="sdf", params=params, steps=history.steps[-1] if history.steps else start,
                    prepare_seconds=prepare_s, train_seconds=train_s, export_seconds=time.perf_counter() - t2,
+                   prepare_phases={k: round(v, 4) for k, v in phases.items()}, samples_cached=prep.cached,
                    convention=CONVENTION)
     run.write_metrics(metrics)
     return metrics
