@@ -167,3 +167,22 @@ def test_grid_defaults_follow_the_device():
     assert shape(RadianceConfig().with_device("cuda", SimpleNamespace(ndc=True))) == ("triplane", 4, 4)
     assert shape(RadianceConfig(grid="hash", levels=8).with_device("cpu", scene)) == ("hash", 8, 2)
     assert RadianceConfig(max_res=300).with_device("cuda", scene).max_res == 300
+
+
+def test_refine_poses_trains_a_correction_per_photo_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    tiny = ["--downscale", "4", "--levels", "2", "--max-res", "16", "--resolution", "16"]
+    assert main(["blocks", "--steps", "12", *tiny, "--refine-poses", "on", "--out", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    train = len(load_scene(blocks_scene_dir(), downscale=4).split("train"))
+    assert cfg["pose_images"] == train
+    from safetensors import safe_open
+
+    with safe_open(str(out / "checkpoint.safetensors"), framework="pt") as f:
+        delta = f.get_tensor("model.poses.delta")
+    assert delta.shape == (train, 6)
+    assert float(delta.abs().max()) > 0  # trained
+    assert float(delta.mean(0).abs().max()) < 1e-5  # the gauge: no shared correction
+    assert "pose_corrections" in json.loads((out / "metrics.json").read_text())
+    assert main(["--resume", str(out), "--steps", "16"]) == 0
+    assert main(["blocks", "--refine-poses", "maybe", "--out", str(tmp_path / "bad")]) == 2

@@ -282,7 +282,7 @@ class RadianceConfig(ConfigBase, FieldOptions):
     ``rbf.radiance``). ``for_scene`` decides what is None from the scene and the device."""
 
     DEFAULT_SECONDS: ClassVar[float] = 300.0
-    SHAPE_OPTIONS: ClassVar[tuple[str, ...]] = (*FIELD_SHAPES, "grid_res", "contract", "appearance")
+    SHAPE_OPTIONS: ClassVar[tuple[str, ...]] = (*FIELD_SHAPES, "grid_res", "contract", "appearance", "refine_poses")
 
     # scene loading
     downscale: int = option(1, "downscale the posed images by N (area average)", low=1, high=64)
@@ -292,6 +292,8 @@ class RadianceConfig(ConfigBase, FieldOptions):
                                   choices=("on", "off"))
     appearance: str | None = option(None, "per-photo colour correction (exposure, white balance): on | off "
                                           "(default: on where the scene is contracted)", choices=("on", "off"))
+    refine_poses: str = option("off", "train a pose correction per training photo with the field (for poses "
+                                      "from structure-from-motion): on | off", choices=("on", "off"))
     # field
     grid: str | None = _grid(None, RADIANCE_GRIDS)  # None: hash on a GPU for world-space scenes, else triplane
     levels: int | None = _levels(None)

@@ -47,6 +47,7 @@ from fieldfit.render.march import (
     render_rays,
 )
 from fieldfit.render.metrics import psnr_from_mse
+from fieldfit.render.poses import PoseCorrections
 from fieldfit.runs import Run, load_model, model_state
 from fieldfit.tasks.radiance import (
     PixelStore,
@@ -69,11 +70,13 @@ class RadianceModel(nn.Module):
     """A radiance field plus its occupancy grid (buffers) and, for real captures, the photos' colour maps
     (``render.appearance``), saved and loaded together."""
 
-    def __init__(self, field: nn.Module, grid: OccupancyGrid, appearance: Appearance | None = None):
+    def __init__(self, field: nn.Module, grid: OccupancyGrid, appearance: Appearance | None = None,
+                 poses: PoseCorrections | None = None):
         super().__init__()
         self.field = field
         self.grid = grid
         self.appearance = appearance
+        self.poses = poses
 
     def seen(self, rgb: torch.Tensor, opacity: torch.Tensor, background) -> torch.Tensor:
         """Colours [R,3] (composited on ``background``, opacities [R]) of a view no photo was trained on: through
@@ -100,8 +103,9 @@ def build_model(cfg: dict, device) -> tuple[RadianceModel, MarchConfig]:
                         cfg["density_scale"], device=device, contraction=contraction)
     grid = OccupancyGrid(cfg["aabb"], resolution=cfg["grid_res"], warmup_steps=0, dilation=cfg.get("grid_dilation", 1),
                          contraction=contraction)
-    n = int(cfg.get("appearance_images", 0))
-    return RadianceModel(field, grid, Appearance(n) if n else None).to(device), MarchConfig(**cfg["march"])
+    n, m = int(cfg.get("appearance_images", 0)), int(cfg.get("pose_images", 0))
+    return (RadianceModel(field, grid, Appearance(n) if n else None, PoseCorrections(m) if m else None).to(device),
+            MarchConfig(**cfg["march"]))
 
 
 def grid_and_step(scene, cfg: RadianceConfig, contraction=None) -> tuple[int, float]:
@@ -125,10 +129,12 @@ def run_config(scene, inp, cfg: RadianceConfig, seed: int) -> dict:
             "density_scale": default_density_scale(unit_box(scene) if contraction is None else aabb),
             "grid_res": grid_res, "contraction": None if contraction is None else contraction.to_config(),
             "appearance_images": len(scene.split("train")) if cfg.appearance == "on" else 0,
+            "pose_images": len(scene.split("train")) if cfg.refine_poses == "on" else 0,
             "grid_dilation": int(cfg.grid_dilation), "march": march, "config": cfg.to_dict(), "seed": seed}
 
 
 APPEARANCE_LR = 1e-3
+POSE_LR = 1e-3  # pose corrections (radians, scene units), on the fit's schedule
 
 
 def param_groups(model: RadianceModel, cfg: RadianceConfig) -> list[dict]:
@@ -136,6 +142,8 @@ def param_groups(model: RadianceModel, cfg: RadianceConfig) -> list[dict]:
               {"params": list(model.field.decoder.parameters()), "lr": cfg.lr_decoder}]
     if model.appearance is not None:
         groups.append({"params": list(model.appearance.parameters()), "lr": APPEARANCE_LR})
+    if model.poses is not None:
+        groups.append({"params": list(model.poses.parameters()), "lr": POSE_LR})
     return groups
 
 
@@ -170,8 +178,10 @@ class Stepper:
         n = dist.share(int(np.clip(c.target_samples / max(self.spr, 1.0), 256, c.batch)))  # this rank's rays
         batch = self.store.sample(n, self.rng).to(self.device)
         bg = (torch.rand if c.background == "random" else torch.zeros)(n, 3, device=self.device)
-        out, samples = render(self.model.field, self.model.grid, batch.origins, batch.dirs, bg, march,
-                              stratified=True)
+        origins, dirs = batch.origins, batch.dirs
+        if self.model.poses is not None:
+            origins, dirs = self.model.poses(origins, dirs, batch.image)
+        out, samples = render(self.model.field, self.model.grid, origins, dirs, bg, march, stratified=True)
         rgb = out.rgb
         if self.model.appearance is not None:
             rgb = self.model.appearance(out.rgb, out.opacity, bg, batch.image)
@@ -189,6 +199,8 @@ class Stepper:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
+            if self.model.poses is not None:
+                self.model.poses.center_()
         return {"loss": loss.detach(), "mse": mse.detach(), "batch": n, "lr": lr}
 
 
@@ -241,6 +253,10 @@ def _fit(job) -> dict:
                    rays_per_second=stepper.rays / max(train_s, 1e-9),
                    train_samples_per_ray=stepper.samples / max(stepper.rays, 1),
                    occupied_fraction=model.grid.occupied_fraction())
+    if model.poses is not None:
+        turn, move = model.poses.sizes()
+        metrics.update(pose_corrections={"mean_rotation_deg": turn, "mean_translation": move})
+        run.log(f"pose corrections: mean {turn:.3f} deg, mean translation {move:.4g}")
     run.write_metrics(metrics)
     return metrics
 
