@@ -8,6 +8,7 @@ over the ranks (``fieldfit.dist``), and each rank also computes the full batch's
 """
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -163,3 +164,5 @@ def main(out: Path) -> None:
 if __name__ == "__main__":
     np.seterr(all="ignore")
     main(Path(sys.argv[1]))
+    sys.stdout.flush()
+    os._exit(0)  # as fieldfit.cli.main leaves a rank: no interpreter shutdown after the process group
