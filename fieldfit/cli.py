@@ -8,6 +8,7 @@
     fieldfit view RUN                      the viewer window (--web: in a browser, e.g. on a remote machine)
     fieldfit scenes                        list the built-in scenes
     fieldfit poses PHOTOS_OR_VIDEO --out SCENE   camera poses by structure-from-motion (pip install "fieldfit[sfm]")
+    fieldfit SCENE --blocks AxB            a large scene as overlapping blocks under one parent run
 
 A method's flags come from its Config dataclasses (``fieldfit/methods/<method>/config.py``): ``fieldfit
 --method bsp --help`` lists bsp's; a flag another method or task owns is an error (exit 2) naming the valid ones.
@@ -58,6 +59,9 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
                         "(pip install 'fieldfit[tensorboard]')")
     p.add_argument("--log-image-every", type=float, default=60.0, metavar="SECONDS",
                    help="--log tensorboard: a test-view picture every SECONDS of training (image and radiance fits)")
+    p.add_argument("--blocks", metavar="AxB",
+                   help="a large world-space scene as A x B overlapping blocks, each its own rbf run, under one "
+                        "parent run (fieldfit SCENE --blocks 2x2 -h lists its options)")
     p.add_argument("--gpus", type=int, metavar="N",
                    help="train data-parallel on N GPUs of this machine (torchrun --nproc_per_node N -m fieldfit ...; "
                         "on CPUs or several machines call torchrun yourself, see README)")
@@ -117,6 +121,8 @@ def cmd_fit(argv) -> int:
     from .api import open_run, prepare
 
     pre, _ = _base_parser(add_help=False).parse_known_args(argv)
+    if pre.blocks is not None:
+        return _blocks(argv)
     method = pre.method or (open_run(pre.resume).config()["method"] if pre.resume else "rbf")
     parser, flags = _fit_parser(method)
     args, unknown = parser.parse_known_args(argv)
@@ -505,6 +511,14 @@ def _echoes(e: Exception) -> bool:
     from .dist import RankLost
 
     return isinstance(e, RankLost)
+
+
+def _blocks(argv: list) -> int:
+    """``fieldfit SCENE --blocks AxB ...``: the scene as A x B overlapping blocks under one parent run
+    (``fieldfit.methods.blocks.command``; its options: fieldfit SCENE --blocks AxB -h)."""
+    from .methods.blocks.command import main as blocks_main
+
+    return blocks_main(argv)
 
 
 def _maybe_tcmalloc(argv) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 CHUNK = 1 << 20
 _COLMAP = tuple(f"{d}{n}.{e}" for d in ("sparse/0/", "sparse/", "0/", "") for n in ("cameras", "images", "points3D")
                 for e in ("bin", "txt"))
-POSE_FILES = ("transforms.json", "transforms_train.json", "transforms_val.json", "transforms_test.json",
+POSE_FILES = ("block.json", "transforms.json", "transforms_train.json", "transforms_val.json", "transforms_test.json",
               "poses_bounds.npy", "cameras_sphere.npz", "cameras.npz", *_COLMAP)
 
 

@@ -21,6 +21,7 @@ METHODS = {
     "bsp": "fieldfit.methods.bsp",
     "dnmp": "fieldfit.methods.dnmp",
     "pronerf": "fieldfit.methods.pronerf",
+    "blocks": "fieldfit.methods.blocks",  # a parent of rbf runs (fieldfit blocks SCENE --grid AxB)
 }
 
 

@@ -5,7 +5,8 @@ Conventions (those of the NeRF-synthetic release):
   (per-file ``fl_x``/``cx``/... are honoured when present);
 * images are composited on a white background; alpha is kept (``Scene.alpha``);
 * bounds: the objects lie within [-1.5, 1.5]^3 and the cameras sit ~4 units from the origin,
-  so ``aabb = [-1.5, 1.5]^3``, ``near = 2``, ``far = 6`` (NeRF's values);
+  so ``aabb = [-1.5, 1.5]^3``, ``near = 2``, ``far = 6`` (NeRF's values), unless transforms_train.json gives
+  its own ``aabb`` ([[xmin, ymin, zmin], [xmax, ymax, zmax]]), ``near`` and ``far`` (fieldfit's built-in street);
 * frames are the concatenation train, val, test (in that order); ``splits`` index into it.
   A missing ``transforms_test.json`` falls back to val as test (then to an empty test split).
 """
@@ -18,7 +19,7 @@ import numpy as np
 
 from fieldfit.errors import InputError
 
-from ._io import check_downscale, list_dir, load_json
+from ._io import check_bounds, check_downscale, list_dir, load_json, number
 from ._transforms import frames_from_transforms
 from .base import Scene, scale_frames
 
@@ -66,9 +67,28 @@ def load_blender(root, downscale: int = 1) -> Scene:
     # a missing test json makes the test split val's copy: one source fewer than splits, the last one unused
     frame_sources = [s for s, idx in zip(sources, splits.values(), strict=False) for _ in idx]
     frames = scale_frames(frames, downscale, train_json)
+    aabb, near, far = _bounds(load_json(train_json), train_json)
     return Scene(
         name=root.resolve().name, root=root, kind="builtin" if builtin else "blender", frames=frames,
-        splits=splits, aabb=BLENDER_AABB.copy(), near=BLENDER_NEAR, far=BLENDER_FAR,
+        splits=splits, aabb=aabb, near=near, far=far,
         background=np.ones(3, np.float32), ndc=False, downscale=downscale, has_alpha=alpha,
         metadata={"source": str(train_json), "frame_sources": frame_sources},
     )
+
+
+def _bounds(meta: dict, source: Path) -> tuple[np.ndarray, float, float]:
+    """(aabb [2,3], near, far): the json's own where it gives them, else NeRF's (module doc)."""
+    aabb, near, far = BLENDER_AABB.copy(), BLENDER_NEAR, BLENDER_FAR
+    if "aabb" in meta:
+        try:
+            aabb = np.asarray(meta["aabb"], np.float64).reshape(2, 3)
+        except (TypeError, ValueError):
+            raise InputError(source, f"'aabb' must be [[xmin, ymin, zmin], [xmax, ymax, zmax]], got {meta['aabb']!r}",
+                             "fix the json or remove 'aabb'") from None
+    near = number(meta.get("near", near), source, "scene", "near")
+    far = number(meta.get("far", far), source, "scene", "far", positive=True)
+    check_bounds(aabb, near, far, source)
+    if not (np.all(aabb[1] > aabb[0]) and 0 <= near < far):
+        raise InputError(source, f"bounds out of order (aabb {aabb.tolist()}, near {near:g}, far {far:g})",
+                         "give min corner < max corner and 0 <= near < far")
+    return aabb, near, far

@@ -4,6 +4,8 @@
   handle: the occupancy is known exactly, so IoU is measured against the truth (genus 2).
 - ``rings``: a 256x256 procedural image (colour rings and sharp edges) given by a formula.
 - ``blocks``: a small posed-image scene ray-traced by ``scenes.procedural`` (radiance task).
+- ``street``: a world-space street of box buildings, 64 views along it (``scenes.procedural``; radiance task),
+  the scene ``fieldfit blocks`` is tested on; ``street_inside`` is its exact occupancy.
 """
 
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ BUILTIN = {
     "csg": Builtin("sdf", "machined part: box - through-hole - pocket + torus handle (genus 2), exact occupancy"),
     "rings": Builtin("image", "256x256 procedural colour rings with sharp edges, given by a formula"),
     "blocks": Builtin("radiance", "24 ray-traced views of coloured spheres and a box (Blender format)"),
+    "street": Builtin("radiance", "64 ray-traced views along a street of box buildings, 8.8 x 3.8 x 1.6 (world "
+                                  "space; for fieldfit blocks)"),
 }
 
 
@@ -99,6 +103,44 @@ def blocks_scene_dir(cache: Path | None = None) -> Path:
     if not (root / "transforms_train.json").is_file():
         make_builtin_radiance_scene(root)
     return root
+
+
+STREET_VERSION = 1  # bump when the street changes: its cached folder is then made again
+
+
+def street_scene_dir(cache: Path | None = None) -> Path:
+    """Write (once, into fieldfit's cache folder) and return the folder of the built-in street. It is made in a
+    folder of its own and renamed into place, so processes that start together never read a half-written one."""
+    import os
+    import shutil
+    import tempfile
+
+    from fieldfit.cache import cache_dir
+
+    from .procedural import make_street_scene
+
+    root = Path(cache or cache_dir()) / f"street_{STREET_VERSION}"
+    if not (root / "transforms_train.json").is_file():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".street-", dir=root.parent))
+        make_street_scene(tmp)
+        try:
+            os.rename(tmp, root)
+        except OSError:  # another process put its copy there first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def radiance_scene_dir(name: str) -> Path:
+    """The folder of the built-in radiance scene ``name`` (blocks, street), written on first use."""
+    return {"blocks": blocks_scene_dir, "street": street_scene_dir}[name]()
+
+
+def street_inside(points: np.ndarray) -> np.ndarray:
+    """[N] bool: the street's exact occupancy at points [N,3] (buildings and ground slab)."""
+    from .procedural import street_inside as inside
+
+    return inside(points)
 
 
 SDF_FUNCTIONS: dict[str, Callable] = {"csg": csg_sdf}

@@ -10,21 +10,24 @@ from ._io import list_dir
 
 LOOKED_FOR = ("transforms_train.json (Blender)", "transforms.json (nerfstudio / instant-ngp)",
               "poses_bounds.npy (LLFF)", "sparse/0 or cameras.bin/.txt (COLMAP)",
-              "cameras_sphere.npz or cameras.npz (DTU / IDR)")
+              "cameras_sphere.npz or cameras.npz (DTU / IDR)", "block.json (a block of fieldfit blocks)")
 
 
 def capture_format(path) -> str | None:
-    """The format of a capture folder, checked in order: "blender" (transforms_train.json), "nerfstudio"
-    (transforms.json), "llff" (poses_bounds.npy), "colmap" (a model in sparse/0, sparse/, or the folder itself),
-    "dtu" (cameras_sphere.npz / cameras.npz); None when it is none of them. A folder with both transforms.json
-    and sparse/ is nerfstudio, one with poses_bounds.npy and sparse/ (mip-NeRF 360's) LLFF: point at its sparse/0
-    to read it as COLMAP."""
+    """The format of a capture folder, checked in order: "block" (block.json: ``scenes.subset``), "blender"
+    (transforms_train.json), "nerfstudio" (transforms.json), "llff" (poses_bounds.npy), "colmap" (a model in
+    sparse/0, sparse/, or the folder itself), "dtu" (cameras_sphere.npz / cameras.npz); None when it is none of
+    them. A folder with both transforms.json and sparse/ is nerfstudio, one with poses_bounds.npy and sparse/
+    (mip-NeRF 360's) LLFF: point at its sparse/0 to read it as COLMAP."""
     from .colmap import find_sparse
     from .dtu import find_cameras
+    from .subset import is_block_scene
 
     p = Path(path)
     if not p.is_dir():
         return None
+    if is_block_scene(p):
+        return "block"
     for marker, kind in (("transforms_train.json", "blender"), ("transforms.json", "nerfstudio"),
                          ("poses_bounds.npy", "llff")):
         if (p / marker).is_file():
@@ -64,6 +67,10 @@ def load_scene(path, downscale: int = 1, test_every: int = 8, **kw):
         else:
             raise InputError(p, "not a scene file", f"give the scene folder; looked for {', '.join(LOOKED_FOR)}")
     kind = capture_format(p)
+    if kind == "block":
+        from .subset import load_block_scene
+
+        return load_block_scene(p, load_scene, downscale=downscale)
     if kind == "blender":
         return load_blender(p, downscale=downscale, **kw)
     loaders = {"nerfstudio": load_nerfstudio, "llff": load_llff, "colmap": load_colmap, "dtu": load_dtu}

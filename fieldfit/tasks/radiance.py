@@ -28,12 +28,13 @@ from fieldfit.scenes import Scene, load_scene
 
 
 def load_radiance_scene(inp, downscale: int = 1, test_every: int = 8) -> Scene:
-    """The Scene of an Input (a folder, or the built-in "blocks")."""
-    from fieldfit.scenes.builtin import blocks_scene_dir
+    """The Scene of an Input (a folder, or a built-in radiance scene: "blocks", "street")."""
+    from fieldfit.scenes.builtin import BUILTIN, radiance_scene_dir
 
-    path = blocks_scene_dir() if inp.builtin == "blocks" else inp.path
+    radiance = [k for k, b in BUILTIN.items() if b.task == "radiance"]
+    path = radiance_scene_dir(inp.builtin) if inp.builtin in radiance else inp.path
     if path is None:
-        raise InputError(inp.name, "not a posed-image scene", "pass a scene folder or 'blocks'")
+        raise InputError(inp.name, "not a posed-image scene", f"pass a scene folder or one of {', '.join(radiance)}")
     scene = load_scene(path, downscale=int(downscale), test_every=int(test_every))
     views = scene.split("train")
     foot = pixel_footprint(scene) if views else 0.0
