@@ -142,6 +142,34 @@ def agreed_loop(out: Path) -> dict:
     return {"steps": last[0], "losses": history.loss, "mirror_gone": not run.path.exists()}
 
 
+def curve(out: Path, name: str) -> list:
+    """The losses of a short rbf SDF fit through fit_loop with rank-seeded batches (run it twice: the same)."""
+    from fieldfit.methods.rbf.sdf import sdf_loss
+    from fieldfit.optim import make_adam, seed_everything
+    from fieldfit.runs import Run, model_state
+    from fieldfit.trainer import Budget, fit_loop
+
+    gen = seed_everything(0)
+    dist.fork_generator(gen, 0)
+    model = SDFRBF(TINY)
+    opt = make_adam([{"params": model.parameters(), "lr": 1e-2}])
+    pts = torch.rand(4096, 3, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    target, batch = pts.norm(dim=1) - 0.5, dist.share(512)
+
+    def step(i, progress):
+        idx = torch.randint(0, len(pts), (batch,), generator=gen)
+        loss = sdf_loss(model.sdf(pts[idx]), target[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return {"loss": loss.detach()}
+
+    run = Run.create(out / name) if dist.is_main() else Run.mirror(out / name)
+    history = fit_loop(step, Budget(steps=25), run, state=model_state(model, opt))
+    run.release()
+    return history.loss
+
+
 def w_module(w):
     m = torch.nn.Module()
     m.w = w
@@ -156,6 +184,7 @@ def main(out: Path) -> None:
     result["rows"] = rows_step()
     result["loop"] = agreed_loop(out)
     result["split"] = dist.split_map(lambda k: (k, dist.rank()), list(range(5)))
+    result["curves"] = [curve(out, "curve1"), curve(out, "curve2")]
     (out / f"rank{dist.rank()}.json").write_text(json.dumps(result))
     dist.barrier()
     dist.teardown()

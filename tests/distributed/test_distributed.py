@@ -74,6 +74,15 @@ def test_loop_stops_and_rolls_back_together(ranks):
     assert b["mirror_gone"]
 
 
+def test_same_seed_same_curve(ranks):
+    results, _ = ranks
+    for r in results:
+        first, second = r["curves"]
+        assert len(first) > 5
+        assert first == second
+    assert results[0]["curves"][0] != results[1]["curves"][0]  # each rank trained on its own batches
+
+
 def test_views_are_dealt_and_collected_in_order(ranks):
     results, _ = ranks
     for r in results:
@@ -82,31 +91,29 @@ def test_views_are_dealt_and_collected_in_order(ranks):
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    """rings fitted twice with 2 ranks (same seed), then resumed on 1 process and again on 2."""
+    """rings fitted with 2 ranks, then resumed on 1 process and again on 2."""
     tmp = tmp_path_factory.mktemp("fits")
-    a, b = tmp / "a", tmp / "b"
-    for run in (a, b):
-        p = fieldfit("rings", "--steps", 20, *SMALL, "--out", run, tmp=tmp)
-        assert p.returncode == 0, p.stderr[-2000:]
+    a = tmp / "a"
+    p = fieldfit("rings", "--steps", 20, *SMALL, "--out", a, tmp=tmp)
+    assert p.returncode == 0, p.stderr[-2000:]
     first = losses(a)
     one = run_main("--resume", a, "--steps", 30, "--device", "cpu")  # one process: this one
     assert one.returncode == 0, one.stderr[-2000:]
     two = fieldfit("--resume", a, "--steps", 40, tmp=tmp)
     assert two.returncode == 0, two.stderr[-2000:]
-    return tmp, a, b, first, two
+    return tmp, a, first, two
 
 
-def test_same_seed_same_curve_and_only_rank_0_writes(fitted):
-    tmp, a, b, first, two = fitted
-    assert first == losses(b)[:len(first)]
+def test_only_rank_0_writes(fitted):
+    tmp, a, first, two = fitted
     assert len(first) > 1
     assert not list(tmp.glob("fieldfit-mirror-*"))  # rank 1's scratch runs are gone
-    assert (b / "renders").is_dir() or (b / "reconstruction.png").is_file()
+    assert (a / "reconstruction.png").is_file()
     assert two.stdout.count("results:") == 1  # one rank reports
 
 
 def test_resume_across_world_sizes(fitted):
-    _, a, _, _, _ = fitted
+    _, a, _, _ = fitted
     log = (a / "log").read_text()
     assert "resumed from step 20" in log
     assert "resumed from step 30" in log
