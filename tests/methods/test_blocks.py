@@ -123,6 +123,7 @@ def test_weights_are_a_continuous_partition_of_unity():
     assert u[3].tolist() == [0.5, 0.5, 0.0]  # on the edge: halfway
     assert u[4].tolist() == [0.0, 1.0, 0.0]
     assert u[5, 2] == 0.0
+    assert weights(torch.zeros(0, 3, dtype=torch.float64)).shape == (0, 6)  # a chunk with no samples left
     assert u[5, 1] == 1.0
 
 

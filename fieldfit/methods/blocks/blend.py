@@ -57,7 +57,7 @@ class BlockWeights:
         """[N, K] weights of points x [N,3]; each row sums to 1."""
         u = axis_weights(x[:, self.axes[0]], self.edges[0], self.margins[0])
         v = axis_weights(x[:, self.axes[1]], self.edges[1], self.margins[1])
-        return (u[:, :, None] * v[:, None, :]).reshape(x.shape[0], -1)
+        return (u[:, :, None] * v[:, None, :]).reshape(x.shape[0], u.shape[1] * v.shape[1])
 
 
 class BlendedField(nn.Module):
