@@ -29,9 +29,9 @@ class RBFDecoder(nn.Module):
     """features [N,D] -> RBF layer [N,K] -> Linear [N,out] (no output activation)."""
 
     def __init__(self, in_dim: int, out_dim: int, units: int = 64, kernel: str = "gaussian",
-                 center_init: float = 1e-4):
+                 center_init: float = 1e-4, log_prec_init: float = 0.0):
         super().__init__()
-        self.rbf = RBFLayer(in_dim, units, kernel, center_init)
+        self.rbf = RBFLayer(in_dim, units, kernel, center_init, log_prec_init)
         self.head = nn.Linear(units, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -51,6 +51,22 @@ def test_rbf_decoder_starts_flat():
     assert torch.allclose(y, y[:1].expand_as(y), atol=1e-4)  # all phi ~ 1 at initialisation
 
 
+def test_log_prec_init_defaults_to_the_old_start():
+    """config.json of runs saved before ``log_prec_init`` builds units of log-precision 0; a new value is written."""
+    from fieldfit.methods.rbf.config import ImageConfig, RadianceConfig, SDFConfig
+
+    old = FieldConfig().to_dict()
+    del old["log_prec_init"]
+    assert FieldConfig.from_dict(old).log_prec_init == 0.0
+    cfg = FieldConfig(units=4, log_prec_init=2.0)
+    assert FieldConfig.from_dict(cfg.to_dict()) == cfg
+    dec = RBFDecoder(3, 1, units=4, log_prec_init=2.0)
+    assert torch.equal(dec.rbf.log_prec, torch.full((4, 3), 2.0))
+    assert RadianceConfig().field_config().log_prec_init > 0  # radiance: sharper units (issue 29)
+    assert ImageConfig().field_config().log_prec_init == 0.0  # image and SDF fits start as before
+    assert SDFConfig().field_config().log_prec_init == 0.0
+
+
 def test_dense_grid_bilinear_hand_values():
     grid = torch.tensor([[[0.0, 1.0], [2.0, 3.0]]])  # F=1, H=2, W=2: value = x_idx + 2*y_idx
     x = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [0.0, 0.0], [0.5, -0.5]])
