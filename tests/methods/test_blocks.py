@@ -21,8 +21,9 @@ from fieldfit.scenes import load_scene
 from fieldfit.scenes.builtin import street_scene_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-FIT = ["--blocks", "2x1", "--steps", "20", "--downscale", "2", "--levels", "2", "--max-res", "32", "--resolution", "32"]
-MESH_FIT = [*FIT[:2], "--steps", "120", *FIT[4:], "--lr", "0.1"]  # long enough for density above the mesh level
+FIT = ["--blocks", "2x1", "--steps", "60", "--lr", "0.1", "--downscale", "2", "--levels", "2", "--max-res", "32",
+       "--resolution", "32"]  # 30 steps a block at a high rate: each must draw something (the rbf shift is -10)
+MESH_FIT = [*FIT[:2], "--steps", "120", *FIT[4:]]  # long enough for density above the mesh level
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +199,7 @@ def test_fit_in_blocks_writes_a_parent_of_block_runs(parent):
     assert cfg["method"] == "blocks"
     assert cfg["task"] == "radiance"
     assert [b["run"] for b in cfg["blocks"]] == ["blocks/b0_0", "blocks/b1_0"]
-    assert "10 steps per block" in r.stdout
+    assert "30 steps per block" in r.stdout
     assert "block 1/2 b0_0" in r.stdout
     assert "block 2/2 b1_0" in r.stdout
     for b in cfg["blocks"]:
@@ -283,7 +284,7 @@ def test_the_same_out_again_keeps_finished_blocks_and_resumes_the_others(parent)
     assert r.returncode == 0, r.stderr
     assert "block 1/2 b0_0: finished before, kept" in r.stdout
     assert "block 2/2 b1_0" in r.stdout
-    assert "resumed for 10 steps" in r.stdout
+    assert "resumed for 30 steps" in r.stdout
     assert os.stat(done).st_mtime_ns == stamp
     assert (out / "blocks" / "b1_0" / "metrics.json").is_file()
     r = run_main("street", *FIT[:-1], "48", "--overlap", "0.2", "--out", out)  # another partition
