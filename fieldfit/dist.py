@@ -129,10 +129,15 @@ def fork_generator(gen: torch.Generator | None, seed: int) -> None:
         gen.manual_seed(sample_seed(seed))
 
 
+_FORKED = []  # fork_rng ran in this process (a fit of several stages calls it once per stage)
+
+
 def fork_rng() -> None:
-    """Give the ranks other than 0 their own torch random stream (random backgrounds, jitter); rank 0 keeps its."""
-    if active() and rank() > 0:
+    """Give the ranks other than 0 their own torch random stream (random backgrounds, jitter), once per process:
+    rank r continues from the fit's seed + r * RANK_SEED; rank 0 keeps its stream."""
+    if active() and rank() > 0 and not _FORKED:
         torch.manual_seed(torch.initial_seed() + rank() * RANK_SEED)
+        _FORKED.append(True)
 
 
 def broadcast_tensors(tensors: dict) -> None:
@@ -273,13 +278,7 @@ def collect(mine: list, total: int, to_all: bool = True) -> list | None:
     return [parts[k % n][k // n] for k in range(total)]
 
 
-def split_map(fn, items: list) -> list:
-    """``[fn(x) for x in items]`` with the items dealt to the ranks (``deal``); every rank gets every result, in
-    order (results must pickle). One process: a plain loop."""
-    return collect([fn(x) for x in deal(items)], len(items))
-
-
 __all__ = ["RANK_SEED", "RankLost", "active", "agree", "all_true", "attach", "average_gradients", "barrier",
            "broadcast_object", "broadcast_tensors", "collect", "deal", "fork_generator", "fork_rng", "is_main",
-           "launched", "max_", "rank", "sample_seed", "setup", "share", "split_map", "sum_", "teardown", "timeout",
+           "launched", "max_", "rank", "sample_seed", "setup", "share", "sum_", "teardown", "timeout",
            "world"]

@@ -183,7 +183,7 @@ def main(out: Path) -> None:
     result["radiance"], result["grid"] = radiance_gradient()
     result["rows"] = rows_step()
     result["loop"] = agreed_loop(out)
-    result["split"] = dist.split_map(lambda k: (k, dist.rank()), list(range(5)))
+    result["split"] = dist.collect([(k, dist.rank()) for k in dist.deal(list(range(5)))], 5)
     result["curves"] = [curve(out, "curve1"), curve(out, "curve2")]
     (out / f"rank{dist.rank()}.json").write_text(json.dumps(result))
     dist.barrier()
