@@ -3,12 +3,14 @@
     python bench/blocks_bench.py                         # 4x1 blocks, 4000 steps in all (both ways)
     python bench/blocks_bench.py --blocks 2x2 --time-budget 1200
     python bench/blocks_bench.py --steps 40 --quick      # a smoke run: tiny budget, small meshes
+    python bench/blocks_bench.py --large --time-budget 240   # 256 views of 128x96: more than one field can hold
 
-Blocks: ``fieldfit street --blocks 4x1 --steps N`` (N / 4 steps per block, rbf's defaults). One field:
+Blocks: ``fieldfit street --blocks 4x1 --train together --steps N`` (rbf's defaults; ``--train apart``: N / 4
+steps per block). One field:
 ``fieldfit street --steps N --features F``, F the feature count whose field has the parameter count nearest the
 blocks' sum (found by 1-step probe fits, their ``params``). Equal compute: the same total steps (each step the
 same number of field samples) or, with --time-budget, the same total seconds. Both are measured on the street's
-test views (test.psnr, SSIM). Writes bench/results/blocks_<date>.json with the machine, the commands and both
+test views (test.psnr, SSIM). Writes bench/results/blocks_<train>_<date>.json with the machine, the commands and both
 results. Run it alone: another process on the machine changes what a time budget buys.
 """
 
@@ -23,10 +25,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fit_into, write  # noqa: E402
 
 FEATURES = (4, 6, 8, 12, 16, 24, 32)  # candidate feature counts of the one field
+LARGE = (64, (128, 96))  # camera positions (4 views each) and image size of the large street
 
 
-def blocks(out: Path, grid: str, budget: list, extra: list) -> dict:
-    cmd = [sys.executable, "-m", "fieldfit", "street", "--blocks", grid, "--out", str(out), *budget, *extra]
+def large_street(keep: Path) -> str:
+    """The folder of the street seen from 4x the places at 4x the pixels (``scenes.procedural``), made once."""
+    from fieldfit.scenes.procedural import make_street_scene
+
+    folder = keep / f"street_{LARGE[0]}x{LARGE[1][0]}x{LARGE[1][1]}"
+    if not (folder / "transforms_train.json").is_file():
+        make_street_scene(folder, positions=LARGE[0], size=LARGE[1])
+    return str(folder)
+
+
+def blocks(scene: str, out: Path, grid: str, train: str, budget: list, extra: list) -> dict:
+    cmd = [sys.executable, "-m", "fieldfit", scene, "--blocks", grid, "--train", train, "--out", str(out), *budget,
+           *extra]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
@@ -37,11 +51,11 @@ def blocks(out: Path, grid: str, budget: list, extra: list) -> dict:
     return m
 
 
-def matching_features(root: Path, params: int, extra: list) -> tuple[int, int]:
+def matching_features(scene: str, root: Path, params: int, extra: list) -> tuple[int, int]:
     """(features, parameters) of the one field whose parameter count is nearest ``params``."""
     best = None
     for f in FEATURES:
-        m = fit_into(root / f"probe-{f}", "street", "--features", f, "--resolution", "16", *extra, steps=1)
+        m = fit_into(root / f"probe-{f}", scene, "--features", f, "--resolution", "16", *extra, steps=1)
         gap = abs(m["params"] - params)
         print(f"  probe --features {f}: {m['params']:,} parameters", flush=True)
         if best is None or gap < best[2]:
@@ -54,27 +68,31 @@ def matching_features(root: Path, params: int, extra: list) -> tuple[int, int]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--blocks", dest="grid", default="4x1", help="blocks (default 4x1: along the street)")
+    p.add_argument("--large", action="store_true",
+                   help=f"the street seen in {LARGE[0] * 4} views of {LARGE[1][0]}x{LARGE[1][1]} (made once in --keep)")
+    p.add_argument("--train", default="together", choices=("together", "apart"), help="how the blocks train")
     p.add_argument("--steps", type=int, default=4000, help="optimisation steps in all, both ways")
     p.add_argument("--time-budget", type=float, help="seconds in all, both ways (instead of --steps)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true", help="small meshes (a smoke run)")
     p.add_argument("--keep", default="/tmp/blocks_bench", help="folder for the run folders")
-    p.add_argument("--out", help="JSON path (default bench/results/blocks_<date>.json)")
+    p.add_argument("--out", help="JSON path (default bench/results/blocks_<train>_<date>.json)")
     a = p.parse_args()
     root = Path(a.keep) / time.strftime("%Y%m%d-%H%M%S")
     root.mkdir(parents=True, exist_ok=True)
     budget = ["--time-budget", str(a.time_budget)] if a.time_budget else ["--steps", str(a.steps)]
     extra = ["--device", a.device] + (["--resolution", "32"] if a.quick else [])
-    print(f"blocks {a.grid}, {' '.join(budget)}", flush=True)
-    mb = blocks(root / "blocks", a.grid, budget, extra)
+    print(f"blocks {a.grid} trained {a.train}, {' '.join(budget)}", flush=True)
+    scene = "street" if not a.large else large_street(Path(a.keep))
+    mb = blocks(scene, root / "blocks", a.grid, a.train, budget, extra)
     print(f"  test PSNR {mb['test']['psnr']:.2f} dB, {mb['params']:,} parameters in {len(mb['blocks'])} blocks",
           flush=True)
-    features, params = matching_features(root, mb["params"], extra)
+    features, params = matching_features(scene, root, mb["params"], extra)
     print(f"one field, --features {features} ({params:,} parameters), {' '.join(budget)}", flush=True)
     flags = ["--features", features, *extra]
-    m1 = fit_into(root / "one", "street", *flags, budget=a.time_budget, steps=None if a.time_budget else a.steps)
+    m1 = fit_into(root / "one", scene, *flags, budget=a.time_budget, steps=None if a.time_budget else a.steps)
     print(f"  test PSNR {m1['test']['psnr']:.2f} dB", flush=True)
-    one_cmd = f"fieldfit street {' '.join(map(str, flags))} {' '.join(budget)}"
+    one_cmd = f"fieldfit {scene} {' '.join(map(str, flags))} {' '.join(budget)}"
     rows = {
         "blocks": {"command": mb["command"], "test_psnr": mb["test"]["psnr"], "test_ssim": mb["test"]["ssim"],
                    "params": mb["params"], "train_seconds": mb["train_seconds"], "wall_seconds": mb["wall_seconds"],
@@ -85,7 +103,8 @@ def main() -> int:
     }
     rows["psnr_gain_db"] = rows["blocks"]["test_psnr"] - rows["one_field"]["test_psnr"]
     print(f"blocks - one field: {rows['psnr_gain_db']:+.2f} dB", flush=True)
-    write(f"blocks_{time.strftime('%Y-%m-%d')}", {"grid": a.grid, "budget": " ".join(budget), "cases": rows},
+    write(f"blocks_{a.train}{'_large' if a.large else ''}_{time.strftime('%Y-%m-%d')}",
+          {"scene": scene, "grid": a.grid, "train": a.train, "budget": " ".join(budget), "cases": rows},
           Path(a.out) if a.out else None)
     return 0
 

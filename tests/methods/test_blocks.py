@@ -24,6 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 FIT = ["--blocks", "2x1", "--steps", "60", "--lr", "0.1", "--downscale", "2", "--levels", "2", "--max-res", "32",
        "--resolution", "32"]  # 30 steps a block at a high rate: each must draw something (the rbf shift is -10)
 MESH_FIT = [*FIT[:2], "--steps", "120", *FIT[4:]]  # long enough for density above the mesh level
+APART = [*FIT, "--train", "apart"]
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +176,59 @@ def test_a_block_holds_no_density_outside_its_box_or_its_occupied_cells():
     assert sigma.tolist() == pytest.approx([40.0, 20.0, 0.0])  # block 0 alone; half of it on the seam; nothing
 
 
+class Fog(torch.nn.Module):
+    """A toy field: density exp(a) everywhere, colour sigmoid(b); a and b learnable."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.zeros(()))
+        self.b = torch.nn.Parameter(torch.zeros(3))
+
+    def density(self, x):
+        return self.a.exp().expand(len(x))
+
+    def forward(self, x, d):
+        return FieldOutput(self.density(x), torch.sigmoid(self.b).expand(len(x), 3))
+
+
+def test_a_sample_trains_only_the_blocks_that_hold_it():
+    """Trained together, the loss at a sample reaches block k in proportion to its blend weight."""
+    _, _, margin = two_slabs()
+    fields = [Fog(), Fog()]
+    toy, _, _ = two_slabs()
+    field = BlendedField(fields, list(toy.grids), toy.boxes.numpy(), toy.weights)
+    for x0, w0 in ((-1.0, 1.0), (1.0, 0.0), (0.1, (margin - 0.1) / (2 * margin))):
+        for f in fields:
+            f.zero_grad()
+        field.density(torch.tensor([[x0, 0.0, 0.0]])).sum().backward()
+        grads = [0.0 if f.a.grad is None else float(f.a.grad) for f in fields]
+        assert grads == pytest.approx([w0, 1.0 - w0], abs=1e-6)  # d sigma / d a_k = w_k exp(a_k), a_k = 0
+
+
+def test_together_refreshes_each_blocks_grid_then_their_union():
+    from types import SimpleNamespace
+
+    from fieldfit.methods.blocks.together import Together
+
+    toy, union, _ = two_slabs()
+    seen = []
+
+    def model(k):
+        def update_grid(step, step_size, n_cells, threshold, decay):
+            seen.append((k, n_cells))
+            toy.grids[k].binary.fill_(k == 0)  # block 1 found nothing
+
+        return SimpleNamespace(grid=toy.grids[k], update_grid=update_grid)
+
+    together = Together(toy, union, [model(0), model(1)], [b.numpy() for b in toy.boxes])
+    together.update_grid(100, 0.01, n_cells=union.binary.numel() // 4)
+    assert seen == [(0, toy.grids[0].binary.numel() // 4), (1, toy.grids[1].binary.numel() // 4)]
+    x = torch.tensor([[-1.5, 0.0, 0.0], [1.5, 0.0, 0.0]])
+    assert union.occupied(x).tolist() == [True, False]
+    assert set(together.state_dict()) >= {"grid.binary", "field.boxes", "field.grids.1.binary"}
+    assert not any(k.startswith("_models") for k in together.state_dict())
+
+
 # -- one tiny fit in blocks -----------------------------------------------------------------------------------------
 def fit_blocks(tmp_path_factory, args):
     out = tmp_path_factory.mktemp("blocks") / "parent"
@@ -190,11 +244,58 @@ def fit_blocks(tmp_path_factory, args):
 
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory):
+    """Two blocks trained together (the default)."""
     return fit_blocks(tmp_path_factory, FIT)
 
 
-def test_fit_in_blocks_writes_a_parent_of_block_runs(parent):
+@pytest.fixture(scope="module")
+def apart(tmp_path_factory):
+    """Two blocks trained apart, one after the other."""
+    return fit_blocks(tmp_path_factory, APART)
+
+
+def test_blocks_trained_together_write_a_parent_of_block_runs(parent, street):
     out, r = parent
+    assert "trained together for 60 steps" in r.stdout
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["config"]["train"] == "together"
+    for b in cfg["blocks"]:
+        child = json.loads((out / b["run"] / "config.json").read_text())
+        assert child["method"] == "rbf"
+        assert child["march"]["step"] == cfg["step"]
+        assert np.allclose(child["aabb"], b["box"])
+        m = json.loads((out / b["run"] / "metrics.json").read_text())
+        assert m["trained"] == "together"
+        assert m["steps"] == 60
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train"] == "together"
+    assert metrics["steps"] == 60
+    assert metrics["test"]["views"] == len(street.split("test"))
+    assert metrics["params"] == sum(b["params"] for b in metrics["blocks"])
+    assert (out / "metrics.csv").is_file()
+
+
+def test_blocks_trained_together_go_on_from_the_parents_checkpoint(parent):
+    out, _ = parent
+    before = json.loads((out / "metrics.json").read_text())["test"]["psnr"]
+    r = run_main("street", *FIT, "--out", out)  # the budget is spent: nothing more to train
+    assert r.returncode == 0, r.stderr
+    assert "resumed from step 60" in r.stdout
+    assert json.loads((out / "metrics.json").read_text())["test"]["psnr"] == pytest.approx(before, abs=1e-4)
+    r = run_main("street", *APART, "--out", out)
+    assert r.returncode == 2
+    assert "holds the blocks of another" in r.stderr
+
+
+def test_old_parents_read_as_trained_apart():
+    from fieldfit.methods.blocks.config import BlocksConfig
+
+    assert BlocksConfig.from_dict({"grid": "2x1"}).train == "apart"
+    assert BlocksConfig.from_dict(BlocksConfig().to_dict()).train == "together"
+
+
+def test_fit_in_blocks_apart_writes_a_parent_of_block_runs(apart):
+    out, r = apart
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["method"] == "blocks"
     assert cfg["task"] == "radiance"
@@ -232,10 +333,11 @@ def looking_down(x: float, y: float, z: float = 0.3) -> Camera:
     return Camera(look_at([x, y, z], [x, y, -1.0], [1.0, 0.0, 0.0]), 60.0, 60.0, 3.0, 3.0, 6, 6)
 
 
-def test_parent_render_inside_a_block_is_that_blocks_render(parent):
+@pytest.mark.parametrize("how", ["parent", "apart"])
+def test_parent_render_inside_a_block_is_that_blocks_render(how, request):
     import fieldfit
 
-    out, _ = parent
+    out, _ = request.getfixturevalue(how)
     model = fieldfit.load(out, "cpu")
     cfg = model.config
     for k, b in enumerate(cfg["blocks"]):
@@ -275,29 +377,29 @@ def test_one_watertight_mesh_of_the_blocks(tmp_path_factory, tmp_path):
     assert v[:, 0].max() > 1.0
 
 
-def test_the_same_out_again_keeps_finished_blocks_and_resumes_the_others(parent):
-    out, _ = parent
+def test_the_same_out_again_keeps_finished_blocks_and_resumes_the_others(apart):
+    out, _ = apart
     done = out / "blocks" / "b0_0" / "checkpoint.safetensors"
     stamp = os.stat(done).st_mtime_ns
     (out / "blocks" / "b1_0" / "metrics.json").unlink()  # as if stopped before its end
-    r = run_main("street", *FIT, "--out", out)
+    r = run_main("street", *APART, "--out", out)
     assert r.returncode == 0, r.stderr
     assert "block 1/2 b0_0: finished before, kept" in r.stdout
     assert "block 2/2 b1_0" in r.stdout
     assert "resumed for 30 steps" in r.stdout
     assert os.stat(done).st_mtime_ns == stamp
     assert (out / "blocks" / "b1_0" / "metrics.json").is_file()
-    r = run_main("street", *FIT[:-1], "48", "--overlap", "0.2", "--out", out)  # another partition
+    r = run_main("street", *APART[:-3], "48", "--train", "apart", "--overlap", "0.2", "--out", out)  # another partition
     assert r.returncode == 2
     assert "holds the blocks of another" in r.stderr
 
 
-def test_a_block_that_fails_is_named_in_one_line(parent):
-    out, _ = parent
+def test_a_block_that_fails_is_named_in_one_line(apart):
+    out, _ = apart
     child = out / "blocks" / "b1_0"
     (child / "metrics.json").unlink()
     (child / "checkpoint.safetensors").write_bytes(b"not a checkpoint")
-    r = run_main("street", *FIT, "--out", out)
+    r = run_main("street", *APART, "--out", out)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1
     assert r.stderr.startswith("fieldfit: error: block 2/2 b1_0: failed:")

@@ -1,5 +1,6 @@
-"""blocks: a large world-space scene as A x B overlapping blocks (Block-NeRF's idea), each trained as its own rbf run
-under one parent run that renders, evaluates, views and exports as one (``blend``: per-sample blending).
+"""blocks: a large world-space scene as A x B overlapping blocks (Block-NeRF's idea), each its own rbf run, under one
+parent run that renders, evaluates, views and exports as one (``blend``: per-sample blending). The blocks train
+together through the blended field (``together``, the default) or apart, one after another (``pipeline``).
 
 ``fieldfit SCENE --blocks AxB`` (``command``) makes one (registered as method ``blocks``, so that
 the parent run loads like any other)."""
@@ -17,7 +18,8 @@ def fit(job) -> dict:
 
 
 def resumable(run) -> bool:
-    """A parent run can always go on: finished blocks are kept, the others fitted or resumed."""
+    """A parent run can always go on: together from its checkpoint; apart, finished blocks are kept, the others
+    fitted or resumed."""
     return (run.path / "config.json").is_file()
 
 

@@ -31,9 +31,12 @@ def parser():
                    help="each block's box reaches this share of its cell's side past the cell (default 0.15)")
     p.add_argument("--min-share", type=float, default=BlocksConfig.min_share,
                    help="a camera trains the blocks that fill at least this share of its image (default 0.1)")
+    p.add_argument("--train", default="together", choices=("together", "apart"),
+                   help="together (default): one optimiser over every block through the blended field; apart: each "
+                        "block alone on the photos that see it, one after another (Block-NeRF's way)")
     p.add_argument("--method", default=BLOCK_METHOD, help="the blocks' method: rbf (the one that blends per sample)")
-    p.add_argument("--time-budget", type=float, help="seconds of optimisation in all, split evenly over the blocks")
-    p.add_argument("--steps", type=int, help="optimisation steps in all, split evenly over the blocks")
+    p.add_argument("--time-budget", type=float, help="seconds of optimisation in all (apart: split evenly)")
+    p.add_argument("--steps", type=int, help="optimisation steps in all (apart: split evenly over the blocks)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="parent run folder (default runs/<scene>-blocks-<time>); the same --out again goes "
@@ -51,6 +54,7 @@ def parser():
 
 
 def main(argv) -> int:
+    from fieldfit import dist
     from fieldfit.api import check_seed, resolve_device
     from fieldfit.config import given_options
     from fieldfit.fingerprint import input_record
@@ -59,13 +63,16 @@ def main(argv) -> int:
 
     p, flags = parser()
     a = p.parse_args(argv)
+    if dist.launched() > 1:
+        raise InputError("torchrun", "a fit in blocks runs in one process", "run fieldfit SCENE --blocks AxB alone")
     if a.method != BLOCK_METHOD:
         raise InputError(f"--method {a.method}", "blocks are fitted with rbf (its density field blends per sample)",
                          "leave --method out")
     options = {name: getattr(a, f"opt_{name}") for name in flags}
     own = {k: options.pop(k) for k in OWN if options.get(k) is not None}
     cfg = BlocksConfig(**given_options(BlocksConfig, {"grid": a.grid, "overlap": a.overlap,
-                                                      "min_share": a.min_share, **own}, "fieldfit --blocks"))
+                                                      "min_share": a.min_share, "train": a.train, **own},
+                                                  "fieldfit --blocks"))
     parse_grid(cfg.grid)
     budget = Budget.of(a.time_budget, a.steps, BlocksConfig.DEFAULT_SECONDS)
     seed, device = check_seed(a.seed), resolve_device(a.device)

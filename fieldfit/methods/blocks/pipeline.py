@@ -1,4 +1,4 @@
-"""A fit in blocks: partition, one rbf run per block (one after another), the parent run over them.
+"""A fit in blocks: partition, one rbf run per block (trained together or one after another), the parent run.
 
 Layout of a parent run folder PARENT:
 
@@ -8,11 +8,13 @@ Layout of a parent run folder PARENT:
     PARENT/blocks/<name>/       the block's own rbf run (config.json, checkpoint, metrics.json, mesh.ply, ...)
     PARENT/metrics.json, renders/test_NNN.png, mesh.ply    the blended field on the scene's test views
 
-The budget (``--steps`` or ``--time-budget``) is the total, split evenly over the blocks. Every block is fitted
+Trained together (the default, ``together``): one optimiser over all blocks through the blended field, for the
+whole budget. Trained apart (``--train apart``): the budget (``--steps`` or ``--time-budget``) is the total,
+split evenly over the blocks, each fitted alone on the photos that see it. Every block is fitted
 with the same march step (the smallest any block would choose), box-bounded (no contraction) and without
 per-photo colour maps, so their fields blend per sample (``blend``). Running the same command again with the
-same --out goes on: a block whose run has metrics.json is kept, one with a checkpoint is resumed, the others
-are fitted afresh; then the parent is measured again.
+same --out goes on: together, from the parent's checkpoint; apart, a block whose run has metrics.json is kept,
+one with a checkpoint is resumed, the others are fitted afresh; then the parent is measured again.
 """
 
 import time
@@ -42,13 +44,17 @@ def check_options(options: dict) -> dict:
     return {**parsed, **FORCED}
 
 
-def block_step(scene, blocks, options: dict) -> float:
-    """The march step of every block: the smallest of the steps each would choose alone (``grid_and_step``)."""
+def block_step(scene, blocks, options: dict, together: bool) -> float:
+    """The march step of every block. Together: the step one field of the whole scene would take (the blocks are
+    marched as one field; street 4x1 at 60 s: 19.3 dB against 18.6 with the finer step below, which costs 1.3x
+    the samples). Apart: the smallest of the steps each block would choose alone (``grid_and_step``)."""
     from fieldfit.scenes.subset import subset
     from fieldfit.tasks.radiance import grid_and_step
 
     if options.get("step"):
         return float(options["step"])
+    if together:
+        return float(grid_and_step(scene, options.get("grid_res"))[1])
     steps = []
     for b in blocks:
         part = subset(scene, b.train + b.test, len(b.train), b.box, scene.near, scene.far)
@@ -70,7 +76,7 @@ def _same_plan(saved: dict, new: dict) -> bool:
     keys = ("source", "axes", "edges", "margins", "block_options", "step")
     return all(saved.get(k) == new.get(k) for k in keys) and \
         [b["name"] for b in saved.get("blocks", [])] == [b["name"] for b in new["blocks"]] and \
-        saved.get("config", {}).get("grid") == new["config"]["grid"]
+        all(saved.get("config", {}).get(k) == new["config"][k] for k in ("grid", "train"))
 
 
 def fit_blocks(inp, run: Run, cfg: BlocksConfig, budget: Budget, *, device: str = "cpu", seed: int = 0,
@@ -91,7 +97,7 @@ def fit_blocks(inp, run: Run, cfg: BlocksConfig, budget: Budget, *, device: str 
         raise InputError(scene.source, "a forward-facing (LLFF, NDC) scene has no world-space ground to cut",
                          "fit it whole: fieldfit SCENE")
     plan = partition(scene, grid, cfg.overlap, cfg.min_share)
-    options["step"] = block_step(scene, plan.blocks, options)
+    options["step"] = block_step(scene, plan.blocks, options, cfg.train == "together")
     config = parent_config(inp, scene, cfg, plan, options["step"], options, budget)
     if (run.path / CONFIG).is_file():
         if not _same_plan(run.config(), config):
@@ -99,6 +105,12 @@ def fit_blocks(inp, run: Run, cfg: BlocksConfig, budget: Budget, *, device: str 
                              "give the command it was made with to go on, or a new --out")
     run.write_config(config)
     n = len(plan.blocks)
+    if cfg.train == "together":
+        from .together import fit_together
+
+        run.log(f"{scene.name}: {n} blocks ({grid[0]}x{grid[1]} along axes {plan.axes}, overlap {cfg.overlap:g}), "
+                f"trained together for {budget.describe()}")
+        return fit_together(run, plan, scene, options, budget, device, seed)
     each = budget.share(1.0 / n)
     run.log(f"{scene.name}: {n} blocks ({grid[0]}x{grid[1]} along axes {plan.axes}, overlap {cfg.overlap:g}); "
             f"budget {budget.describe()} in all, split evenly: {each.describe()} per block, one after another")
@@ -142,8 +154,9 @@ def scene_test_every(run: Run) -> int:
     return int(run.config()["config"]["test_every"])
 
 
-def finish(run: Run, seconds: float, device) -> dict:
-    """Measure the parent on the scene's test views, write its mesh and metrics.json; return the metrics."""
+def finish(run: Run, seconds: float, device, train_seconds: float | None = None) -> dict:
+    """Measure the parent on the scene's test views, write its mesh and metrics.json; return the metrics.
+    ``train_seconds``: of blocks trained together (else the sum of the blocks' own)."""
     from .model import BlocksRun
 
     model = BlocksRun(run, run.config(), device)
@@ -157,7 +170,8 @@ def finish(run: Run, seconds: float, device) -> dict:
                        "test_psnr": m.get("test", {}).get("psnr")})
     metrics.update(task="radiance", method="blocks", blocks=blocks,
                    params=sum(int(b["params"] or 0) for b in blocks),
-                   train_seconds=sum(float(b["train_seconds"] or 0.0) for b in blocks), seconds=seconds)
+                   train_seconds=train_seconds if train_seconds is not None else
+                   sum(float(b["train_seconds"] or 0.0) for b in blocks), seconds=seconds)
     run.write_metrics(metrics)
     return metrics
 
