@@ -3,7 +3,7 @@
     python bench/blocks_bench.py                         # 4x1 blocks, 4000 steps in all (both ways)
     python bench/blocks_bench.py --blocks 2x2 --time-budget 1200
     python bench/blocks_bench.py --steps 40 --quick      # a smoke run: tiny budget, small meshes
-    python bench/blocks_bench.py --large --time-budget 240   # 256 views of 128x96: more than one field can hold
+    python bench/blocks_bench.py --large --time-budget 240   # street_large: 256 views of 128x96
 
 Blocks: ``fieldfit street --blocks 4x1 --train together --steps N`` (rbf's defaults; ``--train apart``: N / 4
 steps per block). One field:
@@ -25,17 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fit_into, write  # noqa: E402
 
 FEATURES = (4, 6, 8, 12, 16, 24, 32)  # candidate feature counts of the one field
-LARGE = (64, (128, 96))  # camera positions (4 views each) and image size of the large street
-
-
-def large_street(keep: Path) -> str:
-    """The folder of the street seen from 4x the places at 4x the pixels (``scenes.procedural``), made once."""
-    from fieldfit.scenes.procedural import make_street_scene
-
-    folder = keep / f"street_{LARGE[0]}x{LARGE[1][0]}x{LARGE[1][1]}"
-    if not (folder / "transforms_train.json").is_file():
-        make_street_scene(folder, positions=LARGE[0], size=LARGE[1])
-    return str(folder)
 
 
 def blocks(scene: str, out: Path, grid: str, train: str, budget: list, extra: list) -> dict:
@@ -68,8 +57,7 @@ def matching_features(scene: str, root: Path, params: int, extra: list) -> tuple
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--blocks", dest="grid", default="4x1", help="blocks (default 4x1: along the street)")
-    p.add_argument("--large", action="store_true",
-                   help=f"the street seen in {LARGE[0] * 4} views of {LARGE[1][0]}x{LARGE[1][1]} (made once in --keep)")
+    p.add_argument("--large", action="store_true", help="the built-in street_large (256 views of 128x96)")
     p.add_argument("--train", default="together", choices=("together", "apart"), help="how the blocks train")
     p.add_argument("--steps", type=int, default=4000, help="optimisation steps in all, both ways")
     p.add_argument("--time-budget", type=float, help="seconds in all, both ways (instead of --steps)")
@@ -83,7 +71,7 @@ def main() -> int:
     budget = ["--time-budget", str(a.time_budget)] if a.time_budget else ["--steps", str(a.steps)]
     extra = ["--device", a.device] + (["--resolution", "32"] if a.quick else [])
     print(f"blocks {a.grid} trained {a.train}, {' '.join(budget)}", flush=True)
-    scene = "street" if not a.large else large_street(Path(a.keep))
+    scene = "street_large" if a.large else "street"
     mb = blocks(scene, root / "blocks", a.grid, a.train, budget, extra)
     print(f"  test PSNR {mb['test']['psnr']:.2f} dB, {mb['params']:,} parameters in {len(mb['blocks'])} blocks",
           flush=True)

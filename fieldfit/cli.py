@@ -461,8 +461,8 @@ def cmd_poses(argv) -> int:
                         help="video: keep this many frames, the sharpest of each equal stretch (default 100)")
     frames.add_argument("--every", type=int, metavar="K", help="video: keep the sharpest of every K frames")
     p.add_argument("--downscale", type=int, default=1, metavar="N",
-                   help="average N x N pixel blocks of each image before structure-from-motion (default 1); the "
-                        "scene keeps these smaller images, so fit it without a further --downscale")
+                   help="the scene keeps each image averaged over N x N pixel blocks (default 1), so fit it "
+                        "without a further --downscale; photos are matched at full size, the model then scaled")
     p.add_argument("--matcher", choices=MATCHERS, default="auto",
                    help="image pairs to match: every pair (exhaustive) or neighbours in name order (sequential); "
                         "auto: sequential for a video, exhaustive up to 60 photos")

@@ -4,8 +4,9 @@
   handle: the occupancy is known exactly, so IoU is measured against the truth (genus 2).
 - ``rings``: a 256x256 procedural image (colour rings and sharp edges) given by a formula.
 - ``blocks``: a small posed-image scene ray-traced by ``scenes.procedural`` (radiance task).
-- ``street``: a world-space street of box buildings, 64 views along it (``scenes.procedural``; radiance task),
-  the scene ``fieldfit blocks`` is tested on; ``street_inside`` is its exact occupancy.
+- ``street``: a world-space street of box buildings, 64 views of 64x48 along it (``scenes.procedural``; radiance
+  task), the scene ``--blocks`` is tested on; ``street_inside`` is its exact occupancy. ``street_large``: the
+  same street in 256 views of 128x96, more than one field of the CPU's default size holds (the blocks benchmark).
 """
 
 from dataclasses import dataclass
@@ -26,8 +27,11 @@ BUILTIN = {
     "rings": Builtin("image", "256x256 procedural colour rings with sharp edges, given by a formula"),
     "blocks": Builtin("radiance", "24 ray-traced views of coloured spheres and a box (Blender format)"),
     "street": Builtin("radiance", "64 ray-traced views along a street of box buildings, 8.8 x 3.8 x 1.6 (world "
-                                  "space; for fieldfit blocks)"),
+                                  "space; for --blocks)"),
+    "street_large": Builtin("radiance", "the street in 256 views of 128x96: more than one field holds (for "
+                                        "--blocks)"),
 }
+STREET_LARGE = (64, (128, 96))  # camera positions (4 views each) and image size of street_large
 
 
 # ---- csg: analytic signed distance (negative inside) ---------------------------------------
@@ -110,9 +114,10 @@ def blocks_scene_dir(cache: Path | None = None) -> Path:
 STREET_VERSION = 1  # bump when the street changes: its cached folder is then made again
 
 
-def street_scene_dir(cache: Path | None = None) -> Path:
-    """Write (once, into fieldfit's cache folder) and return the folder of the built-in street. It is made in a
-    folder of its own and renamed into place, so processes that start together never read a half-written one."""
+def street_scene_dir(cache: Path | None = None, large: bool = False) -> Path:
+    """Write (once, into fieldfit's cache folder) and return the folder of the built-in street (``large``:
+    street_large). It is made in a folder of its own and renamed into place, so processes that start together
+    never read a half-written one."""
     import os
     import shutil
     import tempfile
@@ -121,11 +126,15 @@ def street_scene_dir(cache: Path | None = None) -> Path:
 
     from .procedural import make_street_scene
 
-    root = Path(cache or cache_dir()) / f"street_{STREET_VERSION}"
+    root = Path(cache or cache_dir()) / f"street{'_large' if large else ''}_{STREET_VERSION}"
     if not (root / "transforms_train.json").is_file():
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".street-", dir=root.parent))
-        make_street_scene(tmp)
+        if large:  # about 30 s on 2 cores, once
+            print(f"making the built-in street_large once ({STREET_LARGE[0] * 4} views) ...", flush=True)
+            make_street_scene(tmp, positions=STREET_LARGE[0], size=STREET_LARGE[1])
+        else:
+            make_street_scene(tmp)
         try:
             os.rename(tmp, root)
         except OSError:  # another process put its copy there first
@@ -134,8 +143,9 @@ def street_scene_dir(cache: Path | None = None) -> Path:
 
 
 def radiance_scene_dir(name: str) -> Path:
-    """The folder of the built-in radiance scene ``name`` (blocks, street), written on first use."""
-    return {"blocks": blocks_scene_dir, "street": street_scene_dir}[name]()
+    """The folder of the built-in radiance scene ``name`` (blocks, street, street_large), written on first use."""
+    return {"blocks": blocks_scene_dir, "street": street_scene_dir,
+            "street_large": lambda: street_scene_dir(large=True)}[name]()
 
 
 def street_inside(points: np.ndarray) -> np.ndarray:

@@ -100,6 +100,9 @@ def subset(parent: Scene, keep: list[int], n_train: int, aabb, near: float, far:
             "parent_frames": list(keep)}
     if source is not None:
         meta["source"] = str(source)
+    bounds = parent.metadata.get("frame_bounds")
+    if bounds is not None:  # per frame: the kept frames' own
+        meta["frame_bounds"] = [bounds[i] for i in keep] if len(bounds) == len(parent.frames) else None
     return replace(parent, frames=[parent.frames[i] for i in keep],
                    splits={"train": list(range(n_train)), "test": list(range(n_train, len(keep)))},
                    aabb=np.asarray(aabb, np.float64), near=float(near), far=float(far), points=points,

@@ -135,5 +135,27 @@ def reconstruct(db: Path, images: Path, work: Path, o: SfmOptions):
     return max(models.values(), key=lambda r: (r.num_reg_images(), r.num_points3D()))
 
 
+def shrink(rec, n: int, sizes: dict) -> None:
+    """Make ``rec``, found on full-size photos, the model of the same photos downscaled n x n by
+    ``images.copy_photos`` (whole n x n blocks from the top-left corner averaged, so a pixel position x becomes
+    x / n exactly): focal lengths, principal points and 2-D points divided by n, each camera the size of its
+    images (``sizes``: name -> (w, h) of the small image). Distortion coefficients are unitless: kept."""
+    import numpy as np
+
+    shrunk = set()
+    for image in rec.images.values():
+        cam = rec.cameras[image.camera_id]
+        if image.camera_id not in shrunk:
+            params = np.array(cam.params, dtype=np.float64)
+            idx = [*cam.focal_length_idxs(), *cam.principal_point_idxs()]
+            params[idx] /= n
+            cam.params = params
+            cam.width, cam.height = (int(v) for v in sizes[image.name])
+            shrunk.add(image.camera_id)
+        for point in image.points2D:
+            point.xy = np.asarray(point.xy, dtype=np.float64) / n
+    rec.update_point_3d_errors()
+
+
 __all__ = ["CAMERA_MODELS", "MATCHERS", "SfmOptions", "choose_matcher", "colmap_log", "extract", "match",
-           "reconstruct", "require_pycolmap"]
+           "reconstruct", "require_pycolmap", "shrink"]

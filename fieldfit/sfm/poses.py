@@ -3,7 +3,9 @@
 SCENE/ holds ``images/`` (the images the poses belong to), ``sparse/0/`` (COLMAP's binary model: cameras,
 images, points3D, and in COLMAP 4 rigs and frames), ``transforms.json`` (nerfstudio format, see
 ``fieldfit.sfm.export``), ``points3D.ply`` and ``poses.json`` (counts, seconds and options of the run).
-COLMAP's ``database.db`` (features and matches) is removed at the end unless ``keep_database``.
+COLMAP's ``database.db`` (features and matches) is removed at the end unless ``keep_database``. With a
+``downscale`` of photos, SIFT and mapping run on full-size upright copies (a hidden folder, removed) and the model
+is then scaled to the downscaled images the scene keeps (``colmap.shrink``): poses as sharp as the photos allow.
 
 The folder appears whole or not at all: everything is written into a hidden ``.SCENE.tmp-*`` folder beside it,
 flushed to disk, checked by loading it as fieldfit will, and renamed to SCENE last (an empty SCENE is replaced).
@@ -26,6 +28,7 @@ from fieldfit.runs import entries, sync_dir, sync_file, write_json
 from . import colmap, export, images
 
 MIN_REGISTERED = 3
+FULL_SIZE = ".full_size"  # photos at full size for SIFT and mapping (removed before the scene is published)
 NAMES_SHOWN = 10
 
 
@@ -135,6 +138,8 @@ def _collect(source: Path, kind: str, scene: Path, opts: PosesOptions, log, seco
                          f"structure-from-motion needs at least {MIN_REGISTERED}",
                          "add overlapping photos of the subject from more positions")
     got = images.copy_photos(photos, scene / "images", opts.downscale)
+    if opts.downscale > 1:  # features are found on the full-size photos (upright copies), the model shrunk after
+        images.copy_photos(photos, scene / FULL_SIZE, 1)
     seconds["images"] = time.perf_counter() - t
     verb = f"downscaled {opts.downscale}x" if opts.downscale > 1 else "copied"
     log(f"images: {len(got.names)} {verb} in {seconds['images']:.1f} s")
@@ -149,15 +154,18 @@ def _build(source: Path, kind: str, scene: Path, opts: PosesOptions, log) -> dic
         log("cameras: the images differ in size, so each gets its own camera")
 
     db, names = scene / "database.db", got.names
+    full = (scene / FULL_SIZE).is_dir()
+    photos = scene / FULL_SIZE if full else scene / "images"
     t = time.perf_counter()
-    feats = colmap.extract(db, scene / "images", names, o)
+    feats = colmap.extract(db, photos, names, o)
     seconds["features"] = time.perf_counter() - t
     unread = sorted(set(names) - set(feats["read"]))
     if unread:
         raise InputError(source, f"COLMAP could not read {names_left_out(unread)}",
                          "remove or re-export those images")
     log(f"features: {len(names)} images, {feats['features_mean']:.0f} per image (mean; SIFT up to "
-        f"{o.max_size} px, {o.threads} thread{'s' if o.threads > 1 else ''}) in {seconds['features']:.1f} s")
+        f"{o.max_size} px{' on the full-size photos' if full else ''}, {o.threads} thread"
+        f"{'s' if o.threads > 1 else ''}) in {seconds['features']:.1f} s")
 
     matcher = colmap.choose_matcher(o.matcher, len(names), kind == "video")
     t = time.perf_counter()
@@ -166,7 +174,7 @@ def _build(source: Path, kind: str, scene: Path, opts: PosesOptions, log) -> dic
     log(f"matching ({matcher}): {m['pairs']} pairs matched, {m['verified']} verified in {seconds['matching']:.1f} s")
 
     t = time.perf_counter()
-    rec = colmap.reconstruct(db, scene / "images", scene / ".models", o)
+    rec = colmap.reconstruct(db, photos, scene / ".models", o)
     seconds["mapping"] = time.perf_counter() - t
     registered = sorted(im.name for im in rec.images.values() if im.has_pose) if rec is not None else []
     missing = sorted(set(names) - set(registered))
@@ -175,6 +183,9 @@ def _build(source: Path, kind: str, scene: Path, opts: PosesOptions, log) -> dic
             "registered"
         raise InputError(source, f"structure-from-motion failed: {what}; not registered: {names_left_out(missing)}",
                          advice(kind, matcher))
+    if full:  # the model of the downscaled images the scene keeps
+        colmap.shrink(rec, opts.downscale, got.sizes)
+        shutil.rmtree(scene / FULL_SIZE)
     error = float(rec.compute_mean_reprojection_error())
     log(f"mapping: {len(registered)}/{len(names)} images registered, {rec.num_points3D()} points, mean "
         f"reprojection error {error:.2f} px in {seconds['mapping']:.1f} s")

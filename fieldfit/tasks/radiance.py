@@ -90,6 +90,17 @@ def camera_rays(scene: Scene, camera: Camera, xy: torch.Tensor | None = None, de
     return o.float().contiguous(), d.float().contiguous()
 
 
+def view_near(scene: Scene, i: int) -> float:
+    """Training rays of frame i start this far from its camera: its own near bound where the loader found one
+    from the sparse points it observes (``metadata['frame_bounds']``: COLMAP, DTU; half its nearest observed
+    depth), else the scene's. A photo then cannot explain itself with a blob just in front of its own lens, where
+    no other photo looks (the floaters held-out views see); test views and renders keep the scene's near."""
+    bounds = scene.metadata.get("frame_bounds")
+    if scene.ndc or bounds is None or len(bounds) != len(scene.frames):
+        return float(scene.near)
+    return max(float(bounds[i][0]), float(scene.near))
+
+
 def march_bounds(scene: Scene) -> tuple[float, float]:
     """(near, far) along unit marching-space directions (NDC: the cube clips the rays)."""
     return (0.0, float("inf")) if scene.ndc else (float(scene.near), float(scene.far))
@@ -231,6 +242,9 @@ class PixelStore:
     def _frame(scene: Scene, i: int):
         rgb, alpha = premultiplied(scene, i)
         o, d = camera_rays(scene, scene.frames[i].camera)
+        lift = view_near(scene, i) - scene.near
+        if lift > 0:  # the march starts at the scene's near: from here that is the view's own
+            o = o + d * lift
         return o.numpy(), d.numpy(), rgb.reshape(-1, 3), alpha.reshape(-1)
 
     @property
@@ -286,5 +300,5 @@ def eval_rays_from(scene, n: int, seed: int, max_views: int = 8) -> EvalRays:
 __all__ = ["CONTRACT_MODES", "EvalRays", "PixelStore", "RayBatch", "box_extent", "camera_rays", "eval_background",
            "eval_rays_from",
            "grid_and_step", "load_radiance_scene", "scene_of_config", "march_bounds", "pixel_footprint",
-           "premultiplied", "scene_contraction", "to_march_space", "unit_box"]
+           "premultiplied", "scene_contraction", "to_march_space", "unit_box", "view_near"]
 

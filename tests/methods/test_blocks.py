@@ -444,3 +444,17 @@ def test_a_damaged_block_json_is_named(tmp_path):
     (folder / "block.json").write_text(json.dumps({"fieldfit_block": 1, "scene": "street"}))
     with pytest.raises(InputError, match="not a block description"):
         load_scene(folder)
+
+
+def test_street_large_is_the_same_street_seen_more(tmp_path, monkeypatch):
+    from fieldfit.scenes import builtin
+
+    monkeypatch.setattr(builtin, "STREET_LARGE", (3, (32, 24)))  # small here; 64 positions of 128x96 for real
+    assert builtin.BUILTIN["street_large"].task == "radiance"
+    big = load_scene(builtin.street_scene_dir(tmp_path, large=True))
+    small = load_scene(street_scene_dir())
+    assert big.root != small.root
+    assert len(big.frames) == 4 * 3
+    assert (big.frames[0].camera.width, big.frames[0].camera.height) == (32, 24)
+    assert np.allclose(big.aabb, small.aabb)
+    np.testing.assert_allclose(big.frames[0].camera.c2w, small.frames[0].camera.c2w)  # the first place is shared

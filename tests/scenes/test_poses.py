@@ -152,6 +152,35 @@ def test_poses_scene_loads_with_the_sparse_cameras(photo_scene):
     np.testing.assert_allclose(np.sort(loaded.points, axis=0), np.sort(pts, axis=0), atol=1e-5 * np.abs(pts).max())
 
 
+@pytest.mark.slow
+def test_poses_downscaled_finds_features_at_full_size_and_shrinks_the_model(capture, tmp_path):
+    from fieldfit.scenes import load_scene
+
+    _write_photos(tmp_path / "photos", capture[0])
+    scene = tmp_path / "scene"
+    res = run_main("poses", tmp_path / "photos", "--out", scene, "--threads", "1", "--downscale", "2")
+    assert res.returncode == 0, res.stderr
+    assert "on the full-size photos" in res.stdout
+    assert sorted(p.name for p in scene.iterdir() if p.name.startswith(".")) == []
+    rec = pycolmap.Reconstruction(scene / "sparse" / "0")
+    cam = next(iter(rec.cameras.values()))
+    assert (cam.width, cam.height) == (W // 2, H // 2)
+    assert abs(cam.params[0] - F / 2) < 0.05 * F / 2
+    errors = []  # every observation against its point projected by the written (shrunk) model
+    for im in rec.images.values():
+        for p in im.points2D:
+            if p.has_point3D():
+                errors.append(np.linalg.norm(im.project_point(rec.points3D[p.point3D_id].xyz) - p.xy))
+    assert len(errors) > 100
+    assert np.median(errors) < 0.5  # pixels of the small images; unshrunk 2-D points would be off by ~W/4
+    est = {im.name: _sparse_c2w(im) for im in rec.images.values() if im.has_pose}
+    assert len(est) >= VIEWS - 1, sorted(est)
+    cmp = compare_poses(est, {f"view_{k:02d}.png": c2w for k, c2w in enumerate(capture[1])})
+    assert cmp["rotation_deg"].max() < 2.0, cmp["rotation_deg"]
+    frames = load_scene(scene).frames
+    assert {(f.camera.width, f.camera.height) for f in frames} == {(W // 2, H // 2)}
+
+
 @pytest.fixture(scope="module")
 def blur_video(capture, tmp_path_factory):
     """(an .mp4 of 6 views 15 degrees apart, each sharp frame between two blurred copies of itself, views)."""
