@@ -90,15 +90,16 @@ def camera_rays(scene: Scene, camera: Camera, xy: torch.Tensor | None = None, de
     return o.float().contiguous(), d.float().contiguous()
 
 
-def view_near(scene: Scene, i: int) -> float:
-    """Training rays of frame i start this far from its camera: its own near bound where the loader found one
-    from the sparse points it observes (``metadata['frame_bounds']``: COLMAP, DTU; half its nearest observed
-    depth), else the scene's. A photo then cannot explain itself with a blob just in front of its own lens, where
-    no other photo looks (the floaters held-out views see); test views and renders keep the scene's near."""
-    bounds = scene.metadata.get("frame_bounds")
-    if scene.ndc or bounds is None or len(bounds) != len(scene.frames):
-        return float(scene.near)
-    return max(float(bounds[i][0]), float(scene.near))
+def view_lift(scene: Scene, i: int) -> float:
+    """How far past the scene's near the training rays of frame i start: to its own near bound where the loader
+    found one from the sparse points it observes (``metadata['frame_bounds']``: COLMAP, DTU; half the 1st
+    percentile of its point depths), else 0. A photo then cannot explain itself with a blob just in front of its
+    own lens, where no other photo looks (the floaters held-out views see); test views and renders keep the
+    scene's near."""
+    bounds = getattr(scene, "metadata", {}).get("frame_bounds")
+    if bounds is None or len(bounds) != len(scene.frames) or scene.ndc:
+        return 0.0
+    return max(float(bounds[i][0]) - float(scene.near), 0.0)
 
 
 def march_bounds(scene: Scene) -> tuple[float, float]:
@@ -242,7 +243,7 @@ class PixelStore:
     def _frame(scene: Scene, i: int):
         rgb, alpha = premultiplied(scene, i)
         o, d = camera_rays(scene, scene.frames[i].camera)
-        lift = view_near(scene, i) - scene.near
+        lift = view_lift(scene, i)
         if lift > 0:  # the march starts at the scene's near: from here that is the view's own
             o = o + d * lift
         return o.numpy(), d.numpy(), rgb.reshape(-1, 3), alpha.reshape(-1)
@@ -300,5 +301,5 @@ def eval_rays_from(scene, n: int, seed: int, max_views: int = 8) -> EvalRays:
 __all__ = ["CONTRACT_MODES", "EvalRays", "PixelStore", "RayBatch", "box_extent", "camera_rays", "eval_background",
            "eval_rays_from",
            "grid_and_step", "load_radiance_scene", "scene_of_config", "march_bounds", "pixel_footprint",
-           "premultiplied", "scene_contraction", "to_march_space", "unit_box", "view_near"]
+           "premultiplied", "scene_contraction", "to_march_space", "unit_box", "view_lift"]
 

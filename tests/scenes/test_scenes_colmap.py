@@ -451,7 +451,7 @@ def test_bonsai_points_reproject_onto_their_observations():
 
 def test_training_rays_start_at_each_views_own_near(bin_scene):
     from fieldfit.scenes.subset import subset
-    from fieldfit.tasks.radiance import PixelStore, camera_rays, view_near
+    from fieldfit.tasks.radiance import PixelStore, camera_rays, view_lift
 
     fb = np.array(bin_scene.metadata["frame_bounds"])
     assert fb[:, 0].max() > bin_scene.near  # the views' own bounds differ: some start later than the scene
@@ -461,12 +461,12 @@ def test_training_rays_start_at_each_views_own_near(bin_scene):
     for i in ids:
         o, d = camera_rays(bin_scene, bin_scene.frames[i].camera)
         n = len(o)
-        assert view_near(bin_scene, i) == pytest.approx(fb[i, 0])
         lift = fb[i, 0] - bin_scene.near  # the march starts at the scene's near: from these origins, the view's
+        assert view_lift(bin_scene, i) == pytest.approx(lift)
         np.testing.assert_allclose(store.origins[start:start + n], (o + d * lift).numpy(), atol=1e-5)
         np.testing.assert_allclose(store.dirs[start:start + n], d.numpy())
         start += n
     part = subset(bin_scene, [4, 2], 1, bin_scene.aabb, bin_scene.near, bin_scene.far)  # a block's frames
-    assert [view_near(part, k) for k in (0, 1)] == pytest.approx([fb[4, 0], fb[2, 0]])
+    assert [view_lift(part, k) for k in (0, 1)] == pytest.approx([fb[4, 0] - part.near, fb[2, 0] - part.near])
     plain = replace(bin_scene, metadata={})
-    assert view_near(plain, ids[0]) == bin_scene.near
+    assert view_lift(plain, ids[0]) == 0.0

@@ -110,7 +110,12 @@ def fit_blocks(inp, run: Run, cfg: BlocksConfig, budget: Budget, *, device: str 
 
         run.log(f"{scene.name}: {n} blocks ({grid[0]}x{grid[1]} along axes {plan.axes}, overlap {cfg.overlap:g}), "
                 f"trained together for {budget.describe()}")
-        return fit_together(run, plan, scene, options, budget, device, seed)
+        t0 = time.perf_counter()
+        trained = fit_together(run, plan, scene, options, budget, device, seed, scene_test_every(run))
+        metrics = finish(run, time.perf_counter() - t0, device, train_seconds=trained["train_seconds"])
+        metrics.update(train="together", **trained)
+        run.write_metrics(metrics)
+        return metrics
     each = budget.share(1.0 / n)
     run.log(f"{scene.name}: {n} blocks ({grid[0]}x{grid[1]} along axes {plan.axes}, overlap {cfg.overlap:g}); "
             f"budget {budget.describe()} in all, split evenly: {each.describe()} per block, one after another")

@@ -59,7 +59,7 @@ class Together(nn.Module):
         self.grid.binary.copy_(union.binary)
 
 
-def block_runs(run: Run, plan, scene, options: dict, device, seed: int) -> list:
+def block_runs(run: Run, plan, scene, options: dict, device, seed: int, test_every: int) -> list:
     """(child Run, RadianceRun) of every block of ``plan``: its scene folder (``scenes.subset``), its run folder
     made afresh with the config rbf would write for it, its model built (untrained)."""
     from fieldfit.fields.gaussian_rbf import FieldConfig
@@ -68,13 +68,11 @@ def block_runs(run: Run, plan, scene, options: dict, device, seed: int) -> list:
     from fieldfit.scenes.inputs import classify
     from fieldfit.scenes.subset import subset, write_block_scene
 
-    from .pipeline import scene_test_every
-
-    source, every = run.config()["source"], scene_test_every(run)
+    source = run.config()["source"]
     out = []
     for b in plan.blocks:
         folder = write_block_scene(run.path / "scenes" / b.name, source, b.train, b.test, b.box, scene.near,
-                                   scene.far, every)
+                                   scene.far, test_every)
         inp = classify(str(Path(folder).resolve()))
         part = subset(scene, b.train + b.test, len(b.train), b.box, scene.near, scene.far)
         cfg = RadianceConfig.for_scene(part, device, **options)
@@ -89,26 +87,25 @@ def block_runs(run: Run, plan, scene, options: dict, device, seed: int) -> list:
     return out
 
 
-def fit_together(run: Run, plan, scene, options: dict, budget, device, seed: int) -> dict:
-    """Train the blocks of ``plan`` together into the parent ``run`` (config written, locked); write each block's
-    run; return the parent's metrics (``pipeline.finish``)."""
+def fit_together(run: Run, plan, scene, options: dict, budget, device, seed: int, test_every: int) -> dict:
+    """Train the blocks of ``plan`` together into the parent ``run`` (config written, locked) and write each
+    block's run; return the training's figures for the parent's metrics (seconds, steps, rays per second)."""
     with cpu_threads(run, device):
-        return _fit(run, plan, scene, options, budget, device, seed)
+        return _fit(run, plan, scene, options, budget, device, seed, test_every)
 
 
-def _fit(run: Run, plan, scene, options: dict, budget, device, seed: int) -> dict:
+def _fit(run: Run, plan, scene, options: dict, budget, device, seed: int, test_every: int) -> dict:
     from fieldfit.methods.rbf.radiance import Stepper, param_groups
     from fieldfit.render.march import render_rays
     from fieldfit.render.metrics import psnr_from_mse
     from fieldfit.tasks.radiance import PixelStore, eval_rays_from
 
     from .model import BlocksRun
-    from .pipeline import finish
 
     t0 = time.perf_counter()
     seed_everything(seed)
     device = torch.device(device)
-    children = block_runs(run, plan, scene, options, device, seed)
+    children = block_runs(run, plan, scene, options, device, seed, test_every)
     try:
         blocks = [r for _, r in children]
         parent = BlocksRun(run, run.config(), device, scene=scene, blocks=blocks)
@@ -150,12 +147,9 @@ def _fit(run: Run, plan, scene, options: dict, budget, device, seed: int) -> dic
     finally:
         for child, _ in children:
             child.release()
-    metrics = finish(run, time.perf_counter() - t0, device, train_seconds=train_s)
-    metrics.update(train="together", steps=steps, prepare_seconds=prepare_s,
-                   rays_per_second=stepper.rays / max(train_s, 1e-9),
-                   train_samples_per_ray=stepper.samples / max(stepper.rays, 1))
-    run.write_metrics(metrics)
-    return metrics
+    return {"train_seconds": train_s, "steps": steps, "prepare_seconds": prepare_s,
+            "rays_per_second": stepper.rays / max(train_s, 1e-9),
+            "train_samples_per_ray": stepper.samples / max(stepper.rays, 1)}
 
 
 __all__ = ["Together", "block_runs", "fit_together"]
