@@ -23,9 +23,7 @@ from fieldfit.scenes.builtin import street_scene_dir
 pytestmark = pytest.mark.usefixtures("one_thread")
 FIT = ["--blocks", "2x1", "--steps", "60", "--lr", "0.1", "--downscale", "2", "--levels", "2", "--max-res", "32",
        "--resolution", "32"]  # 30 steps a block at a high rate: each must draw something (the rbf shift is -10)
-MESH_FIT = [*FIT[:2], "--steps", "120", *FIT[4:], "--train", "apart"]  # density above the mesh level (apart: the
-# quicker of the two at this size; the mesh is made from the blended field either way)
-APART = [*FIT, "--train", "apart"]
+APART = [*FIT[:2], "--steps", "120", *FIT[4:], "--train", "apart"]  # 60 steps a block: density above the mesh level
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +249,8 @@ def parent(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def apart(tmp_path_factory):
-    """Two blocks trained apart, one after the other."""
+    """Two blocks trained apart, one after the other (the mesh test's fit too: the mesh is made from the blended
+    field either way)."""
     return fit_blocks(tmp_path_factory, APART)
 
 
@@ -301,7 +300,7 @@ def test_fit_in_blocks_apart_writes_a_parent_of_block_runs(apart):
     assert cfg["method"] == "blocks"
     assert cfg["task"] == "radiance"
     assert [b["run"] for b in cfg["blocks"]] == ["blocks/b0_0", "blocks/b1_0"]
-    assert "30 steps per block" in r.stdout
+    assert "60 steps per block" in r.stdout
     assert "block 1/2 b0_0" in r.stdout
     assert "block 2/2 b1_0" in r.stdout
     for b in cfg["blocks"]:
@@ -361,10 +360,10 @@ def test_eval_of_the_parent(parent):
 
 
 @pytest.mark.slow
-def test_one_watertight_mesh_of_the_blocks(tmp_path_factory, tmp_path):
+def test_one_watertight_mesh_of_the_blocks(apart, tmp_path):
     from fieldfit.mesh.weld import load_welded, reload_report
 
-    out, _ = fit_blocks(tmp_path_factory, MESH_FIT)
+    out, _ = apart
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["watertight"] is True
     mesh = tmp_path / "street.ply"
@@ -387,7 +386,7 @@ def test_the_same_out_again_keeps_finished_blocks_and_resumes_the_others(apart):
     assert r.returncode == 0, r.stderr
     assert "block 1/2 b0_0: finished before, kept" in r.stdout
     assert "block 2/2 b1_0" in r.stdout
-    assert "resumed for 30 steps" in r.stdout
+    assert "resumed for 60 steps" in r.stdout
     assert os.stat(done).st_mtime_ns == stamp
     assert (out / "blocks" / "b1_0" / "metrics.json").is_file()
     r = run_main("street", *APART[:-3], "48", "--train", "apart", "--overlap", "0.2", "--out", out)  # another partition
