@@ -6,12 +6,14 @@ each step draws rays from every training photo, marches them through the union o
 and renders the blended field, so a sample updates only the blocks whose box holds it, in proportion to its
 blend weight, and every pixel is explained by the blocks along its ray.
 
-One step costs what one field's step costs: the same number of samples, each evaluated by the one block whose
-cell holds it (two or four inside the overlap bands). The budget is the whole fit's (not split). The parent's
-checkpoint holds every block (resume goes on from it); at the end each block's weights and grid are written
-into its own run folder (``blocks/<name>``: config.json, checkpoint, metrics.json without test views, which a
-block alone does not draw whole), so the parent loads, renders, exports and evaluates as it does after a fit
-apart. The ray batch, learning rates and grid schedule are rbf's (``methods.rbf.radiance.Stepper``).
+A step takes as many samples as one field's step, each evaluated by the one block whose cell holds it (two or
+four inside the overlap bands); on the CPU a sample costs 14-27% more than one field's (several smaller field
+calls per pass, the blend's gathers and scatters: bench/README.md "Large scenes in blocks"). The budget is the
+whole fit's (not split). The parent's checkpoint holds every block (resume goes on from it); at the end each
+block's weights and grid are written into its own run folder (``blocks/<name>``: config.json, checkpoint,
+metrics.json without test views, which a block alone does not draw whole), so the parent loads, renders, exports
+and evaluates as it does after a fit apart. The ray batch, learning rates and grid schedule are rbf's
+(``methods.rbf.radiance.Stepper``).
 """
 
 import time
@@ -61,30 +63,40 @@ class Together(nn.Module):
 
 def block_runs(run: Run, plan, scene, options: dict, device, seed: int, test_every: int) -> list:
     """(child Run, RadianceRun) of every block of ``plan``: its scene folder (``scenes.subset``), its run folder
-    made afresh with the config rbf would write for it, its model built (untrained)."""
+    made afresh with the config rbf would write for it (locked), its model built (untrained)."""
+    parent = run.config()
+    out = []
+    try:
+        for b in plan.blocks:
+            out.append(_block_run(run, parent, b, scene, options, device, seed, test_every))
+    except BaseException:
+        for child, _ in out:
+            child.release()
+        raise
+    return out
+
+
+def _block_run(run: Run, parent: dict, b, scene, options: dict, device, seed: int, test_every: int) -> tuple:
+    """``block_runs``' pair for block ``b``."""
     from fieldfit.fields.gaussian_rbf import FieldConfig
     from fieldfit.methods.rbf.config import RadianceConfig, field_for_device
     from fieldfit.methods.rbf.radiance import RadianceRun, build_model, run_config
     from fieldfit.scenes.inputs import classify
     from fieldfit.scenes.subset import subset, write_block_scene
 
-    source = run.config()["source"]
-    out = []
-    for b in plan.blocks:
-        folder = write_block_scene(run.path / "scenes" / b.name, source, b.train, b.test, b.box, scene.near,
-                                   scene.far, test_every)
-        inp = classify(str(Path(folder).resolve()))
-        part = subset(scene, b.train + b.test, len(b.train), b.box, scene.near, scene.far)
-        cfg = RadianceConfig.for_scene(part, device, **options)
-        config = run_config(part, inp, cfg, seed)
-        child = Run.claim(run.path / "blocks" / b.name, overwrite=True)
-        config["field"] = field_for_device(FieldConfig.from_dict(config["field"]), device, child).to_dict()
-        child.header = {**input_record(inp), "method": "rbf",
-                        "command": f"{run.config().get('command', '')} (block {b.name}, trained together)"}
-        child.write_config(config)
-        model, march = build_model(config, device)
-        out.append((child, RadianceRun(child, child.config(), device, model=model, scene=part)))
-    return out
+    folder = write_block_scene(run.path / "scenes" / b.name, parent["source"], b.train, b.test, b.box,
+                               scene.near, scene.far, test_every)
+    inp = classify(str(Path(folder).resolve()))
+    part = subset(scene, b.train + b.test, len(b.train), b.box, scene.near, scene.far)
+    cfg = RadianceConfig.for_scene(part, device, **options)
+    config = run_config(part, inp, cfg, seed)
+    child = Run.claim(run.path / "blocks" / b.name, overwrite=True)
+    config["field"] = field_for_device(FieldConfig.from_dict(config["field"]), device, child).to_dict()
+    child.header = {**input_record(inp), "method": "rbf",
+                    "command": f"{parent.get('command', '')} (block {b.name}, trained together)"}
+    child.write_config(config)
+    model, _ = build_model(config, device)
+    return child, RadianceRun(child, child.config(), device, model=model, scene=part)
 
 
 def fit_together(run: Run, plan, scene, options: dict, budget, device, seed: int, test_every: int) -> dict:
