@@ -294,6 +294,16 @@ def test_old_parents_read_as_trained_apart():
     assert BlocksConfig.from_dict(BlocksConfig().to_dict()).train == "together"
 
 
+def test_an_old_parent_goes_on_apart(apart):
+    out, _ = apart
+    cfg = json.loads((out / "config.json").read_text())
+    del cfg["config"]["train"]  # as written before --train existed
+    (out / "config.json").write_text(json.dumps(cfg))
+    r = run_main("street", *APART, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "finished before, kept" in r.stdout
+
+
 def test_fit_in_blocks_apart_writes_a_parent_of_block_runs(apart):
     out, r = apart
     cfg = json.loads((out / "config.json").read_text())

@@ -11,7 +11,8 @@ Layout of a parent run folder PARENT:
 Trained together (the default, ``together``): one optimiser over all blocks through the blended field, for the
 whole budget. Trained apart (``--train apart``): the budget (``--steps`` or ``--time-budget``) is the total,
 split evenly over the blocks, each fitted alone on the photos that see it. Every block is fitted
-with the same march step (the smallest any block would choose), box-bounded (no contraction) and without
+with the same march step (together: one field's of the scene; apart: the smallest any block would choose),
+box-bounded (no contraction) and without
 per-photo colour maps, so their fields blend per sample (``blend``). Running the same command again with the
 same --out goes on: together, from the parent's checkpoint; apart, a block whose run has metrics.json is kept,
 one with a checkpoint is resumed, the others are fitted afresh; then the parent is measured again.
@@ -76,7 +77,8 @@ def _same_plan(saved: dict, new: dict) -> bool:
     keys = ("source", "axes", "edges", "margins", "block_options", "step")
     return all(saved.get(k) == new.get(k) for k in keys) and \
         [b["name"] for b in saved.get("blocks", [])] == [b["name"] for b in new["blocks"]] and \
-        all(saved.get("config", {}).get(k) == new["config"][k] for k in ("grid", "train"))
+        saved.get("config", {}).get("grid") == new["config"]["grid"] and \
+        BlocksConfig.from_dict(saved.get("config", {})).train == new["config"]["train"]  # none saved: apart
 
 
 def fit_blocks(inp, run: Run, cfg: BlocksConfig, budget: Budget, *, device: str = "cpu", seed: int = 0,
