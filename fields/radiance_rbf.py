@@ -2,13 +2,17 @@
 
     x [N,3] world -> normalised by the aabb to [-1,1]^3 -> feature grid -> decoder -> raw [N, 1+48]
     density = scale * softplus(raw[:, 0] + shift)        (world units: per unit of t)
+         or = scale * exp(min(raw[:, 0] + shift, 12))   (activation "exp")
     rgb     = sigmoid(SH3(d) . raw[:, 1:])  per channel   (16 real SH bases x 3 channels)
 
 ``shift`` (-10 in GNF) starts the field almost empty; ``scale`` plays the part of TensoRF's
 ``distance_scale`` = 25 on Blender's [-1.5, 1.5]^3 box and is made relative to the box
 (25 * 1.5 / mean half-extent), so a field in a bigger box starts equally transparent per box.
 For NDC scenes the box is the NDC cube and x, d are NDC points and directions.
-There is no view MLP: colour is the SH expansion of the single pass.
+There is no view MLP: colour is the SH expansion of the single pass. The "exp" activation (instant-ngp's,
+with the argument capped at 12: beyond it a sample is opaque at any step) turns a linear rise of the raw
+value into a steep rise of density, so surfaces need fewer samples to become opaque; below the shift it is
+softplus's own tail (softplus(z) ~ exp(z) for z << 0), so a field starts equally transparent either way.
 """
 
 import torch
@@ -24,6 +28,8 @@ from .gaussian_rbf import FieldConfig, make_decoder
 
 SH_DEGREE = 3
 GNF_DENSITY_SHIFT = -10.0
+DENSITY_ACTIVATIONS = ("softplus", "exp")
+EXP_CAP = 12.0  # density "exp": exp(min(z, EXP_CAP))
 
 
 def default_density_scale(aabb) -> float:
@@ -63,8 +69,9 @@ class RadianceRBF(nn.Module):
     Args:
         cfg: grid and decoder (``cfg.decoder`` "rbf" with ``cfg.units`` units, or "mlp").
         aabb: [2,3] box whose inside the grid covers (points outside read the border).
-        density_shift: added to the raw density before softplus.
-        density_scale: multiplies softplus; None -> ``default_density_scale(aabb)``.
+        density_shift: added to the raw density before the activation.
+        density_scale: multiplies the activation; None -> ``default_density_scale(aabb)``.
+        density_activation: softplus (GNF's) | exp (see the module doc).
         device: where to build the grid (only matters for the tcnn encoding).
         contraction: a ``render.contraction.Contraction`` for unbounded captures: the grid then covers the
             contracted cube [-2,2]^3 (world points are contracted, then halved), ``aabb`` only sets the density
@@ -78,10 +85,15 @@ class RadianceRBF(nn.Module):
     """
 
     def __init__(self, cfg: FieldConfig, aabb, density_shift: float = GNF_DENSITY_SHIFT,
-                 density_scale: float | None = None, device="cpu", contraction=None):
+                 density_scale: float | None = None, device="cpu", contraction=None,
+                 density_activation: str = "softplus"):
         super().__init__()
         if cfg.decoder not in ("rbf", "mlp"):
             raise ValueError(f"RadianceRBF: decoder must be 'rbf' or 'mlp', got {cfg.decoder!r}")
+        if density_activation not in DENSITY_ACTIVATIONS:
+            raise ValueError(f"RadianceRBF: density_activation must be one of {DENSITY_ACTIVATIONS}, "
+                             f"got {density_activation!r}")
+        self.density_activation = density_activation
         aabb = torch.as_tensor(aabb, dtype=torch.float32).reshape(2, 3)
         if not bool((aabb[1] > aabb[0]).all()):
             raise ValueError(f"RadianceRBF: aabb max corner must exceed min corner, got {aabb.tolist()}")
@@ -107,37 +119,40 @@ class RadianceRBF(nn.Module):
             return triplane_features_cf(self.encoding, xn).t()
         return self.encoding(xn)
 
-    def _hidden_and_head(self, feats: torch.Tensor):
-        """(last hidden activations [N,H], head Linear) of the decoder."""
+    def _raw(self, feats: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        """The decoder's output columns ``rows`` at features [N,D]."""
         dec = self.decoder
         if isinstance(dec, RBFDecoder):
-            return dec.rbf(feats), dec.head
+            return dec.outputs(feats, rows)
         if isinstance(dec, MLPDecoder):
-            return dec.net[:-1](feats), dec.net[-1]
+            head = dec.net[-1]
+            return F.linear(dec.net[:-1](feats), head.weight[rows], head.bias[rows])
         raise TypeError(f"unsupported decoder {type(dec).__name__}")
 
     def _density(self, raw0: torch.Tensor) -> torch.Tensor:
-        return self.density_scale * F.softplus(raw0 + self.density_shift)
+        z = raw0 + self.density_shift
+        if self.density_activation == "exp":
+            return self.density_scale * torch.exp(z.clamp(max=EXP_CAP))
+        return self.density_scale * F.softplus(z)
 
     def density(self, x: torch.Tensor) -> torch.Tensor:
-        """x [N,3] world -> density [N] >= 0. Evaluates only the head's density row."""
-        hidden, head = self._hidden_and_head(self.features(x))
-        raw0 = F.linear(hidden, head.weight[:1], head.bias[:1])[:, 0]
-        return self._density(raw0)
+        """x [N,3] world -> density [N] >= 0. Evaluates only the decoder's density row."""
+        return self._density(self._raw(self.features(x), slice(0, 1))[:, 0])
 
     def forward(self, x: torch.Tensor, d: torch.Tensor) -> FieldOutput:
         """x [N,3] world points, d [N,3] unit view directions -> FieldOutput(density [N], rgb [N,3])."""
-        hidden, head = self._hidden_and_head(self.features(x))
-        raw = head(hidden)
+        raw = self._raw(self.features(x))
         return FieldOutput(density=self._density(raw[:, 0]), rgb=sh_colour(raw[:, 1:], d, SH_DEGREE))
 
     def fused_parts(self):
         """This field's tensors for ``fieldfit.cuda.render_fused`` (detached), or None where that kernel
-        does not apply (other grids, the MLP decoder)."""
+        does not apply (other grids, the MLP decoder, a decoder with a tail, the exp activation)."""
         from fieldfit.cuda.fused import HashEncoding, RBFField, TriPlaneEncoding
 
         enc, dec = self.encoding, self.decoder
         if not isinstance(dec, RBFDecoder) or self.contraction is not None:
+            return None
+        if dec.tail is not None or self.density_activation != "softplus":
             return None
         if type(enc) is HashGrid and enc.dim == 3:
             parts = HashEncoding(enc.table.detach(), tuple(enc.res))
@@ -156,4 +171,4 @@ class RadianceRBF(nn.Module):
         }
 
 
-__all__ = ["RadianceRBF", "default_density_scale", "GNF_DENSITY_SHIFT", "SH_DEGREE"]
+__all__ = ["DENSITY_ACTIVATIONS", "EXP_CAP", "RadianceRBF", "default_density_scale", "GNF_DENSITY_SHIFT", "SH_DEGREE"]

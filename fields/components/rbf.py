@@ -1,11 +1,13 @@
 """One layer of K anisotropic Gaussian RBF units in feature space (METHODS.md 1.2).
 
-phi_k(F) = kernel(r_k), r_k = sum_d exp(b_kd) (F_d - mu_kd)^2; the head is a plain Linear.
+phi_k(F) = kernel(r_k), r_k = sum_d exp(b_kd) (F_d - mu_kd)^2; the head is a plain Linear (plus, optionally, a
+linear tail on F itself).
 The layer itself is ``fieldfit.cuda.rbf_layer`` (three GEMMs + clamp on CPU, a fused kernel on
 CUDA): x [N,D], centers [K,D], log_prec [K,D] -> phi [N,K].
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fieldfit import cuda as kernels
@@ -26,13 +28,27 @@ class RBFLayer(nn.Module):
 
 
 class RBFDecoder(nn.Module):
-    """features [N,D] -> RBF layer [N,K] -> Linear [N,out] (no output activation)."""
+    """features F [N,D] -> RBF layer phi [N,K] -> y = W phi + c [N,out] (no output activation).
+
+    With ``tail``, y = W phi + V F + c: a linear function of the features is added, as the polynomial tail of an
+    RBF interpolant. The units then model what is not linear in the features (a radiance field's SH colour is
+    largely linear in tri-plane features, as in TensoRF's appearance basis). V starts at zero, so a fit starts
+    from the plain RBF network.
+    """
 
     def __init__(self, in_dim: int, out_dim: int, units: int = 64, kernel: str = "gaussian",
-                 center_init: float = 1e-4, log_prec_init: float = 0.0):
+                 center_init: float = 1e-4, log_prec_init: float = 0.0, tail: bool = False):
         super().__init__()
         self.rbf = RBFLayer(in_dim, units, kernel, center_init, log_prec_init)
         self.head = nn.Linear(units, out_dim)
+        self.tail = nn.Linear(in_dim, out_dim, bias=False) if tail else None
+        if self.tail is not None:
+            nn.init.zeros_(self.tail.weight)
+
+    def outputs(self, x: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        """The output columns ``rows`` only, at features x [N,D] (a field's density alone: ``slice(0, 1)``)."""
+        y = F.linear(self.rbf(x), self.head.weight[rows], self.head.bias[rows])
+        return y if self.tail is None else y + F.linear(x, self.tail.weight[rows])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.rbf(x))
+        return self.outputs(x)

@@ -100,7 +100,8 @@ def build_model(cfg: dict, device) -> tuple[RadianceModel, MarchConfig]:
     """The model and marching settings described by a run config (or the one fit is writing)."""
     contraction = Contraction.from_config(cfg.get("contraction"))
     field = RadianceRBF(FieldConfig.from_dict(cfg["field"]), cfg["aabb"], cfg["density_shift"],
-                        cfg["density_scale"], device=device, contraction=contraction)
+                        cfg["density_scale"], device=device, contraction=contraction,
+                        density_activation=cfg.get("density_activation", "softplus"))  # runs before it: softplus
     grid = OccupancyGrid(cfg["aabb"], resolution=cfg["grid_res"], warmup_steps=0, dilation=cfg.get("grid_dilation", 1),
                          contraction=contraction)
     n, m = int(cfg.get("appearance_images", 0)), int(cfg.get("pose_images", 0))
@@ -126,6 +127,7 @@ def run_config(scene, inp, cfg: RadianceConfig, seed: int) -> dict:
     return {"task": "radiance", "method": "rbf", "source": inp.builtin or str(inp.path), "builtin": inp.builtin,
             "scene": scene.name, "scene_kind": scene.kind, "ndc": bool(scene.ndc), "aabb": aabb.tolist(),
             "field": field_cfg.to_dict(), "density_shift": cfg.density_shift,
+            "density_activation": cfg.density_activation,
             "density_scale": default_density_scale(unit_box(scene) if contraction is None else aabb),
             "grid_res": grid_res, "contraction": None if contraction is None else contraction.to_config(),
             "appearance_images": len(scene.split("train")) if cfg.appearance == "on" else 0,
