@@ -15,10 +15,10 @@ CASES = {
     "rbf-image": ("rbf", "rings", ["--steps", "40", "--levels", "3", "--max-res", "64"]),
     "rbf-sdf": ("rbf", "csg", ["--steps", "150", "--train-points", "50000", "--levels", "3", "--max-res", "32",
                                "--resolution", "48", "--iou-points", "50000"]),
-    "rbf-radiance": ("rbf", "blocks", ["--steps", "150", "--downscale", "2", "--levels", "2", "--max-res", "32",
+    "rbf-radiance": ("rbf", "blocks", ["--steps", "80", "--downscale", "2", "--levels", "2", "--max-res", "32",
                                        "--resolution", "48"]),
     "bsp": ("bsp", "csg", ["--steps", "150", "--train-points", "40000", "--convexes", "8", "--iou-points", "50000"]),
-    "pronerf": ("pronerf", "blocks", ["--steps", "150", "--downscale", "2", "--levels", "2", "--max-res", "32",
+    "pronerf": ("pronerf", "blocks", ["--steps", "60", "--downscale", "2", "--levels", "2", "--max-res", "32",
                                       "--samples", "8", "--resolution", "48"]),
     "dnmp": ("dnmp", "blocks", ["--steps", "60", "--downscale", "2", "--resolution", "48", "--batch", "2048"]),
 }

@@ -433,4 +433,5 @@ class RadianceConfig(ConfigBase, FieldOptions):
 __all__ = ["FIELD_SHAPES", "FieldOptions", "check_grid_size", "dense_grid_params", "field_for_device", "fit_max_res",
            "grid_param_count",
            "GRIDS", "GRID_SHAPES", "IMAGE_GRIDS", "ImageConfig", "LR_DECODER", "RADIANCE_GRIDS", "RadianceConfig",
-           "SDFConfig", "STEP_SIZES", "CONTRACTED_DENSITY_SHIFT", "DENSITY_ACTIVATION", "DENSITY_SHIFT", "LOG_PREC_INIT"]
+           "SDFConfig", "STEP_SIZES", "CONTRACTED_DENSITY_SHIFT", "DENSITY_ACTIVATION", "DENSITY_SHIFT",
+           "LOG_PREC_INIT"]
