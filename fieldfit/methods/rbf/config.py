@@ -293,7 +293,7 @@ CONTRACTED_DENSITY_SHIFT = -5.0
 # either way). Bounded Gaussian units raise the density slowly across a surface; the exp activation makes that
 # rise steep and the tail (fields.components.rbf) gives the colour its linear part: 30.17 dB -> 30.85 with the
 # tail, 31.03 with both (MLP 31.31); the tail on the density row alone gave 30.51, on density and the SH
-# constant 30.64. bench/README.md "The RBF decoder's fog" has the table.
+# constant 30.64. bench/README.md "The RBF decoder, second pass" has the table.
 DENSITY_ACTIVATION = {"rbf": "exp", "mlp": "softplus"}
 LOG_PREC_INIT = 2.0
 
