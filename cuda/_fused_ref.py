@@ -15,7 +15,8 @@ from ._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH, hash_grid_ref, rbf_layer_re
 
 
 def field_ref(x: torch.Tensor, sh: torch.Tensor, field) -> tuple[torch.Tensor, torch.Tensor]:
-    """(density [S], rgb [S,3]) of the RBF field at points x [S,3] seen with SH bases sh [S,B]."""
+    """(density [S], rgb [S,3]) of the RBF field (its tail and density activation too) at points x [S,3] seen with
+    SH bases sh [S,B]."""
     lo, hi = field.aabb[0], field.aabb[1]
     xn = (x - lo) * (2.0 / (hi - lo)) - 1.0
     enc = field.encoding
@@ -25,7 +26,13 @@ def field_ref(x: torch.Tensor, sh: torch.Tensor, field) -> tuple[torch.Tensor, t
         feats = triplane_ref(xn, enc.planes, enc.volumes)
     phi = rbf_layer_ref(feats, field.centers, field.log_prec, field.kernel)
     raw = F.linear(phi, field.head_w, field.head_b)
-    density = field.density_scale * F.softplus(raw[:, 0] + field.density_shift)
+    if field.tail_w is not None:
+        raw = raw + F.linear(feats, field.tail_w)
+    z = raw[:, 0] + field.density_shift
+    if field.density_activation == "exp":
+        density = field.density_scale * torch.exp(z.clamp(max=field.exp_cap))
+    else:
+        density = field.density_scale * F.softplus(z)
     coeffs = raw[:, 1:].reshape(raw.shape[0], 3, sh.shape[1])
     return density, torch.sigmoid(torch.einsum("ncb,nb->nc", coeffs, sh))
 

@@ -15,6 +15,19 @@ product for the block's new lanes), so colour costs three
 dot products per sample whatever the SH degree. Compositing runs in registers; nothing per sample
 is stored. Dead lanes mask their loads, so a block costs memory traffic only for its live rays.
 
+The decoder's linear tail (HAS_TAIL, a constexpr) is summed as the features are: each feature v at column col
+adds v tail_w[0, col] to the lane's density and v T_c[col] to its colour channel c, T_c = sum_b sh_b
+tail_w[1 + cB + b] being the tail's colour rows folded with the ray's SH bases when its lane takes it (feature by
+feature: no [BLOCK, D] tile). The T_c live in a scratch buffer, [programs, 3, D, BLOCK], not in registers: four
+sums per lane instead of a [BLOCK, 1 + 3B] tile, 4 FMAs per feature instead of 1 + 3B; barriers order a refill's
+scratch writes against the other threads' reads. Hash levels add the tail per feature column, the tri-plane per
+[BLOCK, F] tile (reduced once per sample; per column its grid loops spilled more). sm_90 SASS of the fields of the
+kernel tests grown to 32 units and 16 hash levels (Triton 3.9, 32 x 2, compiled, not timed): the hash level loop
+310 -> 355 instructions, no spills either way (stack 1000 -> 984 bytes); the tri-plane's plane and volume loops
+582 / 740 -> 625 / 775, 5 and 3 spill loads (stack 936 -> 1256). Without a tail, softplus, the SASS is the
+kernel's before the tail, instruction for instruction (argument offsets aside). The density activation is a
+constexpr too (EXP: exp(min(z, cap)), else softplus).
+
 FP contraction is off, as in ``_traverse_triton``: interval positions and occupancy tests are the
 reference's, rounding for rounding. The field's blends and RBF distances use explicit ``tl.fma`` instead
 (rounding there decides no step). Hash levels gather each feature as a [BLOCK, 1] column that broadcasts
@@ -87,18 +100,28 @@ def _hash_u(xn):
 
 
 @triton.jit
-def _add_feature(r, v, col, c_ptr, beta_ptr, rk, mk, D):
-    """r + beta_k,col (v - mu_k,col)^2 for one feature v [BLOCK, 1] (column ``col`` of the RBF input)."""
+def _add_feature(r, t0, tr, tg, tb, v, col, live, c_ptr, beta_ptr, rk, mk, D, tw_ptr, sp, BLOCK: tl.constexpr,
+                 HAS_TAIL: tl.constexpr):
+    """r + beta_k,col (v - mu_k,col)^2 for one feature v [BLOCK, 1] (column ``col`` of the RBF input), and with
+    HAS_TAIL the tail sums [BLOCK, 1] plus v times column col of the tail: tail_w[0, col] for the density t0,
+    each lane's folded colour rows (``_fold_tail``, read from its scratch ``sp``) for tr, tg, tb."""
     cd = tl.load(c_ptr + rk * D + col, mask=mk, other=0.0)
     bd = tl.load(beta_ptr + rk * D + col, mask=mk, other=0.0)
     diff = v - cd[None, :]
-    return tl.fma(bd[None, :], diff * diff, r)
+    r = tl.fma(bd[None, :], diff * diff, r)
+    if HAS_TAIL:
+        t0 = tl.fma(v, tl.load(tw_ptr + col), t0)
+        tr = tl.fma(v, tl.load(sp + col * BLOCK, mask=live, other=0.0), tr)
+        tg = tl.fma(v, tl.load(sp + (D + col) * BLOCK, mask=live, other=0.0), tg)
+        tb = tl.fma(v, tl.load(sp + (2 * D + col) * BLOCK, mask=live, other=0.0), tb)
+    return r, t0, tr, tg, tb
 
 
 @triton.jit
-def _level(lvl, r, base, u0, u1, u2, live, t_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr, rk, mk, D,
-           F: tl.constexpr, POW2: tl.constexpr, BLOCK: tl.constexpr):
-    """r plus the terms of hash level ``lvl``'s F features (rows of the level start at ``base``; live [BLOCK, 1])."""
+def _level(lvl, r, t0, tr, tg, tb, base, u0, u1, u2, live, t_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr, rk, mk,
+           D, tw_ptr, sp, F: tl.constexpr, POW2: tl.constexpr, BLOCK: tl.constexpr, HAS_TAIL: tl.constexpr):
+    """r (and the tail sums) plus the terms of hash level ``lvl``'s F features (rows of the level start at
+    ``base``; live [BLOCK, 1])."""
     res = tl.load(res_ptr + lvl)
     hashed = tl.load(hashed_ptr + lvl)
     lo0, hi0, f0 = _hash_axis(u0, 0, 3, res)
@@ -110,14 +133,16 @@ def _level(lvl, r, base, u0, u1, u2, live, t_ptr, res_ptr, hashed_ptr, T, c_ptr,
             i0, i1, i2, w, dw0, dw1, dw2 = _corner(c, lo0, hi0, f0, lo1, hi1, f1, lo2, hi2, f2)
             row = base + _hash_index(i0, i1, i2, res, T, hashed, POW2)
             v = tl.fma(w[:, None], tl.load(t_ptr + row[:, None] * F + f, mask=live, other=0.0), v)
-        r = _add_feature(r, v, lvl * F + f, c_ptr, beta_ptr, rk, mk, D)
-    return r
+        r, t0, tr, tg, tb = _add_feature(r, t0, tr, tg, tb, v, lvl * F + f, live, c_ptr, beta_ptr, rk, mk, D, tw_ptr,
+                                         sp, BLOCK, HAS_TAIL)
+    return r, t0, tr, tg, tb
 
 
 @triton.jit
-def _grid(e, col0, r, meta_ptr, xn0, xn1, xn2, m2, rf, g_ptr, c_ptr, beta_ptr, rk, mk, D, F: tl.constexpr,
-          BF: tl.constexpr, DIM: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr):
-    """r plus the terms of tri-plane grid ``e`` of ``meta`` (a plane, DIM 2, or a volume, DIM 3; the
+def _grid(e, col0, r, t0, tr, tg, tb, meta_ptr, xn0, xn1, xn2, live, m2, rf, g_ptr, c_ptr, beta_ptr, rk, mk, D, tw_ptr,
+          sp, F: tl.constexpr, BF: tl.constexpr, DIM: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr,
+          HAS_TAIL: tl.constexpr):
+    """r (and the tail sums) plus the terms of tri-plane grid ``e`` of ``meta`` (a plane, DIM 2, or a volume, DIM 3; the
     entry table of ``_triplane_triton``: offset in the flat buffer, R, axis along the last grid axis,
     axis along the one before). CL: the buffer is channels-last."""
     off = tl.load(meta_ptr + e * 4)
@@ -139,22 +164,34 @@ def _grid(e, col0, r, meta_ptr, xn0, xn1, xn2, m2, rf, g_ptr, c_ptr, beta_ptr, r
         o = off + (i0 + (i1 + i2 * S) * S) * stc
         feat = tl.fma(w[:, None], tl.load(g_ptr + o[:, None] + rf[None, :] * stf, mask=m2, other=0.0), feat)
     for f in tl.static_range(F):  # each feature column, then its term
-        r = _add_feature(r, tl.sum(tl.where(rf[None, :] == f, feat, 0.0), axis=1)[:, None], col0 + f, c_ptr,
-                         beta_ptr, rk, mk, D)
-    return r
+        v = tl.sum(tl.where(rf[None, :] == f, feat, 0.0), axis=1)[:, None]
+        r, t0, tr, tg, tb = _add_feature(r, t0, tr, tg, tb, v, col0 + f, live, c_ptr, beta_ptr, rk, mk, D, tw_ptr, sp,
+                                         BLOCK, False)
+    if HAS_TAIL:  # the tail's terms of the F features at once, into [BLOCK, BF] sums
+        col = col0 + rf
+        t0 = tl.fma(feat, tl.load(tw_ptr + col, mask=rf < F, other=0.0)[None, :], t0)
+        tr = tl.fma(feat, tl.load(sp + col[None, :] * BLOCK, mask=m2, other=0.0), tr)
+        tg = tl.fma(feat, tl.load(sp + (D + col[None, :]) * BLOCK, mask=m2, other=0.0), tg)
+        tb = tl.fma(feat, tl.load(sp + (2 * D + col[None, :]) * BLOCK, mask=m2, other=0.0), tb)
+    return r, t0, tr, tg, tb
 
 
 @triton.jit
 def _rbf_distances(xn0, xn1, xn2, ev, g_ptr, res_ptr, hashed_ptr, T, mp_ptr, mv_ptr, EP, EV, c_ptr, beta_ptr, rk,
-                   mk, D, ENC: tl.constexpr, L: tl.constexpr, F: tl.constexpr, BF: tl.constexpr,
-                   POW2: tl.constexpr, UNROLL: tl.constexpr, BLOCK: tl.constexpr, BK: tl.constexpr):
-    """r [BLOCK, BK] = sum_d beta_kd (feature_d - mu_kd)^2 of the encoding's features at normalised points
-    (lanes ev only). ENC 0: hash grid, L levels of table ``g_ptr`` (UNROLL unrolls the levels: all their
-    gathers can be in flight at once, at twice the registers); ENC 1 / 2: tri-plane, EP planes and EV volumes
-    of the flat buffer ``g_ptr``, channels-first / channels-last."""
+                   mk, D, tw_ptr, sp, ENC: tl.constexpr, L: tl.constexpr, F: tl.constexpr, BF: tl.constexpr,
+                   POW2: tl.constexpr, UNROLL: tl.constexpr, BLOCK: tl.constexpr, BK: tl.constexpr,
+                   HAS_TAIL: tl.constexpr):
+    """(r [BLOCK, BK] = sum_d beta_kd (feature_d - mu_kd)^2 of the encoding's features at normalised points
+    (lanes ev only), the tail sums t0, tr, tg, tb [BLOCK, 1] (zero without HAS_TAIL; ``_add_feature``)).
+    ENC 0: hash grid, L levels of table ``g_ptr`` (UNROLL unrolls the levels: all their gathers can be in flight
+    at once, at twice the registers); ENC 1 / 2: tri-plane, EP planes and EV volumes of the flat buffer ``g_ptr``,
+    channels-first / channels-last."""
     rf = tl.arange(0, BF)
-    m2 = ev[:, None] & (rf < F)[None, :]
+    live = ev[:, None]
+    m2 = live & (rf < F)[None, :]
     r = tl.zeros((BLOCK, BK), dtype=tl.float32)
+    t0 = tl.zeros((BLOCK, 1 if ENC == 0 else BF), dtype=tl.float32)  # tri-plane: by feature of a grid
+    tr, tg, tb = t0, t0, t0
     if ENC == 0:
         u0 = _hash_u(xn0)
         u1 = _hash_u(xn1)
@@ -162,22 +199,22 @@ def _rbf_distances(xn0, xn1, xn2, ev, g_ptr, res_ptr, hashed_ptr, T, mp_ptr, mv_
         base = tl.zeros((BLOCK,), dtype=tl.int64)  # first row of the level in the flat [L*T, F] table
         if UNROLL:
             for lvl in tl.static_range(L):
-                r = _level(lvl, r, base, u0, u1, u2, ev[:, None], g_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr,
-                           rk, mk, D, F, POW2, BLOCK)
+                r, t0, tr, tg, tb = _level(lvl, r, t0, tr, tg, tb, base, u0, u1, u2, live, g_ptr, res_ptr, hashed_ptr,
+                                           T, c_ptr, beta_ptr, rk, mk, D, tw_ptr, sp, F, POW2, BLOCK, HAS_TAIL)
                 base += T
         else:
             for lvl in range(L):
-                r = _level(lvl, r, base, u0, u1, u2, ev[:, None], g_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr,
-                           rk, mk, D, F, POW2, BLOCK)
+                r, t0, tr, tg, tb = _level(lvl, r, t0, tr, tg, tb, base, u0, u1, u2, live, g_ptr, res_ptr, hashed_ptr,
+                                           T, c_ptr, beta_ptr, rk, mk, D, tw_ptr, sp, F, POW2, BLOCK, HAS_TAIL)
                 base += T
     else:
         for e in range(EP):
-            r = _grid(e, e * F, r, mp_ptr, xn0, xn1, xn2, m2, rf, g_ptr, c_ptr, beta_ptr, rk, mk, D, F, BF, 2, ENC == 2,
-                      BLOCK)
+            r, t0, tr, tg, tb = _grid(e, e * F, r, t0, tr, tg, tb, mp_ptr, xn0, xn1, xn2, live, m2, rf, g_ptr, c_ptr,
+                                      beta_ptr, rk, mk, D, tw_ptr, sp, F, BF, 2, ENC == 2, BLOCK, HAS_TAIL)
         for e in range(EV):
-            r = _grid(e, (EP + e) * F, r, mv_ptr, xn0, xn1, xn2, m2, rf, g_ptr, c_ptr, beta_ptr, rk, mk, D, F, BF, 3,
-                      ENC == 2, BLOCK)
-    return r
+            r, t0, tr, tg, tb = _grid(e, (EP + e) * F, r, t0, tr, tg, tb, mv_ptr, xn0, xn1, xn2, live, m2, rf, g_ptr,
+                                      c_ptr, beta_ptr, rk, mk, D, tw_ptr, sp, F, BF, 3, ENC == 2, BLOCK, HAS_TAIL)
+    return r, t0, tr, tg, tb
 
 
 @triton.jit
@@ -193,6 +230,28 @@ def _colour_rows(v, vb, new, sh_ptr, w_ptr, b_ptr, ray, rk, mk, c: tl.constexpr,
     v = tl.where(new[:, None], tl.dot(s, w, input_precision="ieee"), v)
     vb = tl.where(new, tl.sum(s * bias[None, :], axis=1), vb)
     return v, vb
+
+
+@triton.jit
+def _fold_tail(new, sh_ptr, tw_ptr, ray, sp, D, B: tl.constexpr, BB: tl.constexpr, BLOCK: tl.constexpr):
+    """Write the lanes ``new``'s folded tail rows T_c[col] = sum_b sh_b tail_w[1 + cB + b, col] (their rays' SH
+    bases sh) to their scratch, at sp + (cD + col) BLOCK: feature by feature, so no [BLOCK, D] tile is held."""
+    rb = tl.arange(0, BB)
+    mb = rb < B
+    s = tl.load(sh_ptr + ray[:, None] * B + rb[None, :], mask=new[:, None] & mb[None, :], other=0.0)
+    for col in range(D):
+        for c in tl.static_range(3):
+            w = tl.load(tw_ptr + (1 + c * B + rb) * D + col, mask=mb, other=0.0)
+            tl.store(sp + (c * D + col) * BLOCK, tl.sum(s * w[None, :], axis=1), mask=new)
+
+
+@triton.jit
+def _row(phi, v, vb, t, HAS_TAIL: tl.constexpr):
+    """One raw output per lane: phi . v + vb (a head row, [1, BK] or [BLOCK, BK]), plus its tail sum t [BLOCK, 1]."""
+    raw = tl.sum(phi * v, axis=1) + vb
+    if HAS_TAIL:
+        raw += tl.sum(t, axis=1)
+    return raw
 
 
 @triton.jit
@@ -218,12 +277,15 @@ def _store(done, ray, acc_r, acc_g, acc_b, opa, dep, evals, bg_ptr, rgb_ptr, opa
 @triton.jit(do_not_specialize=["M", "R"])
 def _fused_kernel(o_ptr, d_ptr, sh_ptr, tmin_ptr, tmax_ptr, bin_ptr, box_ptr, step_ptr, M, G0, G1, G2,
                   lo_ptr, sc_ptr, g_ptr, res_ptr, hashed_ptr, T, mp_ptr, mv_ptr, EP, EV, c_ptr, beta_ptr, D, w_ptr,
-                  b_ptr, K, dscale, dshift, bg_ptr, early_stop, alpha_thre, stop_tau,
+                  b_ptr, K, tw_ptr, scr_ptr, dscale, dshift, exp_cap, bg_ptr, early_stop, alpha_thre, stop_tau,
                   rgb_ptr, opa_ptr, dep_ptr, ev_ptr, next_ptr, R,
                   ENC: tl.constexpr, L: tl.constexpr, F: tl.constexpr, BF: tl.constexpr, B: tl.constexpr,
                   KERNEL: tl.constexpr, POW2: tl.constexpr, UNROLL: tl.constexpr, MAX_TAU: tl.constexpr,
-                  REFILL: tl.constexpr, BB: tl.constexpr, BLOCK: tl.constexpr, BK: tl.constexpr):
+                  REFILL: tl.constexpr, BB: tl.constexpr, BLOCK: tl.constexpr, BK: tl.constexpr,
+                  HAS_TAIL: tl.constexpr, EXP: tl.constexpr):
     lane = tl.arange(0, BLOCK)
+    # this program's lanes' scratch (HAS_TAIL): their folded tail rows, [3, D, BLOCK] per program
+    sp = scr_ptr + tl.program_id(0).to(tl.int64) * (3 * D * BLOCK) + lane
     rk = tl.arange(0, BK)
     mk = rk < K
     w0 = tl.load(w_ptr + rk, mask=mk, other=0.0)
@@ -266,6 +328,10 @@ def _fused_kernel(o_ptr, d_ptr, sh_ptr, tmin_ptr, tmax_ptr, bin_ptr, box_ptr, st
             v_r, vb_r = _colour_rows(v_r, vb_r, new, sh_ptr, w_ptr, b_ptr, idx, rk, mk, 0, K, B, BB)
             v_g, vb_g = _colour_rows(v_g, vb_g, new, sh_ptr, w_ptr, b_ptr, idx, rk, mk, 1, K, B, BB)
             v_b, vb_b = _colour_rows(v_b, vb_b, new, sh_ptr, w_ptr, b_ptr, idx, rk, mk, 2, K, B, BB)
+            if HAS_TAIL:  # each thread's reads of a slot come before its rewrite, the rewrites before the reads
+                tl.debug_barrier()
+                _fold_tail(new, sh_ptr, tw_ptr, idx, sp, D, B, BB, BLOCK)
+                tl.debug_barrier()
             acc_r = tl.where(new, 0.0, acc_r)
             acc_g = tl.where(new, 0.0, acc_g)
             acc_b = tl.where(new, 0.0, acc_b)
@@ -286,21 +352,24 @@ def _fused_kernel(o_ptr, d_ptr, sh_ptr, tmin_ptr, tmax_ptr, bin_ptr, box_ptr, st
                                                    bin_ptr, G0, G1, G2)
                 skip = left & (occ == 0)
             ev = left  # live rays at an occupied interval
-            r = _rbf_distances(_normalised(o0 + d0 * mid, lo_ptr, sc_ptr, 0),
-                               _normalised(o1 + d1 * mid, lo_ptr, sc_ptr, 1),
-                               _normalised(o2 + d2 * mid, lo_ptr, sc_ptr, 2), ev, g_ptr, res_ptr, hashed_ptr, T,
-                               mp_ptr, mv_ptr, EP, EV, c_ptr, beta_ptr, rk, mk, D, ENC, L, F, BF, POW2, UNROLL, BLOCK,
-                               BK)
+            r, t0, tr, tg, tb = _rbf_distances(_normalised(o0 + d0 * mid, lo_ptr, sc_ptr, 0),
+                                               _normalised(o1 + d1 * mid, lo_ptr, sc_ptr, 1),
+                                               _normalised(o2 + d2 * mid, lo_ptr, sc_ptr, 2), ev, g_ptr, res_ptr,
+                                               hashed_ptr, T, mp_ptr, mv_ptr, EP, EV, c_ptr, beta_ptr, rk, mk, D,
+                                               tw_ptr, sp[:, None], ENC, L, F, BF, POW2, UNROLL, BLOCK, BK, HAS_TAIL)
             phi = tl.where(mk[None, :], _phi(r, KERNEL), 0.0)
-            z = tl.sum(phi * w0[None, :], axis=1) + b0 + dshift
-            sigma = dscale * (tl.maximum(z, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(z))))  # softplus
+            z = _row(phi, w0[None, :], b0, t0, HAS_TAIL) + dshift
+            if EXP:
+                sigma = dscale * tl.exp(tl.minimum(z, exp_cap))
+            else:
+                sigma = dscale * (tl.maximum(z, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(z))))  # softplus
             tau = tl.minimum(sigma * (te - ts), MAX_TAU)
             alpha = 1.0 - tl.exp(-tau)
             kept = ev & (tl.exp(-tau_all) >= early_stop) & ((alpha >= alpha_thre) | (alpha_thre <= 0.0))
             w = tl.where(kept, tl.exp(-tau_kept) * alpha, 0.0)
-            acc_r += w / (1.0 + tl.exp(-(tl.sum(phi * v_r, axis=1) + vb_r)))
-            acc_g += w / (1.0 + tl.exp(-(tl.sum(phi * v_g, axis=1) + vb_g)))
-            acc_b += w / (1.0 + tl.exp(-(tl.sum(phi * v_b, axis=1) + vb_b)))
+            acc_r += w / (1.0 + tl.exp(-_row(phi, v_r, vb_r, tr, HAS_TAIL)))
+            acc_g += w / (1.0 + tl.exp(-_row(phi, v_g, vb_g, tg, HAS_TAIL)))
+            acc_b += w / (1.0 + tl.exp(-_row(phi, v_b, vb_b, tb, HAS_TAIL)))
             opa += w
             dep += w * mid
             tau_all += tl.where(ev, tau, 0.0)
@@ -349,17 +418,24 @@ def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, f
     g0, g1, g2 = binary_u8.shape
     stop_tau = -math.log(early_stop) if early_stop > 0 else BIG
     refill = min(max(int(REFILL), 1), BLOCK)  # above BLOCK no lane would ever take a ray
+    n_prog = programs(n, dev)
+    tail = field.tail_w
+    # the lanes' folded tail rows (see the module doc); unread without a tail
+    scratch = torch.empty(n_prog * 3 * width * BLOCK if tail is not None else 1, dtype=torch.float32, device=dev)
     with device_guard(dev):
-        _fused_kernel[(programs(n, dev),)](
+        _fused_kernel[(n_prog,)](
             origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, g0, g1, g2,
             lo.contiguous(), scale, grids, res_t, hashed_t, tsize, meta_p, meta_v, ep, ev,
             field.centers.contiguous(), field.log_prec.exp().contiguous(), width,
-            field.head_w.contiguous(), field.head_b.contiguous(), k, float(field.density_scale),
-            float(field.density_shift), background, float(early_stop), float(alpha_thre), stop_tau,
+            field.head_w.contiguous(), field.head_b.contiguous(), k,
+            field.head_w if tail is None else tail.contiguous(), scratch, float(field.density_scale),
+            float(field.density_shift), float(field.exp_cap), background, float(early_stop), float(alpha_thre),
+            stop_tau,
             rgb, opacity, depth, evals, torch.zeros(1, dtype=torch.int32, device=dev), n,
             ENC=kind, L=levels, F=feats, BF=next_pow2(max(feats, 1)), B=sh.shape[1],
             KERNEL=KERNEL_IDS[field.kernel], POW2=tsize > 0 and (tsize & (tsize - 1)) == 0, UNROLL=UNROLL_LEVELS,
             MAX_TAU=COMPOSITE_MAX_OPTICAL_DEPTH, REFILL=refill, BB=max(16, next_pow2(sh.shape[1])),
-            BLOCK=BLOCK, BK=max(16, next_pow2(k)),
+            BLOCK=BLOCK, BK=max(16, next_pow2(k)), HAS_TAIL=tail is not None,
+            EXP=field.density_activation == "exp",
             num_warps=WARPS, maxnreg=MAX_REGISTERS, enable_fp_fusion=False)
     return rgb, opacity, depth, evals

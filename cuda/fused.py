@@ -12,6 +12,9 @@ sample i of a ray has tau_i = min(sigma_i (t_end - t_start), 64) at its midpoint
 exp(-sum_{j<i} tau_j) >= early_stop and (alpha_thre > 0 only) 1 - exp(-tau_i) >= alpha_thre; counted
 samples composite front to back, skipped ones do not dim those behind; a ray stops once its
 optical depth reaches -log(early_stop). This is ``RadianceModel.render``'s image.
+
+The field (``RBFField``) is ``RadianceRBF``'s: an optional linear tail on the grid features adds to the head's
+outputs, and the density activation is softplus or exp (its argument capped at ``exp_cap``, ``EXP_CAP`` = 12).
 """
 
 from dataclasses import dataclass
@@ -26,6 +29,8 @@ from .traverse import _box, _check_march
 from .triplane import check_grids
 
 _OP = "render_fused"
+DENSITY_ACTIVATIONS = ("softplus", "exp")
+EXP_CAP = 12.0  # density "exp": exp(min(z, EXP_CAP)), RadianceRBF's cap
 
 
 @dataclass
@@ -48,8 +53,9 @@ class TriPlaneEncoding:
 class RBFField:
     """The tensors of an RBF radiance field (``RadianceRBF`` with a hash grid or a tri-plane and an RBF decoder).
 
-    density = density_scale * softplus(raw_0 + density_shift), rgb_c = sigmoid(sum_b sh_b raw_{1 + c B + b}),
-    raw = head_w phi + head_b, phi = rbf(encoding((x - lo) * 2 / (hi - lo) - 1)).
+    density = density_scale * act(raw_0 + density_shift), rgb_c = sigmoid(sum_b sh_b raw_{1 + c B + b}),
+    raw = head_w phi + head_b (+ tail_w feats), phi = rbf(feats), feats = encoding((x - lo) * 2 / (hi - lo) - 1);
+    act: softplus, or exp(min(z, exp_cap)) for ``density_activation`` "exp".
     """
 
     aabb: torch.Tensor  # [2,3] box the grid covers
@@ -61,6 +67,9 @@ class RBFField:
     head_b: torch.Tensor  # [1 + 3B]
     density_scale: float
     density_shift: float
+    tail_w: torch.Tensor | None = None  # [1 + 3B, D]: the decoder's linear tail on the features (None: no tail)
+    density_activation: str = "softplus"  # DENSITY_ACTIVATIONS
+    exp_cap: float = EXP_CAP
 
     @property
     def sh_degree(self) -> int:
@@ -126,5 +135,10 @@ def _check(origins, sh, field: RBFField, background) -> None:
     _checks.tensor(_OP, "field.log_prec", field.log_prec, (k, width), like=like)
     _checks.tensor(_OP, "field.head_w", field.head_w, (1 + 3 * sh.shape[1], k), like=like)
     _checks.tensor(_OP, "field.head_b", field.head_b, (1 + 3 * sh.shape[1],), like=like)
+    if field.tail_w is not None:
+        _checks.tensor(_OP, "field.tail_w", field.tail_w, (1 + 3 * sh.shape[1], width), like=like)
+    if field.density_activation not in DENSITY_ACTIVATIONS:
+        raise ValueError(f"{_OP}: field.density_activation must be one of {DENSITY_ACTIVATIONS}, "
+                         f"got {field.density_activation!r}")
     if field.kernel not in RBF_KERNELS:
         raise ValueError(f"{_OP}: field.kernel must be one of {RBF_KERNELS}, got {field.kernel!r}")

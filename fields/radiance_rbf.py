@@ -146,13 +146,11 @@ class RadianceRBF(nn.Module):
 
     def fused_parts(self):
         """This field's tensors for ``fieldfit.cuda.render_fused`` (detached), or None where that kernel
-        does not apply (other grids, the MLP decoder, a decoder with a tail, the exp activation)."""
+        does not apply (other grids, the MLP decoder, a contraction)."""
         from fieldfit.cuda.fused import HashEncoding, RBFField, TriPlaneEncoding
 
         enc, dec = self.encoding, self.decoder
         if not isinstance(dec, RBFDecoder) or self.contraction is not None:
-            return None
-        if dec.tail is not None or self.density_activation != "softplus":
             return None
         if type(enc) is HashGrid and enc.dim == 3:
             parts = HashEncoding(enc.table.detach(), tuple(enc.res))
@@ -161,7 +159,9 @@ class RadianceRBF(nn.Module):
         else:
             return None
         return RBFField(self.aabb, parts, dec.rbf.centers.detach(), dec.rbf.log_prec.detach(), dec.rbf.kernel,
-                        dec.head.weight.detach(), dec.head.bias.detach(), self.density_scale, self.density_shift)
+                        dec.head.weight.detach(), dec.head.bias.detach(), self.density_scale, self.density_shift,
+                        tail_w=None if dec.tail is None else dec.tail.weight.detach(),
+                        density_activation=self.density_activation, exp_cap=EXP_CAP)
 
     def param_groups(self) -> dict:
         """Parameter counts by part (grid vs decoder) for reports."""

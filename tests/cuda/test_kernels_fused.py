@@ -8,17 +8,22 @@ against the reference, float32 both:
 transmittance sits on the early-stop threshold could flip, which these seeds do not hit).
 render_rounds evaluates whole rounds, so it may evaluate a few samples more than the reference.
 The op has no backward: frames are drawn without gradient.
+Fields with the decoder's linear tail and the exp density activation (the rbf defaults) are checked the same way,
+and the reference's field against RadianceRBF's own forward.
 """
+
+import dataclasses
 
 import pytest
 import torch
 
 from conftest import DEVICES, assert_close
 from fieldfit.cuda import render_fused
-from fieldfit.cuda._fused_ref import render_fused_ref
+from fieldfit.cuda._fused_ref import field_ref, render_fused_ref
 from fieldfit.fields.components.encodings import GridConfig
+from fieldfit.fields.components.sh import sh_bases
 from fieldfit.fields.gaussian_rbf import FieldConfig
-from fieldfit.fields.radiance_rbf import RadianceRBF
+from fieldfit.fields.radiance_rbf import EXP_CAP, RadianceRBF
 from fieldfit.render import OccupancyGrid
 from fieldfit.render.march import MarchConfig, fusable, march_mode, render, render_rays, render_rounds
 from fieldfit.render.march import render_fused as march_fused
@@ -33,9 +38,9 @@ class Marched(torch.nn.Module):
 
 
 def _model(levels=3, units=6, table_log2=8, occupied=0.5, shift=0.0, scale=3.0, seed=0, kernel="gaussian",
-           grid="hash"):
+           grid="hash", tail=False, activation="softplus"):
     """A small random RBF radiance model (hash grid, or tri-plane with volumes for its two coarse levels)
-    whose rays mix opaque, partly filled and empty ones."""
+    whose rays mix opaque, partly filled and empty ones; ``tail``: its decoder has a (random) linear tail."""
     torch.manual_seed(seed)
     if grid == "hash":
         grid = GridConfig(kind="hash", levels=levels, base_res=4, max_res=40, features=2, table_log2=table_log2,
@@ -43,13 +48,15 @@ def _model(levels=3, units=6, table_log2=8, occupied=0.5, shift=0.0, scale=3.0, 
     else:
         grid = GridConfig(kind="triplane", levels=levels, base_res=4, max_res=24, features=3, volume_max_res=10,
                           init_scale=1.0)
-    field = RadianceRBF(FieldConfig(grid=grid, units=units, kernel=kernel), [[-1.0] * 3, [1.0] * 3],
-                        density_shift=shift, density_scale=scale)
+    field = RadianceRBF(FieldConfig(grid=grid, units=units, kernel=kernel, tail=tail), [[-1.0] * 3, [1.0] * 3],
+                        density_shift=shift, density_scale=scale, density_activation=activation)
     with torch.no_grad():
         field.decoder.rbf.centers.normal_(0, 0.7)
         field.decoder.rbf.log_prec.normal_(-1, 0.3)
         field.decoder.head.weight.normal_(0, 1.0)
         field.decoder.head.bias.normal_(0, 0.5)
+        if tail:
+            field.decoder.tail.weight.normal_(0, 0.5)
     occ = OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=8, dilation=0)
     occ.binary.copy_(torch.rand(8, 8, 8) < occupied)
     return Marched(field, occ).eval()
@@ -111,18 +118,25 @@ def test_render_rays_fused_keeps_each_pixels_colour():
 @pytest.mark.usefixtures("triton_kernels")
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", ["mixed", "opaque", "empty", "no-stop", "all-alphas", "dense-levels", "unrolled-16",
-                                  "triplane", "triplane-opaque", "triplane-channels-first"])
+                                  "triplane", "triplane-opaque", "triplane-channels-first", "tail-exp",
+                                  "triplane-tail-exp", "triplane-exp"])
 def test_kernel_matches_reference(device, case, monkeypatch):
-    if case == "unrolled-16":  # the other launch shape bench/frame_gpu.py tries: levels unrolled, 16-ray blocks
-        from fieldfit.cuda import _fused_triton
+    from fieldfit.cuda import _fused_triton
 
+    if case == "unrolled-16":  # the other launch shape bench/frame_gpu.py tries: levels unrolled, 16-ray blocks
         monkeypatch.setattr(_fused_triton, "BLOCK", 16)
         monkeypatch.setattr(_fused_triton, "WARPS", 4)
         monkeypatch.setattr(_fused_triton, "UNROLL_LEVELS", True)
+    if case == "tail-exp":  # one program of 16 lanes for the 21 rays: lanes take new rays, rewriting their tail rows
+        monkeypatch.setattr(_fused_triton, "BLOCK", 16)
+        monkeypatch.setattr(_fused_triton, "WARPS", 4)
+        monkeypatch.setattr(_fused_triton, "programs", lambda n, dev: 1)
     kw = {"opaque": dict(shift=4.0, scale=30.0), "empty": dict(shift=-30.0),
           "dense-levels": dict(table_log2=16, kernel="inverse_quadratic"), "triplane": dict(grid="triplane"),
           "triplane-opaque": dict(grid="triplane", shift=4.0, scale=30.0),
-          "triplane-channels-first": dict(grid="triplane")}.get(case, {})
+          "triplane-channels-first": dict(grid="triplane"), "tail-exp": dict(tail=True, activation="exp"),
+          "triplane-tail-exp": dict(grid="triplane", tail=True, activation="exp"),
+          "triplane-exp": dict(grid="triplane", activation="exp")}.get(case, {})
     model = _model(**kw).to(device)  # with the kernels on, .to() lays the tri-plane out channels-last
     if case.startswith("triplane"):
         planes = model.field.encoding.planes
@@ -211,9 +225,41 @@ def test_arguments_are_checked_by_name():
     bad[11] = 1.5
     with pytest.raises(ValueError, match="early_stop"):
         render_fused(*bad)
+    bad = list(args)
+    bad[9] = dataclasses.replace(args[9], tail_w=torch.zeros(49, 5))  # the features are 3 levels x 2
+    with pytest.raises(ValueError, match="'field.tail_w'"):
+        render_fused(*bad)
+    bad[9] = dataclasses.replace(args[9], density_activation="relu")
+    with pytest.raises(ValueError, match="softplus"):
+        render_fused(*bad)
     # the reference and the dispatching op agree on valid arguments
     for a, b in zip(render_fused(*args)[:3], render_fused_ref(*args)[:3], strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("grid", ["hash", "triplane"])
+def test_reference_field_is_the_fields_forward_with_a_tail_and_exp(grid):
+    # the fused reference reads the tail and the activation from fused_parts as RadianceRBF applies them: the same
+    # density and colour at random points, some of them past the exp cap (shift 10: raw values up to ~15)
+    model = _model(grid=grid, tail=True, activation="exp", shift=10.0)
+    field = model.field
+    parts = field.fused_parts()
+    assert parts is not None
+    assert parts.tail_w is not None
+    assert parts.density_activation == "exp"
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(500, 3, generator=g) * 2.2 - 1.1  # a few outside the box: they read its border
+    d = torch.nn.functional.normalize(torch.randn(500, 3, generator=g), dim=-1)
+    density, rgb = field_ref(x, sh_bases(d, parts.sh_degree), parts)
+    with torch.no_grad():
+        out = field(x, d)
+    torch.testing.assert_close(density, out.density, rtol=1e-5, atol=0.0)
+    torch.testing.assert_close(rgb, out.rgb, rtol=0.0, atol=1e-6)
+    capped = field.density_scale * torch.exp(torch.tensor(EXP_CAP))
+    assert bool((out.density == capped).any())
+    assert bool((out.density < capped).any())
+    without = dataclasses.replace(parts, tail_w=None)  # the tail matters: without it the field differs
+    assert float((field_ref(x, sh_bases(d, parts.sh_degree), without)[1] - rgb).abs().max()) > 0.01
 
 
 def test_models_without_a_fused_path_are_refused():
@@ -223,6 +269,7 @@ def test_models_without_a_fused_path_are_refused():
     assert not fusable(model.field)
     assert fusable(_model().field)
     assert fusable(_model(grid="triplane").field)
+    assert fusable(_model(tail=True, activation="exp").field)  # the rbf defaults
     with pytest.raises(ValueError, match="FIELDFIT_MARCH"):
         march_fused(model.field, model.grid, *_rays(3), BG, MarchConfig(step=0.1))
 
