@@ -49,7 +49,7 @@ def photo_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("photos") / "scene"
     write_photo_scene(root)
     out = root.parent / "run"
-    rc = main([str(root), "--method", "rbf", "--steps", "300", "--test-every", str(TEST_EVERY), "--levels", "3",
+    rc = main([str(root), "--method", "rbf", "--steps", "150", "--test-every", str(TEST_EVERY), "--levels", "3",
                "--max-res", "64", "--resolution", "32", "--contract", "on", "--appearance", "on", "--out", str(out)])
     assert rc == 0
     return root, out
@@ -70,8 +70,9 @@ def test_contracted_fit_learns_the_scene(photo_run):
     base = np.mean([psnr(np.broadcast_to(mean, scene.image(i).shape).copy(), scene.image(i))
                     for i in scene.split("test")])
     m = json.loads((out / "metrics.json").read_text())
-    # 14.4 dB against 9.1 here: an alpha scene is the hard case for a contracted field (its whole shell must stay
-    # transparent); the quality on real captures is measured by bench/captures_bench.py
+    # 16.7 dB against 9.1 here after 150 steps (14.4 after 300 before the RBF decoder's tail and exp activation): an
+    # alpha scene is the hard case for a contracted field (its whole shell must stay transparent); the quality on
+    # real captures is measured by bench/captures_bench.py
     assert m["test"]["psnr"] > base + 4.0, (m["test"]["psnr"], base)
     run = RadianceRun(Run(out), json.loads((out / "config.json").read_text()))
     lo, hi = run.mesh_box()  # meshes cover the inner cube, not the shell out to the horizon
