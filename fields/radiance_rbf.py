@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fieldfit.cuda.fused import DENSITY_ACTIVATIONS, EXP_CAP  # the fused kernel's: density "exp" is exp(min(z, 12))
+
 from .base import FieldOutput
 from .components.encodings import HashGrid, TriPlane, make_encoding
 from .components.mlp import MLPDecoder
@@ -28,8 +30,6 @@ from .gaussian_rbf import FieldConfig, make_decoder
 
 SH_DEGREE = 3
 GNF_DENSITY_SHIFT = -10.0
-DENSITY_ACTIVATIONS = ("softplus", "exp")
-EXP_CAP = 12.0  # density "exp": exp(min(z, EXP_CAP))
 
 
 def default_density_scale(aabb) -> float:
