@@ -32,9 +32,10 @@ DATA = REPO.parent / "shared" / "data"
 # Modules whose fixtures fit for tens of seconds, slowest first: collected first, so that pytest -n 2 --dist
 # loadscope hands them out before the short modules (longest-first scheduling; the last minute is not one module
 # alone on one core while the other waits). Measured from --durations of the CI run.
-FIRST = ("cli/test_matrix.py", "methods/test_rbf_unbounded.py", "distributed/test_distributed.py",
-         "methods/test_dnmp_fit.py", "cuda/test_kernels_fused.py", "methods/test_dnmp_device.py", "viewer/test_web.py",
-         "viewer/test_viewer_runs.py", "methods/test_blocks.py", "cli/test_cli.py", "reliability/test_kill.py")
+FIRST = ("methods/test_dnmp_fit.py", "cli/test_matrix.py", "distributed/test_distributed.py",
+         "cuda/test_kernels_fused.py", "cuda/test_kernels_compile.py", "methods/test_rbf_unbounded.py",
+         "methods/test_dnmp_device.py", "viewer/test_web.py", "viewer/test_viewer_runs.py", "methods/test_blocks.py",
+         "cli/test_cli.py", "reliability/test_kill.py")
 
 
 def pytest_collection_modifyitems(config, items):
