@@ -124,7 +124,9 @@ def test_resume_before_the_radiance_stage_starts_from_the_kept_point_fit(dnmp_ru
     assert "resume: the point fit" in log
     assert "dnmp: points from the rbf run" in log
     assert "rbf point fit" not in log.split("resume: the point fit")[1]  # no second point fit
-    assert json.loads((run / "metrics.json").read_text())["watertight"] is True
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["watertight"] is True
+    assert metrics["mesh_resolution"] == 48  # the run's own options go on (--resolution 48), not the defaults
 
 
 def test_the_loaded_run_renders_any_camera(dnmp_run):

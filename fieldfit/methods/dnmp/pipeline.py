@@ -191,8 +191,7 @@ def _resume(job) -> dict:
         budget = job.budget if job.budget.steps is not None else job.budget.left(seconds_spent=spent)
         run.log(f"resume: the point fit ({spent:.0f}s) is reused from {points.path}; the stages after it start again "
                 f"with {budget.describe()}")
-        options = {**job.options, "points": str(points.path), "downscale": cfg.downscale,
-                   "test_every": cfg.test_every}
+        options = {**cfg.to_dict(), "points": str(points.path)}  # the run's options (mesh resolution, ...) kept
         return _fit(replace(job, resume=False, budget=budget, options=options))
     scene = load_radiance_scene(job.input, cfg.downscale, cfg.test_every)
     model = build_model(run_cfg, MeshDecoder(), torch.zeros(8, device="cpu"), device)
