@@ -23,7 +23,6 @@ from fieldfit.cuda.fused import DENSITY_ACTIVATIONS, EXP_CAP  # the fused kernel
 
 from .base import FieldOutput
 from .components.encodings import HashGrid, TriPlane, make_encoding
-from .components.mlp import MLPDecoder
 from .components.rbf import RBFDecoder
 from .components.sh import sh_colour, sh_count
 from .gaussian_rbf import FieldConfig, make_decoder
@@ -119,16 +118,6 @@ class RadianceRBF(nn.Module):
             return triplane_features_cf(self.encoding, xn).t()
         return self.encoding(xn)
 
-    def _raw(self, feats: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
-        """The decoder's output columns ``rows`` at features [N,D]."""
-        dec = self.decoder
-        if isinstance(dec, RBFDecoder):
-            return dec.outputs(feats, rows)
-        if isinstance(dec, MLPDecoder):
-            head = dec.net[-1]
-            return F.linear(dec.net[:-1](feats), head.weight[rows], head.bias[rows])
-        raise TypeError(f"unsupported decoder {type(dec).__name__}")
-
     def _density(self, raw0: torch.Tensor) -> torch.Tensor:
         z = raw0 + self.density_shift
         if self.density_activation == "exp":
@@ -137,11 +126,11 @@ class RadianceRBF(nn.Module):
 
     def density(self, x: torch.Tensor) -> torch.Tensor:
         """x [N,3] world -> density [N] >= 0. Evaluates only the decoder's density row."""
-        return self._density(self._raw(self.features(x), slice(0, 1))[:, 0])
+        return self._density(self.decoder.outputs(self.features(x), slice(0, 1))[:, 0])
 
     def forward(self, x: torch.Tensor, d: torch.Tensor) -> FieldOutput:
         """x [N,3] world points, d [N,3] unit view directions -> FieldOutput(density [N], rgb [N,3])."""
-        raw = self._raw(self.features(x))
+        raw = self.decoder.outputs(self.features(x))
         return FieldOutput(density=self._density(raw[:, 0]), rgb=sh_colour(raw[:, 1:], d, SH_DEGREE))
 
     def fused_parts(self):

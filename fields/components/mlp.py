@@ -27,6 +27,11 @@ class MLPDecoder(nn.Module):
         super().__init__()
         self.net = mlp([in_dim] + [hidden] * layers + [out_dim])
 
+    def outputs(self, x: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        """The output columns ``rows`` only, at features x [N,D] (as ``RBFDecoder.outputs``)."""
+        head = self.net[-1]
+        return torch.nn.functional.linear(self.net[:-1](x), head.weight[rows], head.bias[rows])
+
     def forward(self, x):
         return self.net(x)
 
