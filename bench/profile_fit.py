@@ -3,6 +3,7 @@
     python bench/profile_fit.py ../shared/data/lego_400 --downscale 4                 # rbf, lego 100x100
     python bench/profile_fit.py ../shared/data/lego_400 --downscale 4 --decoder mlp
     python bench/profile_fit.py armadillo.obj --skip 20 --active 40
+    python bench/profile_fit.py --resume RUN          # the late steps of a finished fit (RUN is trained on)
 
 The fit runs through ``fieldfit.api`` with a step hook that advances the profiler (the hook's time is not
 training time), so only steps ``skip`` .. ``skip + active`` are recorded: no preparation, evaluation or export.
@@ -21,7 +22,8 @@ from _common import write  # noqa: E402
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("scene")
+    p.add_argument("scene", nargs="?")
+    p.add_argument("--resume", help="profile the steps after RUN's last one (the run is trained further)")
     p.add_argument("--skip", type=int, default=30, help="steps before recording (warm-up, first grid refresh)")
     p.add_argument("--active", type=int, default=30, help="steps recorded")
     p.add_argument("--top", type=int, default=25)
@@ -36,8 +38,15 @@ def main() -> int:
     for k in range(0, len(flags), 2):  # --name value pairs: the method's options
         options[flags[k].lstrip("-").replace("-", "_")] = _value(flags[k + 1])
     steps = a.skip + a.active + 1
-    package, job = api.prepare(a.scene, options.pop("method", "rbf"), steps=steps, device="cpu",
-                               out=f"/tmp/profile_fit/{time.strftime('%Y%m%d-%H%M%S')}", options=options)
+    if a.resume:
+        run = api.open_run(a.resume)
+        start = int(run.metrics().get("steps", 0))
+        package, job = api.prepare(method=run.config()["method"], resume=a.resume, steps=start + steps, device="cpu")
+        a.scene = run.config().get("scene", a.resume)
+        options.setdefault("decoder", run.config().get("config", {}).get("decoder", "rbf"))
+    else:
+        package, job = api.prepare(a.scene, options.pop("method", "rbf"), steps=steps, device="cpu",
+                                   out=f"/tmp/profile_fit/{time.strftime('%Y%m%d-%H%M%S')}", options=options)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with profile(activities=acts, schedule=schedule(wait=a.skip - 1, warmup=1, active=a.active)) as prof:
         job.run.step_hook = lambda i, state: prof.step()

@@ -17,8 +17,9 @@ RBF_KERNELS = ("gaussian", "inverse_quadratic", "inverse_multiquadric", "multiqu
 HASH_PRIMES = (1, 2654435761, 805459861)
 
 
-def rbf_distance_ref(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Tensor) -> torch.Tensor:
-    """Anisotropic squared distance r[n,k] = sum_d exp(b[k,d]) (x[n,d] - mu[k,d])^2.
+def rbf_distance_ref(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Tensor,
+                     r_max: float = math.inf) -> torch.Tensor:
+    """Anisotropic squared distance r[n,k] = sum_d exp(b[k,d]) (x[n,d] - mu[k,d])^2, at most ``r_max``.
 
     Three matrix products instead of an N x K x D broadcast, clamped at 0 because
     the expanded form can go negative by cancellation (METHODS.md 1.9.4).
@@ -26,7 +27,7 @@ def rbf_distance_ref(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Ten
     """
     beta = log_prec.exp()
     r = (x * x) @ beta.t() - 2.0 * x @ (beta * centers).t() + (beta * centers * centers).sum(-1)
-    return r.clamp_min(0.0)
+    return r.clamp(0.0, r_max)
 
 
 def rbf_activation_ref(r: torch.Tensor, kernel: str = "gaussian") -> torch.Tensor:
@@ -42,9 +43,9 @@ def rbf_activation_ref(r: torch.Tensor, kernel: str = "gaussian") -> torch.Tenso
     raise ValueError(f"unknown RBF kernel {kernel!r}; choose one of {RBF_KERNELS}")
 
 
-def rbf_layer_ref(x, centers, log_prec, kernel: str = "gaussian"):
-    """One layer of K anisotropic RBF units: x [N,D] -> phi [N,K]."""
-    return rbf_activation_ref(rbf_distance_ref(x, centers, log_prec), kernel)
+def rbf_layer_ref(x, centers, log_prec, kernel: str = "gaussian", r_max: float = math.inf):
+    """One layer of K anisotropic RBF units: x [N,D] -> phi [N,K] (distances clamped at ``r_max``)."""
+    return rbf_activation_ref(rbf_distance_ref(x, centers, log_prec, r_max), kernel)
 
 
 def dense_grid_ref(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

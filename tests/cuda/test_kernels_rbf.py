@@ -110,6 +110,24 @@ def test_rbf_far_points_no_nan(device, kernel):
     _check_against_ref([x, c, lp], kernel, torch.float32)
 
 
+def test_torch_path_keeps_far_gaussians_out_of_denormal_floats(monkeypatch):
+    # the torch path (CPU) ends Gaussian units at r = 92: phi and every gradient are 0 or normal floats, within
+    # 1.1e-20 of the exact layer, where the exact float32 layer makes denormals on the same inputs
+    monkeypatch.setenv("FIELDFIT_KERNELS", "torch")
+    x, c, lp = _inputs(512, 9, 3, torch.float32, "cpu", spread=12.0)
+
+    def denormal(t):
+        return ((t != 0) & (t.abs() < torch.finfo(torch.float32).tiny)).any().item()
+
+    (phi,), grads = vjp(rbf_layer, [x, c, lp], [torch.ones(512, 9)])
+    assert not denormal(phi)
+    assert not any(denormal(g) for g in grads)
+    exact = rbf_layer_ref(x, c, lp)  # the same float32 operations without the end
+    assert (phi - exact).abs().max().item() <= 1.1e-20
+    assert denormal(exact)
+    assert (exact < 1e-25).float().mean().item() > 0.1  # units past the end were there
+
+
 @pytest.mark.usefixtures("triton_kernels")
 @pytest.mark.parametrize("device", DEVICES)
 def test_rbf_point_on_center(device):
