@@ -122,10 +122,26 @@ def test_torch_path_keeps_far_gaussians_out_of_denormal_floats(monkeypatch):
     (phi,), grads = vjp(rbf_layer, [x, c, lp], [torch.ones(512, 9)])
     assert not denormal(phi)
     assert not any(denormal(g) for g in grads)
-    exact = rbf_layer_ref(x, c, lp)  # the same float32 operations without the end
-    assert (phi - exact).abs().max().item() <= 1.1e-20
+    exact = rbf_layer_ref(x, c, lp)  # float32, without the end
+    assert (phi - exact).abs().max().item() <= 1e-6 * exact.abs().max().item() + 1.1e-20
     assert denormal(exact)
     assert (exact < 1e-25).float().mean().item() > 0.1  # units past the end were there
+
+
+@pytest.mark.parametrize("spread", [1.0, 12.0])
+def test_torch_path_gaussian_is_the_reference_with_its_end(monkeypatch, spread):
+    # values and gradients of the torch path's Gaussian layer (two addmm) against the float64 reference clamped
+    # at the same end, r = 92
+    monkeypatch.setenv("FIELDFIT_KERNELS", "torch")
+    x, c, lp = _inputs(300, 11, 5, torch.float64, "cpu", spread=spread)
+    g = torch.randn(300, 11, dtype=torch.float64)
+    (phi,), grads = vjp(rbf_layer, [x, c, lp], [g])
+    (ref,), ref_grads = vjp(lambda *a: rbf_layer_ref(*a, r_max=92.0), [x, c, lp], [g])
+    assert_close(phi, ref, rtol=1e-10, atol_rel=1e-12, name="phi")
+    for name, a, b in zip(("dx", "dcenters", "dlog_prec"), grads, ref_grads, strict=True):
+        assert_close(a, b, rtol=1e-9, atol_rel=1e-11, name=name)
+    if spread == 1.0:  # no distance near the clamp's ends: finite differences hold
+        assert torch.autograd.gradcheck(rbf_layer, [t.clone().requires_grad_() for t in (x[:7], c[:4], lp[:4])])
 
 
 @pytest.mark.usefixtures("triton_kernels")
