@@ -13,6 +13,7 @@ import fieldfit.cuda
 from conftest import requires_cuda
 from fieldfit.cuda import _dispatch, backend_for, rbf_layer
 from fieldfit.cuda._torch_ref import rbf_layer_ref
+from fieldfit.cuda.rbf import gaussian_torch
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_CUDA = types.SimpleNamespace(device=torch.device("cuda"))  # a "tensor" that reports a CUDA device
@@ -22,7 +23,9 @@ def test_default_backend_cpu_is_reference(monkeypatch):
     monkeypatch.delenv("FIELDFIT_KERNELS", raising=False)
     assert backend_for(torch.zeros(1)) == "torch"
     x, c, lp = torch.randn(7, 3), torch.randn(4, 3), torch.zeros(4, 3)
-    assert torch.equal(rbf_layer(x, c, lp), rbf_layer_ref(x, c, lp))
+    assert torch.equal(rbf_layer(x, c, lp, "inverse_quadratic"), rbf_layer_ref(x, c, lp, "inverse_quadratic"))
+    assert torch.equal(rbf_layer(x, c, lp), gaussian_torch(x, c, lp))  # the reference in fewer passes
+    torch.testing.assert_close(rbf_layer(x, c, lp), rbf_layer_ref(x, c, lp))
 
 
 @pytest.mark.parametrize("value", ["torch", "TORCH", " torch "])
