@@ -17,7 +17,7 @@ from .fingerprint import input_record, same_input
 from .logs import LogOptions
 from .registry import Job, config_class, get_method
 from .runs import CONFIG, FORMAT, METRICS, Run
-from .trainer import Budget, flushed_denormals
+from .trainer import Budget
 
 
 def resolve_device(name: str = "auto") -> str:
@@ -228,9 +228,7 @@ def _resume_input(scene, saved: dict, run: Run):
 def fit(scene, method: str = "rbf", *, time_budget=None, steps=None, device="auto", seed: int = 0, out=None,
         resume=None, overwrite: bool = False, log: str = "csv", log_image_every: float = 60.0, **options):
     """Fit ``scene`` (an image, a mesh, a posed-image folder or a built-in name) and return the loaded run
-    (``fieldfit.model.Model``; its folder is ``.run.path``). Denormal floats are flushed while it trains
-    (``fieldfit.trainer.flushed_denormals``: call ``torch.set_flush_denormal(True)`` before any torch work for
-    torch's worker threads to follow too).
+    (``fieldfit.model.Model``; its folder is ``.run.path``).
 
     Args:
         method: rbf | bsp | dnmp | pronerf.
@@ -250,8 +248,7 @@ def fit(scene, method: str = "rbf", *, time_budget=None, steps=None, device="aut
                            command=f"fieldfit.fit({scene!r}, method={method!r})", log=log,
                            log_image_every=log_image_every)
     try:
-        with flushed_denormals():
-            package.fit(job)
+        package.fit(job)
     finally:
         job.run.release()
     return package.load(job.run, job.device)

@@ -551,24 +551,15 @@ def main(argv=None) -> int:
     return code
 
 
-def _command(argv: list) -> int:
-    if argv and argv[0] in COMMANDS:
-        return COMMANDS[argv[0]](argv[1:])
-    return cmd_fit(argv)
-
-
 def _main(argv=None) -> int:
     from_shell = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if from_shell and argv and argv[0] not in ("-h", "--help", "scenes", "poses"):
         _maybe_tcmalloc(argv)
     try:
-        if argv and argv[0] in ("-h", "--help", "scenes", "poses"):  # no field is evaluated: torch not needed
-            return _command(argv)
-        from .trainer import flushed_denormals
-
-        with flushed_denormals():  # before torch starts its threads, so that they inherit it (fieldfit.trainer)
-            return _command(argv)
+        if argv and argv[0] in COMMANDS:
+            return COMMANDS[argv[0]](argv[1:])
+        return cmd_fit(argv)
     except InputError as e:
         if _echoes(e):
             print(f"fieldfit: error: {e}", file=sys.stderr)

@@ -385,29 +385,6 @@ def fit_loop(step, budget: Budget, run: Run, *, evaluate=None, state=None, metri
     return history
 
 
-def denormals_flushed() -> bool:
-    """Whether this thread's CPU reads and writes floats under 2^-126 as zero (``torch.set_flush_denormal``)."""
-    return bool((torch.full((1,), 1e-39) * 1.0).item() == 0.0)
-
-
-@contextmanager
-def flushed_denormals():
-    """Denormal floats read and written as zero on the CPU while inside; the mode before is restored.
-
-    A CPU spends about a hundred cycles on each float under 2^-126. Fits make them where gradients are tiny: Adam's
-    squared gradients of a dense SDF grid (its step 18.5 ms of a late armadillo step, 2.5 with them flushed).
-    Nothing a fit keeps is that small. The mode belongs to each thread and threads inherit it when they start:
-    torch's worker threads follow when this is entered before their first parallel op (the command line does so
-    first thing); a pool started earlier keeps its mode."""
-    before = denormals_flushed()
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        if not before:
-            torch.set_flush_denormal(False)
-
-
 @contextmanager
 def cpu_threads(run: Run, device):
     """Intra-op threads for CPU work: one when the machine is already busy (OMP_NUM_THREADS unset).

@@ -1,9 +1,6 @@
 """The Python API: fieldfit.fit and fieldfit.load, and the Model every method's runs load as."""
 
 import json
-import os
-import subprocess
-import sys
 
 import imageio.v3 as iio
 import numpy as np
@@ -88,43 +85,3 @@ def test_load_refuses_what_is_not_a_run_of_this_version(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"task": "image", "method": "rbf", "options": {}}))
     with pytest.raises(InputError, match="older fieldfit"):
         fieldfit.load(tmp_path)
-
-
-def test_fit_trains_with_denormals_flushed_and_restores_the_mode(tmp_path, monkeypatch):
-    import fieldfit.methods.rbf.image as image
-    from fieldfit.trainer import denormals_flushed
-
-    seen = []
-    loop = image.fit_loop
-
-    def spy(*args, **kwargs):
-        seen.append(denormals_flushed())
-        return loop(*args, **kwargs)
-
-    monkeypatch.setattr(image, "fit_loop", spy)
-    assert not denormals_flushed()
-    fieldfit.fit("rings", steps=2, device="cpu", out=tmp_path / "rings", levels=2, max_res=16)
-    assert seen == [True]
-    assert not denormals_flushed()
-
-
-def test_flushed_denormals_nests_and_restores():
-    from fieldfit.trainer import denormals_flushed, flushed_denormals
-
-    with flushed_denormals():
-        assert denormals_flushed()
-        with flushed_denormals():
-            pass
-        assert denormals_flushed()  # an inner block leaves the outer one's mode
-    assert not denormals_flushed()
-
-
-def test_torch_threads_started_inside_inherit_the_flush():
-    # the command line enters flushed_denormals before torch's first parallel op: every worker thread flushes
-    code = ("import torch\nfrom fieldfit.trainer import flushed_denormals\nwith flushed_denormals():\n"
-            "    f32 = torch.full((1 << 20,), 1e-39)\n    f64 = torch.full((1 << 20,), 1e-39, dtype=torch.float64)\n"
-            "    print(torch.get_num_threads(), torch.count_nonzero(f32 * 1.0).item(), "
-            "torch.count_nonzero(f64 * 1.0).item())\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
-    assert out.split() == ["2", "0", "1048576"]  # float32 denormals gone on both threads; 1e-39 is normal in float64
