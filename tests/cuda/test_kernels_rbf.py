@@ -12,6 +12,7 @@ from conftest import DEVICES, DTYPES, as64, assert_close, requires_cuda, vjp
 from fieldfit.cuda import RBF_KERNELS, rbf_layer
 from fieldfit.cuda._dispatch import interpreter_enabled
 from fieldfit.cuda._torch_ref import rbf_layer_ref
+from fieldfit.cuda.rbf import GAUSSIAN_R_MAX_CPU
 
 TOL = {
     torch.float32: {"value": (1e-5, 1e-6), "grad": (1e-4, 1e-5)},
@@ -136,7 +137,7 @@ def test_torch_path_gaussian_is_the_reference_with_its_end(monkeypatch, spread):
     x, c, lp = _inputs(300, 11, 5, torch.float64, "cpu", spread=spread)
     g = torch.randn(300, 11, dtype=torch.float64)
     (phi,), grads = vjp(rbf_layer, [x, c, lp], [g])
-    (ref,), ref_grads = vjp(lambda *a: rbf_layer_ref(*a, r_max=92.0), [x, c, lp], [g])
+    (ref,), ref_grads = vjp(lambda *a: rbf_layer_ref(*a, r_max=GAUSSIAN_R_MAX_CPU), [x, c, lp], [g])
     assert_close(phi, ref, rtol=1e-10, atol_rel=1e-12, name="phi")
     for name, a, b in zip(("dx", "dcenters", "dlog_prec"), grads, ref_grads, strict=True):
         assert_close(a, b, rtol=1e-9, atol_rel=1e-11, name=name)
