@@ -62,9 +62,47 @@ def set_lr(opt: torch.optim.Optimizer, progress: float, final_ratio: float) -> f
     return opt.param_groups[0]["lr"] if opt.param_groups else 0.0
 
 
+SWEEP_EVERY = 64  # Adam steps between two sweeps of its moments (``sweep_tiny_moments``)
+
+
+@torch.no_grad()
+def sweep_tiny_moments(opt: torch.optim.Optimizer) -> None:
+    """Set Adam's moments that have decayed to nothing to exactly zero, before they become denormal floats.
+
+    A grid cell that no sample touched for a while keeps decaying moments (the first by 0.9 a step): most of a
+    late radiance fit's first moments and 14% of an SDF grid's were under 2^-126, where a CPU spends about a
+    hundred cycles on each value, and the fused Adam step of armadillo's grid took 18.5 ms instead of 2.5. Zero
+    stays zero. The ends change no step by a measurable amount: a first moment under 1e-30 moves a weight by at
+    most lr * 1e-30 / eps * 10 (the bias correction); a second moment under (eps / 1000)^2 changes the step's
+    denominator by at most 0.1%. Run every ``SWEEP_EVERY`` steps (a first moment falls from 1e-30 to 2^-126 in
+    175 steps; a second, from its end, in 440), when the first parameter's step count is a multiple of it: a
+    resumed fit sweeps at the same steps. ``make_adam``'s optimizers do it themselves on the CPU."""
+    for g in opt.param_groups:
+        v_end = max(1e-36, (1e-3 * g["eps"]) ** 2)
+        for p in g["params"]:
+            st = opt.state.get(p)
+            if not st or "exp_avg" not in st:
+                continue
+            m, v = st["exp_avg"], st["exp_avg_sq"]
+            m.masked_fill_(m.abs() < 1e-30, 0.0)
+            v.masked_fill_(v < v_end, 0.0)
+
+
+def _sweep_after_step(optimizer, args, kwargs) -> None:
+    """On the CPU only: GPUs take denormals at full speed, and reading a step count held there would wait for it."""
+    for g in optimizer.param_groups:
+        for p in g["params"]:
+            st = optimizer.state.get(p)
+            if st and "step" in st:
+                if p.device.type == "cpu" and int(st["step"]) % SWEEP_EVERY == 0:
+                    sweep_tiny_moments(optimizer)
+                return
+
+
 def make_adam(groups: list[dict], betas=(0.9, 0.99), eps=1e-15) -> torch.optim.Optimizer:
-    """Adam, fused when torch supports it for the device (3x faster on CPU for big grids). In a distributed fit
-    its gradients are averaged over the ranks before each step (``fieldfit.dist.attach``)."""
+    """Adam, fused when torch supports it for the device (3x faster on CPU for big grids), its moments swept of
+    values that would become denormal (``sweep_tiny_moments``). In a distributed fit its gradients are averaged
+    over the ranks before each step (``fieldfit.dist.attach``)."""
     from . import dist
 
     for g in groups:
@@ -73,6 +111,7 @@ def make_adam(groups: list[dict], betas=(0.9, 0.99), eps=1e-15) -> torch.optim.O
         opt = torch.optim.Adam(groups, betas=betas, eps=eps, fused=True)
     except (RuntimeError, TypeError, ValueError):
         opt = torch.optim.Adam(groups, betas=betas, eps=eps)
+    opt.register_step_post_hook(_sweep_after_step)
     return dist.attach(opt)
 
 
@@ -80,4 +119,5 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["count_params", "lower_lr", "lr_at", "lr_scale", "make_adam", "scaled_lr", "seed_everything", "set_lr"]
+__all__ = ["SWEEP_EVERY", "count_params", "lower_lr", "lr_at", "lr_scale", "make_adam", "scaled_lr", "seed_everything",
+           "set_lr", "sweep_tiny_moments"]
