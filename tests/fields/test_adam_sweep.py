@@ -31,7 +31,8 @@ def test_moments_decay_to_zero_not_to_denormals():
     plain_w, plain = _fit(lambda gr: torch.optim.Adam(gr, betas=(0.9, 0.99), eps=1e-15), 1200)
     w, st = _fit(make_adam, 1200)
     assert _denormal(plain["exp_avg"]) > 1000  # the case is real: plain Adam's first moments are denormal
-    assert _denormal(st["exp_avg"]) == 0 and _denormal(st["exp_avg_sq"]) == 0
+    assert _denormal(st["exp_avg"]) == 0
+    assert _denormal(st["exp_avg_sq"]) == 0
     assert int((st["exp_avg"] == 0).sum()) > 1000
     # the same steps all the same: the ends are far below anything that moves a weight
     torch.testing.assert_close(w, plain_w, rtol=1e-5, atol=1e-7)
@@ -49,7 +50,8 @@ def test_the_sweep_keeps_moments_above_its_ends_and_runs_on_step_counts():
     before = {k: st[k].clone() for k in ("exp_avg", "exp_avg_sq")}
     w.grad = torch.zeros(6)
     opt.step()  # step 2: no sweep
-    assert st["exp_avg"][2] != 0 and st["exp_avg_sq"][2] != 0
+    assert st["exp_avg"][2] != 0
+    assert st["exp_avg_sq"][2] != 0
     st["exp_avg"].copy_(before["exp_avg"])
     st["exp_avg_sq"].copy_(before["exp_avg_sq"])
     sweep_tiny_moments(opt)
@@ -60,6 +62,7 @@ def test_the_sweep_keeps_moments_above_its_ends_and_runs_on_step_counts():
     st["exp_avg"].fill_(1e-37)
     for _ in range(SWEEP_EVERY - 3):
         opt.step()
-    assert int(st["step"]) == SWEEP_EVERY - 1 and (st["exp_avg"] != 0).all()
+    assert int(st["step"]) == SWEEP_EVERY - 1
+    assert (st["exp_avg"] != 0).all()
     opt.step()
     assert (st["exp_avg"] == 0).all()
