@@ -169,7 +169,7 @@ def test_lane_refill_schedules_draw_the_same_frame(device, monkeypatch):
     from fieldfit.cuda import _fused_triton
 
     model = _model().to(device)
-    cfg = MarchConfig(step=0.1, early_stop=1e-3, alpha_thre=1e-3)
+    cfg = MarchConfig(step=0.2, early_stop=1e-3, alpha_thre=1e-3)
     o, d = (t.to(device) for t in _rays(24, seed=3))
     frames = {}
     for programs, refill in ((1, 1), (2, 8), (4, 32)):
