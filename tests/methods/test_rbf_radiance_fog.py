@@ -42,3 +42,22 @@ def test_rbf_defaults_leave_empty_space_empty():
     new = background_samples_per_ray(scene, inp)
     old = background_samples_per_ray(scene, inp, density_shift=-5.0, log_prec_init=0.0)
     assert new < 0.5 * old, (new, old)
+
+
+def test_rbf_units_start_spread_except_in_contracted_scenes():
+    """The RBF decoder's centres start like the grid's features, U(+-init_scale), and train at 0.04 (issue 29,
+    quality per step); contracted scenes keep GNF's U(+-1e-4) and 0.02 (note at ``LOG_PREC_INIT``)."""
+    from fieldfit.methods.rbf.config import CONTRACTED_LR_DECODER, LR_DECODER
+
+    inp = Input("radiance", None, "blocks", builtin="blocks")
+    scene = load_radiance_scene(inp, 2, 8)
+    for contract, spread, lr in (("off", True, LR_DECODER["rbf"]), ("on", False, CONTRACTED_LR_DECODER)):
+        seed_everything(0)
+        cfg = RadianceConfig.for_scene(scene, "cpu", levels=2, max_res=32, contract=contract)
+        assert (cfg.centers_like_features, cfg.lr_decoder) == (spread, lr)
+        model, _ = build_model(run_config(scene, inp, cfg, 0), "cpu")
+        top = float(model.field.decoder.rbf.centers.abs().max())
+        assert 0.9 * cfg.init_scale < top <= cfg.init_scale if spread else top <= 1e-4, (contract, top)
+        groups = param_groups(model, cfg)
+        assert any(g["lr"] == lr and g["params"][0] is model.field.decoder.rbf.centers for g in groups)
+    assert LR_DECODER["rbf"] > CONTRACTED_LR_DECODER

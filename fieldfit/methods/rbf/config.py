@@ -174,6 +174,7 @@ class FieldOptions:
         return FieldConfig(grid=self.grid_config(**grid_over), decoder=self.decoder, units=self.units,
                            kernel=self.kernel, hidden=self.hidden, layers=self.layers,
                            log_prec_init=getattr(self, "log_prec_init", 0.0),
+                           center_init=self.init_scale if getattr(self, "centers_like_features", False) else 1e-4,
                            tail=self.decoder == "rbf" and getattr(self, "tail", "off") == "on")
 
 
@@ -275,7 +276,9 @@ GRID_SHAPES = {"hash": (16, 2)}  # instant-ngp's hash grid
 # step's fixed cost (a few hundred kernel launches, host syncs in the marcher) needs instant-ngp's / nerfacc's
 # 2^18 samples per step to be amortised.
 STEP_SIZES = {"cpu": (8192, 1 << 14), "cuda": (1 << 18, 1 << 18)}
-LR_DECODER = {"rbf": 0.02, "mlp": 0.01}  # GNF's lr_large for the RBF; instant-ngp's 1e-2 for the MLP
+# The decoders' learning rates: instant-ngp's 1e-2 for the MLP; for the RBF decoder twice GNF's lr_large (0.02),
+# with its centres drawn like the grid's starting features (below).
+LR_DECODER = {"rbf": 0.04, "mlp": 0.01}
 # The RBF field's fog (issue 29). Samples whose alpha is under the march's threshold get no gradient, so empty space
 # stays where training leaves it as a side effect. A ReLU MLP drives it far below the threshold (lego 100x100, 600
 # steps: median empty-space density 1e-13); the RBF head's density is a bounded sum of broad units that also cover
@@ -296,6 +299,14 @@ CONTRACTED_DENSITY_SHIFT = -5.0
 # constant 30.64. bench/README.md "The RBF decoder, second pass" has the table.
 DENSITY_ACTIVATION = {"rbf": "exp", "mlp": "softplus"}
 LOG_PREC_INIT = 2.0
+# Third pass (issue 29), quality per step: GNF starts every unit's centre at ~0 (U(+-1e-4)), so the 32 units start
+# as one and separate only through their head weights. Radiance fits draw the centres like the grid's starting
+# features, U(+-init_scale), and train the decoder at 0.04 instead of 0.02 (lego 100x100, 1500 steps, seeds 0 / 1:
+# 31.02 / 31.01 dB -> 31.33 / 31.21; fern 1200 steps 21.74 -> 22.05; centres alone 31.12, 0.04 alone 31.10, 0.08
+# alone 31.05, centres at U(+-0.3) 30.91). bench/README.md "The RBF decoder, fourth pass". Contracted scenes keep
+# GNF's centres and 0.02, as they keep the shift -5: the blocks photos contracted (150 steps) reached 16.7 dB with
+# them, 12.3 with both changes, 15.2 with the centres alone, 9.8 with 0.04 alone.
+CONTRACTED_LR_DECODER = 0.02
 
 
 @dataclass(frozen=True)
@@ -332,6 +343,8 @@ class RadianceConfig(ConfigBase, FieldOptions):
     hidden: int = _hidden(64)
     layers: int = _layers(2)
     log_prec_init: float = LOG_PREC_INIT  # rbf decoder: its units' starting log-precision
+    centers_like_features: bool | None = None  # rbf: centres start U(+-init_scale), not U(+-1e-4); None: unless
+    # the scene is contracted (see above)
     tail: str = option("on", "rbf decoder: add a linear function of the grid features to its outputs (an RBF "
                              "interpolant's polynomial tail): on | off", choices=("on", "off"))
     density_shift: float | None = None  # None: DENSITY_SHIFT[decoder] (contracted scenes: CONTRACTED_DENSITY_SHIFT)
@@ -363,8 +376,9 @@ class RadianceConfig(ConfigBase, FieldOptions):
 
     @classmethod
     def from_dict(cls, d: dict):
-        """As saved; runs written before the tail and the exp activation had neither."""
-        return super().from_dict({"tail": "off", "density_activation": "softplus", **(d or {})})
+        """As saved; runs written before the tail and the exp activation had neither, nor spread centres."""
+        return super().from_dict({"tail": "off", "density_activation": "softplus", "centers_like_features": False,
+                                  **(d or {})})
 
     @classmethod
     def for_scene(cls, scene, device="cpu", **given) -> "RadianceConfig":
@@ -414,7 +428,9 @@ class RadianceConfig(ConfigBase, FieldOptions):
         no ray leaves their space. Their per-photo colour correction is on (``rbf.radiance.Appearance``).
 
         Density shift: ``DENSITY_SHIFT`` by decoder (rbf -10, GNF's), ``CONTRACTED_DENSITY_SHIFT`` (-5) where the
-        scene is contracted (see the note at ``DENSITY_SHIFT``); activation ``DENSITY_ACTIVATION`` by decoder."""
+        scene is contracted (see the note at ``DENSITY_SHIFT``); activation ``DENSITY_ACTIVATION`` by decoder. The
+        RBF decoder's learning rate and starting centres: ``LR_DECODER`` and centres like the features, except in
+        contracted scenes (``CONTRACTED_LR_DECODER``, GNF's centres; the note at ``LOG_PREC_INIT``)."""
         from fieldfit.tasks.radiance import scene_contraction
 
         contracted = scene_contraction(scene, self.contract) is not None
@@ -424,7 +440,10 @@ class RadianceConfig(ConfigBase, FieldOptions):
             appearance=self.appearance or ("on" if contracted else "off"),
             distortion=self.distortion if self.distortion is not None else (0.0 if scene.has_alpha else 0.01),
             background=self.background or ("random" if (scene.has_alpha or scene.ndc or contracted) else "black"),
-            lr_decoder=self.lr_decoder or LR_DECODER[self.decoder],
+            lr_decoder=self.lr_decoder or (CONTRACTED_LR_DECODER if contracted and self.decoder == "rbf"
+                                           else LR_DECODER[self.decoder]),
+            centers_like_features=(not contracted) if self.centers_like_features is None
+            else self.centers_like_features,
             density_shift=self.density_shift if self.density_shift is not None else
             (CONTRACTED_DENSITY_SHIFT if contracted else DENSITY_SHIFT[self.decoder]),
             density_activation=self.density_activation or DENSITY_ACTIVATION[self.decoder])
@@ -433,5 +452,5 @@ class RadianceConfig(ConfigBase, FieldOptions):
 __all__ = ["FIELD_SHAPES", "FieldOptions", "check_grid_size", "dense_grid_params", "field_for_device", "fit_max_res",
            "grid_param_count",
            "GRIDS", "GRID_SHAPES", "IMAGE_GRIDS", "ImageConfig", "LR_DECODER", "RADIANCE_GRIDS", "RadianceConfig",
-           "SDFConfig", "STEP_SIZES", "CONTRACTED_DENSITY_SHIFT", "DENSITY_ACTIVATION", "DENSITY_SHIFT",
-           "LOG_PREC_INIT"]
+           "SDFConfig", "STEP_SIZES", "CONTRACTED_DENSITY_SHIFT", "CONTRACTED_LR_DECODER", "DENSITY_ACTIVATION",
+           "DENSITY_SHIFT", "LOG_PREC_INIT"]
