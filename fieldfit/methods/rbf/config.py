@@ -299,7 +299,7 @@ CONTRACTED_DENSITY_SHIFT = -5.0
 # constant 30.64. bench/README.md "The RBF decoder, second pass" has the table.
 DENSITY_ACTIVATION = {"rbf": "exp", "mlp": "softplus"}
 LOG_PREC_INIT = 2.0
-# Third pass (issue 29), quality per step: GNF starts every unit's centre at ~0 (U(+-1e-4)), so the 32 units start
+# Fourth pass (issue 29), quality per step: GNF starts every unit's centre at ~0 (U(+-1e-4)), so the 32 units start
 # as one and separate only through their head weights. Radiance fits draw the centres like the grid's starting
 # features, U(+-init_scale), and train the decoder at 0.04 instead of 0.02 (lego 100x100, 1500 steps, seeds 0 / 1:
 # 31.02 / 31.01 dB -> 31.33 / 31.21; fern 1200 steps 21.74 -> 22.05; centres alone 31.12, 0.04 alone 31.10, 0.08
