@@ -37,17 +37,20 @@ def morton_order(p: np.ndarray, bits: int = 6) -> np.ndarray:
     next; on 1M uniform points this makes distance queries about 3-4x faster.
     """
     lo, hi = p.min(axis=0), p.max(axis=0)
-    cell = np.clip(((p - lo) / np.maximum(hi - lo, 1e-30) * (1 << bits)).astype(np.int64),
-                   0, (1 << bits) - 1)
-    key = np.zeros(len(p), dtype=np.int64)
+    scale = (1 << bits) / np.maximum(hi - lo, 1e-30)
+    spread = np.zeros(1 << bits, dtype=np.int64)  # cell index -> its bits spaced three apart
     for b in range(bits):
-        for axis in range(3):
-            key |= ((cell[:, axis] >> b) & 1) << (3 * b + axis)
+        spread |= ((np.arange(1 << bits) >> b) & 1) << (3 * b)
+    key = np.zeros(len(p), dtype=np.int64)
+    for axis in range(3):
+        cell = np.clip(((p[:, axis] - lo[axis]) * scale[axis]).astype(np.int64), 0, (1 << bits) - 1)
+        key |= spread[cell] << axis
     return np.argsort(key, kind="stable")
 
 
-def _map_chunks(fn, p: np.ndarray, chunk: int, order: np.ndarray | None = None) -> np.ndarray:
-    """fn over spatially sorted chunks of p [N,3] (``order``: a Morton order of p, when the caller has one).
+def _map_chunks(fn, p: np.ndarray, chunk: int, order: np.ndarray | None = None, presorted: bool = False) -> np.ndarray:
+    """fn over spatially sorted chunks of p [N,3] (``order``: a Morton order of p, when the caller has one;
+    ``presorted``: p is in Morton order already).
 
     The chunks run one after the other: each libigl query is already parallel over all cores inside
     (igl::parallel_for), so threads of our own would only oversubscribe them.
@@ -55,6 +58,8 @@ def _map_chunks(fn, p: np.ndarray, chunk: int, order: np.ndarray | None = None) 
     out = np.empty(len(p), dtype=np.float64)
     if len(p) == 0:
         return out
+    if presorted:
+        return np.concatenate([fn(p[s:s + chunk]) for s in range(0, len(p), chunk)])
     if order is None:
         order = morton_order(p) if len(p) > chunk else np.arange(len(p))
     ps = p[order]
@@ -90,18 +95,21 @@ class WindingNumber:
         self._bvh = igl.FastWindingNumberBVH()
         self._bvh.init(v, f)
 
-    def __call__(self, points, chunk: int = CHUNK, fast: bool = False, order=None) -> np.ndarray:
+    def __call__(self, points, chunk: int = CHUNK, fast: bool = False, order=None,
+                 presorted: bool = False) -> np.ndarray:
         """Winding numbers [N] float64 of points [N,3] (about 1 inside, 0 outside).
 
         ``fast``: the two-pass evaluation of the module doc (same side of 0.5, values near 0 and 1 looser).
-        ``order``: a Morton order of the points (``morton_order``), when the caller already has one."""
+        ``order``: a Morton order of the points (``morton_order``), when the caller already has one;
+        ``presorted``: the points are in that order already."""
         p = _points(points)
         if not fast:
-            return _map_chunks(lambda q: self._bvh.winding_number(q, ACCURACY), p, chunk, order)
-        w = _map_chunks(lambda q: self._bvh.winding_number(q, FAST_ACCURACY), p, chunk, order)
+            return _map_chunks(lambda q: self._bvh.winding_number(q, ACCURACY), p, chunk, order, presorted)
+        w = _map_chunks(lambda q: self._bvh.winding_number(q, FAST_ACCURACY), p, chunk, order, presorted)
         again = np.flatnonzero(np.abs(w - 0.5) < MARGIN)
-        if len(again):
-            w[again] = _map_chunks(lambda q: self._bvh.winding_number(q, ACCURACY), p[again], chunk)
+        if len(again):  # a subset keeps the order of the whole
+            w[again] = _map_chunks(lambda q: self._bvh.winding_number(q, ACCURACY), p[again], chunk,
+                                   presorted=presorted)
         return w
 
 
@@ -113,11 +121,11 @@ class Distance:
         self._tree = igl.AABB()
         self._tree.init(self._v, self._f)
 
-    def __call__(self, points, chunk: int = CHUNK, order=None) -> np.ndarray:
-        """Euclidean distances [N] float64 from points [N,3] to the nearest triangle (``order`` as in
-        ``WindingNumber``)."""
+    def __call__(self, points, chunk: int = CHUNK, order=None, presorted: bool = False) -> np.ndarray:
+        """Euclidean distances [N] float64 from points [N,3] to the nearest triangle (``order`` and
+        ``presorted`` as in ``WindingNumber``)."""
         d2 = _map_chunks(lambda q: self._tree.squared_distance(self._v, self._f, q)[0],
-                         _points(points), chunk, order)
+                         _points(points), chunk, order, presorted)
         return np.sqrt(np.maximum(d2, 0.0))
 
 

@@ -99,7 +99,9 @@ def sdf_training_set(vertices, faces, n: int, rng=None, surface_frac: float = 0.
     ``thin_frac > 0``, that fraction of the near-surface points is drawn across thin walls and
     gaps instead (``thin_part_samples``; none when no part is thinner than ``thin_width``).
     Distances come from an AABB tree, signs from the fast winding number (negative inside), so
-    open or slightly broken meshes still give sensible signs. Points are shuffled.
+    open or slightly broken meshes still give sensible signs. Points come sorted along a Z-order curve
+    (``inside.morton_order``), not shuffled: both tree queries walk them in that order, and a fit draws
+    random indices, so the order carries nothing.
 
     Args:
         vertices: [V,3] float, already normalized (see ``io.normalization``).
@@ -150,14 +152,14 @@ def sdf_training_set(vertices, faces, n: int, rng=None, surface_frac: float = 0.
         pts, _ = surface_samples(vertices, faces, n_surf, rng)
         sig = np.asarray(sigmas, dtype=np.float64)[np.arange(n_surf) % len(sigmas)]
         parts.append(pts + rng.normal(size=pts.shape) * sig[:, None])
-    points = np.concatenate(parts)[rng.permutation(n)]
+    points = np.concatenate(parts)
+    points = points[morton_order(points)]  # one gather: both queries then read it in order
     times["samples"] += clock() - t
     t = clock()
-    order = morton_order(points)  # shared by both queries
-    dist = Distance(vertices, faces)(points, order=order)
+    dist = Distance(vertices, faces)(points, presorted=True)
     times["distance"] = clock() - t
     t = clock()
-    w = wn(points, fast=fast, order=order)
+    w = wn(points, fast=fast, presorted=True)
     times["sign"] = clock() - t
     if timings is not None:
         timings.update(times)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-VERSION = 1  # bump when the same key would produce different arrays
+VERSION = 2  # bump when the same key would produce different arrays
 
 
 @dataclass

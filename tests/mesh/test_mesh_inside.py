@@ -18,7 +18,7 @@ from fieldfit.mesh import (
     to_unit,
     winding_number,
 )
-from fieldfit.mesh.inside import Distance, WindingNumber
+from fieldfit.mesh.inside import Distance, WindingNumber, morton_order
 
 
 def shared_mesh(name: str) -> Path:
@@ -113,6 +113,24 @@ def test_chunked_queries_match_igl():
     np.testing.assert_array_equal(WindingNumber(v, f)(p, chunk=700), igl.fast_winding_number(v, f, p))
     d2 = igl.point_mesh_squared_distance(p, v, f)[0]
     np.testing.assert_allclose(Distance(v, f)(p, chunk=700), np.sqrt(d2), rtol=0, atol=1e-12)
+
+
+def test_morton_order_interleaves_the_cell_bits():
+    p = np.random.default_rng(9).normal(size=(3000, 3)) * [1.0, 0.1, 3.0]
+    lo, hi = p.min(axis=0), p.max(axis=0)
+    cell = np.clip(((p - lo) / (hi - lo) * 64).astype(int), 0, 63)
+    key = [sum(((int(c[axis]) >> b) & 1) << (3 * b + axis) for b in range(6) for axis in range(3)) for c in cell]
+    np.testing.assert_array_equal(morton_order(p), np.argsort(key, kind="stable"))
+
+
+def test_presorted_queries_match_unsorted_ones():
+    s = trimesh.creation.icosphere(3, 0.5)
+    v, f = np.asarray(s.vertices), np.asarray(s.faces, dtype=np.int64)
+    p = np.random.default_rng(8).uniform(-1, 1, size=(5000, 3))
+    p = p[morton_order(p)]
+    np.testing.assert_array_equal(Distance(v, f)(p, chunk=700, presorted=True), Distance(v, f)(p, chunk=700))
+    wn = WindingNumber(v, f)
+    np.testing.assert_array_equal(wn(p, chunk=700, fast=True, presorted=True), wn(p, chunk=700, fast=True))
 
 
 def test_signed_distance_sphere():
