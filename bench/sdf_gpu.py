@@ -1,4 +1,5 @@
-"""GPU: armadillo SDF fit, time until the in-training IoU reaches 0.99, and final metrics.
+"""GPU: armadillo SDF fit, time until the in-training IoU reaches 0.99, and final metrics (with the command's
+phases: preparation by phase, training, export).
 
     python bench/sdf_gpu.py [--budget 20]    -> bench/results/sdf_gpu.json
 The in-training IoU uses 100k uniform probe points; the final IoU 1M points after export.
@@ -49,6 +50,7 @@ def main() -> int:
             rows.append({"decoder": dec, "seconds_to_iou_0.99": hit,
                          "final_iou": m["iou"], "chamfer_l2": m["chamfer_l2"],
                          "train_seconds": m["train_seconds"], "prepare_seconds": m["prepare_seconds"],
+                         "export_seconds": m["export_seconds"], "prepare_phases": m.get("prepare_phases"),
                          "steps": m["steps"], "batch": a.batch, "watertight": m["watertight"]})
             print(rows[-1], flush=True)
     write("sdf_gpu", {"rows": rows})
