@@ -25,9 +25,9 @@ def test_grid_ratio_sizes_the_image_grid_under_the_cap():
 
 def test_presets_fill_what_was_not_given():
     plain = ImageConfig.for_image(100, 200, 3)
-    assert (plain.max_res, plain.features, plain.lr, plain.batch) == (200, 4, 1e-2, 8192)
+    assert (plain.max_res, plain.features, plain.lr, plain.batch, plain.lr_final) == (200, 4, 1e-2, 8192, 0.005)
     compact = ImageConfig.for_image(100, 200, 3, grid_ratio=0.25)
-    assert (compact.features, compact.lr, compact.batch) == (2, 2e-2, 4096)
+    assert (compact.features, compact.lr, compact.batch, compact.lr_final) == (2, 2e-2, 4096, 0.2)
     assert compact.max_res < 200
     given = ImageConfig.for_image(100, 200, 3, grid_ratio=0.25, features=3, lr=0.05, max_res=64, batch=1000)
     assert (given.features, given.lr, given.max_res, given.batch) == (3, 0.05, 64, 1000)
