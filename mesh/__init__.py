@@ -5,7 +5,8 @@ origin with diagonal 1.9 (inside [-1, 1]^3); faces are counter-clockwise seen fr
 """
 
 from .export import export_mesh
-from .extract import evaluate_grid, extract_sdf_mesh, marching_cubes_closed, remove_fragments
+from .extract import extract_sdf_mesh, marching_cubes_closed, remove_fragments
+from .grid import evaluate_grid
 from .inside import inside, signed_distance, winding_number
 from .io import SUPPORTED_MESH_EXTS, LoadedMesh, from_unit, load_mesh, normalization, to_unit
 from .metrics import (

@@ -15,6 +15,8 @@ field twice as steep as a distance.
 
 import numpy as np
 
+from .grid import evaluate_grid, grid_bounds
+
 STRIDE = 4  # fine cells per coarse cell
 REACH = 2.0  # refine a coarse cell whose nearest corner is within this many of its diagonals of the level
 
@@ -56,9 +58,7 @@ def evaluate_band(sdf_fn, resolution=256, bounds=(-1.0, 1.0), chunk: int = 2**18
     """
     import torch
 
-    from .extract import _bounds, evaluate_grid
-
-    lo, hi = _bounds(bounds)
+    lo, hi = grid_bounds(bounds)
     res = np.broadcast_to(np.asarray(resolution, dtype=np.int64), (3,))
     nodes = int(np.prod(res))
     if (res < 2).any():

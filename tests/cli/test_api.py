@@ -13,13 +13,14 @@ from fieldfit.model import Model
 
 
 def test_fit_returns_the_loaded_run_and_load_reads_it_back(tmp_path):
-    model = fieldfit.fit("rings", method="rbf", steps=30, device="cpu", out=tmp_path / "rings", levels=3, max_res=64)
+    # 60 steps: a full-size image fit's rate ends at 0.005x, so 30 steps train too little to clear 10 dB
+    model = fieldfit.fit("rings", method="rbf", steps=60, device="cpu", out=tmp_path / "rings", levels=3, max_res=64)
     assert isinstance(model, Model)
     assert model.task == "image"
     assert model.method == "rbf"
     assert model.run.path == tmp_path / "rings"
     assert model.metrics["psnr"] > 10
-    assert model.metrics["steps"] == 30
+    assert model.metrics["steps"] == 60
     saved = json.loads((tmp_path / "rings" / "config.json").read_text())
     assert saved["format"] == 2
     assert saved["config"]["levels"] == 3
