@@ -36,7 +36,10 @@ def _axes(res, lo, hi, stride):
     return fine, coarse
 
 
-def _call(sdf_fn, pts: np.ndarray, chunk: int, device, torch) -> np.ndarray:
+def _call(sdf_fn, pts: np.ndarray, chunk: int, device) -> np.ndarray:
+    """The field at points [N,3] float32, in chunks."""
+    import torch
+
     out = np.empty(len(pts), dtype=np.float32)
     with torch.no_grad():
         for s in range(0, len(pts), chunk):
@@ -67,15 +70,14 @@ def evaluate_band(sdf_fn, resolution=256, bounds=(-1.0, 1.0), chunk: int = 2**18
         return evaluate_grid(sdf_fn, resolution, bounds, chunk, device), {"evaluated": nodes, "nodes": nodes}
     fine, axes = _axes(res, lo, hi, stride)
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    coarse = _call(sdf_fn, grid, chunk, device, torch).reshape([len(a) for a in axes])
-    if not np.isfinite(coarse).all():
-        raise ValueError(f"the SDF returned {int((~np.isfinite(coarse)).sum())} NaN/Inf values on the grid")
+    coarse = _call(sdf_fn, grid, chunk, device).reshape([len(a) for a in axes])
     off = coarse - np.float32(level)
     corners = [off[i:len(off) - 1 + i, j:off.shape[1] - 1 + j, k:off.shape[2] - 1 + k]
                for i in (0, 1) for j in (0, 1) for k in (0, 1)]
     near = np.min(np.abs(corners), axis=0)
     signs = np.sign(corners)
     diagonal = stride * float(np.linalg.norm((hi - lo) / (res - 1)))
+    # a NaN corner refines its cell too (NaN compares unequal), so the check at the end sees it
     refine = (near <= reach * diagonal) | (signs.min(axis=0) != signs.max(axis=0))
     # every fine node of a refined cell: the cell's own nodes span stride+1 per axis
     cells = refine.repeat(stride, 0).repeat(stride, 1).repeat(stride, 2)
@@ -93,10 +95,9 @@ def evaluate_band(sdf_fn, resolution=256, bounds=(-1.0, 1.0), chunk: int = 2**18
     idx = np.flatnonzero(mask)
     if len(idx):
         pts = np.stack([x[i] for x, i in zip(fine, np.unravel_index(idx, mask.shape), strict=True)], axis=1)
-        vals = _call(sdf_fn, pts, chunk, device, torch)
-        if not np.isfinite(vals).all():
-            raise ValueError(f"the SDF returned {int((~np.isfinite(vals)).sum())} NaN/Inf values on the grid")
-        vol.ravel()[idx] = vals
+        vol.ravel()[idx] = _call(sdf_fn, pts, chunk, device)
+    if not np.isfinite(vol).all():
+        raise ValueError(f"the SDF returned {int((~np.isfinite(vol)).sum())} NaN/Inf values on the grid")
     return vol, {"evaluated": int(coarse.size + len(idx)), "nodes": nodes}
 
 

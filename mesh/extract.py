@@ -11,6 +11,7 @@ import trimesh
 from skimage.measure import marching_cubes
 
 from . import topology
+from .band import evaluate_band
 from .clean import clean, remove_unreferenced
 from .grid import evaluate_grid, grid_bounds
 
@@ -185,12 +186,8 @@ def extract_sdf_mesh(sdf_fn, resolution=256, bounds=(-1.0, 1.0), chunk: int = 2*
     Examples:
         >>> mesh = extract_sdf_mesh(lambda p: p.norm(dim=-1) - 0.5, resolution=128)
     """
-    if band:
-        from .band import evaluate_band  # torch only when a field is sampled
-
-        vol, _ = evaluate_band(sdf_fn, resolution, bounds, chunk, device)
-    else:
-        vol = evaluate_grid(sdf_fn, resolution, bounds, chunk, device)
+    vol = evaluate_band(sdf_fn, resolution, bounds, chunk, device)[0] if band else \
+        evaluate_grid(sdf_fn, resolution, bounds, chunk, device)
     if not np.isfinite(vol).all():
         raise ValueError(f"the SDF returned {int((~np.isfinite(vol)).sum())} NaN/Inf values on the grid")
     if vol.min() >= 0 or vol.max() <= 0:

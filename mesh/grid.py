@@ -68,4 +68,5 @@ def _fill(sdf_fn, xs, yz, slabs: int, chunk: int, out: np.ndarray) -> None:
             start = i0 * plane + s
             out[start:start + min(chunk, len(pts) - s)] = val.reshape(-1).float().cpu().numpy()
 
+
 __all__ = ["evaluate_grid", "grid_bounds"]

@@ -55,11 +55,11 @@ def _map_chunks(fn, p: np.ndarray, chunk: int, order: np.ndarray | None = None, 
     The chunks run one after the other: each libigl query is already parallel over all cores inside
     (igl::parallel_for), so threads of our own would only oversubscribe them.
     """
-    out = np.empty(len(p), dtype=np.float64)
     if len(p) == 0:
-        return out
+        return np.empty(0, dtype=np.float64)
     if presorted:
         return np.concatenate([fn(p[s:s + chunk]) for s in range(0, len(p), chunk)])
+    out = np.empty(len(p), dtype=np.float64)
     if order is None:
         order = morton_order(p) if len(p) > chunk else np.arange(len(p))
     ps = p[order]
