@@ -16,6 +16,8 @@ from torch import nn
 from fieldfit import cuda as kernels
 from fieldfit.cuda.triplane import _layout, pack
 
+from .smooth import add_plane_tv_grad, plane_tv
+
 
 @dataclass
 class GridConfig:
@@ -149,6 +151,16 @@ class TriPlane(_GridLayout):
             self.channels_last = True
         else:
             super().lay_out(False)
+
+    def tv(self) -> torch.Tensor:
+        """Total variation of the planes: the mean squared difference of neighbouring cells along each plane
+        axis, summed over the planes (K-Planes' and TensoRF's smoothness prior for few-view scenes)."""
+        return sum(plane_tv(g) for g in self.planes)
+
+    def add_tv_grad(self, weight: float) -> None:
+        """Add the gradient of ``weight * self.tv()`` to the planes' gradients (after a backward)."""
+        for g in self.planes:
+            add_plane_tv_grad(g, weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._lay_out_for(x):  # one fused lookup of every grid

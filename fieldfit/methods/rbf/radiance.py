@@ -200,6 +200,8 @@ class Stepper:
         if loss.requires_grad:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            if c.tv > 0:  # the prior's gradient, added outside autograd (``fields.components.smooth``)
+                self.model.field.encoding.add_tv_grad(c.tv)
             self.opt.step()
             if self.model.poses is not None:
                 self.model.poses.center_()
