@@ -107,7 +107,8 @@ def test_tv_on_a_grid_without_planes_is_one_line():
 
 
 def test_a_fit_with_tv_has_smoother_planes():
-    """The prior reaches the planes through the fit's loss: the same short fit with and without it."""
+    """The prior reaches the planes through the fit's step (its gradient added after the backward): the same short
+    fit with and without it."""
     from fieldfit.methods.rbf.radiance import Stepper, build_model, param_groups, run_config
     from fieldfit.optim import make_adam, seed_everything
     from fieldfit.scenes.inputs import Input
