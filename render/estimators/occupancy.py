@@ -135,7 +135,7 @@ class OccupancyGrid(nn.Module):
                 does, pass ``lambda x: field.density(x) * step_size``.
             step: training step; all cells are evaluated while step < warmup_steps or
                 when n_cells is None.
-            decay: EMA factor: density <- max(decay * density, new) in evaluated cells.
+            decay: EMA factor: density <- max(decay * density, new) in evaluated cells (0: the new values).
             threshold: a cell is occupied when density > min(threshold, mean density)
                 (nerfacc's rule: a grid that is still dark everywhere keeps its brightest cells).
             n_cells: after warm-up, evaluate this many cells: half drawn uniformly, half

@@ -4,8 +4,10 @@ Pipeline: scene -> training pixels on the host (``tasks.radiance``) -> each step
 their rays through the occupancy grid (``render.march``), evaluates the field once per surviving sample and
 composites on a random background colour per ray (so alpha scenes learn their alpha and real scenes become
 opaque). The number of rays per step adapts so that a step holds about ``target_samples`` field samples. The
-grid is evaluated in full at the steps ``grid_full`` and on a random subset of cells every ``grid_every``
-steps; before the first refresh rays are marched with a ``coarse_step`` times larger step. An optional
+grid's every cell is evaluated at the steps ``grid_full`` and a random subset of cells every ``grid_every`` steps
+(keeping max(0.95 old, new)); in scenes without alpha the full evaluations replace the values and come again
+every ``grid_refresh`` steps (so fog the field has cleared leaves the grid; ``config.GRID_REFRESH``). Before the
+first refresh rays are marched with a ``coarse_step`` times larger step. An optional
 distortion loss (mip-NeRF 360) concentrates each ray's weights. Real photographs are contracted and get per-photo colour
 maps (``tasks.radiance.scene_contraction``, ``render.appearance``).
 
@@ -166,9 +168,11 @@ class Stepper:
     def _grid(self, i: int) -> MarchConfig:
         """Refresh the grid when due; the marching settings of step i (coarser before the first refresh)."""
         c = self.cfg
-        full, first = i in c.grid_full, min(c.grid_full)
-        if full or (i > first and i % c.grid_every == 0):
-            self.model.update_grid(i, self.march.step, None if full else self.n_cells, c.grid_threshold)
+        first, last, fresh = min(c.grid_full), max(c.grid_full), c.grid_refresh > 0
+        if i in c.grid_full or (fresh and i > last and (i - last) % c.grid_refresh == 0):  # every cell
+            self.model.update_grid(i, self.march.step, None, c.grid_threshold, decay=0.0 if fresh else 0.95)
+        elif i > first and i % c.grid_every == 0:
+            self.model.update_grid(i, self.march.step, self.n_cells, c.grid_threshold)
         if i < first:
             return replace(self.march, step=self.march.step * c.coarse_step, alpha_thre=0.0)
         return self.march if self.spr >= 1.0 else replace(self.march, alpha_thre=0.0)
