@@ -312,7 +312,8 @@ NDC_TV = 0.01  # total-variation weight of forward-facing scenes (``RadianceConf
 # had 75% of its cells occupied, 42% by a fresh look, and 33 of the 47 samples a training ray evaluated lay in such
 # cells. With fresh looks: fern 600 s 8152 steps instead of 7146, 9 samples per test ray instead of 59, the same
 # PSNR (23.70 dB); bonsai 900 s 12103 steps instead of 8230, 23.27 dB / SSIM 0.652 instead of 23.10 / 0.626. On lego
-# (alpha) they cost quality: 200x200, 300 s, rbf 29.59 dB against 29.97, mlp 29.70 against 30.57 (cause not found).
+# (alpha) they cost quality: 200x200, 300 s, rbf 29.59 dB against 29.97, mlp 29.70 against 30.57. One random point
+# per cell misses thin parts: that mlp fit rendered with its grid dilated by a cell gives 30.21 (decaying: 30.57).
 GRID_REFRESH = 1024
 # Fourth pass (issue 29), quality per step: GNF starts every unit's centre at ~0 (U(+-1e-4)), so the 32 units start
 # as one and separate only through their head weights. Radiance fits draw the centres like the grid's starting
