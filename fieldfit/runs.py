@@ -521,15 +521,22 @@ def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> 
                     st[name] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
-def model_state(model: torch.nn.Module, opt: torch.optim.Optimizer | None):
-    """(tensors, meta) for Run.save_checkpoint: weights under 'model.', optimizer under 'optim.'."""
+def model_state(model: torch.nn.Module, opt: torch.optim.Optimizer | None, average=None):
+    """(tensors, meta) for Run.save_checkpoint: weights under 'model.', optimizer under 'optim.'.
+
+    With ``average`` (an ``optim.WeightAverage`` of ``model``), 'model.' holds the averaged weights (what loading
+    the run renders) and 'train.' the weights being trained (what a resumed fit goes on from)."""
 
     def state():
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        shown = model if average is None else average.module
+        tensors = {f"model.{k}": v for k, v in shown.state_dict().items()}
         meta = {}
         if opt is not None:
             t, meta = optimizer_tensors(opt)
             tensors.update(t)
+        if average is not None:
+            tensors.update({f"train.{k}": v for k, v in model.state_dict().items()})
+            meta["average_updates"] = average.updates
         return tensors, meta
 
     return state

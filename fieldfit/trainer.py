@@ -406,10 +406,20 @@ def cpu_threads(run: Run, device):
             torch.set_num_threads(before)
 
 
-def resume_state(run: Run, model, opt, device) -> tuple[int, float, History]:
-    """Load weights + optimizer from the run's checkpoint; return (step, elapsed, history) to go on from."""
+def resume_state(run: Run, model, opt, device, average=None) -> tuple[int, float, History]:
+    """Load weights + optimizer from the run's checkpoint; return (step, elapsed, history) to go on from.
+
+    With ``average`` (``optim.WeightAverage``; see ``runs.model_state``): the average goes on from the saved one and
+    the model from the trained weights; a checkpoint saved without an average starts one from its weights."""
     meta = load_model(run, model, device)
-    restore_optimizer(opt, meta.pop("_tensors"), meta)
+    tensors = meta.pop("_tensors")
+    if average is not None:
+        average.reset()
+        trained = {k[len("train."):]: v for k, v in tensors.items() if k.startswith("train.")}
+        if trained:
+            model.load_state_dict(trained)
+            average.updates = int(meta.get("average_updates", 0))
+    restore_optimizer(opt, tensors, meta)
     run.log(f"resumed from step {meta.get('step', 0)} ({meta.get('elapsed', 0):.0f}s of training)")
     return int(meta.get("step", 0)), float(meta.get("elapsed", 0.0)), History.from_meta(meta.get("history"))
 

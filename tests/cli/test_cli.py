@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import data_path, run_cli, run_main
+from fieldfit.runs import Run
 
 
 def _one_line_error(res, *needles):
@@ -117,6 +118,11 @@ def test_image_fit_with_a_grid_ratio(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["grid_params"] <= 0.25 * m["image_values"]
     assert m["psnr"] > 25.0, m  # smooth waves fit well on a quarter-size grid
+    saved = Run.open(out).load_checkpoint()[0]
+    assert any(k.startswith("train.") for k in saved)  # the trained weights beside their average ('model.')
+    res = run_main("eval", out)  # the checkpoint's model is the average the fit measured
+    assert res.returncode == 0, res.stderr
+    assert json.loads((out / "metrics.json").read_text())["psnr"] == pytest.approx(m["psnr"], abs=1e-6)
     res = run_main(tmp_path / "waves.png", "--steps", "5", "--out", tmp_path / "r2", "--grid-ratio", "0.0001")
     _one_line_error(res, "--grid-ratio", "too small")
 

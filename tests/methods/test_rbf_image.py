@@ -3,11 +3,12 @@
 from dataclasses import replace
 
 import pytest
+import torch
 
 from fieldfit.errors import InputError
 from fieldfit.fields.gaussian_rbf import ImageRBF
 from fieldfit.methods.rbf.config import ImageConfig
-from fieldfit.methods.rbf.image import dense_grid_params, field_config
+from fieldfit.methods.rbf.image import PixelPasses, dense_grid_params, field_config
 
 
 def test_grid_ratio_sizes_the_image_grid_under_the_cap():
@@ -25,9 +26,25 @@ def test_grid_ratio_sizes_the_image_grid_under_the_cap():
 
 def test_presets_fill_what_was_not_given():
     plain = ImageConfig.for_image(100, 200, 3)
-    assert (plain.max_res, plain.features, plain.lr, plain.batch, plain.lr_final) == (200, 4, 1e-2, 8192, 0.005)
+    assert (plain.max_res, plain.features, plain.lr, plain.batch, plain.lr_final, plain.average) == \
+        (200, 4, 1e-2, 8192, 0.005, 0.0)
     compact = ImageConfig.for_image(100, 200, 3, grid_ratio=0.25)
-    assert (compact.features, compact.lr, compact.batch, compact.lr_final) == (2, 2e-2, 4096, 0.2)
+    assert (compact.features, compact.lr, compact.batch, compact.lr_final, compact.average) == \
+        (2, 2e-2, 4096, 0.5, 0.999)
     assert compact.max_res < 200
-    given = ImageConfig.for_image(100, 200, 3, grid_ratio=0.25, features=3, lr=0.05, max_res=64, batch=1000)
-    assert (given.features, given.lr, given.max_res, given.batch) == (3, 0.05, 64, 1000)
+    given = ImageConfig.for_image(100, 200, 3, grid_ratio=0.25, features=3, lr=0.05, max_res=64, batch=1000,
+                                  average=0.0)
+    assert (given.features, given.lr, given.max_res, given.batch, given.average) == (3, 0.05, 64, 1000, 0.0)
+    # runs saved before the average: none
+    assert ImageConfig.from_dict({"grid_ratio": 0.25, "lr_final": 0.2}).average == 0.0
+
+
+def test_pixel_passes_visit_every_pixel_once_a_pass():
+    gen = torch.Generator().manual_seed(0)
+    passes = PixelPasses(10, 3, "cpu", gen)
+    first = torch.cat([passes.next() for _ in range(3)])  # 9 of the 10, none twice
+    assert first.unique().numel() == 9
+    second = torch.cat([passes.next() for _ in range(3)])  # a new order: 9 more of the 10
+    assert second.unique().numel() == 9
+    assert not torch.equal(first, second)
+    assert PixelPasses(4, 100, "cpu", gen).next().sort().values.tolist() == [0, 1, 2, 3]

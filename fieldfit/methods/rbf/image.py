@@ -13,7 +13,7 @@ from fieldfit import dist
 from fieldfit.errors import InputError
 from fieldfit.fields.gaussian_rbf import FieldConfig, ImageRBF
 from fieldfit.model import Model, Rendering, model_tensors
-from fieldfit.optim import count_params, make_adam, seed_everything, set_lr
+from fieldfit.optim import WeightAverage, count_params, make_adam, seed_everything, set_lr
 from fieldfit.render.metrics import psnr_from_mse
 from fieldfit.runs import Run, atomic_write, load_model, model_state
 from fieldfit.trainer import fit_loop, plot_curve, resume_state
@@ -42,6 +42,24 @@ def render_image(model: ImageRBF, h: int, w: int, device, chunk: int = 2**18) ->
     return out.reshape(h, w, -1)
 
 
+class PixelPasses:
+    """Batches of pixel indices that visit every pixel once per pass, each pass in a new random order.
+
+    Against independent draws (some pixels twice in a pass, about 1/e of them not at all), kodim08 at
+    ``--grid-ratio 0.25``, 60 s: 37.15 / 37.08 dB against 36.54 / 36.57."""
+
+    def __init__(self, count: int, batch: int, device, generator: torch.Generator | None):
+        self.count, self.batch, self.device, self.gen = count, min(batch, count), device, generator
+        self.order, self.at = None, count
+
+    def next(self) -> torch.Tensor:
+        if self.at + self.batch > self.count:
+            self.order = torch.randperm(self.count, device=self.device, generator=self.gen)
+            self.at = 0
+        self.at += self.batch
+        return self.order[self.at - self.batch:self.at]
+
+
 def read_input(inp) -> np.ndarray:
     from fieldfit.scenes.builtin import rings_image
     from fieldfit.scenes.inputs import load_image
@@ -63,39 +81,44 @@ def fit(job) -> dict:
     fcfg = field_for_device(field_config(cfg, h, w), device, run)
     model = ImageRBF(fcfg, channels=c, device=device).to(device)
     opt = make_adam([{"params": model.parameters(), "lr": cfg.lr}])
+    average = WeightAverage(model, cfg.average) if cfg.average else None
+    shown = model if average is None else average.module  # what is evaluated and saved
     params = count_params(model)
     run.log(f"image {job.input.name}: {w}x{h}x{c}, field {params:,} parameters ({model.param_groups()})")
-    start, elapsed, history = resume_state(run, model, opt, device) if job.resume else (0, 0.0, None)
+    start, elapsed, history = resume_state(run, model, opt, device, average) if job.resume else (0, 0.0, None)
     # after the checkpoint has loaded into this model: a resume that cannot go on leaves the run as it was
     run.write_config({"task": "image", "method": "rbf", "source": job.input.name, "height": h, "width": w,
                       "channels": c, "field": fcfg.to_dict(), "config": cfg.to_dict(), "seed": job.seed})
     batch = dist.share(min(cfg.batch, h * w))
+    pixels = PixelPasses(h * w, batch, device, gen if device.type == "cpu" else None)
     prepare_s = time.perf_counter() - t0
 
     def step(i, progress):
         lr = set_lr(opt, progress, cfg.lr_final)
-        idx = torch.randint(0, h * w, (batch,), device=device, generator=gen if device.type == "cpu" else None)
+        idx = pixels.next()
         loss = torch.nn.functional.mse_loss(model.rgb(uv[idx]), target[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if average is not None:
+            average.update()
         return {"loss": loss.detach(), "mse": loss.detach(), "batch": batch, "lr": lr}
 
     def preview():
-        return render_image(model, h, w, device).clamp(0, 1)
+        return render_image(shown, h, w, device).clamp(0, 1)
 
     def evaluate():
-        pred = render_image(model, h, w, device).reshape(-1, c)
+        pred = render_image(shown, h, w, device).reshape(-1, c)
         return psnr_from_mse(torch.mean((pred.clamp(0, 1) - target) ** 2).item())
 
     budget = job.budget
     t1 = time.perf_counter()
-    history = fit_loop(step, budget, run, evaluate=evaluate, state=model_state(model, opt), metric_name="psnr",
+    history = fit_loop(step, budget, run, evaluate=evaluate, state=model_state(model, opt, average), metric_name="psnr",
                        eval_every_s=budget.eval_every(12), start_step=start, start_elapsed=elapsed,
                        history=history, unit="pixels", preview=preview)
     train_s = time.perf_counter() - t1
     t2 = time.perf_counter()
-    metrics = write_outputs(model, run, h, w, target.reshape(h, w, c), device)
+    metrics = write_outputs(shown, run, h, w, target.reshape(h, w, c), device)
     plot_curve(run, history, "psnr")
     metrics.update(task="image", params=params, grid_params=model.param_groups()["grid"],
                    image_values=h * w * c, steps=history.steps[-1] if history.steps else start,
@@ -175,4 +198,4 @@ def load(run: Run, device="cpu", trained: bool = True) -> ImageModel:
     return ImageModel(run, run.config(), device, trained)
 
 
-__all__ = ["ImageModel", "dense_grid_params", "fit", "fit_max_res", "load", "pixel_uv", "render_image"]
+__all__ = ["ImageModel", "PixelPasses", "dense_grid_params", "fit", "fit_max_res", "load", "pixel_uv", "render_image"]
