@@ -53,6 +53,7 @@ from fieldfit.render.poses import PoseCorrections
 from fieldfit.runs import Run, load_model, model_state
 from fieldfit.tasks.radiance import (
     PixelStore,
+    RayPasses,
     camera_rays,
     eval_background,
     eval_rays_from,
@@ -159,6 +160,7 @@ class Stepper:
         self.model, self.opt, self.store, self.march, self.cfg = model, opt, store, march, cfg
         self.device = torch.device(device)
         self.rng = np.random.default_rng(dist.sample_seed(seed))  # each rank its own rays (rank 0: the seed)
+        self.passes = RayPasses(store, self.rng)
         self.spr = 64.0  # running mean of samples per ray
         self.rays = self.samples = 0
         self.last_step = 0
@@ -182,7 +184,7 @@ class Stepper:
         lr = set_lr(self.opt, progress, c.lr_final)
         march = self._grid(i)
         n = dist.share(int(np.clip(c.target_samples / max(self.spr, 1.0), 256, c.batch)))  # this rank's rays
-        batch = self.store.sample(n, self.rng).to(self.device)
+        batch = self.passes.next(n).to(self.device)
         bg = (torch.rand if c.background == "random" else torch.zeros)(n, 3, device=self.device)
         origins, dirs = batch.origins, batch.dirs
         if self.model.poses is not None:
