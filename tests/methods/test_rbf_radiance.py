@@ -129,11 +129,13 @@ def test_resume_continues_from_the_checkpoint(blocks_run):
 def test_training_background_follows_alpha_and_is_checked(blocks_run, capsys):
     from types import SimpleNamespace
 
-    from fieldfit.methods.rbf.config import RadianceConfig
+    from fieldfit.methods.rbf.config import NDC_MAX_RES, RadianceConfig
 
     alpha, opaque = SimpleNamespace(has_alpha=True, ndc=False), SimpleNamespace(has_alpha=False, ndc=False)
     assert RadianceConfig().with_scene(alpha).background == "random"  # blocks has alpha: learns it
-    assert RadianceConfig().with_scene(SimpleNamespace(has_alpha=False, ndc=True)).background == "random"
+    ndc = RadianceConfig().with_scene(SimpleNamespace(has_alpha=False, ndc=True))
+    assert ndc.background == "random"
+    assert (ndc.max_res, RadianceConfig().with_scene(alpha).max_res) == (NDC_MAX_RES, 128)  # NDC: finer planes
     # a box-bounded world scene (not contracted): black, no floaters in front of cameras; contracted photos train
     # on random colours (tests/methods/test_rbf_unbounded.py)
     assert RadianceConfig(contract="off").with_scene(opaque).background == "black"

@@ -16,7 +16,7 @@ import torch
 from conftest import data_path, write_blocks_photos
 from fieldfit.cli import main
 from fieldfit.errors import InputError
-from fieldfit.methods.rbf.config import RadianceConfig
+from fieldfit.methods.rbf.config import CONTRACTED_MAX_RES, RadianceConfig
 from fieldfit.methods.rbf.radiance import RadianceRun
 from fieldfit.render.appearance import Appearance
 from fieldfit.render.metrics import psnr
@@ -113,6 +113,8 @@ def test_photographs_are_contracted_by_default(tmp_path):
     assert np.abs(np.asarray(c.centre)).max() < 0.2  # the blocks sit at the origin the cameras look at
     cfg = RadianceConfig.for_scene(scene)
     assert (cfg.contract, cfg.appearance, cfg.background) == ("on", "on", "random")
+    assert cfg.max_res == CONTRACTED_MAX_RES  # the finer planes of contracted captures
+    assert RadianceConfig.for_scene(scene, contract="off").max_res == 128
 
 
 def test_contraction_rule():

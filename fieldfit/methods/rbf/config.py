@@ -324,6 +324,9 @@ NDC_TV = 0.01  # total-variation weight of forward-facing scenes (``RadianceConf
 # 23.71 / 0.734 (decaying occupancy grid); 256 23.70 / 0.718 and 512 23.84 / 0.741 (fresh grid looks); 512 with
 # rays in passes 23.92 / 0.750. The finer planes cost 4-26% of the steps in those runs.
 NDC_MAX_RES = 512
+# ... and of contracted captures: bonsai (`--downscale 2 --time-budget 900`, 19 test views, one run each): 128
+# 23.37 dB / SSIM 0.651 in 12147 steps, 256 23.72 / 0.697 in 12613.
+CONTRACTED_MAX_RES = 256
 # Steps between fresh looks at every occupancy cell, for scenes without alpha (0 for scenes with it). Cells only a
 # partial refresh draws keep max(0.95 old, new), so fog a field held early stays in the grid: fern after 2000 steps
 # had 75% of its cells occupied, 42% by a fresh look, and 33 of the 47 samples a training ray evaluated lay in such
@@ -455,8 +458,9 @@ class RadianceConfig(ConfigBase, FieldOptions):
                        levels=self.levels or levels, features=self.features or features, max_res=max_res)
 
     def with_scene(self, scene) -> "RadianceConfig":
-        """Scene-dependent defaults, where not set: the finest grid level is 128, or ``NDC_MAX_RES`` for NDC scenes,
-        whose box holds the whole image width (the note there). The distortion loss
+        """Scene-dependent defaults, where not set: the finest grid level is 128, ``NDC_MAX_RES`` for NDC scenes,
+        whose box holds the whole image width, and ``CONTRACTED_MAX_RES`` for contracted ones (the notes there)
+        (on a GPU ``with_device`` has chosen it for world-space captures). The distortion loss
         (t in marching-space units) is on (0.01) for captures without alpha (real scenes, NDC), where it clears the
         fog a random background alone leaves (fox, fern: 3-8x fewer samples per ray), and off for alpha scenes,
         where it changed nothing measurable (lego). A total-variation prior on the tri-plane's planes (``tv``) is on
@@ -480,7 +484,7 @@ class RadianceConfig(ConfigBase, FieldOptions):
 
         contracted = scene_contraction(scene, self.contract) is not None
         return replace(
-            self, max_res=self.max_res or (NDC_MAX_RES if scene.ndc else 128),
+            self, max_res=self.max_res or (NDC_MAX_RES if scene.ndc else CONTRACTED_MAX_RES if contracted else 128),
             contract=self.contract or ("on" if contracted else "off"),
             appearance=self.appearance or ("on" if contracted else "off"),
             distortion=self.distortion if self.distortion is not None else (0.0 if scene.has_alpha else 0.01),
