@@ -3,12 +3,11 @@
 from dataclasses import replace
 
 import pytest
-import torch
 
 from fieldfit.errors import InputError
 from fieldfit.fields.gaussian_rbf import ImageRBF
 from fieldfit.methods.rbf.config import ImageConfig
-from fieldfit.methods.rbf.image import PixelPasses, dense_grid_params, field_config
+from fieldfit.methods.rbf.image import dense_grid_params, field_config
 
 
 def test_grid_ratio_sizes_the_image_grid_under_the_cap():
@@ -38,13 +37,3 @@ def test_presets_fill_what_was_not_given():
     # runs saved before the average: none
     assert ImageConfig.from_dict({"grid_ratio": 0.25, "lr_final": 0.2}).average == 0.0
 
-
-def test_pixel_passes_visit_every_pixel_once_a_pass():
-    gen = torch.Generator().manual_seed(0)
-    passes = PixelPasses(10, 3, "cpu", gen)
-    first = torch.cat([passes.next() for _ in range(3)])  # 9 of the 10, none twice
-    assert first.unique().numel() == 9
-    second = torch.cat([passes.next() for _ in range(3)])  # a new order: 9 more of the 10
-    assert second.unique().numel() == 9
-    assert not torch.equal(first, second)
-    assert PixelPasses(4, 100, "cpu", gen).next().sort().values.tolist() == [0, 1, 2, 3]

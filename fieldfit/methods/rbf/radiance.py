@@ -33,7 +33,7 @@ from fieldfit import dist
 from fieldfit.fields.gaussian_rbf import FieldConfig
 from fieldfit.fields.radiance_rbf import RadianceRBF, default_density_scale
 from fieldfit.model import Occupancy, Rendering, model_tensors
-from fieldfit.optim import count_params, make_adam, seed_everything, set_lr
+from fieldfit.optim import Passes, count_params, make_adam, seed_everything, set_lr
 from fieldfit.render import OccupancyGrid
 from fieldfit.render.appearance import Appearance
 from fieldfit.render.contraction import Contraction
@@ -53,7 +53,6 @@ from fieldfit.render.poses import PoseCorrections
 from fieldfit.runs import Run, load_model, model_state
 from fieldfit.tasks.radiance import (
     PixelStore,
-    RayPasses,
     camera_rays,
     eval_background,
     eval_rays_from,
@@ -160,7 +159,9 @@ class Stepper:
         self.model, self.opt, self.store, self.march, self.cfg = model, opt, store, march, cfg
         self.device = torch.device(device)
         self.rng = np.random.default_rng(dist.sample_seed(seed))  # each rank its own rays (rank 0: the seed)
-        self.passes = RayPasses(store, self.rng)
+        gen = torch.Generator(device=store.device)  # rays in passes, the order drawn where the pixels live
+        gen.manual_seed(int(self.rng.integers(2**62)))
+        self.passes = Passes(store.count, store.device, gen)
         self.spr = 64.0  # running mean of samples per ray
         self.rays = self.samples = 0
         self.last_step = 0
@@ -184,7 +185,7 @@ class Stepper:
         lr = set_lr(self.opt, progress, c.lr_final)
         march = self._grid(i)
         n = dist.share(int(np.clip(c.target_samples / max(self.spr, 1.0), 256, c.batch)))  # this rank's rays
-        batch = self.passes.next(n).to(self.device)
+        batch = self.store.take(self.passes.next(n)).to(self.device)
         bg = (torch.rand if c.background == "random" else torch.zeros)(n, 3, device=self.device)
         origins, dirs = batch.origins, batch.dirs
         if self.model.poses is not None:
