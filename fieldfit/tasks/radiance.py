@@ -301,8 +301,8 @@ def eval_rays_from(scene, n: int, seed: int, max_views: int = 8) -> EvalRays:
     return EvalRays(b.origins, b.dirs, b.rgb, b.alpha, None, torch.from_numpy(eval_background(scene)))
 
 
-__all__ = ["CONTRACT_MODES", "EvalRays", "PixelStore", "RayBatch", "box_extent", "camera_rays",
-           "eval_background", "eval_rays_from", "grid_and_step", "load_radiance_scene", "scene_of_config",
-           "march_bounds", "pixel_footprint", "premultiplied", "scene_contraction", "to_march_space", "unit_box",
-           "view_lift"]
+__all__ = ["CONTRACT_MODES", "EvalRays", "PixelStore", "RayBatch", "box_extent", "camera_rays", "eval_background",
+           "eval_rays_from",
+           "grid_and_step", "load_radiance_scene", "scene_of_config", "march_bounds", "pixel_footprint",
+           "premultiplied", "scene_contraction", "to_march_space", "unit_box", "view_lift"]
 

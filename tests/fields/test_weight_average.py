@@ -75,9 +75,7 @@ def test_a_checkpoint_shows_the_average_and_resumes_the_trained_weights(tmp_path
     torch.testing.assert_close(shown.weight, avg.module.weight)
     assert not torch.allclose(shown.weight, model.weight)
     # a resumed fit goes on from the trained weights, its average from the saved one
-    again, _, fresh = _trained(0, seed=1)
-    opt2 = make_adam([{"params": again.parameters(), "lr": 0.05}])
-    fresh = WeightAverage(again, 0.9)
+    again, opt2, fresh = _trained(0, seed=1)  # another model, not trained yet
     step, _, _ = resume_state(run, again, opt2, "cpu", fresh)
     assert step == 30
     torch.testing.assert_close(again.weight, model.weight)
