@@ -23,12 +23,62 @@ GAUSSIAN_R_MAX_CPU = 92.0
 def gaussian_torch(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Tensor) -> torch.Tensor:
     """The Gaussian layer on the torch path: ``rbf_layer_ref`` with r clamped to [0, GAUSSIAN_R_MAX_CPU], in
     fewer passes over [N,K]: z = -r/2 = (x*x) (-beta/2)^T + x (beta mu)^T - sum(beta mu^2)/2 in two addmm, then
-    phi = exp(clamp(z, -46, 0))."""
+    phi = exp(clamp(z, -46, 0)). Backward (``_GaussianTorch``) takes dL/dz = dL/dphi * phi, the gradient of exp
+    at the clamped z: past the end it is e^-46 dL/dphi instead of 0 (no pass over [N,K] for the clamp's mask)."""
+    return _GaussianTorch.apply(x, centers, log_prec)
+
+
+def _gaussian_graph(x, centers, log_prec):
+    """``gaussian_torch`` as plain differentiable ops (the clamp's gradient exact): for double backward."""
     beta = log_prec.exp()
     beta_mu = beta * centers
     z = torch.addmm(-0.5 * (beta_mu * centers).sum(-1), x * x, -0.5 * beta.t())
     z = torch.addmm(z, x, beta_mu.t())
     return torch.exp(z.clamp(-0.5 * GAUSSIAN_R_MAX_CPU, 0.0))
+
+
+class _GaussianTorch(torch.autograd.Function):
+    """The torch path's Gaussian layer in one matrix product each way: with X = [x, x^2] [N,2D] and
+    W = [beta mu, -beta/2] [K,2D] (beta = exp(log_prec)), z = X W^T - sum(beta mu^2)/2. Backward, with
+    dz = dL/dphi * phi, s = sum_n dz, [A, Q] = dz^T X and [U, V] = dz W:
+        dx = U + 2 x V,  dmu = beta (A - mu s),  dlog_prec = -beta (Q - 2 mu A + mu^2 s) / 2.
+    One elementwise pass over [N,K] instead of autograd's four (exp, and the clamp's two compares and select)."""
+
+    @staticmethod
+    def forward(ctx, x, centers, log_prec):
+        beta = log_prec.exp()
+        w = torch.cat([beta * centers, -0.5 * beta], 1)
+        xs = torch.cat([x, x * x], 1)
+        z = torch.addmm((w[:, :x.shape[1]] * centers).sum(-1).mul_(-0.5), xs, w.t())
+        phi = z.clamp_(-0.5 * GAUSSIAN_R_MAX_CPU, 0.0).exp_()
+        ctx.save_for_backward(x, xs, w, centers, log_prec, phi)
+        return phi
+
+    @staticmethod
+    def backward(ctx, grad_phi):
+        x, xs, w, centers, log_prec, phi = ctx.saved_tensors
+        need_x, need_c, need_lp = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain ops instead
+            inputs = [t for t, need in zip((x, centers, log_prec), ctx.needs_input_grad, strict=True) if need]
+            grads = iter(torch.autograd.grad(_gaussian_graph(x, centers, log_prec), inputs, grad_phi,
+                                             create_graph=True, allow_unused=True))
+            return tuple(next(grads) if need else None for need in ctx.needs_input_grad)
+        d = x.shape[1]
+        dz = grad_phi * phi
+        dx = dc = dlp = None
+        if need_x:
+            uv = dz @ w
+            dx = torch.addcmul(uv[:, :d], x, uv[:, d:], value=2.0)
+        if need_c or need_lp:
+            beta = log_prec.exp()
+            s = dz.sum(0).unsqueeze(1)
+            aq = dz.t() @ xs
+            a = aq[:, :d]
+            if need_c:
+                dc = beta * torch.addcmul(a, centers, s, value=-1.0)
+            if need_lp:
+                dlp = (-0.5 * beta) * (aq[:, d:] - 2.0 * centers * a + centers * centers * s)
+        return dx, dc, dlp
 
 
 class _RBFLayer(torch.autograd.Function):
