@@ -34,6 +34,19 @@ def test_presets_fill_what_was_not_given():
     given = ImageConfig.for_image(100, 200, 3, grid_ratio=0.25, features=3, lr=0.05, max_res=64, batch=1000,
                                   average=0.0)
     assert (given.features, given.lr, given.max_res, given.batch, given.average) == (3, 0.05, 64, 1000, 0.0)
-    # runs saved before the average: none
-    assert ImageConfig.from_dict({"grid_ratio": 0.25, "lr_final": 0.2}).average == 0.0
+    # runs saved before the average and the tail: neither
+    old = ImageConfig.from_dict({"grid_ratio": 0.25, "lr_final": 0.2})
+    assert (old.average, old.tail) == (0.0, "off")
+
+
+@pytest.mark.parametrize("ratio", [None, 0.25])
+def test_image_decoder_has_a_linear_tail_unless_turned_off(ratio):
+    # the RBF decoder adds a linear function of the features (starting at zero); --tail off builds the plain one
+    for tail, has in (("on", True), ("off", False)):
+        cfg = ImageConfig.for_image(200, 300, 3, grid_ratio=ratio, **({} if tail == "on" else {"tail": "off"}))
+        model = ImageRBF(field_config(cfg, 200, 300), 3)
+        assert (model.decoder.tail is not None) == has
+        if has:
+            assert model.decoder.tail.weight.shape == (3, model.encoding.out_dim)
+            assert not model.decoder.tail.weight.any()
 
