@@ -38,25 +38,27 @@ def _gaussian_graph(x, centers, log_prec):
 
 
 class _GaussianTorch(torch.autograd.Function):
-    """The torch path's Gaussian layer in one matrix product each way: with X = [x, x^2] [N,2D] and
-    W = [beta mu, -beta/2] [K,2D] (beta = exp(log_prec)), z = X W^T - sum(beta mu^2)/2. Backward, with
-    dz = dL/dphi * phi, s = sum_n dz, [A, Q] = dz^T X and [U, V] = dz W:
+    """The torch path's Gaussian layer with a hand-written backward. Forward, with W = [beta mu, -beta/2] [K,2D]
+    (beta = exp(log_prec)): z = x^2 W_2^T + x W_1^T - sum(beta mu^2)/2 in two addmm. Backward, with
+    dz = dL/dphi * phi, s = sum_n dz, A = dz^T x, Q = dz^T x^2 and [U, V] = dz W:
         dx = U + 2 x V,  dmu = beta (A - mu s),  dlog_prec = -beta (Q - 2 mu A + mu^2 s) / 2.
-    One elementwise pass over [N,K] instead of autograd's four (exp, and the clamp's two compares and select)."""
+    One elementwise pass over [N,K] instead of autograd's four (exp, and the clamp's two compares and select).
+    [x, x^2] is never concatenated: with many samples (radiance fits) that copy cost more than the products."""
 
     @staticmethod
     def forward(ctx, x, centers, log_prec):
         beta = log_prec.exp()
-        w = torch.cat([beta * centers, -0.5 * beta], 1)
-        xs = torch.cat([x, x * x], 1)
-        z = torch.addmm((w[:, :x.shape[1]] * centers).sum(-1).mul_(-0.5), xs, w.t())
-        phi = z.clamp_(-0.5 * GAUSSIAN_R_MAX_CPU, 0.0).exp_()
-        ctx.save_for_backward(x, xs, w, centers, log_prec, phi)
+        beta_mu, half_beta = beta * centers, -0.5 * beta
+        xx = x * x
+        z = torch.addmm((beta_mu * centers).sum(-1).mul_(-0.5), xx, half_beta.t())
+        phi = z.addmm_(x, beta_mu.t()).clamp_(-0.5 * GAUSSIAN_R_MAX_CPU, 0.0).exp_()
+        w = torch.cat([beta_mu, half_beta], 1)
+        ctx.save_for_backward(x, xx, w, centers, log_prec, phi)
         return phi
 
     @staticmethod
     def backward(ctx, grad_phi):
-        x, xs, w, centers, log_prec, phi = ctx.saved_tensors
+        x, xx, w, centers, log_prec, phi = ctx.saved_tensors
         need_x, need_c, need_lp = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: differentiate the plain ops instead
             inputs = [t for t, need in zip((x, centers, log_prec), ctx.needs_input_grad, strict=True) if need]
@@ -72,12 +74,12 @@ class _GaussianTorch(torch.autograd.Function):
         if need_c or need_lp:
             beta = log_prec.exp()
             s = dz.sum(0).unsqueeze(1)
-            aq = dz.t() @ xs
-            a = aq[:, :d]
+            dzt = dz.t()
+            a = dzt @ x
             if need_c:
                 dc = beta * torch.addcmul(a, centers, s, value=-1.0)
             if need_lp:
-                dlp = (-0.5 * beta) * (aq[:, d:] - 2.0 * centers * a + centers * centers * s)
+                dlp = (-0.5 * beta) * (dzt @ xx - 2.0 * centers * a + centers * centers * s)
         return dx, dc, dlp
 
 
