@@ -1,8 +1,11 @@
 """Fused anisotropic RBF layer: x [N,D], centers [K,D], log_prec [K,D] -> phi [N,K].
 
 Three layers: ``rbf_layer`` (checks, contiguity, dispatch) -> ``_RBFLayer`` (autograd) ->
-``_rbf_triton`` (kernels, imported on first CUDA/forced use).
+``_rbf_triton`` (kernels, imported on first CUDA/forced use). On the torch path (every CPU) the Gaussian kernel
+goes through ``gaussian_torch`` (``_GaussianTorch``: matrix products and a hand-written backward).
 """
+
+import math
 
 import torch
 
@@ -24,17 +27,9 @@ def gaussian_torch(x: torch.Tensor, centers: torch.Tensor, log_prec: torch.Tenso
     """The Gaussian layer on the torch path: ``rbf_layer_ref`` with r clamped to [0, GAUSSIAN_R_MAX_CPU], in
     fewer passes over [N,K]: z = -r/2 = (x*x) (-beta/2)^T + x (beta mu)^T - sum(beta mu^2)/2 in two addmm, then
     phi = exp(clamp(z, -46, 0)). Backward (``_GaussianTorch``) takes dL/dz = dL/dphi * phi, the gradient of exp
-    at the clamped z: past the end it is e^-46 dL/dphi instead of 0 (no pass over [N,K] for the clamp's mask)."""
+    at the clamped z: past the end it is e^-46 dL/dphi instead of 0 (no pass over [N,K] for the clamp's mask).
+    Double backward differentiates ``rbf_layer_ref`` with the same end."""
     return _GaussianTorch.apply(x, centers, log_prec)
-
-
-def _gaussian_graph(x, centers, log_prec):
-    """``gaussian_torch`` as plain differentiable ops (the clamp's gradient exact): for double backward."""
-    beta = log_prec.exp()
-    beta_mu = beta * centers
-    z = torch.addmm(-0.5 * (beta_mu * centers).sum(-1), x * x, -0.5 * beta.t())
-    z = torch.addmm(z, x, beta_mu.t())
-    return torch.exp(z.clamp(-0.5 * GAUSSIAN_R_MAX_CPU, 0.0))
 
 
 class _GaussianTorch(torch.autograd.Function):
@@ -60,11 +55,9 @@ class _GaussianTorch(torch.autograd.Function):
     def backward(ctx, grad_phi):
         x, xx, w, centers, log_prec, phi = ctx.saved_tensors
         need_x, need_c, need_lp = ctx.needs_input_grad
-        if torch.is_grad_enabled():  # create_graph=True: differentiate the plain ops instead
-            inputs = [t for t, need in zip((x, centers, log_prec), ctx.needs_input_grad, strict=True) if need]
-            grads = iter(torch.autograd.grad(_gaussian_graph(x, centers, log_prec), inputs, grad_phi,
-                                             create_graph=True, allow_unused=True))
-            return tuple(next(grads) if need else None for need in ctx.needs_input_grad)
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the reference with the same end instead
+            return _reference_vjp(x, centers, log_prec, "gaussian", grad_phi, ctx.needs_input_grad,
+                                  GAUSSIAN_R_MAX_CPU)
         d = x.shape[1]
         dz = grad_phi * phi
         dx = dc = dlp = None
@@ -146,10 +139,10 @@ def _dphi_dr(phi: torch.Tensor, kernel: str) -> torch.Tensor:
     return 0.5 / phi  # multiquadric: phi >= 1
 
 
-def _reference_vjp(x, centers, log_prec, kernel, grad_phi, needs):
+def _reference_vjp(x, centers, log_prec, kernel, grad_phi, needs, r_max=math.inf):
     """Differentiable VJP through the reference (used only for double backward)."""
     inputs = [t for t, need in zip((x, centers, log_prec), needs, strict=True) if need]
-    phi = rbf_layer_ref(x, centers, log_prec, kernel)
+    phi = rbf_layer_ref(x, centers, log_prec, kernel, r_max)
     grads = iter(torch.autograd.grad(phi, inputs, grad_phi, create_graph=True, allow_unused=True))
     return tuple(next(grads) if need else None for need in needs)
 
