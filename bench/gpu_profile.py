@@ -51,7 +51,7 @@ def terminate_ab(model, store, march, n, device, reps=20) -> dict:
     same = True
     density = model.field.density
     for _ in range(reps):
-        batch = store.sample(n, rng).to(device)
+        batch = store.take(rng.integers(0, store.count, n)).to(device)
         o, d = batch.origins, batch.dirs
         cand = candidates(model.grid, o, d, march)
         a, ms = timed(device, terminate, density, o, d, cand, march.early_stop, march.alpha_thre)
@@ -135,10 +135,10 @@ def main() -> int:
 
     # One step taken apart.
     parts = {k: [] for k in ("batch", "march", "field", "composite", "backward", "adam")}
-    rng = np.random.default_rng(1)
+    passes = stepper.passes  # the rays as the stepper draws them
     n = int(rays_step)
     for _ in range(20):
-        batch, ms = timed(device, lambda: store.sample(n, rng).to(device))
+        batch, ms = timed(device, lambda: store.take(passes.next(n)).to(device))
         parts["batch"].append(ms)
         bg = torch.rand(n, 3, device=device)
         samples, ms = timed(device, march_rays, model.field, model.grid, batch.origins, batch.dirs, march, True)

@@ -277,10 +277,6 @@ class PixelStore:
         o, d, rgb, alpha, image = (t.index_select(0, idx) for t in self._tensors)
         return RayBatch(o, d, rgb, alpha, image)
 
-    def sample(self, n: int, rng: np.random.Generator) -> RayBatch:
-        """n pixels drawn uniformly with replacement."""
-        return self.take(rng.integers(0, self.count, int(n)))
-
     def mean_colour(self) -> np.ndarray:
         """[3] mean premultiplied colour (for baselines)."""
         return self.rgb.mean(axis=0)
