@@ -25,7 +25,8 @@ def test_single_pass_keeps_the_samples_of_the_rounds():
     scene = load_radiance_scene(inp)
     cfg = RadianceConfig.for_scene(scene, "cpu")
     model, march = build_model(run_config(scene, inp, cfg, 0), "cpu")
-    batch = PixelStore(scene, scene.split("train")).sample(512, np.random.default_rng(0))
+    store = PixelStore(scene, scene.split("train"))
+    batch = store.take(np.random.default_rng(0).integers(0, store.count, 512))
     o, d = batch.origins, batch.dirs
     cand = candidates(model.grid, o, d, march)
 
