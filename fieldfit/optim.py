@@ -166,17 +166,52 @@ class Passes:
         self.order, self.at = None, 0
 
     def next(self, n: int) -> torch.Tensor:
+        """The next ``n`` indices (at most ``count``)."""
+        at = self._advance(n)  # may draw a new order
+        return self.order[at]
+
+    def _advance(self, n: int) -> slice:
+        """The next ``n`` positions of the current order, starting a new pass where this one has too few left."""
         n = min(int(n), self.count)
         if self.order is None or self.at + n > self.count:
-            self.order = torch.randperm(self.count, device=self.device, generator=self.gen)
-            self.at = 0
+            self._new_pass()
         self.at += n
-        return self.order[self.at - n:self.at]
+        return slice(self.at - n, self.at)
+
+    def _new_pass(self) -> None:
+        self.order = torch.randperm(self.count, device=self.device, generator=self.gen)
+        self.at = 0
+
+
+class ShuffledRows(Passes):
+    """Batches of rows of tensors that share their first dimension (an image's pixel coordinates and colours), in
+    ``Passes``' order: every row once a pass, a new random order each pass, the same batches for the same
+    generator. Each pass gathers the tensors once, in its order, so a step takes contiguous slices instead of one
+    random gather per tensor (kodim08 at ``--grid-ratio 0.25``: two gathers cost 0.16 ms of a 2.8 ms step, the
+    pass's one gather 0.02 ms a step). Holds one shuffled copy of the tensors."""
+
+    def __init__(self, tensors, generator: torch.Generator | None = None):
+        tensors = tuple(tensors)
+        if not tensors or any(t.shape[0] != tensors[0].shape[0] for t in tensors):
+            raise ValueError(f"ShuffledRows: needs tensors that share their first dimension, got "
+                             f"{[tuple(t.shape) for t in tensors]}")
+        super().__init__(tensors[0].shape[0], tensors[0].device, generator)
+        self.tensors, self.shuffled = tensors, ()
+
+    def rows(self, n: int) -> tuple:
+        """The next ``n`` rows (at most ``count``) of each tensor: slices of this pass's shuffled copies."""
+        at = self._advance(n)
+        return tuple(t[at] for t in self.shuffled)
+
+    def _new_pass(self) -> None:
+        super()._new_pass()
+        self.shuffled = ()  # the last pass's copies go before the new ones are made
+        self.shuffled = tuple(t.index_select(0, self.order) for t in self.tensors)
 
 
 def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["SWEEP_EVERY", "Passes", "WeightAverage", "count_params", "lower_lr", "lr_at", "lr_scale", "make_adam",
-           "scaled_lr", "seed_everything", "set_lr", "sweep_tiny_moments"]
+__all__ = ["SWEEP_EVERY", "Passes", "ShuffledRows", "WeightAverage", "count_params", "lower_lr", "lr_at", "lr_scale",
+           "make_adam", "scaled_lr", "seed_everything", "set_lr", "sweep_tiny_moments"]

@@ -112,7 +112,9 @@ def test_photographs_are_contracted_by_default(tmp_path):
     assert c is not None
     assert np.abs(np.asarray(c.centre)).max() < 0.2  # the blocks sit at the origin the cameras look at
     cfg = RadianceConfig.for_scene(scene)
-    assert (cfg.contract, cfg.appearance, cfg.background) == ("on", "on", "random")
+    # colour maps only when asked for (they lowered the held-out PSNR of the real captures: config.py's note)
+    assert (cfg.contract, cfg.appearance, cfg.background) == ("on", "off", "random")
+    assert RadianceConfig.for_scene(scene, appearance="on").appearance == "on"
     assert cfg.max_res == CONTRACTED_MAX_RES  # the finer planes of contracted captures
     assert RadianceConfig.for_scene(scene, contract="off").max_res == 128
 

@@ -348,6 +348,11 @@ GRID_REFRESH = 1024
 # GNF's centres and 0.02, as they keep the shift -5: the blocks photos contracted (150 steps) reached 16.7 dB with
 # them, 12.3 with both changes, 15.2 with the centres alone, 9.8 with 0.04 alone.
 CONTRACTED_LR_DECODER = 0.02
+# The RBF decoder's width (issue 29, 2026-12-07): 64 units, 32 in contracted scenes (not measured there with 64).
+# At 300 s, one run each: lego 200x200 29.99 dB with 32, 30.21 with 64, 27.73 with 128 (foggy: 12 samples a test
+# ray against 5, 2094 steps against 3422); lego 100x100 32.41 / 32.54; fern (600 s) 23.80 (last run) / 23.91.
+RADIANCE_UNITS = 64
+CONTRACTED_UNITS = 32
 
 
 @dataclass(frozen=True)
@@ -365,8 +370,12 @@ class RadianceConfig(ConfigBase, FieldOptions):
     contract: str | None = option(None, "scene contraction for backgrounds beyond the box: on | off (default: on "
                                         "for photos in world space, off for synthetic and NDC scenes)",
                                   choices=("on", "off"))
-    appearance: str | None = option(None, "per-photo colour correction (exposure, white balance): on | off "
-                                          "(default: on where the scene is contracted)", choices=("on", "off"))
+    # Per-photo colour maps, off unless asked for: on the four real captures here they lowered the held-out PSNR,
+    # whose views are drawn with the mean map (one 900 s / 300 s run each, on -> off: bonsai 23.83 -> 24.24 dB,
+    # fox 27.66 -> 28.12 (with the maps at the same steps 27.66), cup 26.84 -> 26.93, tank 17.41 -> 17.43).
+    # For photos taken at different exposures (a phone's auto exposure).
+    appearance: str = option("off", "per-photo colour correction (exposure, white balance), for photos taken at "
+                                    "different exposures: on | off", choices=("on", "off"))
     refine_poses: str = option("off", "train a pose correction per training photo with the field (for poses "
                                       "from structure-from-motion): on | off", choices=("on", "off"))
     # field
@@ -378,7 +387,7 @@ class RadianceConfig(ConfigBase, FieldOptions):
     table_log2: int = _table_log2(19)
     init_scale: float = 0.1
     volume_max_res: int = 32
-    units: int = _units(32)
+    units: int | None = _units(None)  # None: RADIANCE_UNITS (CONTRACTED_UNITS in contracted scenes)
     kernel: str = _kernel("gaussian")
     decoder: str = _decoder("rbf", ("rbf", "mlp"))
     hidden: int = _hidden(64)
@@ -479,19 +488,21 @@ class RadianceConfig(ConfigBase, FieldOptions):
         rays leave the box: there a random colour is noise the field silences by turning opaque where rays
         start, in front of each camera (fox 300 s: test views 13.6 dB with random, floaters; black: 19.4 dB at
         150 s). Contracted scenes (``tasks.radiance.scene_contraction``) train on random colours, as NDC scenes:
-        no ray leaves their space. Their per-photo colour correction is on (``rbf.radiance.Appearance``).
+        no ray leaves their space. Per-photo colour maps (``render.appearance``) are off unless asked for (the
+        note at ``appearance``).
 
         Density shift: ``DENSITY_SHIFT`` by decoder (rbf -10, GNF's), ``CONTRACTED_DENSITY_SHIFT`` (-5) where the
         scene is contracted (see the note at ``DENSITY_SHIFT``); activation ``DENSITY_ACTIVATION`` by decoder. The
-        RBF decoder's learning rate and starting centres: ``LR_DECODER`` and centres like the features, except in
-        contracted scenes (``CONTRACTED_LR_DECODER``, GNF's centres; the note at ``LOG_PREC_INIT``)."""
+        RBF decoder's learning rate, starting centres and width: ``LR_DECODER``, centres like the features and
+        ``RADIANCE_UNITS``, except in contracted scenes (``CONTRACTED_LR_DECODER``, GNF's centres,
+        ``CONTRACTED_UNITS``; the notes at ``LOG_PREC_INIT`` and ``RADIANCE_UNITS``)."""
         from fieldfit.tasks.radiance import scene_contraction
 
         contracted = scene_contraction(scene, self.contract) is not None
         return replace(
             self, max_res=self.max_res or (NDC_MAX_RES if scene.ndc else CONTRACTED_MAX_RES if contracted else 128),
             contract=self.contract or ("on" if contracted else "off"),
-            appearance=self.appearance or ("on" if contracted else "off"),
+            units=self.units or (CONTRACTED_UNITS if contracted else RADIANCE_UNITS),
             distortion=self.distortion if self.distortion is not None else (0.0 if scene.has_alpha else 0.01),
             tv=self.tv if self.tv is not None else (NDC_TV if scene.ndc and self.grid == "triplane" else 0.0),
             grid_refresh=self.grid_refresh if self.grid_refresh is not None else
@@ -510,4 +521,4 @@ __all__ = ["FIELD_SHAPES", "FieldOptions", "check_grid_size", "dense_grid_params
            "grid_param_count",
            "GRIDS", "GRID_SHAPES", "IMAGE_GRIDS", "ImageConfig", "LR_DECODER", "RADIANCE_GRIDS", "RadianceConfig",
            "SDFConfig", "STEP_SIZES", "CONTRACTED_DENSITY_SHIFT", "CONTRACTED_LR_DECODER", "DENSITY_ACTIVATION",
-           "DENSITY_SHIFT", "GRID_REFRESH", "LOG_PREC_INIT"]
+           "DENSITY_SHIFT", "GRID_REFRESH", "LOG_PREC_INIT", "RADIANCE_UNITS", "CONTRACTED_UNITS"]

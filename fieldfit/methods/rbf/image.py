@@ -13,7 +13,7 @@ from fieldfit import dist
 from fieldfit.errors import InputError
 from fieldfit.fields.gaussian_rbf import FieldConfig, ImageRBF
 from fieldfit.model import Model, Rendering, model_tensors
-from fieldfit.optim import Passes, WeightAverage, count_params, make_adam, seed_everything, set_lr
+from fieldfit.optim import ShuffledRows, WeightAverage, count_params, make_adam, seed_everything, set_lr
 from fieldfit.render.metrics import psnr_from_mse
 from fieldfit.runs import Run, atomic_write, load_model, model_state
 from fieldfit.trainer import fit_loop, plot_curve, resume_state
@@ -59,7 +59,6 @@ def fit(job) -> dict:
     cfg = ImageConfig.from_dict(job.saved["config"]).replace(**job.options) if job.resume else \
         ImageConfig.for_image(h, w, c, **job.options)
     target = torch.from_numpy(image).to(device).reshape(-1, c)
-    uv = pixel_uv(h, w, device)
     fcfg = field_for_device(field_config(cfg, h, w), device, run)
     model = ImageRBF(fcfg, channels=c, device=device).to(device)
     opt = make_adam([{"params": model.parameters(), "lr": cfg.lr}])
@@ -72,13 +71,14 @@ def fit(job) -> dict:
     run.write_config({"task": "image", "method": "rbf", "source": job.input.name, "height": h, "width": w,
                       "channels": c, "field": fcfg.to_dict(), "config": cfg.to_dict(), "seed": job.seed})
     batch = dist.share(min(cfg.batch, h * w))
-    pixels = Passes(h * w, device, gen if device.type == "cpu" else None)  # every pixel once a pass
+    # every pixel once a pass
+    pixels = ShuffledRows((pixel_uv(h, w, device), target), gen if device.type == "cpu" else None)
     prepare_s = time.perf_counter() - t0
 
     def step(i, progress):
         lr = set_lr(opt, progress, cfg.lr_final)
-        idx = pixels.next(batch)
-        loss = torch.nn.functional.mse_loss(model.rgb(uv[idx]), target[idx])
+        uv, rgb = pixels.rows(batch)
+        loss = torch.nn.functional.mse_loss(model.rgb(uv), rgb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

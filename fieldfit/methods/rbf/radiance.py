@@ -8,8 +8,8 @@ grid's every cell is evaluated at the steps ``grid_full`` and a random subset of
 (keeping max(0.95 old, new)); in scenes without alpha the full evaluations replace the values and come again
 every ``grid_refresh`` steps (so fog the field has cleared leaves the grid; ``config.GRID_REFRESH``). Before the
 first refresh rays are marched with a ``coarse_step`` times larger step. An optional
-distortion loss (mip-NeRF 360) concentrates each ray's weights. Real photographs are contracted and get per-photo colour
-maps (``tasks.radiance.scene_contraction``, ``render.appearance``).
+distortion loss (mip-NeRF 360) concentrates each ray's weights. Real photographs are contracted
+(``tasks.radiance.scene_contraction``); per-photo colour maps (``render.appearance``) are trained on request.
 
 Choices (``grid_and_step``, ``RadianceConfig.for_scene``): the field and the occupancy grid cover the scene's
 box (Blender: [-1.5, 1.5]^3; instant-ngp: its aabb_scale box; LLFF: the NDC box, see ``tasks.radiance``); the
