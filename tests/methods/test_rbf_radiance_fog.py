@@ -45,20 +45,17 @@ def test_rbf_defaults_leave_empty_space_empty():
 
 
 def test_rbf_units_start_spread_except_in_contracted_scenes():
-    """The RBF decoder's centres start like the grid's features, U(+-init_scale), train at 0.04 and number 64
-    (issue 29, quality per step); contracted scenes keep GNF's U(+-1e-4), 0.02 and 32 (notes at ``LOG_PREC_INIT``
-    and ``RADIANCE_UNITS``)."""
-    from fieldfit.methods.rbf.config import CONTRACTED_LR_DECODER, CONTRACTED_UNITS, LR_DECODER, RADIANCE_UNITS
+    """The RBF decoder's centres start like the grid's features, U(+-init_scale), and train at 0.04 (issue 29,
+    quality per step); contracted scenes keep GNF's U(+-1e-4) and 0.02 (note at ``LOG_PREC_INIT``)."""
+    from fieldfit.methods.rbf.config import CONTRACTED_LR_DECODER, LR_DECODER
 
     inp = Input("radiance", None, "blocks", builtin="blocks")
     scene = load_radiance_scene(inp, 2, 8)
-    for contract, spread, lr, units in (("off", True, LR_DECODER["rbf"], RADIANCE_UNITS),
-                                        ("on", False, CONTRACTED_LR_DECODER, CONTRACTED_UNITS)):
+    for contract, spread, lr in (("off", True, LR_DECODER["rbf"]), ("on", False, CONTRACTED_LR_DECODER)):
         seed_everything(0)
         cfg = RadianceConfig.for_scene(scene, "cpu", levels=2, max_res=32, contract=contract)
-        assert (cfg.centers_like_features, cfg.lr_decoder, cfg.units) == (spread, lr, units)
+        assert (cfg.centers_like_features, cfg.lr_decoder) == (spread, lr)
         model, _ = build_model(run_config(scene, inp, cfg, 0), "cpu")
-        assert model.field.decoder.rbf.centers.shape[0] == units
         top = float(model.field.decoder.rbf.centers.abs().max())
         assert 0.9 * cfg.init_scale < top <= cfg.init_scale if spread else top <= 1e-4, (contract, top)
         groups = param_groups(model, cfg)

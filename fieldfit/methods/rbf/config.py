@@ -348,11 +348,6 @@ GRID_REFRESH = 1024
 # GNF's centres and 0.02, as they keep the shift -5: the blocks photos contracted (150 steps) reached 16.7 dB with
 # them, 12.3 with both changes, 15.2 with the centres alone, 9.8 with 0.04 alone.
 CONTRACTED_LR_DECODER = 0.02
-# The RBF decoder's width (issue 29, 2026-12-07): 64 units, 32 in contracted scenes (not measured there with 64).
-# At 300 s, one run each: lego 200x200 29.99 dB with 32, 30.21 with 64, 27.73 with 128 (foggy: 12 samples a test
-# ray against 5, 2094 steps against 3422); lego 100x100 32.41 / 32.54; fern (600 s) 23.80 (last run) / 23.91.
-RADIANCE_UNITS = 64
-CONTRACTED_UNITS = 32
 
 
 @dataclass(frozen=True)
@@ -387,7 +382,10 @@ class RadianceConfig(ConfigBase, FieldOptions):
     table_log2: int = _table_log2(19)
     init_scale: float = 0.1
     volume_max_res: int = 32
-    units: int | None = _units(None)  # None: RADIANCE_UNITS (CONTRACTED_UNITS in contracted scenes)
+    # 32 units. 64 gave a little more at 300 s (lego 200x200 29.99 -> 30.21 dB, lego 100x100 32.41 -> 32.54; fern at
+    # 600 s 23.80 -> 23.91; 128: 27.73, foggy) but start slower: the test suite's 120-step fits of the blocks scene
+    # had nothing above the mesh threshold with 64 (bench/README.md, "Colour maps off by default").
+    units: int = _units(32)
     kernel: str = _kernel("gaussian")
     decoder: str = _decoder("rbf", ("rbf", "mlp"))
     hidden: int = _hidden(64)
@@ -493,16 +491,14 @@ class RadianceConfig(ConfigBase, FieldOptions):
 
         Density shift: ``DENSITY_SHIFT`` by decoder (rbf -10, GNF's), ``CONTRACTED_DENSITY_SHIFT`` (-5) where the
         scene is contracted (see the note at ``DENSITY_SHIFT``); activation ``DENSITY_ACTIVATION`` by decoder. The
-        RBF decoder's learning rate, starting centres and width: ``LR_DECODER``, centres like the features and
-        ``RADIANCE_UNITS``, except in contracted scenes (``CONTRACTED_LR_DECODER``, GNF's centres,
-        ``CONTRACTED_UNITS``; the notes at ``LOG_PREC_INIT`` and ``RADIANCE_UNITS``)."""
+        RBF decoder's learning rate and starting centres: ``LR_DECODER`` and centres like the features, except in
+        contracted scenes (``CONTRACTED_LR_DECODER``, GNF's centres; the note at ``LOG_PREC_INIT``)."""
         from fieldfit.tasks.radiance import scene_contraction
 
         contracted = scene_contraction(scene, self.contract) is not None
         return replace(
             self, max_res=self.max_res or (NDC_MAX_RES if scene.ndc else CONTRACTED_MAX_RES if contracted else 128),
             contract=self.contract or ("on" if contracted else "off"),
-            units=self.units or (CONTRACTED_UNITS if contracted else RADIANCE_UNITS),
             distortion=self.distortion if self.distortion is not None else (0.0 if scene.has_alpha else 0.01),
             tv=self.tv if self.tv is not None else (NDC_TV if scene.ndc and self.grid == "triplane" else 0.0),
             grid_refresh=self.grid_refresh if self.grid_refresh is not None else
@@ -521,4 +517,4 @@ __all__ = ["FIELD_SHAPES", "FieldOptions", "check_grid_size", "dense_grid_params
            "grid_param_count",
            "GRIDS", "GRID_SHAPES", "IMAGE_GRIDS", "ImageConfig", "LR_DECODER", "RADIANCE_GRIDS", "RadianceConfig",
            "SDFConfig", "STEP_SIZES", "CONTRACTED_DENSITY_SHIFT", "CONTRACTED_LR_DECODER", "DENSITY_ACTIVATION",
-           "DENSITY_SHIFT", "GRID_REFRESH", "LOG_PREC_INIT", "RADIANCE_UNITS", "CONTRACTED_UNITS"]
+           "DENSITY_SHIFT", "GRID_REFRESH", "LOG_PREC_INIT"]
