@@ -221,7 +221,7 @@ class RayBatch:
 
 
 class PixelStore:
-    """Every pixel of some frames, with its ray; ``sample`` / ``take`` draw batches.
+    """Every pixel of some frames, with its ray; ``take`` gathers a batch (drawn by ``optim.Passes``).
 
     The pixels live in host memory, or on a GPU after ``keep_on`` (when they fit): batches are then gathered
     there, with no host gather and no copy per step (on a 2-core CPU the host gather of 52,000 rays of
