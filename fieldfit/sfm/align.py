@@ -1,5 +1,6 @@
 """Comparing two sets of camera poses that differ by a similarity (structure-from-motion fixes no scale, origin or
-orientation): fit the similarity on the camera centres, then measure what remains.
+orientation): fit the similarity on the camera centres, then measure what remains; and the similarity that puts
+posed cameras in the frame ``fieldfit poses`` writes (``canonical_frame``).
 
 Conventions: poses are camera-to-world [3,4] or [4,4] matrices, both sets in the same camera convention (OpenGL or
 OpenCV: the rotation error is the same). ``umeyama(src, dst)`` returns (s, R, t) minimising
@@ -56,4 +57,66 @@ def compare_poses(est: dict, ref: dict) -> dict:
     return {"names": names, "rotation_deg": rot, "position": pos, "scale": scale, "similarity": (s, r, t)}
 
 
-__all__ = ["compare_poses", "rotation_angle_deg", "umeyama"]
+CAMERA_DISTANCE = 4.0  # the cameras' median distance from what they look at, in the canonical frame
+FLAT = 0.01  # right vectors this close to one line (second eigenvalue / largest) leave up to the mean up
+
+
+def up_direction(poses: np.ndarray) -> np.ndarray:
+    """[3] unit "up" of OpenGL camera-to-world poses [N,3,4]: the direction the cameras' x (right) axes are most
+    nearly perpendicular to (people hold cameras level, however they tilt them), signed toward the cameras' mean
+    up (+y). Where the right axes all lie along one line (every camera facing one way), that leaves a plane: then
+    the mean up projected into it."""
+    poses = np.asarray(poses, np.float64)
+    right, mean_up = poses[:, :, 0], poses[:, :, 1].mean(axis=0)
+    w, v = np.linalg.eigh(right.T @ right)  # ascending
+    if w[1] < FLAT * w[2]:
+        up = mean_up - v[:, 2] * (v[:, 2] @ mean_up)
+    else:
+        up = v[:, 0] if v[:, 0] @ mean_up >= 0 else -v[:, 0]
+    n = np.linalg.norm(up)
+    return up / n if n > 1e-9 else np.array([0.0, 0.0, 1.0])
+
+
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[3,3] the smallest rotation taking unit vector a to unit vector b (a half turn about an axis
+    perpendicular to a when they are opposite)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    c, axis = float(a @ b), np.cross(a, b)
+    if c < -1.0 + 1e-12:
+        helper = np.array([1.0, 0.0, 0.0]) if abs(a[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+        k = np.cross(a, helper)
+        k /= np.linalg.norm(k)
+        return 2.0 * np.outer(k, k) - np.eye(3)
+    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    return np.eye(3) + k + k @ k / (1.0 + c)
+
+
+def canonical_frame(poses: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """The similarity (s, R, t), x -> s R x + t, that puts OpenGL camera-to-world poses [N,3,4] (N >= 2) in the
+    frame ``fieldfit poses`` writes: ``up_direction`` along +z (the smallest rotation: the heading is kept), the
+    point the cameras look at (``render.camera.look_at_centre``) at the origin, and the cameras' median distance
+    from it ``CAMERA_DISTANCE`` (as Blender's synthetic scenes and instant-ngp's COLMAP conversion): meshes stand
+    upright, units are sane. The heading about z is left as it came; the fields' grids and contraction are
+    axis-aligned, so it moves a fit's PSNR (the fox turned 49 degrees: 0.8 dB, bench/README.md), and no rule for
+    choosing it was found."""
+    from fieldfit.render.camera import look_at_centre
+
+    poses = np.asarray(poses, np.float64)[:, :3]
+    r = rotation_between(up_direction(poses), np.array([0.0, 0.0, 1.0]))
+    centre = look_at_centre(list(poses))
+    dist = float(np.median(np.linalg.norm(poses[:, :, 3] - centre, axis=1)))
+    s = CAMERA_DISTANCE / dist if dist > 1e-12 else 1.0
+    return s, r, -s * r @ centre
+
+
+def transform_poses(poses: np.ndarray, s: float, r: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Camera-to-world poses [N,3,4] or [N,4,4] moved by the similarity x -> s R x + t (rotations turned,
+    centres moved; the cameras' own axes stay unit length)."""
+    out = np.array(poses, np.float64)
+    out[:, :3, :3] = r @ out[:, :3, :3]
+    out[:, :3, 3] = s * out[:, :3, 3] @ r.T + t
+    return out
+
+
+__all__ = ["CAMERA_DISTANCE", "canonical_frame", "compare_poses", "rotation_angle_deg", "rotation_between",
+           "transform_poses", "umeyama", "up_direction"]

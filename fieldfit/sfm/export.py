@@ -2,8 +2,10 @@
 plus its sparse points as a PLY.
 
 Conventions:
-* World coordinates are COLMAP's own (arbitrary origin, orientation and scale), unchanged, so ``transforms.json``
-  and ``sparse/0`` describe the same cameras and points.
+* World coordinates: COLMAP fixes no origin, orientation or scale; ``fieldfit poses`` moves the model into
+  ``align.canonical_frame`` (``upright``: z up, the point the cameras look at at the origin, the cameras 4 units
+  from it) before it writes both ``sparse/0`` and ``transforms.json``, so the two describe the same cameras and
+  points.
 * ``transform_matrix``: the OpenGL camera-to-world 4x4 of COLMAP's world-from-camera (OpenCV axes: x right, y
   down, z forward) with its y and z axes negated.
 * Intrinsics in pixels; COLMAP and fieldfit both put pixel (row i, col j)'s centre at (j + 0.5, i + 0.5), so cx, cy
@@ -49,6 +51,19 @@ def c2w_opengl(image) -> np.ndarray:
     m = np.eye(4)
     m[:3] = pose.inverse().matrix()
     return m @ GL_FROM_CV
+
+
+def upright(rec) -> tuple[float, np.ndarray, np.ndarray]:
+    """Move reconstruction ``rec`` (its cameras and points) into ``align.canonical_frame`` of its registered
+    cameras; returns the similarity (s, R, t) applied, x -> s R x + t."""
+    import pycolmap
+
+    from .align import canonical_frame
+
+    poses = np.stack([c2w_opengl(im)[:3] for im in rec.images.values() if im.has_pose])
+    s, r, t = canonical_frame(poses)
+    rec.transform(pycolmap.Sim3d(s, pycolmap.Rotation3d(r), t))
+    return s, r, t
 
 
 def transforms(rec, image_dir: str = "images") -> dict:
@@ -100,4 +115,4 @@ def write_scene(rec, scene: Path) -> dict:
     return meta
 
 
-__all__ = ["c2w_opengl", "intrinsics", "points", "transforms", "write_ply", "write_scene"]
+__all__ = ["c2w_opengl", "intrinsics", "points", "transforms", "upright", "write_ply", "write_scene"]

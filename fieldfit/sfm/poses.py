@@ -2,7 +2,8 @@
 
 SCENE/ holds ``images/`` (the images the poses belong to), ``sparse/0/`` (COLMAP's binary model: cameras,
 images, points3D, and in COLMAP 4 rigs and frames), ``transforms.json`` (nerfstudio format, see
-``fieldfit.sfm.export``), ``points3D.ply`` and ``poses.json`` (counts, seconds and options of the run).
+``fieldfit.sfm.export``), ``points3D.ply`` and ``poses.json`` (counts, seconds and options of the run). The model
+is moved upright first (``export.upright``): z up, centred on what the cameras look at, the cameras 4 units away.
 COLMAP's ``database.db`` (features and matches) is removed at the end unless ``keep_database``. With a
 ``downscale`` of photos, SIFT and mapping run on full-size upright copies (a hidden folder, removed) and the model
 is then scaled to the downscaled images the scene keeps (``colmap.shrink``): poses as sharp as the photos allow.
@@ -25,7 +26,7 @@ from pathlib import Path
 from fieldfit.errors import InputError
 from fieldfit.runs import entries, sync_dir, sync_file, write_json
 
-from . import colmap, export, images
+from . import align, colmap, export, images
 
 MIN_REGISTERED = 3
 FULL_SIZE = ".full_size"  # photos at full size for SIFT and mapping (removed before the scene is published)
@@ -194,6 +195,9 @@ def _build(source: Path, kind: str, scene: Path, opts: PosesOptions, log) -> dic
             f"({advice(kind, matcher)})")
 
     shutil.rmtree(scene / ".models")
+    scale, _, _ = export.upright(rec)
+    log(f"frame: z up, centred on what the cameras look at, {align.CAMERA_DISTANCE:g} units from them (COLMAP's "
+        f"scale x {scale:.3g})")
     (scene / "sparse" / "0").mkdir(parents=True)
     rec.write(scene / "sparse" / "0")
     export.write_scene(rec, scene)

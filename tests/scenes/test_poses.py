@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from conftest import run_main
-from fieldfit.render.camera import Camera, look_at
+from fieldfit.render.camera import Camera, look_at, look_at_centre, mean_up
 from fieldfit.sfm import compare_poses, umeyama
+from fieldfit.sfm.align import CAMERA_DISTANCE, canonical_frame, rotation_between, transform_poses, up_direction
 
 pycolmap = pytest.importorskip("pycolmap", reason="fieldfit poses needs pycolmap (pip install 'fieldfit[sfm]')")
 
@@ -120,6 +121,12 @@ def test_poses_recovers_the_cameras(capture, photo_scene):
     cmp = compare_poses(est, ref)
     assert cmp["rotation_deg"].max() < 2.0, cmp["rotation_deg"]
     assert cmp["position"].max() < 0.03, cmp["position"]  # in units of the cameras' spread about their centre
+    r = cmp["similarity"][1]  # the scene is written upright: the truth's +z (up) is the scene's +z
+    assert np.degrees(np.arccos(np.clip(r[2, 2], -1.0, 1.0))) < 1.0, r
+    poses = np.stack(list(est.values()))
+    assert np.linalg.norm(look_at_centre(list(poses))) < 0.02 * CAMERA_DISTANCE  # centred on what they look at
+    assert np.median(np.linalg.norm(poses[:, :, 3], axis=1)) == pytest.approx(CAMERA_DISTANCE, rel=0.02)
+    assert "frame: z up" in res.stdout
     assert _digest(photos) == before  # the user's files are only read
     assert sorted(p.name for p in (scene / "images").iterdir()) == [f"view_{k:02d}.png" for k in range(VIEWS)]
     assert not (scene / "database.db").exists()
@@ -375,6 +382,52 @@ def test_umeyama_recovers_a_similarity():
     cmp = compare_poses(poses_src, poses_dst)
     assert cmp["rotation_deg"].max() < 1e-4
     assert cmp["position"].max() < 1e-9
+
+
+def _turned(poses, seed):
+    """poses [N,3,4] moved by a random similarity (scale 0.3, a random rotation, a shift): an SfM-like frame."""
+    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    return transform_poses(poses, 0.3, q * np.sign(np.linalg.det(q)), np.array([5.0, -1.0, 2.0]))
+
+
+def test_up_is_where_the_level_cameras_right_axes_are_not():
+    # a 90-degree arc of level cameras looking 35 degrees down: their mean up leans ~30 degrees toward what
+    # they look at; their right axes are horizontal whatever the tilt, so the up found is the true one
+    arc = np.stack(
+        [look_at(3.5 * np.array([np.cos(a) * np.cos(0.6), np.sin(a) * np.cos(0.6), np.sin(0.6)]), [0, 0, 0.3],
+                 [0, 0, 1]) for a in np.linspace(-np.pi / 4, np.pi / 4, 6)])
+    assert np.degrees(np.arccos(mean_up(list(arc))[2])) > 20
+    np.testing.assert_allclose(up_direction(arc), [0, 0, 1], atol=1e-9)
+    turned = _turned(arc, 1)
+    s, r, t = canonical_frame(turned)
+    upright = transform_poses(turned, s, r, t)
+    np.testing.assert_allclose(up_direction(upright), [0, 0, 1], atol=1e-9)
+    np.testing.assert_allclose(look_at_centre(list(upright)), 0.0, atol=1e-9)
+    dist = np.linalg.norm(upright[:, :, 3], axis=1)
+    assert np.median(dist) == pytest.approx(CAMERA_DISTANCE)
+    before = np.linalg.norm(arc[:, :, 3] - look_at_centre(list(arc)), axis=1)
+    np.testing.assert_allclose(dist / np.median(dist), before / np.median(before), rtol=1e-9)  # shape kept
+    for b in upright:  # each camera's axes turned alike: orthonormal, level (its right axis horizontal)
+        np.testing.assert_allclose(b[:, :3].T @ b[:, :3], np.eye(3), atol=1e-9)
+        assert abs(b[2, 0]) < 1e-9
+
+
+def test_cameras_facing_one_way_keep_their_mean_up():
+    # forward-facing: every right axis the same, so up is only known up to the viewing axis; the mean up decides
+    base = look_at([0, -4.0, 1.0], [0, 0, 0], [0, 0, 1])
+    poses = np.stack([base + np.hstack([np.zeros((3, 3)), [[dx], [0.0], [dz]]]) for dx in (-0.5, 0, 0.5)
+                      for dz in (-0.2, 0.2)])
+    np.testing.assert_allclose(up_direction(poses), mean_up(list(poses)), atol=1e-9)
+
+
+def test_rotation_between_takes_one_direction_to_another():
+    rng = np.random.default_rng(0)
+    for a in [*rng.normal(size=(5, 3)), np.array([0, 0, -1.0]), np.array([0, 0, 1.0])]:
+        a = a / np.linalg.norm(a)
+        r = rotation_between(a, np.array([0.0, 0.0, 1.0]))
+        np.testing.assert_allclose(r @ a, [0, 0, 1], atol=1e-12)
+        np.testing.assert_allclose(r.T @ r, np.eye(3), atol=1e-12)
+        assert np.linalg.det(r) == pytest.approx(1.0)
 
 
 def test_intrinsics_map_colmap_models_to_transforms_keys():
