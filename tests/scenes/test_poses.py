@@ -384,21 +384,16 @@ def test_umeyama_recovers_a_similarity():
     assert cmp["position"].max() < 1e-9
 
 
-def _turned(poses, seed):
-    """poses [N,3,4] moved by a random similarity (scale 0.3, a random rotation, a shift): an SfM-like frame."""
-    q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
-    return transform_poses(poses, 0.3, q * np.sign(np.linalg.det(q)), np.array([5.0, -1.0, 2.0]))
-
-
 def test_up_is_where_the_level_cameras_right_axes_are_not():
-    # a 90-degree arc of level cameras looking 35 degrees down: their mean up leans ~30 degrees toward what
+    # a 90-degree arc of level cameras looking about 35 degrees down: their mean up leans ~30 degrees toward what
     # they look at; their right axes are horizontal whatever the tilt, so the up found is the true one
     arc = np.stack(
         [look_at(3.5 * np.array([np.cos(a) * np.cos(0.6), np.sin(a) * np.cos(0.6), np.sin(0.6)]), [0, 0, 0.3],
                  [0, 0, 1]) for a in np.linspace(-np.pi / 4, np.pi / 4, 6)])
     assert np.degrees(np.arccos(mean_up(list(arc))[2])) > 20
     np.testing.assert_allclose(up_direction(arc), [0, 0, 1], atol=1e-9)
-    turned = _turned(arc, 1)
+    q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))  # an SfM-like frame: turned, shifted, scaled
+    turned = transform_poses(arc, 0.3, q * np.sign(np.linalg.det(q)), np.array([5.0, -1.0, 2.0]))
     s, r, t = canonical_frame(turned)
     upright = transform_poses(turned, s, r, t)
     np.testing.assert_allclose(up_direction(upright), [0, 0, 1], atol=1e-9)
