@@ -66,13 +66,15 @@ def up_direction(poses: np.ndarray) -> np.ndarray:
     nearly perpendicular to (people hold cameras level, however they tilt them), signed toward the cameras' mean
     up (+y). Where the right axes all lie along one line (every camera facing one way), that leaves a plane: then
     the mean up projected into it."""
+    from fieldfit.render.camera import mean_up
+
     poses = np.asarray(poses, np.float64)
-    right, mean_up = poses[:, :, 0], poses[:, :, 1].mean(axis=0)
+    right, usual = poses[:, :, 0], mean_up(list(poses))
     w, v = np.linalg.eigh(right.T @ right)  # ascending
     if w[1] < FLAT * w[2]:
-        up = mean_up - v[:, 2] * (v[:, 2] @ mean_up)
+        up = usual - v[:, 2] * (v[:, 2] @ usual)
     else:
-        up = v[:, 0] if v[:, 0] @ mean_up >= 0 else -v[:, 0]
+        up = v[:, 0] if v[:, 0] @ usual >= 0 else -v[:, 0]
     n = np.linalg.norm(up)
     return up / n if n > 1e-9 else np.array([0.0, 0.0, 1.0])
 
