@@ -1,10 +1,12 @@
 """Occupancy-grid ray marching that emits packed samples (no gradient).
 
 Three layers: ``traverse_occupancy`` (checks, contiguity, dispatch) -> ``_traverse_triton``
-(two-pass count/write kernel, imported on first CUDA/forced use). ``traverse_occupancy_next`` is
-the same march resumed at a step index, at most K kept intervals per ray in a fixed [R, K] layout:
-what a renderer that marches in rounds (and stops opaque rays between them) asks for. No autograd
-layer: the outputs are sample positions, not differentiable quantities (as in the reference).
+(two-pass count/write kernel, imported on first CUDA/forced use); on the torch path (every CPU)
+``_traverse_torch.traverse_blocks``, the reference's intervals with blocks of empty steps skipped.
+``traverse_occupancy_next`` is the same march resumed at a step index, at most K kept intervals per
+ray in a fixed [R, K] layout: what a renderer that marches in rounds (and stops opaque rays between
+them) asks for. No autograd layer: the outputs are sample positions, not differentiable quantities
+(as in the reference).
 """
 
 import operator
@@ -13,7 +15,8 @@ import torch
 
 from . import _checks
 from ._dispatch import backend_for
-from ._torch_ref import traverse_next_ref, traverse_occupancy_ref
+from ._torch_ref import traverse_next_ref
+from ._traverse_torch import traverse_blocks
 
 _OP = "traverse_occupancy"
 
@@ -52,7 +55,7 @@ def traverse_occupancy(origins: torch.Tensor, dirs: torch.Tensor, t_min: torch.T
                            "max_samples_per_ray")
     _check_jitter(_OP, jitter, origins)
     if backend_for(origins) == "torch":
-        return traverse_occupancy_ref(origins, dirs, t_min, t_max, binary, aabb, step, m, jitter)
+        return traverse_blocks(origins, dirs, t_min, t_max, binary, aabb, step, m, jitter)
     from . import _traverse_triton  # noqa: PLC0415 - triton is imported lazily
 
     box, step_t = _box(aabb, step, origins)
