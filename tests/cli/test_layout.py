@@ -100,8 +100,9 @@ def test_every_name_in_all_resolves(module):
 
 
 # The kernel benchmarks are fieldfit.cuda's own tools: they time each kernel's candidates and launch settings
-# (module globals of the Triton files) against the references, which have no public form by design.
-CUDA_TOOLS = {"kernels_bench.py", "host_overhead.py", "frame_gpu.py"}
+# (module globals of the Triton files) and the torch paths against the references, which have no public form by
+# design.
+CUDA_TOOLS = {"kernels_bench.py", "host_overhead.py", "frame_gpu.py", "traverse_bench.py"}
 
 
 @pytest.mark.parametrize("folder", ["viewer", "bench"])
