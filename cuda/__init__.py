@@ -25,7 +25,7 @@ from .raster import raster_faces
 from .ray_setup import ray_setup, sample_positions, sh_bases
 from .rbf import rbf_layer
 from .terminate import terminate_round
-from .traverse import traverse_occupancy, traverse_occupancy_next
+from .traverse import traversal_skips_empty, traverse_occupancy, traverse_occupancy_next
 from .triplane import triplane_grid
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "sample_positions",
     "sh_bases",
     "terminate_round",
+    "traversal_skips_empty",
     "traverse_occupancy",
     "traverse_occupancy_next",
     "triplane_grid",

@@ -41,6 +41,12 @@ def coarse_near(binary: torch.Tensor, factor: int = COARSE) -> torch.Tensor:
     return near
 
 
+def skips_empty(binary: torch.Tensor) -> bool:
+    """Whether ``traverse_blocks`` has empty blocks to skip in ``binary`` at the smallest coarse factor (at most
+    MAX_NEAR of the coarse cells near an occupied one)."""
+    return float(coarse_near(binary).float().mean()) <= MAX_NEAR
+
+
 def coarse_side(binary: torch.Tensor, aabb: torch.Tensor, dtype, factor: int) -> torch.Tensor:
     """[3] edge lengths of a coarse cell (``factor`` fine cells)."""
     extent = (aabb[1] - aabb[0]).to(dtype)

@@ -16,7 +16,7 @@ import torch
 from . import _checks
 from ._dispatch import backend_for
 from ._torch_ref import traverse_next_ref
-from ._traverse_torch import traverse_blocks
+from ._traverse_torch import skips_empty, traverse_blocks
 
 _OP = "traverse_occupancy"
 
@@ -157,3 +157,10 @@ def _box(aabb, step: float, origins):
     tol = 1e-6 * extent
     box = torch.stack([lo, 1.0 / extent, lo - tol, hi + tol]).contiguous()
     return box, torch.full((1,), step, dtype=dt, device=origins.device)  # a fill: no host copy, no sync
+
+
+def traversal_skips_empty(binary: torch.Tensor) -> bool:
+    """Whether the torch path of ``traverse_occupancy`` skips blocks of empty steps in the occupancy grid
+    ``binary`` [G0,G1,G2] bool (a sparse grid: an object's; not a forward-facing capture's, nearly all occupied)."""
+    _checks.tensor("traversal_skips_empty", "binary", binary, ("G0", "G1", "G2"), dtype=torch.bool)
+    return skips_empty(binary)

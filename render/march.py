@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fieldfit.cuda import COMPOSITE_MAX_OPTICAL_DEPTH, ray_setup, traverse_occupancy_next
+from fieldfit.cuda import COMPOSITE_MAX_OPTICAL_DEPTH, ray_setup, traversal_skips_empty, traverse_occupancy_next
 from fieldfit.cuda import render_fused as fused_kernel
 from fieldfit.fields.base import RadianceField
 
@@ -191,13 +191,14 @@ def render_chunk(device) -> int:
 
 
 def march_mode(device, field=None, grid=None) -> str:
-    """How frames are marched: FIELDFIT_MARCH=rounds|packed|fused, else rounds on a CPU, and on a GPU fused
-    where ``field`` is ``fusable`` and the Triton kernels draw (not FIELDFIT_KERNELS=torch), else packed.
+    """How frames are marched: FIELDFIT_MARCH=rounds|packed|fused, else on a CPU packed where ``grid`` is sparse
+    enough for the traversal to skip blocks of empty steps (``traversal_skips_empty``), rounds otherwise, and on a
+    GPU fused where ``field`` is ``fusable`` and the Triton kernels draw (not FIELDFIT_KERNELS=torch), else packed.
 
-    Measured (bench/README.md): rounds are 1.2-1.6x faster than packed on a 2-core CPU for trained lego runs
-    at 200x200 (the same image); on an H200 at 800x800 fused 9.6 ms, packed 19.7, rounds 26.5. Training
-    always marches packed (rounds: 9.0 against 6.0 ms per march on the H200). On a CPU the fused path runs
-    the torch reference, slower than rounds for a trained tri-plane run, so a CPU keeps rounds.
+    Measured (bench/README.md), 2-core CPU: trained lego runs at 200x200 packed 340 ms a frame against rounds 630
+    (RBF decoder; MLP 336 / 405), at 100x100 74 / 83; fern (a dense NDC grid) rounds 3.0 s against packed 3.6. On
+    an H200 at 800x800 fused 9.6 ms, packed 19.7, rounds 26.5. Training always marches packed (rounds: 9.0 against
+    6.0 ms per march on the H200). On a CPU the fused path runs the torch reference, slower than the others.
     """
     mode = os.environ.get("FIELDFIT_MARCH", "").strip().lower()
     if mode and mode not in MARCH_MODES:
@@ -206,7 +207,8 @@ def march_mode(device, field=None, grid=None) -> str:
     if mode:
         return mode
     if torch.device(device).type == "cpu":
-        return "rounds"
+        sparse = grid is not None and grid.contraction is None and traversal_skips_empty(grid.binary)
+        return "packed" if sparse else "rounds"
     if grid is not None and grid.contraction is not None:  # no fused kernel for contracted space
         return "packed"
     from fieldfit.cuda import backend_for_device  # noqa: PLC0415 - only the GPU branch reaches it

@@ -158,7 +158,14 @@ def test_render_modes_give_one_image(monkeypatch):
         torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
     assert march_mode("cpu") == "rounds"
     assert march_mode("cpu", model.field) == "rounds"
+    # a CPU marches packed where the traversal skips empty blocks: a small object's grid, not a full one
+    small = OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=32)
+    small.binary.zero_()
+    small.binary[14:18, 14:18, 14:18] = True
+    assert march_mode("cpu", model.field, small) == "packed"
+    assert march_mode("cpu", model.field, OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=32)) == "rounds"
     monkeypatch.setenv("FIELDFIT_MARCH", "rounds")
+    assert march_mode("cpu", model.field, small) == "rounds"
     assert march_mode("cuda") == "rounds"
     monkeypatch.setenv("FIELDFIT_MARCH", "fast")
     with pytest.raises(ValueError, match="FIELDFIT_MARCH"):
