@@ -3,9 +3,10 @@
 Rules (``backend_for``):
 
 - ``FIELDFIT_KERNELS`` unset, empty or ``auto``: CUDA tensors use the Triton kernels, everything
-  else uses the torch reference. If Triton cannot be imported, CUDA falls back to the reference
-  too, with ONE log line on the ``fieldfit`` logger (the failed import is cached).
-- ``FIELDFIT_KERNELS=torch``: always the reference.
+  else uses the torch path (the reference, or a faster torch form with the same results: the
+  Gaussian RBF layer, the occupancy traversal). If Triton cannot be imported, CUDA falls back to
+  the torch path too, with ONE log line on the ``fieldfit`` logger (the failed import is cached).
+- ``FIELDFIT_KERNELS=torch``: always the torch path.
 - ``FIELDFIT_KERNELS=triton``: always the kernels. On CPU tensors this needs
   ``TRITON_INTERPRET=1`` in the environment before the first kernel is used (Triton reads it when
   a kernel is defined); that is how the tests run the kernels on CPU. A forced backend that cannot
