@@ -10,6 +10,7 @@ kept intervals are the reference's, bit for bit and in the same order (by ray, t
 """
 
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -29,15 +30,15 @@ _cache: dict = {}
 def coarse_near(binary: torch.Tensor, factor: int = COARSE) -> torch.Tensor:
     """[C0,C1,C2] bool, C = ceil(G / factor): coarse cells with an occupied fine cell in them or in one of their 26
     neighbours. Cached until ``binary`` changes (an in-place write bumps its version)."""
-    key = (binary.data_ptr(), binary._version, tuple(binary.shape), binary.device, factor)
+    key = (binary._version, factor)
     hit = _cache.get("near")
-    if hit is not None and hit[0] == key:
-        return hit[1]
+    if hit is not None and hit[0]() is binary and hit[1] == key:  # the same tensor (a weak reference), unchanged
+        return hit[2]
     pad = [(-g) % factor for g in binary.shape]
     occ = F.pad(binary.float()[None, None], (0, pad[2], 0, pad[1], 0, pad[0]))
     coarse = F.max_pool3d(occ, factor)
     near = F.max_pool3d(coarse, 3, stride=1, padding=1)[0, 0] > 0
-    _cache["near"] = (key, near)
+    _cache["near"] = (weakref.ref(binary), key, near)
     return near
 
 

@@ -93,6 +93,8 @@ def test_coarse_cells_cover_every_occupied_neighbour():
     assert torch.equal(near, expect)
     binary[9, 0, 19] = False  # an in-place write: the cached grid is not reused
     assert not coarse_near(binary).any()
+    other = torch.ones(20, 20, 20, dtype=torch.bool)  # another tensor of the same shape and version
+    assert coarse_near(other).all()
 
 
 def test_no_rays_and_still_rays():
