@@ -51,17 +51,14 @@ def bench_run(path: str, n_rays: int, rounds: int) -> dict:
     t_min, t_max, m, _ = spans(grid, o, d, march)
     jitter = torch.rand(o.shape[0], generator=torch.Generator().manual_seed(1))
     args = (o, d, t_min, t_max, grid.binary, grid.aabb, march.step, m, jitter)
-    times = {"blocks": [], "reference": []}
+    times, outs = {"blocks": [], "reference": []}, {}
     for _ in range(rounds):
         for name, fn in (("blocks", traverse_blocks), ("reference", traverse_occupancy_ref)):
             t = time.perf_counter()
-            out = fn(*args)
+            outs[name] = fn(*args)
             times[name].append(time.perf_counter() - t)
-            if name == "blocks":
-                got = out
-            else:
-                ref = out
-    equal = all(torch.equal(a, b) for a, b in zip(got, ref, strict=True))
+    ref = outs["reference"]
+    equal = all(torch.equal(a, b) for a, b in zip(outs["blocks"], ref, strict=True))
     factor, per_block = plan(d, grid.binary, grid.aabb, march.step)
     ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
     res = {"run": path, "rays": o.shape[0], "max_steps": m, "grid": list(grid.binary.shape),

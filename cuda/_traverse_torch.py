@@ -42,10 +42,10 @@ def coarse_near(binary: torch.Tensor, factor: int = COARSE) -> torch.Tensor:
     return near
 
 
-def skips_empty(binary: torch.Tensor) -> bool:
-    """Whether ``traverse_blocks`` has empty blocks to skip in ``binary`` at the smallest coarse factor (at most
-    MAX_NEAR of the coarse cells near an occupied one)."""
-    return float(coarse_near(binary).float().mean()) <= MAX_NEAR
+def skips_empty(binary: torch.Tensor, factor: int = COARSE) -> bool:
+    """Whether ``traverse_blocks`` has empty blocks to skip in ``binary`` at coarse ``factor`` (at most MAX_NEAR of
+    the coarse cells near an occupied one)."""
+    return float(coarse_near(binary, factor).float().mean()) <= MAX_NEAR
 
 
 def coarse_side(binary: torch.Tensor, aabb: torch.Tensor, dtype, factor: int) -> torch.Tensor:
@@ -74,10 +74,9 @@ def traverse_blocks(origins, dirs, t_min, t_max, binary, aabb, step_size: float,
     step, m = float(step_size), int(max_steps)
     dt, device = origins.dtype, origins.device
     factor, s = plan(dirs, binary, aabb, step)
-    near = coarse_near(binary, factor) if s else None
-    if s == 0 or m <= s or float(near.float().mean()) > MAX_NEAR:
+    if s == 0 or m <= s or not skips_empty(binary, factor):
         return traverse_occupancy_ref(origins, dirs, t_min, t_max, binary, aabb, step, m, jitter)
-    side = coarse_side(binary, aabb, dt, factor)
+    near, side = coarse_near(binary, factor), coarse_side(binary, aabb, dt, factor)
     res = torch.tensor(near.shape, device=device)
     strides = torch.tensor([near.shape[1] * near.shape[2], near.shape[2], 1], device=device)
     lo, inv_side = aabb[0].to(dt), 1.0 / side
