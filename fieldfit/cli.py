@@ -32,6 +32,7 @@ SUBCOMMANDS = ("export", "render", "eval", "view", "scenes", "poses")
 SYSTEM_ERRORS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS, errno.EACCES, errno.EPERM,
                  errno.EIO)
 TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4")
+RANK0_GRACE_S = 10.0  # how long a rank other than 0 waits for rank 0 to report an error they share
 MAX_FRAMES = 2000  # render: frames of one video (they are held in memory until written)
 
 
@@ -513,6 +514,13 @@ def _echoes(e: Exception) -> bool:
     return isinstance(e, RankLost)
 
 
+def _give_rank0_the_word() -> None:
+    """A rank other than 0 that stops on an error rank 0 reports: wait up to RANK0_GRACE_S before leaving. torchrun
+    stops every rank as soon as one exits with an error, so a rank leaving first could have rank 0 stopped before
+    its one line was printed (seen on 2 loaded cores); rank 0's own exit ends the wait."""
+    time.sleep(RANK0_GRACE_S)
+
+
 def _blocks(argv: list) -> int:
     """``fieldfit SCENE --blocks AxB ...``: the scene as A x B overlapping blocks under one parent run
     (``fieldfit.methods.blocks.command``; its options: fieldfit SCENE --blocks AxB -h)."""
@@ -563,8 +571,11 @@ def _main(argv=None) -> int:
     except InputError as e:
         if _echoes(e):
             print(f"fieldfit: error: {e}", file=sys.stderr)
+        else:
+            _give_rank0_the_word()
         return 2
     except Silent as e:  # a rank other than 0: rank 0 said why
+        _give_rank0_the_word()
         return e.exit_code
     except Stopped as e:
         print(("\n" if sys.stdout.isatty() else "") + f"fieldfit: {e}", file=sys.stderr)

@@ -159,3 +159,27 @@ def test_gpus_without_gpus_is_one_line():
     assert p.returncode == 2
     assert "CUDA device" in p.stderr
     assert "torchrun --nproc_per_node" in p.stderr
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_rank_other_than_0_lets_rank_0_report_a_shared_error(rank, monkeypatch, capsys):
+    # torchrun stops every rank once one exits with an error: a silent rank leaving first could cut rank 0's line
+    from fieldfit import cli
+    from fieldfit.errors import Silent
+
+    waits = []
+    monkeypatch.setattr(cli.time, "sleep", waits.append)
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli._main(["--method", "rbf"]) == 2  # no scene: an InputError every rank meets before joining
+    err = capsys.readouterr().err
+    assert ("fieldfit: error: SCENE" in err) == (rank == "0")
+    assert waits == ([] if rank == "0" else [cli.RANK0_GRACE_S])
+
+    def silent(argv):
+        raise Silent(2)  # what the other ranks raise when rank 0's preparation failed
+
+    monkeypatch.setattr(cli, "cmd_fit", silent)
+    waits.clear()
+    assert cli._main(["rings"]) == 2
+    assert waits == [cli.RANK0_GRACE_S]
