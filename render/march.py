@@ -7,7 +7,8 @@ marchers give the same picture (float rounding aside):
 
 - ``render``, packed: every occupied interval, a gradient-free density pass in rounds drops what the
   rule drops, then the field is evaluated once, with gradient, on the survivors and composited. Training
-  uses it.
+  uses it. On a CPU, where the grid is dense or contracted, the same samples are found a window at a time
+  (``render.windows``: a ray's intervals only while it is transparent).
 - ``render_rounds``: each round every ray still transparent takes its next 8, 16, ... occupied intervals,
   which are coloured and composited at once (no packing; each sample's density evaluated once).
 - ``render_fused``: one kernel per chunk of rays (``fieldfit.cuda.render_fused``) for fields that expose
@@ -39,6 +40,7 @@ from .rays import ray_aabb
 from .samples import RaySamples
 from .termination import keep_batched, stop_depth, terminate
 from .volrend import RenderOutput, composite
+from .windows import march_windows
 
 # How frames are marched (module doc).
 MARCH_MODES = ("rounds", "packed", "fused")
@@ -80,10 +82,21 @@ def candidates(grid: OccupancyGrid, origins: torch.Tensor, dirs: torch.Tensor, c
     return grid.march_spans(origins, dirs, t_min, t_max, cfg.step, max_steps, stratified)
 
 
+def windowed(grid: OccupancyGrid, device) -> bool:
+    """Whether ``march`` finds intervals a window at a time (``render.windows``): on a CPU, where the grid is
+    contracted or too dense for the traversal to skip blocks of empty steps (``traversal_skips_empty``)."""
+    if torch.device(device).type != "cpu":
+        return False
+    return grid.contraction is not None or not traversal_skips_empty(grid.binary)
+
+
 @torch.no_grad()
 def march(field: RadianceField, grid: OccupancyGrid, origins: torch.Tensor, dirs: torch.Tensor, cfg: MarchConfig,
           stratified: bool = False) -> RaySamples:
-    """Packed samples of rays [R,3] (no gradient) through occupied cells, early-terminated."""
+    """Packed samples of rays [R,3] (no gradient) through occupied cells, early-terminated: every candidate, then
+    ``terminate``, or the same samples a window at a time where that is faster (``windowed``)."""
+    if windowed(grid, origins.device) and (cfg.early_stop > 0 or cfg.alpha_thre > 0):
+        return march_windows(field.density, grid, origins, dirs, cfg, stratified)
     cand = candidates(grid, origins, dirs, cfg, stratified)
     return terminate(field.density, origins, dirs, cand, cfg.early_stop, cfg.alpha_thre)
 
@@ -272,4 +285,4 @@ def render_rays(field: RadianceField, grid: OccupancyGrid, origins: torch.Tensor
 
 
 __all__ = ["MARCH_MODES", "MarchConfig", "candidates", "fusable", "march", "march_mode", "render", "render_chunk",
-           "render_chunked", "render_fused", "render_rays", "render_rounds", "spans"]
+           "render_chunked", "render_fused", "render_rays", "render_rounds", "spans", "windowed"]
