@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write  # noqa: E402
 
 
-def _rays(model, n: int, seed: int):
+def training_rays(model, n: int, seed: int):
     import torch
 
     from fieldfit.tasks.radiance import camera_rays
@@ -47,7 +47,7 @@ def bench_run(path: str, n_rays: int, rounds: int) -> dict:
     grid, march = model.grid, model.march
     if grid.contraction is not None:
         return {"run": path, "skipped": "contracted scene: its candidates do not come from this traversal"}
-    o, d = _rays(model, n_rays, 0)
+    o, d = training_rays(model, n_rays, 0)
     t_min, t_max, m, _ = spans(grid, o, d, march)
     jitter = torch.rand(o.shape[0], generator=torch.Generator().manual_seed(1))
     args = (o, d, t_min, t_max, grid.binary, grid.aabb, march.step, m, jitter)

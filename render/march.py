@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fieldfit.cuda import COMPOSITE_MAX_OPTICAL_DEPTH, ray_setup, traversal_skips_empty, traverse_occupancy_next
+from fieldfit.cuda import COMPOSITE_MAX_OPTICAL_DEPTH, traversal_skips_empty, traverse_occupancy_next
 from fieldfit.cuda import render_fused as fused_kernel
 from fieldfit.fields.base import RadianceField
 
@@ -65,10 +65,8 @@ class MarchConfig:
 def spans(grid: OccupancyGrid, origins: torch.Tensor, dirs: torch.Tensor, cfg: MarchConfig,
           sh_degree: int | None = None):
     """(t_min [R], t_max [R], steps of the longest span, SH bases [R,B] or None) of rays clipped to the occupied
-    box, [near, far] and the grid (``ray_setup``: one kernel on a GPU; syncs the device once, for the steps)."""
-    box, aabb = (b.to(origins.dtype) for b in (grid.occupied_box(), grid.aabb))
-    t_min, t_max, sh = ray_setup(origins, dirs, box, aabb, cfg.near, cfg.far, sh_degree)
-    return t_min, t_max, grid.max_steps(t_min, t_max, cfg.step) if origins.shape[0] else 0, sh
+    box, [near, far] and the grid (``OccupancyGrid.clip``)."""
+    return grid.clip(origins, dirs, cfg.near, cfg.far, cfg.step, sh_degree)
 
 
 @torch.no_grad()

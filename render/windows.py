@@ -80,9 +80,7 @@ class ContractedWindows:
 
 def _box_windows(grid, origins, dirs, cfg, jitter):
     """The next-k function of a box grid (``traverse_occupancy_next``) and the rays that have a span."""
-    from .march import spans  # noqa: PLC0415 - render.march imports this module
-
-    t_min, t_max, max_steps, _ = spans(grid, origins, dirs, cfg)
+    t_min, t_max, max_steps, _ = grid.clip(origins, dirs, cfg.near, cfg.far, cfg.step)
 
     def windows(rows, k_start, k):
         ts, te, counts, kn = traverse_occupancy_next(

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as tdist
 from torch import nn
 
-from ...cuda import traverse_occupancy
+from ...cuda import ray_setup, traverse_occupancy
 from ..rays import ray_aabb
 from ..samples import RaySamples
 from ..termination import terminate
@@ -184,6 +184,14 @@ class OccupancyGrid(nn.Module):
         t_min = torch.maximum(t_near, torch.as_tensor(near, dtype=origins.dtype, device=origins.device))
         t_max = torch.minimum(t_far, torch.as_tensor(far, dtype=origins.dtype, device=origins.device))
         return t_min, torch.where(hit & (t_max > t_min), t_max, t_min)
+
+    def clip(self, origins: torch.Tensor, dirs: torch.Tensor, near, far, step_size: float,
+             sh_degree: int | None = None):
+        """(t_min [R], t_max [R], steps of the longest span, SH bases [R,B] or None) of rays clipped to the occupied
+        box, [near, far] and the grid (``ray_setup``: one kernel on a GPU; syncs the device once, for the steps)."""
+        box, aabb = (b.to(origins.dtype) for b in (self.occupied_box(), self.aabb))
+        t_min, t_max, sh = ray_setup(origins, dirs, box, aabb, near, far, sh_degree)
+        return t_min, t_max, self.max_steps(t_min, t_max, step_size) if origins.shape[0] else 0, sh
 
     @staticmethod
     def max_steps(t_min: torch.Tensor, t_max: torch.Tensor, step_size: float) -> int:
