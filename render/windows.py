@@ -1,13 +1,15 @@
 """The packed march a window at a time: a ray's next occupied intervals are found only while it is transparent.
 
 ``render.march.march`` finds every occupied interval of every ray, then evaluates densities front to back in
-rounds until each ray turns opaque (``render.termination``). Where most cells are occupied (a forward-facing
-scene's NDC grid, a contracted capture's fog behind its surfaces) a ray turns opaque within a few percent of its
-intervals (fern and the fox: 8%), so most of that traversal is never looked at. ``march_windows`` finds each
+rounds until each ray turns opaque (``render.termination``). Where most cells are occupied (a contracted capture's
+fog behind its surfaces, a forward-facing scene's NDC grid) a ray turns opaque within a few percent of its
+intervals (the fox and fern: 8%), so most of that traversal is never looked at. ``march_windows`` finds each
 round's intervals when the round comes: the next ``per_round`` occupied intervals of every ray still transparent
 (``traverse_occupancy_next`` on a box grid, ``ContractedWindows`` on a contracted one), evaluates their density and
 applies the rule. The rounds are ``terminate``'s (the same intervals, the same jitter draw, the same samples in
-each round), so the kept samples are the same, in the same order.
+each round), so the kept samples are the same, in the same order. ``render.march.windowed`` says where it is used
+(contracted grids on a CPU: there the schedule's every step costs a contraction; a box grid's traversal resumed
+round by round cost fern as much as whole).
 """
 
 import torch
