@@ -131,22 +131,6 @@ def spans(contraction: Contraction, origins: torch.Tensor, dirs: torch.Tensor, n
     return Spans(t0, t_in, k_in, counts, far, float(step))
 
 
-def window(grid, sp: Spans, origins: torch.Tensor, dirs: torch.Tensor, rows: torch.Tensor, k_next: torch.Tensor,
-           k: int):
-    """The next ``k`` intervals of rays ``rows`` [A] from their step index ``k_next`` [A]: (t_starts [A,k], t_ends
-    [A,k], valid [A,k] bool: in the schedule and occupied, k_next + k). For marchers that go in rounds."""
-    idx = k_next[:, None].to(origins.dtype) + torch.arange(k + 1, device=origins.device, dtype=origins.dtype)
-    t = sp.times(idx, rows)
-    ts, te = t[:, :-1], t[:, 1:]
-    valid = (te > ts) & (idx[:, 1:] <= sp.counts[rows, None])
-    flat = valid.nonzero(as_tuple=True)
-    occ = torch.zeros_like(valid)
-    mid = 0.5 * (ts[flat] + te[flat])
-    r = rows[flat[0]]
-    occ[flat] = grid.occupied(origins[r] + dirs[r] * mid[:, None])
-    return ts, te, occ, k_next + k
-
-
 @torch.no_grad()
 def contracted_candidates(grid, contraction: Contraction, origins: torch.Tensor, dirs: torch.Tensor, near: float,
                           far: float, step: float, stratified: bool = False) -> RaySamples:
@@ -186,4 +170,4 @@ def _chunk(grid, sp: Spans, origins, dirs, rows, stratified):
     return s.t_starts, s.t_ends, rows[s.ray_indices]
 
 
-__all__ = ["BOX", "Contraction", "Spans", "contracted_candidates", "schedule", "spans", "window"]
+__all__ = ["BOX", "Contraction", "Spans", "contracted_candidates", "schedule", "spans"]

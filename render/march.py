@@ -15,7 +15,8 @@ marchers give the same picture (float rounding aside):
   ``fused_parts`` (``fields.base.FusableField``: RBF fields on a hash grid or a tri-plane).
 
 On a grid with a contraction (unbounded captures, ``render.contraction``) the packed marcher takes its candidates
-from ``contracted_candidates`` and the rounds from ``contraction.window`` instead of the box traversal; the fused
+from ``contracted_candidates`` (or a window at a time, ``render.windows``) and the rounds from
+``windows.ContractedWindows`` instead of the box traversal; the fused
 kernel does not draw them (rounds on a CPU, packed on a GPU instead).
 
 The field is reached through ``fields.base.RadianceField`` only: ``density(x)`` and ``forward(x, d)``.
@@ -34,13 +35,12 @@ from fieldfit.fields.base import RadianceField
 
 from .contraction import contracted_candidates
 from .contraction import spans as contracted_spans
-from .contraction import window as contracted_window
 from .estimators import OccupancyGrid
 from .rays import ray_aabb
 from .samples import RaySamples
 from .termination import keep_batched, stop_depth, terminate
 from .volrend import RenderOutput, composite
-from .windows import march_windows
+from .windows import ContractedWindows, march_windows
 
 # How frames are marched (module doc).
 MARCH_MODES = ("rounds", "packed", "fused")
@@ -127,8 +127,9 @@ def render_rounds(field: RadianceField, grid: OccupancyGrid, origins: torch.Tens
         t_min, t_max, max_steps, _ = spans(grid, origins, dirs, cfg)
         alive = (t_max > t_min).nonzero().squeeze(-1)
         k_next = torch.zeros(n, dtype=torch.int32, device=dev)
-    else:  # contracted: windows of the schedule (``render.contraction.window``)
-        sched = contracted_spans(warp, origins, dirs, cfg.near, cfg.far, cfg.step)
+    else:  # contracted: the next occupied intervals of the schedule (``render.windows.ContractedWindows``)
+        windows = ContractedWindows(grid, contracted_spans(warp, origins, dirs, cfg.near, cfg.far, cfg.step),
+                                    origins, dirs, None)
         alive = torch.arange(n, device=dev)
         k_next = torch.zeros(n, dtype=torch.long, device=dev)
     rgb = torch.zeros(n, 3, device=dev)
@@ -141,11 +142,11 @@ def render_rounds(field: RadianceField, grid: OccupancyGrid, origins: torch.Tens
         if warp is None:
             ts, te, counts, kn = traverse_occupancy_next(o, d, t_min[alive], t_max[alive], grid.binary, grid.aabb,
                                                          cfg.step, max_steps, k_next[alive], k)
-            valid = torch.arange(k, device=dev) < counts[:, None]
             more = kn < max_steps
         else:
-            ts, te, valid, kn = contracted_window(grid, sched, origins, dirs, alive, k_next[alive], k)
-            more = kn < sched.counts[alive]
+            ts, te, counts, kn = windows(alive, k_next[alive], k)
+            more = (counts == k) & (kn < windows.end)
+        valid = torch.arange(k, device=dev) < counts[:, None]
         rows, cols = valid.nonzero(as_tuple=True)
         evals += rows.numel()
         mid = 0.5 * (ts + te)
