@@ -9,7 +9,8 @@ round's intervals when the round comes: the next ``per_round`` occupied interval
 applies the rule. The rounds are ``terminate``'s (the same intervals, the same jitter draw, the same samples in
 each round), so the kept samples are the same, in the same order. ``render.march.windowed`` says where it is used
 (contracted grids on a CPU: there the schedule's every step costs a contraction; a box grid's traversal resumed
-round by round cost fern as much as whole).
+round by round cost fern as much as whole). ``ContractedWindows`` also feeds the rounds of contracted frames
+(``render.march.render_rounds``).
 """
 
 import torch
