@@ -15,8 +15,8 @@ from ._torch_ref import COMPOSITE_MAX_OPTICAL_DEPTH, hash_grid_ref, rbf_layer_re
 
 
 def field_ref(x: torch.Tensor, sh: torch.Tensor, field) -> tuple[torch.Tensor, torch.Tensor]:
-    """(density [S], rgb [S,3]) of the RBF field (its tail and density activation too) at points x [S,3] seen with
-    SH bases sh [S,B]."""
+    """(density [S], rgb [S,3]) of the RBF field (its projection, tail and density activation too) at points x [S,3]
+    seen with SH bases sh [S,B]."""
     lo, hi = field.aabb[0], field.aabb[1]
     xn = (x - lo) * (2.0 / (hi - lo)) - 1.0
     enc = field.encoding
@@ -24,7 +24,8 @@ def field_ref(x: torch.Tensor, sh: torch.Tensor, field) -> tuple[torch.Tensor, t
         feats = hash_grid_ref(xn, enc.table, enc.resolutions)
     else:
         feats = triplane_ref(xn, enc.planes, enc.volumes)
-    phi = rbf_layer_ref(feats, field.centers, field.log_prec, field.kernel)
+    units_in = feats if field.proj_w is None else F.linear(feats, field.proj_w)  # the decoder's projection
+    phi = rbf_layer_ref(units_in, field.centers, field.log_prec, field.kernel)
     raw = F.linear(phi, field.head_w, field.head_b)
     if field.tail_w is not None:
         raw = raw + F.linear(feats, field.tail_w)

@@ -28,6 +28,11 @@ kernel tests grown to 32 units and 16 hash levels (Triton 3.9, 32 x 2, compiled,
 kernel's before the tail, instruction for instruction (argument offsets aside). The density activation is a
 constexpr too (EXP: exp(min(z, cap)), else softplus).
 
+With the decoder's projection P [J, D] (HAS_PROJ, a constexpr) the feature loops add v P[:, col] to z = P F
+[BLOCK, BJ] instead of terms to r, and r is formed from z once per sample in the reference's expanded form,
+(z*z) beta^T - 2 z (beta mu)^T + sum_j beta_kj mu_kj^2 (two [BLOCK, BJ] x [BJ, BK] products, fp32), clamped at 0.
+Without it the constexpr branches compile away: the kernel is the one without a projection.
+
 FP contraction is off, as in ``_traverse_triton``: interval positions and occupancy tests are the
 reference's, rounding for rounding. The field's blends and RBF distances use explicit ``tl.fma`` instead
 (rounding there decides no step). Hash levels gather each feature as a [BLOCK, 1] column that broadcasts
@@ -101,14 +106,18 @@ def _hash_u(xn):
 
 @triton.jit
 def _add_feature(r, t0, tr, tg, tb, v, col, live, c_ptr, beta_ptr, rk, mk, D, tw_ptr, sp, BLOCK: tl.constexpr,
-                 HAS_TAIL: tl.constexpr):
-    """r + beta_k,col (v - mu_k,col)^2 for one feature v [BLOCK, 1] (column ``col`` of the RBF input), and with
+                 HAS_TAIL: tl.constexpr, HAS_PROJ: tl.constexpr):
+    """r + beta_k,col (v - mu_k,col)^2 for one feature v [BLOCK, 1] (column ``col`` of the features), or with
+    HAS_PROJ z + v P[:, col] (r is then z [BLOCK, BJ], c_ptr P [J, D] and rk, mk its rows), and with
     HAS_TAIL the tail sums [BLOCK, 1] plus v times column col of the tail: tail_w[0, col] for the density t0,
     each lane's folded colour rows (``_fold_tail``, read from its scratch ``sp``) for tr, tg, tb."""
     cd = tl.load(c_ptr + rk * D + col, mask=mk, other=0.0)
-    bd = tl.load(beta_ptr + rk * D + col, mask=mk, other=0.0)
-    diff = v - cd[None, :]
-    r = tl.fma(bd[None, :], diff * diff, r)
+    if HAS_PROJ:
+        r = tl.fma(v, cd[None, :], r)
+    else:
+        bd = tl.load(beta_ptr + rk * D + col, mask=mk, other=0.0)
+        diff = v - cd[None, :]
+        r = tl.fma(bd[None, :], diff * diff, r)
     if HAS_TAIL:
         t0 = tl.fma(v, tl.load(tw_ptr + col), t0)
         tr = tl.fma(v, tl.load(sp + col * BLOCK, mask=live, other=0.0), tr)
@@ -119,9 +128,10 @@ def _add_feature(r, t0, tr, tg, tb, v, col, live, c_ptr, beta_ptr, rk, mk, D, tw
 
 @triton.jit
 def _level(lvl, r, t0, tr, tg, tb, base, u0, u1, u2, live, t_ptr, res_ptr, hashed_ptr, T, c_ptr, beta_ptr, rk, mk,
-           D, tw_ptr, sp, F: tl.constexpr, POW2: tl.constexpr, BLOCK: tl.constexpr, HAS_TAIL: tl.constexpr):
-    """r (and the tail sums) plus the terms of hash level ``lvl``'s F features (rows of the level start at
-    ``base``; live [BLOCK, 1])."""
+           D, tw_ptr, sp, F: tl.constexpr, POW2: tl.constexpr, BLOCK: tl.constexpr, HAS_TAIL: tl.constexpr,
+           HAS_PROJ: tl.constexpr):
+    """r (z with HAS_PROJ; and the tail sums) plus the terms of hash level ``lvl``'s F features (rows of the level
+    start at ``base``; live [BLOCK, 1])."""
     res = tl.load(res_ptr + lvl)
     hashed = tl.load(hashed_ptr + lvl)
     lo0, hi0, f0 = _hash_axis(u0, 0, 3, res)
@@ -134,17 +144,17 @@ def _level(lvl, r, t0, tr, tg, tb, base, u0, u1, u2, live, t_ptr, res_ptr, hashe
             row = base + _hash_index(i0, i1, i2, res, T, hashed, POW2)
             v = tl.fma(w[:, None], tl.load(t_ptr + row[:, None] * F + f, mask=live, other=0.0), v)
         r, t0, tr, tg, tb = _add_feature(r, t0, tr, tg, tb, v, lvl * F + f, live, c_ptr, beta_ptr, rk, mk, D, tw_ptr,
-                                         sp, BLOCK, HAS_TAIL)
+                                         sp, BLOCK, HAS_TAIL, HAS_PROJ)
     return r, t0, tr, tg, tb
 
 
 @triton.jit
 def _grid(e, col0, r, t0, tr, tg, tb, meta_ptr, xn0, xn1, xn2, live, m2, rf, g_ptr, c_ptr, beta_ptr, rk, mk, D, tw_ptr,
           sp, F: tl.constexpr, BF: tl.constexpr, DIM: tl.constexpr, CL: tl.constexpr, BLOCK: tl.constexpr,
-          HAS_TAIL: tl.constexpr):
-    """r (and the tail sums) plus the terms of tri-plane grid ``e`` of ``meta`` (a plane, DIM 2, or a volume, DIM 3; the
-    entry table of ``_triplane_triton``: offset in the flat buffer, R, axis along the last grid axis,
-    axis along the one before). CL: the buffer is channels-last."""
+          HAS_TAIL: tl.constexpr, HAS_PROJ: tl.constexpr):
+    """r (z with HAS_PROJ; and the tail sums) plus the terms of tri-plane grid ``e`` of ``meta`` (a plane, DIM 2,
+    or a volume, DIM 3; the entry table of ``_triplane_triton``: offset in the flat buffer, R, axis along the last
+    grid axis, axis along the one before). CL: the buffer is channels-last."""
     off = tl.load(meta_ptr + e * 4)
     S = tl.load(meta_ptr + e * 4 + 1)
     a0 = tl.load(meta_ptr + e * 4 + 2)
@@ -166,7 +176,7 @@ def _grid(e, col0, r, t0, tr, tg, tb, meta_ptr, xn0, xn1, xn2, live, m2, rf, g_p
     for f in tl.static_range(F):  # each feature column, then its term
         v = tl.sum(tl.where(rf[None, :] == f, feat, 0.0), axis=1)[:, None]
         r, t0, tr, tg, tb = _add_feature(r, t0, tr, tg, tb, v, col0 + f, live, c_ptr, beta_ptr, rk, mk, D, tw_ptr, sp,
-                                         BLOCK, False)
+                                         BLOCK, False, HAS_PROJ)
     if HAS_TAIL:  # the tail's terms of the F features at once, into [BLOCK, BF] sums
         col = col0 + rf
         t0 = tl.fma(feat, tl.load(tw_ptr + col, mask=rf < F, other=0.0)[None, :], t0)
@@ -177,19 +187,40 @@ def _grid(e, col0, r, t0, tr, tg, tb, meta_ptr, xn0, xn1, xn2, live, m2, rf, g_p
 
 
 @triton.jit
+def _projected(z, beta_ptr, bmu_ptr, rc_ptr, rk, mk, J, BJ: tl.constexpr):
+    """r [BLOCK, BK] = sum_j beta_kj (z_j - mu_kj)^2 from z [BLOCK, BJ], expanded as the reference does:
+    (z*z) beta^T - 2 z (beta mu)^T + rc_k (beta, beta mu [K, J], rc_k = sum_j beta_kj mu_kj^2), clamped at 0
+    (cancellation can take it below)."""
+    rj = tl.arange(0, BJ)
+    m = (rj < J)[:, None] & mk[None, :]
+    off = rk[None, :] * J + rj[:, None]  # [BJ, BK]: the [K, J] tables transposed
+    beta_t = tl.load(beta_ptr + off, mask=m, other=0.0)
+    bmu_t = tl.load(bmu_ptr + off, mask=m, other=0.0)
+    r = tl.dot(z * z, beta_t, input_precision="ieee") - 2.0 * tl.dot(z, bmu_t, input_precision="ieee")
+    return tl.maximum(r + tl.load(rc_ptr + rk, mask=mk, other=0.0)[None, :], 0.0)
+
+
+@triton.jit
 def _rbf_distances(xn0, xn1, xn2, ev, g_ptr, res_ptr, hashed_ptr, T, mp_ptr, mv_ptr, EP, EV, c_ptr, beta_ptr, rk,
-                   mk, D, tw_ptr, sp, ENC: tl.constexpr, L: tl.constexpr, F: tl.constexpr, BF: tl.constexpr,
-                   POW2: tl.constexpr, UNROLL: tl.constexpr, BLOCK: tl.constexpr, BK: tl.constexpr,
-                   HAS_TAIL: tl.constexpr):
+                   mk, D, tw_ptr, sp, p_ptr, bmu_ptr, rc_ptr, J, ENC: tl.constexpr, L: tl.constexpr, F: tl.constexpr,
+                   BF: tl.constexpr, POW2: tl.constexpr, UNROLL: tl.constexpr, BLOCK: tl.constexpr, BK: tl.constexpr,
+                   HAS_TAIL: tl.constexpr, HAS_PROJ: tl.constexpr, BJ: tl.constexpr):
     """(r [BLOCK, BK] = sum_d beta_kd (feature_d - mu_kd)^2 of the encoding's features at normalised points
     (lanes ev only), the tail sums t0, tr, tg, tb [BLOCK, 1] (zero without HAS_TAIL; ``_add_feature``)).
     ENC 0: hash grid, L levels of table ``g_ptr`` (UNROLL unrolls the levels: all their gathers can be in flight
     at once, at twice the registers); ENC 1 / 2: tri-plane, EP planes and EV volumes of the flat buffer ``g_ptr``,
-    channels-first / channels-last."""
+    channels-first / channels-last. HAS_PROJ: r = sum_j beta_kj (z_j - mu_kj)^2 of z = P F (P [J, D] at p_ptr;
+    beta, beta mu [K, J], rc [K]: ``_projected``)."""
     rf = tl.arange(0, BF)
     live = ev[:, None]
     m2 = live & (rf < F)[None, :]
-    r = tl.zeros((BLOCK, BK), dtype=tl.float32)
+    if HAS_PROJ:  # the features add to z [BLOCK, BJ] (P read as the centres are: a_ptr P, rows ra), r is formed last
+        rj = tl.arange(0, BJ)
+        r = tl.zeros((BLOCK, BJ), dtype=tl.float32)
+        a_ptr, ra, ma = p_ptr, rj, rj < J
+    else:
+        r = tl.zeros((BLOCK, BK), dtype=tl.float32)
+        a_ptr, ra, ma = c_ptr, rk, mk
     t0 = tl.zeros((BLOCK, 1 if ENC == 0 else BF), dtype=tl.float32)  # tri-plane: by feature of a grid
     tr, tg, tb = t0, t0, t0
     if ENC == 0:
@@ -200,20 +231,25 @@ def _rbf_distances(xn0, xn1, xn2, ev, g_ptr, res_ptr, hashed_ptr, T, mp_ptr, mv_
         if UNROLL:
             for lvl in tl.static_range(L):
                 r, t0, tr, tg, tb = _level(lvl, r, t0, tr, tg, tb, base, u0, u1, u2, live, g_ptr, res_ptr, hashed_ptr,
-                                           T, c_ptr, beta_ptr, rk, mk, D, tw_ptr, sp, F, POW2, BLOCK, HAS_TAIL)
+                                           T, a_ptr, beta_ptr, ra, ma, D, tw_ptr, sp, F, POW2, BLOCK, HAS_TAIL,
+                                           HAS_PROJ)
                 base += T
         else:
             for lvl in range(L):
                 r, t0, tr, tg, tb = _level(lvl, r, t0, tr, tg, tb, base, u0, u1, u2, live, g_ptr, res_ptr, hashed_ptr,
-                                           T, c_ptr, beta_ptr, rk, mk, D, tw_ptr, sp, F, POW2, BLOCK, HAS_TAIL)
+                                           T, a_ptr, beta_ptr, ra, ma, D, tw_ptr, sp, F, POW2, BLOCK, HAS_TAIL,
+                                           HAS_PROJ)
                 base += T
     else:
         for e in range(EP):
-            r, t0, tr, tg, tb = _grid(e, e * F, r, t0, tr, tg, tb, mp_ptr, xn0, xn1, xn2, live, m2, rf, g_ptr, c_ptr,
-                                      beta_ptr, rk, mk, D, tw_ptr, sp, F, BF, 2, ENC == 2, BLOCK, HAS_TAIL)
+            r, t0, tr, tg, tb = _grid(e, e * F, r, t0, tr, tg, tb, mp_ptr, xn0, xn1, xn2, live, m2, rf, g_ptr, a_ptr,
+                                      beta_ptr, ra, ma, D, tw_ptr, sp, F, BF, 2, ENC == 2, BLOCK, HAS_TAIL, HAS_PROJ)
         for e in range(EV):
             r, t0, tr, tg, tb = _grid(e, (EP + e) * F, r, t0, tr, tg, tb, mv_ptr, xn0, xn1, xn2, live, m2, rf, g_ptr,
-                                      c_ptr, beta_ptr, rk, mk, D, tw_ptr, sp, F, BF, 3, ENC == 2, BLOCK, HAS_TAIL)
+                                      a_ptr, beta_ptr, ra, ma, D, tw_ptr, sp, F, BF, 3, ENC == 2, BLOCK, HAS_TAIL,
+                                      HAS_PROJ)
+    if HAS_PROJ:
+        r = _projected(r, beta_ptr, bmu_ptr, rc_ptr, rk, mk, J, BJ)
     return r, t0, tr, tg, tb
 
 
@@ -276,13 +312,14 @@ def _store(done, ray, acc_r, acc_g, acc_b, opa, dep, evals, bg_ptr, rgb_ptr, opa
 # new divisibility by 16 compiles the kernel again (seconds each, mid-interaction; seen in the viewer on an H200)
 @triton.jit(do_not_specialize=["M", "R"])
 def _fused_kernel(o_ptr, d_ptr, sh_ptr, tmin_ptr, tmax_ptr, bin_ptr, box_ptr, step_ptr, M, G0, G1, G2,
-                  lo_ptr, sc_ptr, g_ptr, res_ptr, hashed_ptr, T, mp_ptr, mv_ptr, EP, EV, c_ptr, beta_ptr, D, w_ptr,
-                  b_ptr, K, tw_ptr, scr_ptr, dscale, dshift, exp_cap, bg_ptr, early_stop, alpha_thre, stop_tau,
+                  lo_ptr, sc_ptr, g_ptr, res_ptr, hashed_ptr, T, mp_ptr, mv_ptr, EP, EV, c_ptr, beta_ptr, D, p_ptr,
+                  bmu_ptr, rc_ptr, J, w_ptr, b_ptr, K, tw_ptr, scr_ptr, dscale, dshift, exp_cap, bg_ptr, early_stop,
+                  alpha_thre, stop_tau,
                   rgb_ptr, opa_ptr, dep_ptr, ev_ptr, next_ptr, R,
                   ENC: tl.constexpr, L: tl.constexpr, F: tl.constexpr, BF: tl.constexpr, B: tl.constexpr,
                   KERNEL: tl.constexpr, POW2: tl.constexpr, UNROLL: tl.constexpr, MAX_TAU: tl.constexpr,
                   REFILL: tl.constexpr, BB: tl.constexpr, BLOCK: tl.constexpr, BK: tl.constexpr,
-                  HAS_TAIL: tl.constexpr, EXP: tl.constexpr):
+                  HAS_TAIL: tl.constexpr, EXP: tl.constexpr, HAS_PROJ: tl.constexpr, BJ: tl.constexpr):
     lane = tl.arange(0, BLOCK)
     # this program's lanes' scratch (HAS_TAIL): their folded tail rows, [3, D, BLOCK] per program
     sp = scr_ptr + tl.program_id(0).to(tl.int64) * (3 * D * BLOCK) + lane
@@ -356,7 +393,8 @@ def _fused_kernel(o_ptr, d_ptr, sh_ptr, tmin_ptr, tmax_ptr, bin_ptr, box_ptr, st
                                                _normalised(o1 + d1 * mid, lo_ptr, sc_ptr, 1),
                                                _normalised(o2 + d2 * mid, lo_ptr, sc_ptr, 2), ev, g_ptr, res_ptr,
                                                hashed_ptr, T, mp_ptr, mv_ptr, EP, EV, c_ptr, beta_ptr, rk, mk, D,
-                                               tw_ptr, sp[:, None], ENC, L, F, BF, POW2, UNROLL, BLOCK, BK, HAS_TAIL)
+                                               tw_ptr, sp[:, None], p_ptr, bmu_ptr, rc_ptr, J, ENC, L, F, BF, POW2,
+                                               UNROLL, BLOCK, BK, HAS_TAIL, HAS_PROJ, BJ)
             phi = tl.where(mk[None, :], _phi(r, KERNEL), 0.0)
             z = _row(phi, w0[None, :], b0, t0, HAS_TAIL) + dshift
             if EXP:
@@ -414,7 +452,15 @@ def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, f
     ep, ev = (meta_p.shape[0], meta_v.shape[0]) if kind else (0, 0)  # tri-plane entries (none for a hash grid)
     lo, hi = field.aabb[0], field.aabb[1]
     scale = (2.0 / (hi - lo)).contiguous()  # the reference's normalisation, rounded the same way
-    k, width = field.centers.shape
+    k = field.centers.shape[0]
+    proj = field.proj_w
+    width = field.centers.shape[1] if proj is None else proj.shape[1]  # the features (D)
+    beta = field.log_prec.exp()
+    if proj is None:  # unread
+        j, proj_args = 1, (beta, beta, beta)
+    else:  # P [J, D], beta mu [K, J] and rc_k = sum_j beta_kj mu_kj^2, as the reference forms them
+        bmu = beta * field.centers
+        j, proj_args = proj.shape[0], (proj.contiguous(), bmu.contiguous(), (bmu * field.centers).sum(-1).contiguous())
     g0, g1, g2 = binary_u8.shape
     stop_tau = -math.log(early_stop) if early_stop > 0 else BIG
     refill = min(max(int(REFILL), 1), BLOCK)  # above BLOCK no lane would ever take a ray
@@ -426,7 +472,7 @@ def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, f
         _fused_kernel[(n_prog,)](
             origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, g0, g1, g2,
             lo.contiguous(), scale, grids, res_t, hashed_t, tsize, meta_p, meta_v, ep, ev,
-            field.centers.contiguous(), field.log_prec.exp().contiguous(), width,
+            field.centers.contiguous(), beta.contiguous(), width, *proj_args, j,
             field.head_w.contiguous(), field.head_b.contiguous(), k,
             field.head_w if tail is None else tail.contiguous(), scratch, float(field.density_scale),
             float(field.density_shift), float(field.exp_cap), background, float(early_stop), float(alpha_thre),
@@ -436,6 +482,6 @@ def render(origins, dirs, sh, t_min, t_max, binary_u8, box, step_t, max_steps, f
             KERNEL=KERNEL_IDS[field.kernel], POW2=tsize > 0 and (tsize & (tsize - 1)) == 0, UNROLL=UNROLL_LEVELS,
             MAX_TAU=COMPOSITE_MAX_OPTICAL_DEPTH, REFILL=refill, BB=max(16, next_pow2(sh.shape[1])),
             BLOCK=BLOCK, BK=max(16, next_pow2(k)), HAS_TAIL=tail is not None,
-            EXP=field.density_activation == "exp",
+            EXP=field.density_activation == "exp", HAS_PROJ=proj is not None, BJ=max(16, next_pow2(j)),
             num_warps=WARPS, maxnreg=MAX_REGISTERS, enable_fp_fusion=False)
     return rgb, opacity, depth, evals

@@ -54,14 +54,15 @@ class RBFField:
     """The tensors of an RBF radiance field (``RadianceRBF`` with a hash grid or a tri-plane and an RBF decoder).
 
     density = density_scale * act(raw_0 + density_shift), rgb_c = sigmoid(sum_b sh_b raw_{1 + c B + b}),
-    raw = head_w phi + head_b (+ tail_w feats), phi = rbf(feats), feats = encoding((x - lo) * 2 / (hi - lo) - 1);
-    act: softplus, or exp(min(z, exp_cap)) for ``density_activation`` "exp".
+    raw = head_w phi + head_b (+ tail_w feats), phi = rbf(feats), or rbf(proj_w feats) with a projection,
+    feats = encoding((x - lo) * 2 / (hi - lo) - 1); act: softplus, or exp(min(z, exp_cap)) for
+    ``density_activation`` "exp".
     """
 
     aabb: torch.Tensor  # [2,3] box the grid covers
     encoding: HashEncoding | TriPlaneEncoding
-    centers: torch.Tensor  # [K, D], D the encoding's features
-    log_prec: torch.Tensor  # [K, D]
+    centers: torch.Tensor  # [K, D], D the encoding's features ([K, J] with proj_w)
+    log_prec: torch.Tensor  # [K, D] ([K, J] with proj_w)
     kernel: str
     head_w: torch.Tensor  # [1 + 3B, K]
     head_b: torch.Tensor  # [1 + 3B]
@@ -70,6 +71,7 @@ class RBFField:
     tail_w: torch.Tensor | None = None  # [1 + 3B, D]: the decoder's linear tail on the features (None: no tail)
     density_activation: str = "softplus"  # DENSITY_ACTIVATIONS
     exp_cap: float = EXP_CAP
+    proj_w: torch.Tensor | None = None  # [J, D]: the decoder's projection of the features (None: none)
 
     @property
     def sh_degree(self) -> int:
@@ -130,9 +132,13 @@ def _check(origins, sh, field: RBFField, background) -> None:
         width = feats * (len(enc.planes) + len(enc.volumes))
     else:
         raise TypeError(f"{_OP}: field.encoding must be a HashEncoding or a TriPlaneEncoding, got {type(enc).__name__}")
-    _checks.tensor(_OP, "field.centers", field.centers, ("K", width), like=like)
+    units_in = width  # what the units measure their distances in: the features, or their projection
+    if field.proj_w is not None:
+        _checks.tensor(_OP, "field.proj_w", field.proj_w, ("J", width), like=like)
+        units_in = field.proj_w.shape[0]
+    _checks.tensor(_OP, "field.centers", field.centers, ("K", units_in), like=like)
     k = field.centers.shape[0]
-    _checks.tensor(_OP, "field.log_prec", field.log_prec, (k, width), like=like)
+    _checks.tensor(_OP, "field.log_prec", field.log_prec, (k, units_in), like=like)
     _checks.tensor(_OP, "field.head_w", field.head_w, (1 + 3 * sh.shape[1], k), like=like)
     _checks.tensor(_OP, "field.head_b", field.head_b, (1 + 3 * sh.shape[1],), like=like)
     if field.tail_w is not None:

@@ -26,6 +26,7 @@ class FieldConfig:
     layers: int = 2  # mlp / siren depth
     log_prec_init: float = 0.0  # starting log-precision of every RBF unit (runs saved before it: 0)
     tail: bool = False  # rbf: add a linear function of the features to the output (runs saved before it: none)
+    project: int = 0  # rbf: units on a learned J-dim linear map of the features, 0: on the features (saved before: 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,7 +41,8 @@ class FieldConfig:
 
 def make_decoder(cfg: FieldConfig, in_dim: int, out_dim: int) -> nn.Module:
     if cfg.decoder == "rbf":
-        return RBFDecoder(in_dim, out_dim, cfg.units, cfg.kernel, cfg.center_init, cfg.log_prec_init, cfg.tail)
+        return RBFDecoder(in_dim, out_dim, cfg.units, cfg.kernel, cfg.center_init, cfg.log_prec_init, cfg.tail,
+                          cfg.project)
     if cfg.decoder == "mlp":
         return MLPDecoder(in_dim, out_dim, cfg.hidden, cfg.layers)
     if cfg.decoder == "siren":

@@ -150,7 +150,8 @@ class RadianceRBF(nn.Module):
         return RBFField(self.aabb, parts, dec.rbf.centers.detach(), dec.rbf.log_prec.detach(), dec.rbf.kernel,
                         dec.head.weight.detach(), dec.head.bias.detach(), self.density_scale, self.density_shift,
                         tail_w=None if dec.tail is None else dec.tail.weight.detach(),
-                        density_activation=self.density_activation, exp_cap=EXP_CAP)
+                        density_activation=self.density_activation, exp_cap=EXP_CAP,
+                        proj_w=None if dec.project is None else dec.project.weight.detach())
 
     def param_groups(self) -> dict:
         """Parameter counts by part (grid vs decoder) for reports."""

@@ -1,7 +1,8 @@
 """One layer of K anisotropic Gaussian RBF units in feature space (METHODS.md 1.2).
 
-phi_k(F) = kernel(r_k), r_k = sum_d exp(b_kd) (F_d - mu_kd)^2; the head is a plain Linear (plus, optionally, a
-linear tail on F itself).
+phi_k(F) = kernel(r_k), r_k = sum_d exp(b_kd) (z_d - mu_kd)^2 with z = F, or, with a projection, z = P F (P [J,D]
+learned, shared by the units: each unit's metric is then P^T diag(exp(b_k)) P, a full one of rank J, instead of a
+diagonal one in the features' own axes); the head is a plain Linear (plus, optionally, a linear tail on F itself).
 The layer itself is ``fieldfit.cuda.rbf_layer`` (three GEMMs + clamp on CPU, a fused kernel on
 CUDA): x [N,D], centers [K,D], log_prec [K,D] -> phi [N,K].
 """
@@ -28,26 +29,38 @@ class RBFLayer(nn.Module):
 
 
 class RBFDecoder(nn.Module):
-    """features F [N,D] -> RBF layer phi [N,K] -> y = W phi + c [N,out] (no output activation).
+    """features F [N,D] -> (optionally projected, z = P F [N,J]) -> RBF layer phi [N,K] -> y = W phi + c [N,out]
+    (no output activation).
 
     With ``tail``, y = W phi + V F + c: a linear function of the features is added, as the polynomial tail of an
     RBF interpolant. The units then model what is not linear in the features (a radiance field's SH colour is
     largely linear in tri-plane features, as in TensoRF's appearance basis). V starts at zero, so a fit starts
     from the plain RBF network.
+
+    With ``project`` = J > 0 the units measure distances in z = P F, P [J,D] learned and starting as the first J
+    rows of the identity (so centres drawn like the features start among them). One shared map turns every unit's
+    axis-aligned ellipsoid into one along the directions the fit finds, and J < D makes the layer cheaper.
     """
 
     def __init__(self, in_dim: int, out_dim: int, units: int = 64, kernel: str = "gaussian",
-                 center_init: float = 1e-4, log_prec_init: float = 0.0, tail: bool = False):
+                 center_init: float = 1e-4, log_prec_init: float = 0.0, tail: bool = False, project: int = 0):
         super().__init__()
-        self.rbf = RBFLayer(in_dim, units, kernel, center_init, log_prec_init)
+        self.project = nn.Linear(in_dim, project, bias=False) if project else None
+        if self.project is not None:  # z starts as the first J features (all of them where J >= D)
+            nn.init.eye_(self.project.weight)
+        self.rbf = RBFLayer(project or in_dim, units, kernel, center_init, log_prec_init)
         self.head = nn.Linear(units, out_dim)
         self.tail = nn.Linear(in_dim, out_dim, bias=False) if tail else None
         if self.tail is not None:
             nn.init.zeros_(self.tail.weight)
 
+    def units_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the units measure their distances in: the features x [N,D], or their projection P x [N,J]."""
+        return x if self.project is None else F.linear(x, self.project.weight)
+
     def outputs(self, x: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
         """The output columns ``rows`` only, at features x [N,D] (a field's density alone: ``slice(0, 1)``)."""
-        y = F.linear(self.rbf(x), self.head.weight[rows], self.head.bias[rows])
+        y = F.linear(self.rbf(self.units_input(x)), self.head.weight[rows], self.head.bias[rows])
         return y if self.tail is None else y + F.linear(x, self.tail.weight[rows])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

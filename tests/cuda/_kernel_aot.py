@@ -130,16 +130,17 @@ def specs():
     for first in (True, False):
         out.append((f"raster peel first={first} fp32", RA._peel_kernel, rp, dict(FIRST=first, TILE=RA.TILE), 4, True))
     # the fused frame kernel is float32 only; the GPU default field: 16 levels x 2 features, 32 units, SH 3
-    # (with the decoder's tail and the exp activation, the defaults, and once without them). Levels unrolled (not
-    # the default, UNROLL_LEVELS) are left out: that variant alone takes 80 s to compile on 2 CPU cores.
+    # (with the decoder's tail, the exp activation and a projection to 16, the defaults, and without them). Levels
+    # unrolled (not the default, UNROLL_LEVELS) are left out: that variant alone takes 80 s to compile on 2 CPU cores.
     fp = {"*": "*fp32", "bin_ptr": "*u8", "res_ptr": "*i32", "hashed_ptr": "*i32", "mp_ptr": "*i32", "mv_ptr": "*i32",
           "ev_ptr": "*i32", "next_ptr": "*i32", "dscale": "fp32", "dshift": "fp32", "exp_cap": "fp32",
           "early_stop": "fp32", "alpha_thre": "fp32", "stop_tau": "fp32"}
-    base = dict(B=16, BB=16, KERNEL=0, MAX_TAU=64.0, REFILL=FU.REFILL, BLOCK=FU.BLOCK, BK=32, HAS_TAIL=True, EXP=True)
-    for pow2, tail in ((True, True), (False, True), (True, False)):
-        consts = dict(base, ENC=0, L=16, F=2, BF=2, POW2=pow2, UNROLL=False, HAS_TAIL=tail, EXP=tail)
-        out.append((f"fused frame hash pow2={pow2} tail={tail} fp32", FU._fused_kernel, fp, consts, FU.WARPS,
-                    False, dict(maxnreg=FU.MAX_REGISTERS)))
+    base = dict(B=16, BB=16, KERNEL=0, MAX_TAU=64.0, REFILL=FU.REFILL, BLOCK=FU.BLOCK, BK=32, HAS_TAIL=True, EXP=True,
+                HAS_PROJ=False, BJ=16)
+    for pow2, tail, proj in ((True, True, True), (True, True, False), (False, True, False), (True, False, False)):
+        consts = dict(base, ENC=0, L=16, F=2, BF=2, POW2=pow2, UNROLL=False, HAS_TAIL=tail, EXP=tail, HAS_PROJ=proj)
+        out.append((f"fused frame hash pow2={pow2} tail={tail} projection={proj} fp32", FU._fused_kernel, fp, consts,
+                    FU.WARPS, False, dict(maxnreg=FU.MAX_REGISTERS)))
     tri = dict(fp, res_ptr="*i64", hashed_ptr="*i64", mp_ptr="*i64", mv_ptr="*i64")  # entry tables in their place
     for enc, lay in ((1, "channels-first"), (2, "channels-last")):
         consts = dict(base, ENC=enc, L=0, F=4, BF=4, POW2=False, UNROLL=False)

@@ -8,8 +8,8 @@ against the reference, float32 both:
 transmittance sits on the early-stop threshold could flip, which these seeds do not hit).
 render_rounds evaluates whole rounds, so it may evaluate a few samples more than the reference.
 The op has no backward: frames are drawn without gradient.
-Fields with the decoder's linear tail and the exp density activation (the rbf defaults) are checked the same way,
-and the reference's field against RadianceRBF's own forward.
+Fields with the decoder's linear tail and the exp density activation (the rbf defaults), and with its projection of
+the features, are checked the same way, and the reference's field against RadianceRBF's own forward.
 """
 
 import dataclasses
@@ -38,9 +38,10 @@ class Marched(torch.nn.Module):
 
 
 def _model(levels=3, units=6, table_log2=8, occupied=0.5, shift=0.0, scale=3.0, seed=0, kernel="gaussian",
-           grid="hash", tail=False, activation="softplus"):
+           grid="hash", tail=False, activation="softplus", project=0):
     """A small random RBF radiance model (hash grid, or tri-plane with volumes for its two coarse levels)
-    whose rays mix opaque, partly filled and empty ones; ``tail``: its decoder has a (random) linear tail."""
+    whose rays mix opaque, partly filled and empty ones; ``tail``: its decoder has a (random) linear tail;
+    ``project``: its units read a (random) projection of the features to that many dimensions."""
     torch.manual_seed(seed)
     if grid == "hash":
         grid = GridConfig(kind="hash", levels=levels, base_res=4, max_res=40, features=2, table_log2=table_log2,
@@ -48,8 +49,9 @@ def _model(levels=3, units=6, table_log2=8, occupied=0.5, shift=0.0, scale=3.0, 
     else:
         grid = GridConfig(kind="triplane", levels=levels, base_res=4, max_res=24, features=3, volume_max_res=10,
                           init_scale=1.0)
-    field = RadianceRBF(FieldConfig(grid=grid, units=units, kernel=kernel, tail=tail), [[-1.0] * 3, [1.0] * 3],
-                        density_shift=shift, density_scale=scale, density_activation=activation)
+    field = RadianceRBF(FieldConfig(grid=grid, units=units, kernel=kernel, tail=tail, project=project),
+                        [[-1.0] * 3, [1.0] * 3], density_shift=shift, density_scale=scale,
+                        density_activation=activation)
     with torch.no_grad():
         field.decoder.rbf.centers.normal_(0, 0.7)
         field.decoder.rbf.log_prec.normal_(-1, 0.3)
@@ -57,6 +59,8 @@ def _model(levels=3, units=6, table_log2=8, occupied=0.5, shift=0.0, scale=3.0, 
         field.decoder.head.bias.normal_(0, 0.5)
         if tail:
             field.decoder.tail.weight.normal_(0, 0.5)
+        if project:  # z = P F about as large as the features
+            field.decoder.project.weight.normal_(0, field.encoding.out_dim**-0.5)
     occ = OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=8, dilation=0)
     occ.binary.copy_(torch.rand(8, 8, 8) < occupied)
     return Marched(field, occ).eval()
@@ -119,7 +123,8 @@ def test_render_rays_fused_keeps_each_pixels_colour():
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", ["mixed", "opaque", "empty", "no-stop", "all-alphas", "dense-levels", "unrolled-16",
                                   "triplane", "triplane-opaque", "triplane-channels-first", "tail-exp",
-                                  "triplane-tail-exp"])
+                                  "triplane-tail-exp", "proj-tail-exp", "proj-12-of-16", "triplane-proj-tail-exp",
+                                  "triplane-proj-20"])
 def test_kernel_matches_reference(device, case, monkeypatch):
     from fieldfit.cuda import _fused_triton
 
@@ -135,8 +140,14 @@ def test_kernel_matches_reference(device, case, monkeypatch):
           "dense-levels": dict(table_log2=16, kernel="inverse_quadratic"), "triplane": dict(grid="triplane"),
           "triplane-opaque": dict(grid="triplane", shift=4.0, scale=30.0),
           "triplane-channels-first": dict(grid="triplane"), "tail-exp": dict(tail=True, activation="exp"),
-          "triplane-tail-exp": dict(grid="triplane", tail=True, activation="exp")}.get(case, {})
+          "triplane-tail-exp": dict(grid="triplane", tail=True, activation="exp"),
+          # projections (D = 6 hash features, 16 with 8 levels, 33 tri-plane ones): J = 4 < D, J = 12 (not a power
+          # of two, units padded to 16), J = 20 (padded to 32)
+          "proj-tail-exp": dict(project=4, tail=True, activation="exp"), "proj-12-of-16": dict(levels=8, project=12),
+          "triplane-proj-tail-exp": dict(grid="triplane", project=12, tail=True, activation="exp"),
+          "triplane-proj-20": dict(grid="triplane", project=20)}.get(case, {})
     model = _model(**kw).to(device)  # with the kernels on, .to() lays the tri-plane out channels-last
+    assert (model.field.fused_parts().proj_w is not None) == ("proj" in case)
     if case.startswith("triplane"):
         planes = model.field.encoding.planes
         if case == "triplane-channels-first":
@@ -228,6 +239,12 @@ def test_arguments_are_checked_by_name():
     bad[9] = dataclasses.replace(args[9], tail_w=torch.zeros(49, 5))  # the features are 3 levels x 2
     with pytest.raises(ValueError, match="'field.tail_w'"):
         render_fused(*bad)
+    bad[9] = dataclasses.replace(args[9], proj_w=torch.zeros(4, 5))  # [J, D]: D is 6
+    with pytest.raises(ValueError, match="'field.proj_w'"):
+        render_fused(*bad)
+    bad[9] = dataclasses.replace(args[9], proj_w=torch.zeros(4, 6))  # the 6 units' centres are [6, 6], not [6, 4]
+    with pytest.raises(ValueError, match="'field.centers'"):
+        render_fused(*bad)
     bad[9] = dataclasses.replace(args[9], density_activation="relu")
     with pytest.raises(ValueError, match="softplus"):
         render_fused(*bad)
@@ -236,16 +253,20 @@ def test_arguments_are_checked_by_name():
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("project", [0, 5], ids=["no-proj", "proj-5"])
 @pytest.mark.parametrize("grid", ["hash", "triplane"])
-def test_reference_field_is_the_fields_forward_with_a_tail_and_exp(grid):
-    # the fused reference reads the tail and the activation from fused_parts as RadianceRBF applies them: the same
-    # density and colour at random points, some of them past the exp cap (shift 10: raw values up to ~15)
-    model = _model(grid=grid, tail=True, activation="exp", shift=10.0)
+def test_reference_field_is_the_fields_forward_with_a_tail_and_exp(grid, project):
+    # the fused reference reads the tail, the activation and the projection from fused_parts as RadianceRBF applies
+    # them: the same density and colour at random points, some of them past the exp cap (shift 10: raw values up to
+    # ~15); project 5: fewer dimensions than the features (6 hash, 33 tri-plane), its field's raw values lower
+    # (shift 13: up to ~15 again)
+    model = _model(grid=grid, tail=True, activation="exp", shift=13.0 if project else 10.0, project=project)
     field = model.field
     parts = field.fused_parts()
     assert parts is not None
     assert parts.tail_w is not None
     assert parts.density_activation == "exp"
+    assert (parts.proj_w is not None) == bool(project)
     g = torch.Generator().manual_seed(2)
     x = torch.rand(500, 3, generator=g) * 2.2 - 1.1  # a few outside the box: they read its border
     d = torch.nn.functional.normalize(torch.randn(500, 3, generator=g), dim=-1)
@@ -259,6 +280,9 @@ def test_reference_field_is_the_fields_forward_with_a_tail_and_exp(grid):
     assert bool((out.density < capped).any())
     without = dataclasses.replace(parts, tail_w=None)  # the tail matters: without it the field differs
     assert float((field_ref(x, sh_bases(d, parts.sh_degree), without)[1] - rgb).abs().max()) > 0.01
+    if project:  # so does the projection: its rows swapped, the field differs
+        swapped = dataclasses.replace(parts, proj_w=parts.proj_w.flip(0))
+        assert float((field_ref(x, sh_bases(d, parts.sh_degree), swapped)[1] - rgb).abs().max()) > 0.01
 
 
 def test_models_without_a_fused_path_are_refused():
@@ -269,6 +293,7 @@ def test_models_without_a_fused_path_are_refused():
     assert fusable(_model().field)
     assert fusable(_model(grid="triplane").field)
     assert fusable(_model(tail=True, activation="exp").field)  # the rbf defaults
+    assert fusable(_model(project=4).field)
     with pytest.raises(ValueError, match="FIELDFIT_MARCH"):
         march_fused(model.field, model.grid, *_rays(3), BG, MarchConfig(step=0.1))
 

@@ -39,8 +39,9 @@ def test_rbf_defaults_leave_empty_space_empty():
     inp = Input("radiance", None, "blocks", builtin="blocks")
     scene = load_radiance_scene(inp, 2, 8)
     assert scene.has_alpha
-    new = background_samples_per_ray(scene, inp)
-    old = background_samples_per_ray(scene, inp, density_shift=-5.0, log_prec_init=0.0)
+    # the shift and the starting precision alone: without the projection, which came after them
+    new = background_samples_per_ray(scene, inp, projection=0)
+    old = background_samples_per_ray(scene, inp, projection=0, density_shift=-5.0, log_prec_init=0.0)
     assert new < 0.5 * old, (new, old)
 
 
@@ -59,5 +60,5 @@ def test_rbf_units_start_spread_except_in_contracted_scenes():
         top = float(model.field.decoder.rbf.centers.abs().max())
         assert 0.9 * cfg.init_scale < top <= cfg.init_scale if spread else top <= 1e-4, (contract, top)
         groups = param_groups(model, cfg)
-        assert any(g["lr"] == lr and g["params"][0] is model.field.decoder.rbf.centers for g in groups)
+        assert any(g["lr"] == lr and any(p is model.field.decoder.rbf.centers for p in g["params"]) for g in groups)
     assert LR_DECODER["rbf"] > CONTRACTED_LR_DECODER
