@@ -363,7 +363,8 @@ CONTRACTED_LR_DECODER = 0.02
 # diagonal in the features' own axes before, is P^T diag(b_k) P. Screens at fixed steps (every 8th test view; the
 # quality at a fixed step count does not depend on the machine's load): lego 200x200, 1000 steps, seeds 0 / 1:
 # without 27.56 / 27.50 dB, J = 56 (every feature) 28.04 / 27.91, J = 32 27.95 / 27.98, J = 16 28.00, the MLP decoder
-# 27.87; a random orthogonal start 26.90. fern, 1000 steps: without 22.08, J = 32 22.11, MLP 22.08. The fox
+# 27.87; a random orthogonal start 26.90; bench/fixed_steps.py (all test views), seeds 0 / 1: without 27.48 / 27.44,
+# J = 16 27.56 / 27.97, MLP 27.81 / 27.70. fern, 1000 steps: without 22.08, J = 32 22.11, MLP 22.08. The fox
 # (contracted), 1000 steps: without 24.42, J = 16 23.80 and foggier (69 samples a ray against 55), so contracted
 # captures keep none. 300 s (bench/README.md, "The RBF decoder, fifth pass"): lego 100x100 32.58, 200x200 30.55,
 # fern 23.95 (MLP 32.91 / 30.96 / 23.66). J = 16 also makes the layer cheaper than on all 56 features.
