@@ -125,9 +125,23 @@ def _kernel(d):
     return option(d, "RBF kernel: gaussian | inverse_quadratic | inverse_multiquadric | multiquadric", choices=KERNELS)
 
 
-def _projection(d, default):
+# Fifth pass (issue 29): the units measure distances in a learned linear map of the features, z = P F (P [J, D]
+# shared by the units, starting as the first J rows of the identity; fields.components.rbf), so each unit's metric,
+# diagonal in the features' own axes before, is P^T diag(b_k) P. Screens at fixed steps (every 8th test view; the
+# quality at a fixed step count does not depend on the machine's load): lego 200x200, 1000 steps, seeds 0 / 1:
+# without 27.56 / 27.50 dB, J = 56 (every feature) 28.04 / 27.91, J = 32 27.95 / 27.98, J = 16 28.00, the MLP decoder
+# 27.87; a random orthogonal start 26.90; bench/fixed_steps.py (all test views), seeds 0 / 1: without 27.48 / 27.44,
+# J = 16 27.56 / 27.97, MLP 27.81 / 27.70. fern, 1000 steps: without 22.08, J = 32 22.11, MLP 22.08. The fox
+# (contracted), 1000 steps: without 24.42, J = 16 23.80 and foggier (69 samples a ray against 55), so contracted
+# captures keep none. 300 s (bench/README.md, "The RBF decoder, fifth pass"): lego 100x100 32.58, 200x200 30.55,
+# fern 23.95 (MLP 32.91 / 30.96 / 23.66). J = 16 also makes the layer cheaper than on all 56 features.
+PROJECTION = 16
+
+
+def _projection(d):
     return option(d, "rbf decoder: its units measure distances in a learned linear map of the grid features to N "
-                     f"dimensions, 0: in the features themselves (default {default})", low=0, high=1024)
+                     f"dimensions, 0: in the features themselves (default: {PROJECTION} for radiance scenes, 0 for "
+                     "contracted captures, images and shapes)", low=0, high=1024)
 
 
 def _decoder(d, choices=DECODERS):
@@ -230,7 +244,7 @@ class ImageConfig(ConfigBase, FieldOptions):
                              "interpolant's polynomial tail): on | off", choices=("on", "off"))
     # The units on a learned map of the features (RadianceConfig's PROJECTION) lost here: kodim08 at 0.25, 15000
     # steps, one thread: without 36.89 dB, J = 8 / 12 (all the features) / 16 34.80 / 36.13 / 35.81.
-    projection: int = _projection(0, 0)
+    projection: int | None = _projection(None)
     average: float | None = option(None, "decay of a moving average of the weights that the results use, 0 off "
                                          "(default: 0.999 under --grid-ratio, else 0)", low=0.0, high=0.99999)
 
@@ -244,7 +258,7 @@ class ImageConfig(ConfigBase, FieldOptions):
         """The config of an H x W x C image (see the class doc)."""
         cfg = cls(**given)
         compressed = cfg.grid_ratio is not None
-        cfg = replace(cfg, features=cfg.features or (2 if compressed else 4),
+        cfg = replace(cfg, features=cfg.features or (2 if compressed else 4), projection=cfg.projection or 0,
                       lr=cfg.lr or (2e-2 if compressed else 1e-2), batch=cfg.batch or (4096 if compressed else 8192),
                       lr_final=cfg.lr_final or (0.5 if compressed else 0.005),
                       average=cfg.average if cfg.average is not None else (0.999 if compressed else 0.0))
@@ -279,7 +293,7 @@ class SDFConfig(ConfigBase, FieldOptions):
     decoder: str = _decoder("rbf")
     hidden: int = _hidden(64)
     layers: int = _layers(2)
-    projection: int = _projection(0, 0)  # not measured on shapes
+    projection: int | None = _projection(None)  # not measured on shapes
     batch: int = _batch(2048, "points")
     lr: float = _lr(5e-3)
     lr_final: float = 0.01
@@ -297,6 +311,7 @@ class SDFConfig(ConfigBase, FieldOptions):
     def for_shape(cls, **given) -> "SDFConfig":
         """The config of a shape fit; InputError for a densehash grid without hashed levels or a grid too large."""
         cfg = cls(**given)
+        cfg = replace(cfg, projection=cfg.projection or 0)
         if cfg.grid == "densehash" and (cfg.fine_levels < 1 or cfg.fine_max_res <= cfg.max_res):
             raise InputError("--grid densehash", f"needs --fine-levels >= 1 and --fine-max-res above --max-res "
                              f"({cfg.max_res}); given {cfg.fine_levels} and {cfg.fine_max_res}",
@@ -358,17 +373,6 @@ GRID_REFRESH = 1024
 # GNF's centres and 0.02, as they keep the shift -5: the blocks photos contracted (150 steps) reached 16.7 dB with
 # them, 12.3 with both changes, 15.2 with the centres alone, 9.8 with 0.04 alone.
 CONTRACTED_LR_DECODER = 0.02
-# Fifth pass (issue 29): the units measure distances in a learned linear map of the features, z = P F (P [J, D]
-# shared by the units, starting as the first J rows of the identity; fields.components.rbf), so each unit's metric,
-# diagonal in the features' own axes before, is P^T diag(b_k) P. Screens at fixed steps (every 8th test view; the
-# quality at a fixed step count does not depend on the machine's load): lego 200x200, 1000 steps, seeds 0 / 1:
-# without 27.56 / 27.50 dB, J = 56 (every feature) 28.04 / 27.91, J = 32 27.95 / 27.98, J = 16 28.00, the MLP decoder
-# 27.87; a random orthogonal start 26.90; bench/fixed_steps.py (all test views), seeds 0 / 1: without 27.48 / 27.44,
-# J = 16 27.56 / 27.97, MLP 27.81 / 27.70. fern, 1000 steps: without 22.08, J = 32 22.11, MLP 22.08. The fox
-# (contracted), 1000 steps: without 24.42, J = 16 23.80 and foggier (69 samples a ray against 55), so contracted
-# captures keep none. 300 s (bench/README.md, "The RBF decoder, fifth pass"): lego 100x100 32.58, 200x200 30.55,
-# fern 23.95 (MLP 32.91 / 30.96 / 23.66). J = 16 also makes the layer cheaper than on all 56 features.
-PROJECTION = 16
 
 
 @dataclass(frozen=True)
@@ -416,7 +420,7 @@ class RadianceConfig(ConfigBase, FieldOptions):
     # the scene is contracted (see above)
     tail: str = option("on", "rbf decoder: add a linear function of the grid features to its outputs (an RBF "
                              "interpolant's polynomial tail): on | off", choices=("on", "off"))
-    projection: int | None = _projection(None, PROJECTION)
+    projection: int | None = _projection(None)
     density_shift: float | None = None  # None: DENSITY_SHIFT[decoder] (contracted scenes: CONTRACTED_DENSITY_SHIFT)
     density_activation: str | None = None  # softplus | exp; None: DENSITY_ACTIVATION[decoder]
     # optimisation
