@@ -182,8 +182,8 @@ def _prepare_resume(scene, method, resume, *, time_budget, steps, device, seed, 
         parsed = given_options(cls, options, f"--method {method} on {inp.task} inputs")
         for name, was in shape_changes(cls, saved.get("config", {}), parsed):
             flag = flag_name(name)
-            raise InputError(f"{flag} {parsed[name]}", f"changes the shape of the saved weights (the run has {flag} "
-                             f"{was})", "leave it out to resume, or start a new fit")
+            raise InputError(f"{flag} {parsed[name]}", f"changes the shape of the saved weights or optimizer (the run "
+                             f"has {flag} {was})", "leave it out to resume, or start a new fit")
         budget = Budget.of(time_budget, steps, cls.DEFAULT_SECONDS)
         device = resolve_device(device)
         resumable = getattr(package, "resumable", Run.has_checkpoint)

@@ -123,6 +123,14 @@ def test_image_fit_with_a_grid_ratio(tmp_path):
     res = run_main("eval", out)  # the checkpoint's model is the average the fit measured
     assert res.returncode == 0, res.stderr
     assert json.loads((out / "metrics.json").read_text())["psnr"] == pytest.approx(m["psnr"], abs=1e-6)
+    # the optimizer has a group per level (their rates: the levels'); a resume keeps them and refuses another P
+    _one_line_error(run_main("--resume", out, "--steps", "160", "--level-lr", "0"), "--level-lr 0",
+                    "the run has --level-lr 0.3")
+    res = run_main("--resume", out, "--steps", "155")
+    assert res.returncode == 0, res.stderr
+    lrs = [g["base_lr"] for g in Run.open(out).checkpoint_meta()["optim_groups"]]
+    assert lrs[0] == lrs[-1] == 2e-2  # the decoder's and the finest level's
+    assert lrs[1] < lrs[2] < lrs[3]  # levels coarse to fine
     res = run_main(tmp_path / "waves.png", "--steps", "5", "--out", tmp_path / "r2", "--grid-ratio", "0.0001")
     _one_line_error(res, "--grid-ratio", "too small")
 

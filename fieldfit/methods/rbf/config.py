@@ -198,6 +198,9 @@ class FieldOptions:
                            project=int(getattr(self, "projection", 0) or 0) if self.decoder == "rbf" else 0)
 
 
+LEVEL_LR = 0.3  # ImageConfig.level_lr under grid_ratio
+
+
 @dataclass(frozen=True)
 class ImageConfig(ConfigBase, FieldOptions):
     """rbf on an image: rgb(uv) fitted to every pixel. Default grid: dense levels whose finest has one vertex
@@ -206,7 +209,8 @@ class ImageConfig(ConfigBase, FieldOptions):
     moving average of the weights then, unless given)."""
 
     DEFAULT_SECONDS: ClassVar[float] = 60.0
-    SHAPE_OPTIONS: ClassVar[tuple[str, ...]] = (*FIELD_SHAPES, "grid_ratio", "tail", "projection")
+    # level_lr sets the optimizer's groups (one per level or one in all): fixed on --resume like the shapes
+    SHAPE_OPTIONS: ClassVar[tuple[str, ...]] = (*FIELD_SHAPES, "grid_ratio", "tail", "projection", "level_lr")
 
     grid: str = _grid("dense", IMAGE_GRIDS)
     levels: int = _levels(6)
@@ -247,11 +251,18 @@ class ImageConfig(ConfigBase, FieldOptions):
     projection: int | None = _projection(None)
     average: float | None = option(None, "decay of a moving average of the weights that the results use, 0 off "
                                          "(default: 0.999 under --grid-ratio, else 0)", low=0.0, high=0.99999)
+    # Every batch moves every cell of a coarse level and few of the finest's, and Adam moves each cell it moves by
+    # about the rate: the coarse levels' steps shake the whole image. Under grid_ratio level l learns at
+    # lr x (res_l / res_finest)^LEVEL_LR (kodim08's levels 24..385: 0.44 .. 1). bench/README.md "Compact image
+    # fits: the coarse levels' rate" has the screens.
+    level_lr: float | None = option(None, "dense grid: level l learns at lr x (its resolution / the finest's)^P, "
+                                          "coarse levels slower (default: 0.3 under --grid-ratio, else 0)",
+                                    low=0.0, high=4.0)
 
     @classmethod
     def from_dict(cls, d: dict):
-        """As saved; runs written before the moving average and the tail had neither."""
-        return super().from_dict({"average": 0.0, "tail": "off", **(d or {})})
+        """As saved; runs written before the moving average, the tail and the levels' rates had none of them."""
+        return super().from_dict({"average": 0.0, "tail": "off", "level_lr": 0.0, **(d or {})})
 
     @classmethod
     def for_image(cls, height: int, width: int, channels: int = 3, **given) -> "ImageConfig":
@@ -261,7 +272,8 @@ class ImageConfig(ConfigBase, FieldOptions):
         cfg = replace(cfg, features=cfg.features or (2 if compressed else 4), projection=cfg.projection or 0,
                       lr=cfg.lr or (2e-2 if compressed else 1e-2), batch=cfg.batch or (4096 if compressed else 8192),
                       lr_final=cfg.lr_final or (0.5 if compressed else 0.005),
-                      average=cfg.average if cfg.average is not None else (0.999 if compressed else 0.0))
+                      average=cfg.average if cfg.average is not None else (0.999 if compressed else 0.0),
+                      level_lr=cfg.level_lr if cfg.level_lr is not None else (LEVEL_LR if compressed else 0.0))
         if cfg.max_res is None:
             top = max(height, width)
             cap = int(cfg.grid_ratio * height * width * channels) if compressed else None
@@ -544,4 +556,4 @@ __all__ = ["FIELD_SHAPES", "FieldOptions", "check_grid_size", "dense_grid_params
            "grid_param_count",
            "GRIDS", "GRID_SHAPES", "IMAGE_GRIDS", "ImageConfig", "LR_DECODER", "RADIANCE_GRIDS", "RadianceConfig",
            "SDFConfig", "STEP_SIZES", "CONTRACTED_DENSITY_SHIFT", "CONTRACTED_LR_DECODER", "DENSITY_ACTIVATION",
-           "DENSITY_SHIFT", "GRID_REFRESH", "LOG_PREC_INIT", "PROJECTION"]
+           "DENSITY_SHIFT", "GRID_REFRESH", "LEVEL_LR", "LOG_PREC_INIT", "PROJECTION"]

@@ -11,6 +11,7 @@ import torch
 
 from fieldfit import dist
 from fieldfit.errors import InputError
+from fieldfit.fields.components.encodings import DenseGrid
 from fieldfit.fields.gaussian_rbf import FieldConfig, ImageRBF
 from fieldfit.model import Model, Rendering, model_tensors
 from fieldfit.optim import ShuffledRows, WeightAverage, count_params, make_adam, seed_everything, set_lr
@@ -25,6 +26,17 @@ def field_config(cfg: ImageConfig, h: int, w: int) -> FieldConfig:
     """The image field of ``cfg``: the dense grid stretched to the image's aspect."""
     top = max(h, w)
     return cfg.field_config(axis_scale=(w / top, h / top))
+
+
+def param_groups(model: ImageRBF, lr: float, level_lr: float = 0.0) -> list[dict]:
+    """Adam's groups: all weights at ``lr``; with ``level_lr`` P > 0 and a dense grid, the decoder at ``lr`` and
+    each grid level in its own group at lr x (its resolution / the finest's)^P (``ImageConfig.level_lr``)."""
+    enc = model.encoding
+    if not level_lr or not isinstance(enc, DenseGrid):
+        return [{"params": list(model.parameters()), "lr": lr}]
+    top = max(enc.res)
+    levels = [{"params": [g], "lr": lr * (r / top) ** level_lr} for r, g in zip(enc.res, enc.grids, strict=True)]
+    return [{"params": list(model.decoder.parameters()), "lr": lr}, *levels]  # the first group's rate is logged
 
 
 def pixel_uv(h: int, w: int, device) -> torch.Tensor:
@@ -61,7 +73,7 @@ def fit(job) -> dict:
     target = torch.from_numpy(image).to(device).reshape(-1, c)
     fcfg = field_for_device(field_config(cfg, h, w), device, run)
     model = ImageRBF(fcfg, channels=c, device=device).to(device)
-    opt = make_adam([{"params": model.parameters(), "lr": cfg.lr}])
+    opt = make_adam(param_groups(model, cfg.lr, cfg.level_lr))
     average = WeightAverage(model, cfg.average) if cfg.average else None
     shown = model if average is None else average.module  # what is evaluated and saved
     params = count_params(model)
@@ -180,4 +192,5 @@ def load(run: Run, device="cpu", trained: bool = True) -> ImageModel:
     return ImageModel(run, run.config(), device, trained)
 
 
-__all__ = ["ImageModel", "dense_grid_params", "fit", "fit_max_res", "load", "pixel_uv", "render_image"]
+__all__ = ["ImageModel", "dense_grid_params", "fit", "fit_max_res", "load", "param_groups", "pixel_uv",
+           "render_image"]
