@@ -12,7 +12,7 @@ from torch import nn
 
 from .components.encodings import GridConfig, make_encoding
 from .components.mlp import Identity, MLPDecoder, Siren
-from .components.rbf import RBFDecoder
+from .components.rbf import RBFDecoder, SplitRBFDecoder
 
 
 @dataclass
@@ -27,6 +27,7 @@ class FieldConfig:
     log_prec_init: float = 0.0  # starting log-precision of every RBF unit (runs saved before it: 0)
     tail: bool = False  # rbf: add a linear function of the features to the output (runs saved before it: none)
     project: int = 0  # rbf: units on a learned J-dim linear map of the features, 0: on the features (saved before: 0)
+    split: bool = False  # rbf: density and colour from two decoders (SplitRBFDecoder; saved before: one)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,8 +42,8 @@ class FieldConfig:
 
 def make_decoder(cfg: FieldConfig, in_dim: int, out_dim: int) -> nn.Module:
     if cfg.decoder == "rbf":
-        return RBFDecoder(in_dim, out_dim, cfg.units, cfg.kernel, cfg.center_init, cfg.log_prec_init, cfg.tail,
-                          cfg.project)
+        cls = SplitRBFDecoder if cfg.split else RBFDecoder
+        return cls(in_dim, out_dim, cfg.units, cfg.kernel, cfg.center_init, cfg.log_prec_init, cfg.tail, cfg.project)
     if cfg.decoder == "mlp":
         return MLPDecoder(in_dim, out_dim, cfg.hidden, cfg.layers)
     if cfg.decoder == "siren":

@@ -65,3 +65,27 @@ class RBFDecoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.outputs(x)
+
+
+class SplitRBFDecoder(nn.Module):
+    """Density (output 0) and colour (the other outputs) from two ``RBFDecoder``s, each with its own units,
+    projection and tail: the units that place surfaces need not be the ones that shade them.
+
+    Same interface as ``RBFDecoder.outputs``; a density-only call (``rows = slice(0, 1)``) evaluates the density
+    decoder alone."""
+
+    def __init__(self, in_dim: int, out_dim: int, units: int = 64, kernel: str = "gaussian",
+                 center_init: float = 1e-4, log_prec_init: float = 0.0, tail: bool = False, project: int = 0):
+        super().__init__()
+        if out_dim < 2:
+            raise ValueError(f"SplitRBFDecoder: needs a density and at least one colour output, got {out_dim}")
+        self.density = RBFDecoder(in_dim, 1, units, kernel, center_init, log_prec_init, tail, project)
+        self.colour = RBFDecoder(in_dim, out_dim - 1, units, kernel, center_init, log_prec_init, tail, project)
+
+    def outputs(self, x: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+        if rows == slice(0, 1):
+            return self.density.outputs(x)
+        return torch.cat([self.density.outputs(x), self.colour.outputs(x)], dim=1)[:, rows]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outputs(x)
