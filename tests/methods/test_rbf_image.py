@@ -43,7 +43,7 @@ def test_presets_fill_what_was_not_given():
 def test_compact_grids_coarse_levels_learn_slower():
     cfg = ImageConfig.for_image(512, 768, 3, grid_ratio=0.25)
     model = ImageRBF(field_config(cfg, 512, 768), 3)
-    groups = param_groups(model, cfg.lr, cfg.level_lr)
+    groups = param_groups(model, cfg)
     res = model.encoding.res
     assert [g["params"] for g in groups[1:]] == [[g] for g in model.encoding.grids]
     assert groups[0]["params"] == list(model.decoder.parameters())
@@ -53,7 +53,7 @@ def test_compact_grids_coarse_levels_learn_slower():
     assert groups[1]["lr"] < 0.5 * cfg.lr  # 24 of 385: (1/16)^0.3
     n = sum(p.numel() for g in groups for p in g["params"])
     assert n == sum(p.numel() for p in model.parameters())
-    one = param_groups(model, cfg.lr, 0.0)  # full-size fits: one group
+    one = param_groups(model, replace(cfg, level_lr=0.0))  # full-size fits: one group
     assert len(one) == 1
     assert one[0]["lr"] == cfg.lr
 

@@ -28,14 +28,14 @@ def field_config(cfg: ImageConfig, h: int, w: int) -> FieldConfig:
     return cfg.field_config(axis_scale=(w / top, h / top))
 
 
-def param_groups(model: ImageRBF, lr: float, level_lr: float = 0.0) -> list[dict]:
-    """Adam's groups: all weights at ``lr``; with ``level_lr`` P > 0 and a dense grid, the decoder at ``lr`` and
-    each grid level in its own group at lr x (its resolution / the finest's)^P (``ImageConfig.level_lr``)."""
-    enc = model.encoding
-    if not level_lr or not isinstance(enc, DenseGrid):
+def param_groups(model: ImageRBF, cfg: ImageConfig) -> list[dict]:
+    """Adam's groups (as ``radiance.param_groups``): all weights at ``cfg.lr``; with ``cfg.level_lr`` P > 0 and a
+    dense grid, the decoder at lr and each grid level in its own group at lr x (its resolution / the finest's)^P."""
+    enc, lr, power = model.encoding, cfg.lr, cfg.level_lr
+    if not power or not isinstance(enc, DenseGrid):
         return [{"params": list(model.parameters()), "lr": lr}]
     top = max(enc.res)
-    levels = [{"params": [g], "lr": lr * (r / top) ** level_lr} for r, g in zip(enc.res, enc.grids, strict=True)]
+    levels = [{"params": [g], "lr": lr * (r / top) ** power} for r, g in zip(enc.res, enc.grids, strict=True)]
     return [{"params": list(model.decoder.parameters()), "lr": lr}, *levels]  # the first group's rate is logged
 
 
@@ -73,7 +73,7 @@ def fit(job) -> dict:
     target = torch.from_numpy(image).to(device).reshape(-1, c)
     fcfg = field_for_device(field_config(cfg, h, w), device, run)
     model = ImageRBF(fcfg, channels=c, device=device).to(device)
-    opt = make_adam(param_groups(model, cfg.lr, cfg.level_lr))
+    opt = make_adam(param_groups(model, cfg))
     average = WeightAverage(model, cfg.average) if cfg.average else None
     shown = model if average is None else average.module  # what is evaluated and saved
     params = count_params(model)
