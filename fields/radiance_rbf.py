@@ -23,7 +23,7 @@ from fieldfit.cuda.fused import DENSITY_ACTIVATIONS, EXP_CAP  # the fused kernel
 
 from .base import FieldOutput
 from .components.encodings import HashGrid, TriPlane, make_encoding
-from .components.rbf import RBFDecoder
+from .components.rbf import RBFDecoder, SplitRBFDecoder
 from .components.sh import sh_colour, sh_count
 from .gaussian_rbf import FieldConfig, make_decoder
 
@@ -134,11 +134,13 @@ class RadianceRBF(nn.Module):
         return FieldOutput(density=self._density(raw[:, 0]), rgb=sh_colour(raw[:, 1:], d, SH_DEGREE))
 
     def fused_parts(self):
-        """This field's tensors for ``fieldfit.cuda.render_fused`` (detached), or None where that kernel
-        does not apply (other grids, the MLP decoder, a contraction)."""
+        """This field's tensors for ``fieldfit.cuda.render_fused`` (detached; a split decoder as its ``as_one``), or
+        None where that kernel does not apply (other grids, the MLP decoder, a contraction)."""
         from fieldfit.cuda.fused import HashEncoding, RBFField, TriPlaneEncoding
 
         enc, dec = self.encoding, self.decoder
+        if isinstance(dec, SplitRBFDecoder):
+            dec = dec.as_one()
         if not isinstance(dec, RBFDecoder) or self.contraction is not None:
             return None
         if type(enc) is HashGrid and enc.dim == 3:

@@ -89,3 +89,33 @@ class SplitRBFDecoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.outputs(x)
+
+    @torch.no_grad()
+    def as_one(self) -> RBFDecoder:
+        """One ``RBFDecoder`` with the same outputs (a copy, for kernels that read one decoder): both sets of units
+        side by side, each head row reading its own set. With projections z stacks both (P = [P_d; P_c]) and each
+        unit's precision is zero (log-precision -inf) along the other decoder's rows: it measures what it did."""
+        a, b = self.density, self.colour
+        in_dim = a.project.in_features if a.project is not None else a.rbf.centers.shape[1]  # the features (D)
+        ka, kb = a.rbf.centers.shape[0], b.rbf.centers.shape[0]
+        ja = 0 if a.project is None else a.project.out_features
+        jb = 0 if b.project is None else b.project.out_features
+        oa, ob = a.head.out_features, b.head.out_features
+        with torch.device("meta"):  # every tensor is written below; no draw from the random stream
+            one = RBFDecoder(in_dim, oa + ob, ka + kb, a.rbf.kernel, tail=a.tail is not None, project=ja + jb)
+        one.to_empty(device=a.head.weight.device).to(a.head.weight.dtype)
+        if ja:  # block-diagonal metric on the stacked projection
+            one.project.weight.copy_(torch.cat([a.project.weight, b.project.weight]))
+            one.rbf.centers.zero_()
+            one.rbf.log_prec.fill_(-float("inf"))
+            one.rbf.centers[:ka, :ja], one.rbf.centers[ka:, ja:] = a.rbf.centers, b.rbf.centers
+            one.rbf.log_prec[:ka, :ja], one.rbf.log_prec[ka:, ja:] = a.rbf.log_prec, b.rbf.log_prec
+        else:
+            one.rbf.centers.copy_(torch.cat([a.rbf.centers, b.rbf.centers]))
+            one.rbf.log_prec.copy_(torch.cat([a.rbf.log_prec, b.rbf.log_prec]))
+        one.head.weight.zero_()
+        one.head.weight[:oa, :ka], one.head.weight[oa:, ka:] = a.head.weight, b.head.weight
+        one.head.bias.copy_(torch.cat([a.head.bias, b.head.bias]))
+        if one.tail is not None:
+            one.tail.weight.copy_(torch.cat([a.tail.weight, b.tail.weight]))
+        return one

@@ -38,10 +38,11 @@ class Marched(torch.nn.Module):
 
 
 def _model(levels=3, units=6, table_log2=8, occupied=0.5, shift=0.0, scale=3.0, seed=0, kernel="gaussian",
-           grid="hash", tail=False, activation="softplus", project=0):
+           grid="hash", tail=False, activation="softplus", project=0, split=False):
     """A small random RBF radiance model (hash grid, or tri-plane with volumes for its two coarse levels)
     whose rays mix opaque, partly filled and empty ones; ``tail``: its decoder has a (random) linear tail;
-    ``project``: its units read a (random) projection of the features to that many dimensions."""
+    ``project``: its units read a (random) projection of the features to that many dimensions; ``split``: density
+    and colour from two decoders (each as described)."""
     torch.manual_seed(seed)
     if grid == "hash":
         grid = GridConfig(kind="hash", levels=levels, base_res=4, max_res=40, features=2, table_log2=table_log2,
@@ -49,18 +50,19 @@ def _model(levels=3, units=6, table_log2=8, occupied=0.5, shift=0.0, scale=3.0, 
     else:
         grid = GridConfig(kind="triplane", levels=levels, base_res=4, max_res=24, features=3, volume_max_res=10,
                           init_scale=1.0)
-    field = RadianceRBF(FieldConfig(grid=grid, units=units, kernel=kernel, tail=tail, project=project),
+    field = RadianceRBF(FieldConfig(grid=grid, units=units, kernel=kernel, tail=tail, project=project, split=split),
                         [[-1.0] * 3, [1.0] * 3], density_shift=shift, density_scale=scale,
                         density_activation=activation)
     with torch.no_grad():
-        field.decoder.rbf.centers.normal_(0, 0.7)
-        field.decoder.rbf.log_prec.normal_(-1, 0.3)
-        field.decoder.head.weight.normal_(0, 1.0)
-        field.decoder.head.bias.normal_(0, 0.5)
-        if tail:
-            field.decoder.tail.weight.normal_(0, 0.5)
-        if project:  # z = P F about as large as the features
-            field.decoder.project.weight.normal_(0, field.encoding.out_dim**-0.5)
+        for dec in (field.decoder.density, field.decoder.colour) if split else (field.decoder,):
+            dec.rbf.centers.normal_(0, 0.7)
+            dec.rbf.log_prec.normal_(-1, 0.3)
+            dec.head.weight.normal_(0, 1.0)
+            dec.head.bias.normal_(0, 0.5)
+            if tail:
+                dec.tail.weight.normal_(0, 0.5)
+            if project:  # z = P F about as large as the features
+                dec.project.weight.normal_(0, field.encoding.out_dim**-0.5)
     occ = OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=8, dilation=0)
     occ.binary.copy_(torch.rand(8, 8, 8) < occupied)
     return Marched(field, occ).eval()
@@ -124,7 +126,7 @@ def test_render_rays_fused_keeps_each_pixels_colour():
 @pytest.mark.parametrize("case", ["mixed", "opaque", "empty", "no-stop", "all-alphas", "dense-levels", "unrolled-16",
                                   "triplane", "triplane-opaque", "triplane-channels-first", "tail-exp",
                                   "triplane-tail-exp", "proj-tail-exp", "proj-12-of-16", "triplane-proj-tail-exp",
-                                  "triplane-proj-20"])
+                                  "triplane-proj-20", "split-proj-tail-exp", "triplane-split-tail-exp"])
 def test_kernel_matches_reference(device, case, monkeypatch):
     from fieldfit.cuda import _fused_triton
 
@@ -145,7 +147,11 @@ def test_kernel_matches_reference(device, case, monkeypatch):
           # of two, units padded to 16), J = 20 (padded to 32)
           "proj-tail-exp": dict(project=4, tail=True, activation="exp"), "proj-12-of-16": dict(levels=8, project=12),
           "triplane-proj-tail-exp": dict(grid="triplane", project=12, tail=True, activation="exp"),
-          "triplane-proj-20": dict(grid="triplane", project=20)}.get(case, {})
+          "triplane-proj-20": dict(grid="triplane", project=20),
+          # split decoders as one (SplitRBFDecoder.as_one): 2 x 6 units on 2 x 4 projected dimensions, or 2 x 6 on
+          # the 33 features
+          "split-proj-tail-exp": dict(split=True, project=4, tail=True, activation="exp"),
+          "triplane-split-tail-exp": dict(grid="triplane", split=True, tail=True, activation="exp")}.get(case, {})
     model = _model(**kw).to(device)  # with the kernels on, .to() lays the tri-plane out channels-last
     assert (model.field.fused_parts().proj_w is not None) == ("proj" in case)
     if case.startswith("triplane"):
@@ -253,14 +259,16 @@ def test_arguments_are_checked_by_name():
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["one", "split"])
 @pytest.mark.parametrize("project", [0, 5], ids=["no-proj", "proj-5"])
 @pytest.mark.parametrize("grid", ["hash", "triplane"])
-def test_reference_field_is_the_fields_forward_with_a_tail_and_exp(grid, project):
+def test_reference_field_is_the_fields_forward_with_a_tail_and_exp(grid, project, split):
     # the fused reference reads the tail, the activation and the projection from fused_parts as RadianceRBF applies
     # them: the same density and colour at random points, some of them past the exp cap (shift 10: raw values up to
     # ~15); project 5: fewer dimensions than the features (6 hash, 33 tri-plane), its field's raw values lower
-    # (shift 13: up to ~15 again)
-    model = _model(grid=grid, tail=True, activation="exp", shift=13.0 if project else 10.0, project=project)
+    # (shift 13: up to ~15 again); split: two decoders given as one (SplitRBFDecoder.as_one)
+    model = _model(grid=grid, tail=True, activation="exp", shift=13.0 if project else 10.0, project=project,
+                   split=split)
     field = model.field
     parts = field.fused_parts()
     assert parts is not None

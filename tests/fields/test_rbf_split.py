@@ -1,6 +1,7 @@
 """The split RBF decoder (issue 29): density and colour from two RBF decoders, each its own units, projection and
-tail; which fits get it, how runs written before it load, and that the fused frame kernel leaves it to torch."""
+tail; which fits get it, how runs written before it load, and the one decoder it gives the fused frame kernel."""
 
+import pytest
 import torch
 
 from fieldfit.fields.components.encodings import GridConfig
@@ -58,14 +59,37 @@ def test_radiance_fits_split_only_when_asked_and_old_runs_load_with_one_decoder(
     assert RadianceConfig.from_dict({"decoder": "rbf"}).split == "off"
 
 
-def test_a_split_field_renders_through_torch_not_the_fused_kernel():
+@pytest.mark.parametrize(("project", "tail"), [(0, False), (0, True), (3, True)])
+def test_as_one_decoder_gives_the_same_outputs(project, tail):
+    dec = SplitRBFDecoder(6, 5, units=4, center_init=0.5, tail=tail, project=project)
+    with torch.no_grad():
+        for d in (dec.density, dec.colour):
+            d.rbf.log_prec.normal_(0, 0.5)
+            d.head.bias.normal_()
+            if tail:
+                d.tail.weight.normal_()
+            if project:
+                d.project.weight.normal_()
+    state = torch.random.get_rng_state()
+    one = dec.as_one()
+    assert torch.equal(torch.random.get_rng_state(), state)  # a frame's copy leaves a fit's random stream alone
+    assert type(one) is RBFDecoder
+    assert one.rbf.centers.shape == (8, 2 * project or 6)
+    assert (one.tail is None) == (not tail)
+    x = torch.randn(50, 6) * 0.7
+    torch.testing.assert_close(one(x), dec(x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_split_field_draws_through_the_fused_kernels_parts():
     cfg = FieldConfig(GridConfig(kind="triplane", levels=2, max_res=16, features=2), units=4, tail=True, project=3)
-    aabb = [[-1, -1, -1], [1, 1, 1]]
-    one, two = RadianceRBF(cfg, aabb), RadianceRBF(FieldConfig(**{**cfg.__dict__, "split": True}), aabb)
-    assert one.fused_parts() is not None
-    assert two.fused_parts() is None  # the fused kernel reads one decoder
+    field = RadianceRBF(FieldConfig(**{**cfg.__dict__, "split": True}), [[-1, -1, -1], [1, 1, 1]])
+    parts = field.fused_parts()
+    assert parts is not None
+    assert parts.centers.shape == (8, 6)
+    assert parts.head_w.shape == (1 + 3 * 16, 8)
+    assert not parts.centers.requires_grad
     x, d = torch.rand(10, 3) * 2 - 1, torch.nn.functional.normalize(torch.randn(10, 3), dim=-1)
-    out = two(x, d)
+    out = field(x, d)
     assert out.density.shape == (10,)
     assert out.rgb.shape == (10, 3)
-    torch.testing.assert_close(two.density(x), out.density)
+    torch.testing.assert_close(field.density(x), out.density)

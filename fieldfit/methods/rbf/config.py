@@ -437,9 +437,9 @@ class RadianceConfig(ConfigBase, FieldOptions):
     # Density and colour from separate RBF decoders (fields.components.rbf.SplitRBFDecoder). lego 200x200, 3000
     # steps, one thread: one decoder 30.11 / 30.13 dB (seeds 0 / 1), split 30.51, the MLP 30.22; 64 units in one
     # layer with density on 32 and colour on 32 (one projection) 29.89. 300 s, the same hour: split 30.83, MLP
-    # 30.86 (one decoder: 30.55-30.69); lego 100x100 32.61 against 33.00 (one decoder: 32.58 against 32.91). Off by
-    # default: not ahead on the smaller lego, other scenes not measured, and the fused frame kernel reads one
-    # decoder (a split field renders through the torch path). bench/README.md "sixth pass".
+    # 30.86 (one decoder: 30.55-30.69); lego 100x100 32.61 against 33.00 (one decoder: 32.58 against 32.91); at
+    # 3000 steps on lego 100x100 split 32.29, one 32.26, the MLP 32.49. Off by default: not ahead on the smaller
+    # lego. The fused frame kernel draws it as one decoder (SplitRBFDecoder.as_one). bench/README.md "sixth pass".
     split: str = option("off", "rbf decoder: density and colour from two RBF decoders, each with --units units "
                                "and its own projection and tail: on | off", choices=("on", "off"))
     density_shift: float | None = None  # None: DENSITY_SHIFT[decoder] (contracted scenes: CONTRACTED_DENSITY_SHIFT)
