@@ -264,20 +264,21 @@ def test_arguments_are_checked_by_name():
 @pytest.mark.parametrize("grid", ["hash", "triplane"])
 def test_reference_field_is_the_fields_forward_with_a_tail_and_exp(grid, project, split):
     # the fused reference reads the tail, the activation and the projection from fused_parts as RadianceRBF applies
-    # them: the same density and colour at random points, some of them past the exp cap (shift 10: raw values up to
-    # ~15); project 5: fewer dimensions than the features (6 hash, 33 tri-plane), its field's raw values lower
-    # (shift 13: up to ~15 again); split: two decoders given as one (SplitRBFDecoder.as_one)
-    model = _model(grid=grid, tail=True, activation="exp", shift=13.0 if project else 10.0, project=project,
-                   split=split)
+    # them: the same density and colour at random points, half of them past the exp cap (the density shift set so
+    # that the median raw density lands on it); project 5: fewer dimensions than the features (6 hash, 33
+    # tri-plane); split: two decoders given as one (SplitRBFDecoder.as_one)
+    model = _model(grid=grid, tail=True, activation="exp", project=project, split=split)
     field = model.field
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(500, 3, generator=g) * 2.2 - 1.1  # a few outside the box: they read its border
+    d = torch.nn.functional.normalize(torch.randn(500, 3, generator=g), dim=-1)
+    with torch.no_grad():
+        field.density_shift = EXP_CAP - float(field.decoder.outputs(field.features(x), slice(0, 1)).median())
     parts = field.fused_parts()
     assert parts is not None
     assert parts.tail_w is not None
     assert parts.density_activation == "exp"
     assert (parts.proj_w is not None) == bool(project)
-    g = torch.Generator().manual_seed(2)
-    x = torch.rand(500, 3, generator=g) * 2.2 - 1.1  # a few outside the box: they read its border
-    d = torch.nn.functional.normalize(torch.randn(500, 3, generator=g), dim=-1)
     density, rgb = field_ref(x, sh_bases(d, parts.sh_degree), parts)
     with torch.no_grad():
         out = field(x, d)
