@@ -8,6 +8,7 @@ ray, parameters, steps; per case the RBF / MLP ratios (ratios hold across noisy 
 
     python bench/radiance_bench.py                       # all cases, 300 s each (about 1 h 10)
     python bench/radiance_bench.py --cases lego100 --budget 60
+    python bench/radiance_bench.py --cases fern --rbf-flags "--split on"
     python bench/radiance_bench.py --data ../shared/data --out bench/results/radiance.json
 
 Writes JSON with the machine description (CPU, cores, load average before and after each run,
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -52,9 +54,9 @@ def machine() -> dict:
             "tcmalloc": tcmalloc, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def run_one(scene: Path, flags: list, decoder: str, budget: float, out: Path, device: str) -> dict:
+def run_one(scene: Path, flags: list, decoder: str, budget: float, out: Path, device: str, extra=()) -> dict:
     cmd = [sys.executable, "-m", "fieldfit", str(scene), "--method", "rbf", "--decoder", decoder,
-           "--time-budget", str(budget), "--device", device, "--out", str(out), *flags]
+           "--time-budget", str(budget), "--device", device, "--out", str(out), *flags, *extra]
     load_before = os.getloadavg()
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -88,6 +90,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--runs", default=str(ROOT / "runs" / "bench-radiance"), help="run folders (git-ignored)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "radiance.json"))
+    p.add_argument("--rbf-flags", default="", help="more flags for the rbf runs, one string (e.g. \"--split on\")")
     a = p.parse_args(argv)
     result = {"machine": machine(), "budget_seconds": a.budget, "cases": {}}
     for case in a.cases:
@@ -99,7 +102,8 @@ def main(argv=None) -> int:
         runs = {}
         for dec in a.decoders:
             print(f"{case} / {dec}: {a.budget:.0f} s ...", flush=True)
-            runs[dec] = run_one(scene, flags, dec, a.budget, Path(a.runs) / f"{case}-{dec}", a.device)
+            extra = shlex.split(a.rbf_flags) if dec == "rbf" else []
+            runs[dec] = run_one(scene, flags, dec, a.budget, Path(a.runs) / f"{case}-{dec}", a.device, extra)
             print("   ", {k: runs[dec].get(k) for k in ("psnr", "rays_per_second", "render_ms_per_frame", "error")})
         result["cases"][case] = {"runs": runs, "ratios": ratios(runs)}
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ class FieldConfig:
     tail: bool = False  # rbf: add a linear function of the features to the output (runs saved before it: none)
     project: int = 0  # rbf: units on a learned J-dim linear map of the features, 0: on the features (saved before: 0)
     split: bool = False  # rbf: density and colour from two decoders (SplitRBFDecoder; saved before: one)
+    colour: str = "rbf"  # split: the colour decoder, rbf | mlp (an MLP of ``hidden`` x ``layers``; saved before: rbf)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,8 +43,10 @@ class FieldConfig:
 
 def make_decoder(cfg: FieldConfig, in_dim: int, out_dim: int) -> nn.Module:
     if cfg.decoder == "rbf":
-        cls = SplitRBFDecoder if cfg.split else RBFDecoder
-        return cls(in_dim, out_dim, cfg.units, cfg.kernel, cfg.center_init, cfg.log_prec_init, cfg.tail, cfg.project)
+        args = (in_dim, out_dim, cfg.units, cfg.kernel, cfg.center_init, cfg.log_prec_init, cfg.tail, cfg.project)
+        if not cfg.split:
+            return RBFDecoder(*args)
+        return SplitRBFDecoder(*args, colour_mlp=(cfg.hidden, cfg.layers) if cfg.colour == "mlp" else None)
     if cfg.decoder == "mlp":
         return MLPDecoder(in_dim, out_dim, cfg.hidden, cfg.layers)
     if cfg.decoder == "siren":

@@ -135,12 +135,12 @@ class RadianceRBF(nn.Module):
 
     def fused_parts(self):
         """This field's tensors for ``fieldfit.cuda.render_fused`` (detached; a split decoder as its ``as_one``), or
-        None where that kernel does not apply (other grids, the MLP decoder, a contraction)."""
+        None where that kernel does not apply (other grids, an MLP decoder or colour, a contraction)."""
         from fieldfit.cuda.fused import HashEncoding, RBFField, TriPlaneEncoding
 
         enc, dec = self.encoding, self.decoder
         if isinstance(dec, SplitRBFDecoder):
-            dec = dec.as_one()
+            dec = dec.as_one()  # None with an MLP's colour
         if not isinstance(dec, RBFDecoder) or self.contraction is not None:
             return None
         if type(enc) is HashGrid and enc.dim == 3:

@@ -13,6 +13,8 @@ from torch import nn
 
 from fieldfit import cuda as kernels
 
+from .mlp import MLPDecoder
+
 
 class RBFLayer(nn.Module):
     """K units with learnable centres and per-dimension log-precisions."""
@@ -69,18 +71,23 @@ class RBFDecoder(nn.Module):
 
 class SplitRBFDecoder(nn.Module):
     """Density (output 0) and colour (the other outputs) from two ``RBFDecoder``s, each with its own units,
-    projection and tail: the units that place surfaces need not be the ones that shade them.
+    projection and tail: the units that place surfaces need not be the ones that shade them. With ``colour_mlp`` =
+    (hidden, layers) the colour comes from a ReLU MLP (``MLPDecoder``) instead, the density still from the units.
 
     Same interface as ``RBFDecoder.outputs``; a density-only call (``rows = slice(0, 1)``) evaluates the density
     decoder alone."""
 
     def __init__(self, in_dim: int, out_dim: int, units: int = 64, kernel: str = "gaussian",
-                 center_init: float = 1e-4, log_prec_init: float = 0.0, tail: bool = False, project: int = 0):
+                 center_init: float = 1e-4, log_prec_init: float = 0.0, tail: bool = False, project: int = 0,
+                 colour_mlp: tuple[int, int] | None = None):
         super().__init__()
         if out_dim < 2:
             raise ValueError(f"SplitRBFDecoder: needs a density and at least one colour output, got {out_dim}")
         self.density = RBFDecoder(in_dim, 1, units, kernel, center_init, log_prec_init, tail, project)
-        self.colour = RBFDecoder(in_dim, out_dim - 1, units, kernel, center_init, log_prec_init, tail, project)
+        if colour_mlp is None:
+            self.colour = RBFDecoder(in_dim, out_dim - 1, units, kernel, center_init, log_prec_init, tail, project)
+        else:
+            self.colour = MLPDecoder(in_dim, out_dim - 1, *colour_mlp)
 
     def outputs(self, x: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
         if rows == slice(0, 1):
@@ -91,11 +98,14 @@ class SplitRBFDecoder(nn.Module):
         return self.outputs(x)
 
     @torch.no_grad()
-    def as_one(self) -> RBFDecoder:
+    def as_one(self) -> RBFDecoder | None:
         """One ``RBFDecoder`` with the same outputs (a copy, for kernels that read one decoder): both sets of units
         side by side, each head row reading its own set. With projections z stacks both (P = [P_d; P_c]) and each
-        unit's precision is zero (log-precision -inf) along the other decoder's rows: it measures what it did."""
+        unit's precision is zero (log-precision -inf) along the other decoder's rows: it measures what it did.
+        None with an MLP's colour."""
         a, b = self.density, self.colour
+        if not isinstance(b, RBFDecoder):
+            return None
         in_dim = a.project.in_features if a.project is not None else a.rbf.centers.shape[1]  # the features (D)
         ka, kb = a.rbf.centers.shape[0], b.rbf.centers.shape[0]
         ja = 0 if a.project is None else a.project.out_features

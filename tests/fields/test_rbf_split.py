@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fieldfit.fields.components.encodings import GridConfig
+from fieldfit.fields.components.mlp import MLPDecoder
 from fieldfit.fields.components.rbf import RBFDecoder, SplitRBFDecoder
 from fieldfit.fields.gaussian_rbf import FieldConfig
 from fieldfit.fields.radiance_rbf import RadianceRBF
@@ -93,3 +94,33 @@ def test_a_split_field_draws_through_the_fused_kernels_parts():
     assert out.density.shape == (10,)
     assert out.rgb.shape == (10, 3)
     torch.testing.assert_close(field.density(x), out.density)
+
+
+def test_split_mlp_takes_its_colour_from_an_mlp_at_the_mlps_rate():
+    from types import SimpleNamespace
+
+    from fieldfit.methods.rbf.config import LR_DECODER
+    from fieldfit.methods.rbf.radiance import param_groups
+
+    cfg = RadianceConfig(grid="triplane", levels=2, max_res=16, features=2, split="mlp", hidden=16, layers=2,
+                         lr_decoder=0.04)
+    fcfg = cfg.field_config()
+    assert (fcfg.split, fcfg.colour) == (True, "mlp")
+    field = RadianceRBF(fcfg, [[-1, -1, -1], [1, 1, 1]])
+    dec = field.decoder
+    assert type(dec.density) is RBFDecoder
+    assert type(dec.colour) is MLPDecoder
+    assert dec.colour.net[0].out_features == 16
+    x = torch.randn(30, field.encoding.out_dim)
+    y = dec(x)
+    assert y.shape == (30, 1 + 3 * 16)
+    torch.testing.assert_close(y[:, 1:], dec.colour(x))
+    torch.testing.assert_close(dec.outputs(x, slice(0, 1)), dec.density(x))
+    assert dec.as_one() is None
+    assert field.fused_parts() is None  # the fused kernel draws RBF units only: such a field renders through torch
+    groups = param_groups(SimpleNamespace(field=field, appearance=None, poses=None), cfg)
+    rates = [(g["lr"], sum(p.numel() for p in g["params"])) for g in groups]
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert rates[1:] == [(0.04, n(dec.density)), (LR_DECODER["mlp"], n(dec.colour))]
+    # a saved field without the colour's choice loads with an RBF colour
+    assert FieldConfig.from_dict({"decoder": "rbf", "split": True}).colour == "rbf"

@@ -196,7 +196,8 @@ class FieldOptions:
                            center_init=self.init_scale if getattr(self, "centers_like_features", False) else 1e-4,
                            tail=self.decoder == "rbf" and getattr(self, "tail", "off") == "on",
                            project=int(getattr(self, "projection", 0) or 0) if self.decoder == "rbf" else 0,
-                           split=self.decoder == "rbf" and getattr(self, "split", "off") == "on")
+                           split=self.decoder == "rbf" and getattr(self, "split", "off") in ("on", "mlp"),
+                           colour="mlp" if getattr(self, "split", "off") == "mlp" else "rbf")
 
 
 LEVEL_LR = 0.3  # ImageConfig.level_lr under grid_ratio
@@ -438,10 +439,13 @@ class RadianceConfig(ConfigBase, FieldOptions):
     # steps, one thread: one decoder 30.11 / 30.13 dB (seeds 0 / 1), split 30.51, the MLP 30.22; 64 units in one
     # layer with density on 32 and colour on 32 (one projection) 29.89. 300 s, the same hour: split 30.83, MLP
     # 30.86 (one decoder: 30.55-30.69); lego 100x100 32.61 against 33.00 (one decoder: 32.58 against 32.91); at
-    # 3000 steps on lego 100x100 split 32.29, one 32.26, the MLP 32.49. Off by default: not ahead on the smaller
-    # lego. The fused frame kernel draws it as one decoder (SplitRBFDecoder.as_one). bench/README.md "sixth pass".
+    # 3000 steps on lego 100x100 split 32.29, one 32.26, the MLP 32.49. The fused frame kernel draws it as one
+    # decoder (SplitRBFDecoder.as_one). "mlp": RBF density, MLP colour; 300 s, one hour (bench/README.md "seventh
+    # pass"): lego 100x100 / 200x200 / fern 32.97 / 30.79 / 22.98 dB, the MLP 32.72 / 30.78 / 23.58, one RBF decoder
+    # 32.48 / 30.33 / 23.48, split "on" on fern 22.40. Off by default: both splits lose on fern.
     split: str = option("off", "rbf decoder: density and colour from two RBF decoders, each with --units units "
-                               "and its own projection and tail: on | off", choices=("on", "off"))
+                               "and its own projection and tail: on | off | mlp (density from the RBF units, colour "
+                               "from a ReLU MLP of --hidden x --layers)", choices=("on", "off", "mlp"))
     density_shift: float | None = None  # None: DENSITY_SHIFT[decoder] (contracted scenes: CONTRACTED_DENSITY_SHIFT)
     density_activation: str | None = None  # softplus | exp; None: DENSITY_ACTIVATION[decoder]
     # optimisation

@@ -30,6 +30,8 @@ import torch
 from torch import nn
 
 from fieldfit import dist
+from fieldfit.fields.components.mlp import MLPDecoder
+from fieldfit.fields.components.rbf import SplitRBFDecoder
 from fieldfit.fields.gaussian_rbf import FieldConfig
 from fieldfit.fields.radiance_rbf import RadianceRBF, default_density_scale
 from fieldfit.model import Occupancy, Rendering, model_tensors
@@ -65,7 +67,7 @@ from fieldfit.tasks.radiance import grid_and_step as scene_grid_and_step
 from fieldfit.tasks.views import SceneModel, export_density_mesh, ndc_to_world
 from fieldfit.trainer import cpu_threads, fit_loop, plot_curve, resume_state
 
-from .config import RadianceConfig, field_for_device
+from .config import LR_DECODER, RadianceConfig, field_for_device
 
 
 class RadianceModel(nn.Module):
@@ -142,8 +144,13 @@ POSE_LR = 1e-3  # pose corrections (radians, scene units), on the fit's schedule
 
 
 def param_groups(model: RadianceModel, cfg: RadianceConfig) -> list[dict]:
-    groups = [{"params": list(model.field.encoding.parameters()), "lr": cfg.lr},
-              {"params": list(model.field.decoder.parameters()), "lr": cfg.lr_decoder}]
+    dec = model.field.decoder
+    groups = [{"params": list(model.field.encoding.parameters()), "lr": cfg.lr}]
+    if isinstance(dec, SplitRBFDecoder) and isinstance(dec.colour, MLPDecoder):  # each decoder at its own rate
+        groups += [{"params": list(dec.density.parameters()), "lr": cfg.lr_decoder},
+                   {"params": list(dec.colour.parameters()), "lr": LR_DECODER["mlp"]}]
+    else:
+        groups.append({"params": list(dec.parameters()), "lr": cfg.lr_decoder})
     if model.appearance is not None:
         groups.append({"params": list(model.appearance.parameters()), "lr": APPEARANCE_LR})
     if model.poses is not None:
