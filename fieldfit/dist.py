@@ -23,6 +23,8 @@ Conventions:
 
 import datetime
 import os
+import signal
+import threading
 
 import torch
 import torch.distributed as tdist
@@ -108,6 +110,9 @@ def _collective(fn, *args, **kw):
     try:
         return fn(*args, **kw)
     except (RuntimeError, tdist.DistError) as e:
+        # the launcher stops the other ranks with SIGTERM when one dies; this one says why in one line first
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise RankLost(f"rank {rank()} of {world()}: the other ranks stopped answering ({_first_line(e)}); "
                        f"a rank died or waited more than {timeout():g} s (FIELDFIT_DIST_TIMEOUT)") from None
 

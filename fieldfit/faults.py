@@ -98,7 +98,8 @@ class StopSignals:
 
     def __exit__(self, *exc) -> None:
         for s, handler in self.previous.items():
-            signal.signal(s, signal.SIG_DFL if handler is None else handler)  # None: it was not set from Python
+            if signal.getsignal(s) == self._handle:  # still ours (a rank that lost its peers ignores SIGTERM: kept)
+                signal.signal(s, signal.SIG_DFL if handler is None else handler)  # None: it was not set from Python
         self.previous = {}
 
     def _handle(self, signum, frame) -> None:

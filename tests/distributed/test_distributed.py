@@ -183,3 +183,29 @@ def test_a_rank_other_than_0_lets_rank_0_report_a_shared_error(rank, monkeypatch
     waits.clear()
     assert cli._main(["rings"]) == 2
     assert waits == [cli.RANK0_GRACE_S]
+
+
+def test_a_rank_that_lost_its_peers_keeps_the_launchers_sigterm_from_cutting_its_line(monkeypatch):
+    # torchrun SIGTERMs the other ranks once one dies: a rank unwinding from the failed collective ignores it, so
+    # its one line gets out (the fit's own stop handler would otherwise be gone by then, the default killing it)
+    from fieldfit import dist
+    from fieldfit.faults import StopSignals
+
+    def dead_peer(*args, **kw):
+        raise RuntimeError("Connection closed by peer [127.0.0.1]:29500")
+
+    monkeypatch.setattr(dist, "active", lambda: True)
+    monkeypatch.setattr(dist, "rank", lambda: 0)
+    monkeypatch.setattr(dist, "world", lambda: 2)
+    monkeypatch.setattr(dist.tdist, "get_backend", lambda: "gloo")
+    monkeypatch.setattr(dist.tdist, "all_reduce", dead_peer)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(dist.RankLost, match="stopped answering"), StopSignals():
+            dist.agree(1.0, None, True, False)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    with StopSignals():  # a block left otherwise gives the previous handler back
+        assert signal.getsignal(signal.SIGTERM) not in (before, signal.SIG_IGN)
+    assert signal.getsignal(signal.SIGTERM) == before
